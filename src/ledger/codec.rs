@@ -1,0 +1,122 @@
+//! The persisted encoding of a key (RDB, DUMP/RESTORE, MIGRATE), versioned by
+//! `ENCODING_VERSION` (the data type's encver). A key is saved as a header
+//! buffer followed by record chunks, each a bincode buffer, so a large key
+//! never needs one huge buffer. Decoding checks every field and never trusts
+//! a length from the payload with a large allocation.
+
+use super::effect::RecordParts;
+use super::error::{Error, Result};
+use super::records::State;
+use super::sku::{Header, Sku};
+use super::txid::TxId;
+use bincode::{Decode, Encode};
+
+/// Encoding version written with every key; `decode` accepts only this one.
+pub const ENCODING_VERSION: i32 = 1;
+/// Records per chunk.
+pub const CHUNK: usize = 1024;
+/// Largest buffer decode accepts: a full chunk of 128-byte txids fits easily.
+const LIMIT: usize = 1 << 20;
+
+#[derive(Encode, Decode)]
+struct WireHeader {
+    stock: i64,
+    sold: i64,
+    version: u64,
+    records: u64,
+}
+
+#[derive(Encode, Decode)]
+struct WireRecord {
+    txid: Vec<u8>,
+    state: u8,
+    qty: i64,
+    time: u64,
+}
+
+fn config() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<LIMIT>()
+}
+
+fn malformed(what: impl std::fmt::Display) -> Error {
+    Error::invalid(format!("malformed inventory payload: {what}"))
+}
+
+pub fn encode_header(sku: &Sku) -> Vec<u8> {
+    let h = sku.header();
+    let wire = WireHeader { stock: h.stock, sold: h.sold, version: h.version, records: h.records };
+    bincode::encode_to_vec(wire, config()).unwrap_or_default()
+}
+
+pub fn encode_chunk(records: &[RecordParts]) -> Vec<u8> {
+    let wire: Vec<WireRecord> = records
+        .iter()
+        .map(|r| WireRecord {
+            txid: r.txid.as_bytes().to_vec(),
+            state: r.state.code(),
+            qty: r.qty,
+            time: r.time,
+        })
+        .collect();
+    bincode::encode_to_vec(wire, config()).unwrap_or_default()
+}
+
+fn decode_exact<T: Decode<()>>(buf: &[u8]) -> Result<T> {
+    let (value, used) = bincode::decode_from_slice(buf, config()).map_err(malformed)?;
+    if used != buf.len() {
+        return Err(malformed("trailing bytes"));
+    }
+    Ok(value)
+}
+
+pub fn decode_header(buf: &[u8]) -> Result<Header> {
+    let w: WireHeader = decode_exact(buf)?;
+    Ok(Header { stock: w.stock, sold: w.sold, version: w.version, records: w.records })
+}
+
+pub fn decode_chunk(buf: &[u8]) -> Result<Vec<RecordParts>> {
+    let wire: Vec<WireRecord> = decode_exact(buf)?;
+    wire.into_iter()
+        .map(|w| {
+            Ok(RecordParts {
+                txid: TxId::new(&w.txid).map_err(malformed)?,
+                state: State::from_code(w.state).ok_or_else(|| malformed("unknown state"))?,
+                qty: w.qty,
+                time: w.time,
+            })
+        })
+        .collect()
+}
+
+/// Rebuilds a key from a header and the chunks that follow it, pulling each
+/// chunk from `next_chunk`. Any inconsistency is an error, never a partial key.
+pub fn decode(
+    header: &[u8],
+    mut next_chunk: impl FnMut() -> Result<Vec<u8>>,
+) -> Result<Sku> {
+    let h = decode_header(header)?;
+    let mut sku = Sku::from_header(h).map_err(malformed)?;
+    let mut loaded = 0u64;
+    while loaded < h.records {
+        let chunk = decode_chunk(&next_chunk()?)?;
+        if chunk.is_empty() {
+            return Err(malformed("empty record chunk"));
+        }
+        for r in chunk {
+            sku.restore_record(r).map_err(malformed)?;
+            loaded += 1;
+        }
+    }
+    if loaded != h.records {
+        return Err(malformed("record count does not match header"));
+    }
+    Ok(sku)
+}
+
+/// The buffers `decode` reads back: header first, then chunks.
+pub fn encode(sku: &Sku) -> Vec<Vec<u8>> {
+    let parts: Vec<RecordParts> = sku.record_parts().collect();
+    std::iter::once(encode_header(sku))
+        .chain(parts.chunks(CHUNK).map(encode_chunk))
+        .collect()
+}

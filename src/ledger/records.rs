@@ -1,0 +1,529 @@
+//! Per-transaction records of one SKU, laid out for memory:
+//! a slab of 40-byte records, a hash index of u32 slots by txid, and two
+//! indexed min-heaps of slots ordered by each record's time: `open` (RESERVED
+//! records by deadline) and `done` (finished records by the time their
+//! retention is counted from). Each slot's heap position lives in `pos`, so a
+//! record can leave or be re-keyed in either heap in O(log n).
+
+use super::txid::TxId;
+use hashbrown::HashTable;
+
+/// The life of one transaction on one SKU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum State {
+    Reserved,
+    Confirmed,
+    Cancelled,
+    Expired,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Reserved => "RESERVED",
+            State::Confirmed => "CONFIRMED",
+            State::Cancelled => "CANCELLED",
+            State::Expired => "EXPIRED",
+        }
+    }
+
+    pub fn code(self) -> u8 {
+        match self {
+            State::Reserved => 0,
+            State::Confirmed => 1,
+            State::Cancelled => 2,
+            State::Expired => 3,
+        }
+    }
+
+    pub fn from_code(code: u8) -> Option<State> {
+        Some(match code {
+            0 => State::Reserved,
+            1 => State::Confirmed,
+            2 => State::Cancelled,
+            3 => State::Expired,
+            _ => return None,
+        })
+    }
+
+    pub fn parse(word: &[u8]) -> Option<State> {
+        [
+            State::Reserved,
+            State::Confirmed,
+            State::Cancelled,
+            State::Expired,
+        ]
+        .into_iter()
+        .find(|s| s.as_str().as_bytes().eq_ignore_ascii_case(word))
+    }
+}
+
+const FREE: u8 = 0xFF;
+const QTY_BITS: u32 = 56;
+const QTY_MASK: u64 = (1 << QTY_BITS) - 1;
+
+/// One record: txid, quantity and state packed in one word, and a time
+/// (the deadline while RESERVED; kept as the retention reference afterwards).
+#[derive(Clone)]
+pub(crate) struct Record {
+    txid: TxId,
+    packed: u64,
+    time: u64,
+}
+
+impl Record {
+    fn new(txid: TxId, state: State, qty: u64, time: u64) -> Record {
+        Record {
+            txid,
+            packed: (qty & QTY_MASK) | (u64::from(state.code()) << QTY_BITS),
+            time,
+        }
+    }
+
+    fn free() -> Record {
+        Record {
+            txid: TxId::placeholder(),
+            packed: u64::from(FREE) << QTY_BITS,
+            time: 0,
+        }
+    }
+
+    fn state_code(&self) -> u8 {
+        (self.packed >> QTY_BITS) as u8
+    }
+
+    pub fn is_free(&self) -> bool {
+        self.state_code() == FREE
+    }
+
+    pub fn state(&self) -> State {
+        State::from_code(self.state_code()).unwrap_or(State::Cancelled)
+    }
+
+    pub fn qty(&self) -> u64 {
+        self.packed & QTY_MASK
+    }
+
+    pub fn time(&self) -> u64 {
+        self.time
+    }
+
+    pub fn txid(&self) -> &TxId {
+        &self.txid
+    }
+
+    fn set_state(&mut self, state: State) {
+        self.packed = self.qty() | (u64::from(state.code()) << QTY_BITS);
+    }
+}
+
+/// Which heap a record belongs to.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Which {
+    Open,
+    Done,
+}
+
+fn which(state: State) -> Which {
+    if state == State::Reserved {
+        Which::Open
+    } else {
+        Which::Done
+    }
+}
+
+/// A binary min-heap of slots keyed by `slab[slot].time`.
+#[derive(Clone, Default)]
+struct SlotHeap {
+    items: Vec<u32>,
+}
+
+impl SlotHeap {
+    fn key(&self, i: usize, slab: &[Record]) -> u64 {
+        slab[self.items[i] as usize].time
+    }
+
+    fn place(&mut self, i: usize, slot: u32, pos: &mut [u32]) {
+        self.items[i] = slot;
+        pos[slot as usize] = i as u32;
+    }
+
+    fn push(&mut self, slot: u32, slab: &[Record], pos: &mut [u32]) {
+        self.items.push(slot);
+        let i = self.items.len() - 1;
+        pos[slot as usize] = i as u32;
+        self.sift_up(i, slab, pos);
+    }
+
+    fn remove(&mut self, slot: u32, slab: &[Record], pos: &mut [u32]) {
+        let i = pos[slot as usize] as usize;
+        let Some(last) = self.items.pop() else { return };
+        if i < self.items.len() {
+            self.place(i, last, pos);
+            self.rekey(i, slab, pos);
+        }
+    }
+
+    fn rekey(&mut self, i: usize, slab: &[Record], pos: &mut [u32]) {
+        let i = self.sift_up(i, slab, pos);
+        self.sift_down(i, slab, pos);
+    }
+
+    fn sift_up(&mut self, mut i: usize, slab: &[Record], pos: &mut [u32]) -> usize {
+        let slot = self.items[i];
+        let key = slab[slot as usize].time;
+        while i > 0 {
+            let parent = (i - 1) / 2;
+            if self.key(parent, slab) <= key {
+                break;
+            }
+            let p = self.items[parent];
+            self.place(i, p, pos);
+            i = parent;
+        }
+        self.place(i, slot, pos);
+        i
+    }
+
+    fn sift_down(&mut self, mut i: usize, slab: &[Record], pos: &mut [u32]) {
+        let slot = self.items[i];
+        let key = slab[slot as usize].time;
+        let n = self.items.len();
+        loop {
+            let left = 2 * i + 1;
+            if left >= n {
+                break;
+            }
+            let right = left + 1;
+            let child = if right < n && self.key(right, slab) < self.key(left, slab) {
+                right
+            } else {
+                left
+            };
+            if self.key(child, slab) >= key {
+                break;
+            }
+            let c = self.items[child];
+            self.place(i, c, pos);
+            i = child;
+        }
+        self.place(i, slot, pos);
+    }
+
+    fn peek(&self) -> Option<u32> {
+        self.items.first().copied()
+    }
+
+    /// Visits slots whose time is <= `limit` (in heap order, not sorted),
+    /// stopping when `visit` returns false. Work is proportional to the
+    /// number of slots visited.
+    fn visit_upto(&self, limit: u64, slab: &[Record], mut visit: impl FnMut(u32) -> bool) {
+        let mut stack = Vec::new();
+        if !self.items.is_empty() {
+            stack.push(0usize);
+        }
+        while let Some(i) = stack.pop() {
+            if self.key(i, slab) > limit {
+                continue;
+            }
+            if !visit(self.items[i]) {
+                return;
+            }
+            for c in [2 * i + 1, 2 * i + 2] {
+                if c < self.items.len() {
+                    stack.push(c);
+                }
+            }
+        }
+    }
+}
+
+/// All records of one SKU.
+#[derive(Clone)]
+pub(crate) struct Records {
+    slab: Vec<Record>,
+    pos: Vec<u32>,
+    free: Vec<u32>,
+    index: HashTable<u32>,
+    open: SlotHeap,
+    done: SlotHeap,
+    hasher: ahash::RandomState,
+    heap_bytes: usize,
+    /// Bumped whenever slots are renumbered, so scan cursors can restart.
+    epoch: u32,
+}
+
+impl Default for Records {
+    fn default() -> Self {
+        Records {
+            slab: Vec::new(),
+            pos: Vec::new(),
+            free: Vec::new(),
+            index: HashTable::new(),
+            open: SlotHeap::default(),
+            done: SlotHeap::default(),
+            hasher: ahash::RandomState::new(),
+            heap_bytes: 0,
+            epoch: 0,
+        }
+    }
+}
+
+/// Most records one key may hold (slots are u32).
+pub const MAX_RECORDS: usize = (u32::MAX - 1) as usize;
+
+impl Records {
+    pub fn len(&self) -> usize {
+        self.slab.len() - self.free.len()
+    }
+
+    pub fn open_len(&self) -> usize {
+        self.open.items.len()
+    }
+
+    pub fn epoch(&self) -> u32 {
+        self.epoch
+    }
+
+    pub fn slots(&self) -> usize {
+        self.slab.len()
+    }
+
+    fn hash(&self, txid: &[u8]) -> u64 {
+        self.hasher.hash_one(txid)
+    }
+
+    pub fn find(&self, txid: &[u8]) -> Option<u32> {
+        let slab = &self.slab;
+        self.index
+            .find(self.hash(txid), |&s| slab[s as usize].txid.as_bytes() == txid)
+            .copied()
+    }
+
+    pub fn get(&self, slot: u32) -> Option<&Record> {
+        self.slab.get(slot as usize).filter(|r| !r.is_free())
+    }
+
+    /// Adds a record for a txid that is not present. Returns false when the
+    /// key is full.
+    pub fn insert(&mut self, txid: TxId, state: State, qty: u64, time: u64) -> bool {
+        if self.len() >= MAX_RECORDS {
+            return false;
+        }
+        let hash = self.hash(txid.as_bytes());
+        self.heap_bytes += txid.heap_bytes();
+        let record = Record::new(txid, state, qty, time);
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slab[slot as usize] = record;
+                slot
+            }
+            None => {
+                self.slab.push(record);
+                self.pos.push(0);
+                (self.slab.len() - 1) as u32
+            }
+        };
+        let (slab, hasher) = (&self.slab, &self.hasher);
+        self.index.insert_unique(hash, slot, |&s| {
+            hasher.hash_one(slab[s as usize].txid.as_bytes())
+        });
+        let (heap, slab, pos) = self.heap_parts(which(state));
+        heap.push(slot, slab, pos);
+        true
+    }
+
+    fn heap_parts(&mut self, w: Which) -> (&mut SlotHeap, &[Record], &mut [u32]) {
+        let heap = match w {
+            Which::Open => &mut self.open,
+            Which::Done => &mut self.done,
+        };
+        (heap, &self.slab, &mut self.pos)
+    }
+
+    /// Moves a record to another state, switching heaps when needed.
+    pub fn set_state(&mut self, slot: u32, state: State) {
+        let old = self.slab[slot as usize].state();
+        if which(old) != which(state) {
+            let (heap, slab, pos) = self.heap_parts(which(old));
+            heap.remove(slot, slab, pos);
+            self.slab[slot as usize].set_state(state);
+            let (heap, slab, pos) = self.heap_parts(which(state));
+            heap.push(slot, slab, pos);
+        } else {
+            self.slab[slot as usize].set_state(state);
+        }
+    }
+
+    /// Changes a record's time and restores its heap's order.
+    pub fn set_time(&mut self, slot: u32, time: u64) {
+        self.slab[slot as usize].time = time;
+        let w = which(self.slab[slot as usize].state());
+        let i = self.pos[slot as usize] as usize;
+        let (heap, slab, pos) = self.heap_parts(w);
+        heap.rekey(i, slab, pos);
+    }
+
+    /// Deletes a record entirely.
+    pub fn remove(&mut self, slot: u32) {
+        let w = which(self.slab[slot as usize].state());
+        let (heap, slab, pos) = self.heap_parts(w);
+        heap.remove(slot, slab, pos);
+        let hash = self.hash(self.slab[slot as usize].txid.as_bytes());
+        if let Ok(entry) = self.index.find_entry(hash, |&s| s == slot) {
+            entry.remove();
+        }
+        let old = std::mem::replace(&mut self.slab[slot as usize], Record::free());
+        self.heap_bytes -= old.txid.heap_bytes();
+        self.free.push(slot);
+        if self.len() == 0 {
+            *self = Records {
+                hasher: self.hasher.clone(),
+                epoch: self.epoch.wrapping_add(1),
+                ..Records::default()
+            };
+        }
+    }
+
+    /// True when most slots are free, so a rebuild would return memory.
+    pub fn sparse(&self) -> bool {
+        self.slab.len() > 1024 && self.len() * 4 < self.slab.len()
+    }
+
+    /// Renumbers live records densely and releases the spare capacity.
+    pub fn compact(&mut self) {
+        let old = std::mem::take(self);
+        let epoch = old.epoch.wrapping_add(1);
+        let mut fresh = Records {
+            hasher: old.hasher.clone(),
+            epoch,
+            ..Records::default()
+        };
+        fresh.reserve(old.len());
+        for r in old.slab.into_iter().filter(|r| !r.is_free()) {
+            let (state, qty, time) = (r.state(), r.qty(), r.time);
+            fresh.insert(r.txid, state, qty, time);
+        }
+        *self = fresh;
+    }
+
+    pub fn reserve(&mut self, n: usize) {
+        self.slab.reserve_exact(n);
+        self.pos.reserve_exact(n);
+        let (slab, hasher) = (&self.slab, &self.hasher);
+        self.index
+            .reserve(n, |&s| hasher.hash_one(slab[s as usize].txid.as_bytes()));
+    }
+
+    /// Earliest deadline among RESERVED records.
+    pub fn first_deadline(&self) -> Option<u64> {
+        self.open.peek().map(|s| self.slab[s as usize].time)
+    }
+
+    /// Earliest retention reference time among finished records.
+    pub fn first_done(&self) -> Option<u64> {
+        self.done.peek().map(|s| self.slab[s as usize].time)
+    }
+
+    /// RESERVED records with deadline <= now, in no particular order.
+    pub fn visit_due(&self, now: u64, visit: impl FnMut(u32) -> bool) {
+        self.open.visit_upto(now, &self.slab, visit)
+    }
+
+    /// Finished records with time <= limit, in no particular order.
+    pub fn visit_done_upto(&self, limit: u64, visit: impl FnMut(u32) -> bool) {
+        self.done.visit_upto(limit, &self.slab, visit)
+    }
+
+    /// Live records from `slot` on: (slot, record).
+    pub fn iter_from(&self, slot: usize) -> impl Iterator<Item = (usize, &Record)> {
+        self.slab
+            .iter()
+            .enumerate()
+            .skip(slot)
+            .filter(|(_, r)| !r.is_free())
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Record> {
+        self.slab.iter().filter(|r| !r.is_free())
+    }
+
+    /// Bytes held by this structure outside the SKU itself.
+    pub fn mem_usage(&self) -> usize {
+        use std::mem::size_of;
+        self.slab.capacity() * size_of::<Record>()
+            + self.pos.capacity() * 4
+            + self.free.capacity() * 4
+            + (self.open.items.capacity() + self.done.items.capacity()) * 4
+            + self.index.allocation_size()
+            + self.heap_bytes
+    }
+
+    /// Checks the internal structure; returns the first problem found.
+    pub fn check(&self) -> Result<(), String> {
+        let live = self.iter().count();
+        if self.index.len() != live {
+            return Err(format!("index holds {} slots for {live} records", self.index.len()));
+        }
+        for (slot, r) in self.iter_from(0) {
+            if self.find(r.txid.as_bytes()) != Some(slot as u32) {
+                return Err(format!("index does not find record in slot {slot}"));
+            }
+            let heap = if r.state() == State::Reserved { &self.open } else { &self.done };
+            let p = self.pos[slot] as usize;
+            if heap.items.get(p) != Some(&(slot as u32)) {
+                return Err(format!("record in slot {slot} is missing from its heap"));
+            }
+        }
+        for (name, heap) in [("open", &self.open), ("done", &self.done)] {
+            for i in 1..heap.items.len() {
+                if heap.key(i, &self.slab) < heap.key((i - 1) / 2, &self.slab) {
+                    return Err(format!("{name} heap out of order at {i}"));
+                }
+            }
+        }
+        let open = self.iter().filter(|r| r.state() == State::Reserved).count();
+        if open != self.open.items.len() || live - open != self.done.items.len() {
+            return Err("heap sizes do not match record states".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_is_40_bytes() {
+        assert_eq!(std::mem::size_of::<Record>(), 40);
+    }
+
+    #[test]
+    fn heaps_follow_state_and_time() {
+        let mut r = Records::default();
+        for (i, t) in [50u64, 10, 30, 20, 40].iter().enumerate() {
+            assert!(r.insert(TxId::new(format!("t{i}").as_bytes()).unwrap(), State::Reserved, 1, *t));
+        }
+        assert_eq!(r.first_deadline(), Some(10));
+        let s = r.find(b"t1").unwrap();
+        r.set_state(s, State::Confirmed);
+        assert_eq!(r.first_deadline(), Some(20));
+        assert_eq!(r.first_done(), Some(10));
+        r.set_time(r.find(b"t0").unwrap(), 5);
+        assert_eq!(r.first_deadline(), Some(5));
+        let mut due = vec![];
+        r.visit_due(25, |s| {
+            due.push(r.get(s).unwrap().time());
+            true
+        });
+        due.sort();
+        assert_eq!(due, vec![5, 20]);
+        r.remove(r.find(b"t3").unwrap());
+        assert!(r.find(b"t3").is_none());
+        r.check().unwrap();
+        r.compact();
+        r.check().unwrap();
+        assert_eq!(r.len(), 4);
+    }
+}

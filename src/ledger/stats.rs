@@ -1,0 +1,90 @@
+//! Process-wide counters, shown in the `inventory` INFO section.
+
+use super::effect::Effect;
+use super::sku::{Event, Plan};
+use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
+
+macro_rules! stats {
+    ($($name:ident),* $(,)?) => {
+        /// Gauges and event counters. Atomics: `free` may run on a
+        /// lazy-free thread.
+        #[derive(Default)]
+        pub struct Stats { $(pub $name: AtomicI64,)* }
+
+        impl Stats {
+            /// (name, value) pairs in INFO order.
+            pub fn fields(&self) -> Vec<(&'static str, i64)> {
+                vec![$((stringify!($name), self.$name.load(Relaxed)),)*]
+            }
+        }
+    };
+}
+
+stats!(
+    keys,
+    open_reservations,
+    reserved_units,
+    reserves,
+    reserves_nostock,
+    replays,
+    fenced,
+    confirms,
+    confirms_late,
+    cancels,
+    empty_rollbacks,
+    expired,
+    purged,
+    tx_conflicts,
+    audits_failed,
+);
+
+fn add(c: &AtomicI64, n: i64) {
+    c.fetch_add(n, Relaxed);
+}
+
+impl Stats {
+    /// Counts what a planned command did (on the node that planned it).
+    pub fn count_plan(&self, plan: &Plan) {
+        let counter = match plan.event {
+            Event::Reserve => Some(&self.reserves),
+            Event::NoStock => Some(&self.reserves_nostock),
+            Event::Replay => Some(&self.replays),
+            Event::Fenced => Some(&self.fenced),
+            Event::Confirm => Some(&self.confirms),
+            Event::ConfirmLate => Some(&self.confirms_late),
+            Event::Cancel => Some(&self.cancels),
+            Event::EmptyRollback => Some(&self.empty_rollbacks),
+            Event::Other => None,
+        };
+        if let Some(c) = counter {
+            add(c, 1);
+        }
+        self.count_effects(&plan.effects);
+    }
+
+    /// Counts expirations and purges among planned effects.
+    pub fn count_effects(&self, effects: &[Effect]) {
+        for e in effects {
+            match e {
+                Effect::Expire(ids) => add(&self.expired, ids.len() as i64),
+                Effect::Purge(ids) => add(&self.purged, ids.len() as i64),
+                _ => {}
+            }
+        }
+    }
+
+    /// Adjusts the gauges by a change in one key's (keys, open, reserved).
+    pub fn adjust(&self, keys: i64, open: i64, reserved: i64) {
+        add(&self.keys, keys);
+        add(&self.open_reservations, open);
+        add(&self.reserved_units, reserved);
+    }
+
+    pub fn conflict(&self) {
+        add(&self.tx_conflicts, 1);
+    }
+
+    pub fn audit_failed(&self) {
+        add(&self.audits_failed, 1);
+    }
+}
