@@ -1,1 +1,78 @@
+//! redis-inventory: atomic, idempotent, never-oversold stock reservations
+//! (Try-Confirm-Cancel) as a Redis module.
+//!
+//! - `ledger`: the pure core (no Redis types), unit- and property-tested.
+//! - `parse`: typed parsing of every command's arguments.
+//! - `module`: the Redis shell (commands, data type, housekeeping, INFO).
+//!
+//! Commands are registered through the legacy command table (no `#[command]`
+//! proc-macro) so the module loads on Redis 7.0 as well as Valkey 8.1.
+
 pub mod ledger;
+pub mod module;
+pub mod parse;
+
+use module::commands as cmd;
+use module::datatype::INVENTORY_TYPE;
+use redis_module::{redis_module, Context, ModuleOptions, RedisString, Status};
+
+fn init(ctx: &Context, args: &[RedisString]) -> Status {
+    if let Err(e) = module::config::register(ctx, args) {
+        ctx.log_warning(&format!("inventory: {e}"));
+        return Status::Err;
+    }
+    // Large loads return an error instead of aborting on a short read, and
+    // only real changes signal WATCH / client tracking.
+    ctx.set_module_options(
+        ModuleOptions::HANDLE_IO_ERRORS | ModuleOptions::NO_IMPLICIT_SIGNAL_MODIFIED,
+    );
+    // SAFETY: ctx is the load context; the callback lives as long as the module.
+    unsafe {
+        if let Some(register) = redis_module::raw::RedisModule_RegisterInfoFunc {
+            register(ctx.ctx, Some(info_callback));
+        }
+    }
+    module::expiry::start(ctx);
+    Status::Ok
+}
+
+// Plain `#[test]`s run outside Redis, where the Redis allocator would abort.
+#[cfg(not(test))]
+type Allocator = redis_module::alloc::RedisAlloc;
+#[cfg(not(test))]
+const ALLOCATOR: Allocator = redis_module::alloc::RedisAlloc;
+#[cfg(test)]
+type Allocator = std::alloc::System;
+#[cfg(test)]
+const ALLOCATOR: Allocator = std::alloc::System;
+
+redis_module! {
+    name: "inventory",
+    version: 1,
+    allocator: (Allocator, ALLOCATOR),
+    data_types: [INVENTORY_TYPE],
+    init: init,
+    commands: [
+        ["inv.set", cmd::set, "write deny-oom", 1, 1, 1, ""],
+        ["inv.add", cmd::add, "write deny-oom", 1, 1, 1, ""],
+        ["inv.get", cmd::get, "readonly fast", 1, 1, 1, ""],
+        ["inv.reserve", cmd::reserve, "write deny-oom", 1, 1, 1, ""],
+        ["inv.confirm", cmd::confirm, "write deny-oom", 1, 1, 1, ""],
+        ["inv.cancel", cmd::cancel, "write deny-oom", 1, 1, 1, ""],
+        ["inv.extend", cmd::extend, "write deny-oom", 1, 1, 1, ""],
+        ["inv.tx", cmd::tx, "readonly fast", 1, 1, 1, ""],
+        ["inv.mreserve", cmd::mreserve, "write deny-oom", 3, -1, 2, ""],
+        ["inv.mconfirm", cmd::mconfirm, "write deny-oom", 2, -1, 1, ""],
+        ["inv.mcancel", cmd::mcancel, "write deny-oom", 2, -1, 1, ""],
+        ["inv.scan", cmd::scan, "readonly", 1, 1, 1, ""],
+        ["inv.audit", cmd::audit, "readonly", 1, 1, 1, ""],
+        ["inv.apply", cmd::apply, "write", 1, 1, 1, ""],
+    ],
+    event_handlers: [
+        [@GENERIC: module::expiry::on_key_event],
+    ],
+}
+
+extern "C" fn info_callback(ctx: *mut redis_module::raw::RedisModuleInfoCtx, for_crash_report: i32) {
+    module::info(&redis_module::InfoContext::new(ctx), for_crash_report != 0);
+}

@@ -113,10 +113,19 @@ pub fn decode(
     Ok(sku)
 }
 
-/// The buffers `decode` reads back: header first, then chunks.
-pub fn encode(sku: &Sku) -> Vec<Vec<u8>> {
-    let parts: Vec<RecordParts> = sku.record_parts().collect();
-    std::iter::once(encode_header(sku))
-        .chain(parts.chunks(CHUNK).map(encode_chunk))
-        .collect()
+/// Writes the buffers `decode` reads back: header first, then chunks of
+/// `CHUNK` records, one at a time so a large key never builds them all.
+pub fn encode(sku: &Sku, mut sink: impl FnMut(&[u8])) {
+    sink(&encode_header(sku));
+    let mut chunk = Vec::with_capacity(CHUNK.min(sku.records_len()));
+    for r in sku.record_parts() {
+        chunk.push(r);
+        if chunk.len() == CHUNK {
+            sink(&encode_chunk(&chunk));
+            chunk.clear();
+        }
+    }
+    if !chunk.is_empty() {
+        sink(&encode_chunk(&chunk));
+    }
 }

@@ -238,7 +238,8 @@ proptest! {
             prop_assert_eq!(snapshot(&replica), snapshot(&sku));
             // The persisted encoding round-trips.
             if sku.version() > 0 {
-                let bufs = encode(&sku);
+                let mut bufs = Vec::new();
+                encode(&sku, |b| bufs.push(b.to_vec()));
                 let mut rest = bufs[1..].iter().cloned();
                 let loaded = decode(&bufs[0], || rest.next().ok_or(Error::invalid("short"))).unwrap();
                 prop_assert_eq!(snapshot(&loaded), snapshot(&sku));

@@ -285,10 +285,6 @@ impl Records {
         self.epoch
     }
 
-    pub fn slots(&self) -> usize {
-        self.slab.len()
-    }
-
     fn hash(&self, txid: &[u8]) -> u64 {
         self.hasher.hash_one(txid)
     }

@@ -1,0 +1,74 @@
+//! Module configs (`inventory.*`): settable in redis.conf, as loadmodule
+//! arguments (`name value` pairs) and with CONFIG SET/GET.
+
+use crate::ledger::Policy;
+use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
+
+pub static DEFAULT_TTL_MS: AtomicI64 = AtomicI64::new(600_000);
+pub static MAX_TTL_MS: AtomicI64 = AtomicI64::new(86_400_000);
+pub static RETENTION_MS: AtomicI64 = AtomicI64::new(86_400_000);
+pub static MAX_OPEN_PER_KEY: AtomicI64 = AtomicI64::new(0);
+
+/// Upper bound of the millisecond configs: ten years.
+pub const MAX_MS: i64 = 10 * 365 * 86_400_000;
+
+fn get(v: &AtomicI64) -> u64 {
+    v.load(Relaxed).max(0) as u64
+}
+
+/// The settings in force now.
+pub fn policy() -> Policy {
+    Policy {
+        default_ttl_ms: get(&DEFAULT_TTL_MS),
+        max_ttl_ms: get(&MAX_TTL_MS),
+        max_open_per_key: get(&MAX_OPEN_PER_KEY),
+        retention_ms: get(&RETENTION_MS),
+    }
+}
+
+/// Every config: name (without the `inventory.` prefix), value, default, range.
+pub static CONFIGS: [(&str, &AtomicI64, i64, i64, i64); 4] = [
+    ("default-ttl-ms", &DEFAULT_TTL_MS, 600_000, 1, MAX_MS),
+    ("max-ttl-ms", &MAX_TTL_MS, 86_400_000, 1, MAX_MS),
+    ("retention-ms", &RETENTION_MS, 86_400_000, 0, MAX_MS),
+    ("max-open-per-key", &MAX_OPEN_PER_KEY, 0, 0, u32::MAX as i64),
+];
+
+/// Registers the configs, loads redis.conf values, then applies module args.
+pub fn register(ctx: &redis_module::Context, args: &[redis_module::RedisString]) -> Result<(), String> {
+    use redis_module::configuration::{register_i64_configuration, ConfigurationFlags};
+    for (name, var, default, lo, hi) in CONFIGS.iter() {
+        register_i64_configuration(ctx, name, *var, *default, *lo, *hi, ConfigurationFlags::DEFAULT, None);
+    }
+    // SAFETY: ctx is the module's load context.
+    unsafe {
+        if let Some(load) = redis_module::raw::RedisModule_LoadConfigs {
+            load(ctx.ctx);
+        }
+    }
+    apply_module_args(args)
+}
+
+/// Applies `loadmodule path name value [name value ...]` arguments (names
+/// with or without the `inventory.` prefix). They override redis.conf lines.
+pub fn apply_module_args(args: &[redis_module::RedisString]) -> Result<(), String> {
+    if args.len() % 2 != 0 {
+        return Err("module arguments must be 'name value' pairs".into());
+    }
+    for pair in args.chunks_exact(2) {
+        let name = String::from_utf8_lossy(pair[0].as_slice()).to_ascii_lowercase();
+        let name = name.strip_prefix("inventory.").unwrap_or(&name);
+        let raw = String::from_utf8_lossy(pair[1].as_slice());
+        let (_, var, _, lo, hi) = CONFIGS
+            .iter()
+            .find(|c| c.0 == name)
+            .ok_or_else(|| format!("unknown module argument '{name}'"))?;
+        let value: i64 = raw
+            .parse()
+            .ok()
+            .filter(|v| (*lo..=*hi).contains(v))
+            .ok_or_else(|| format!("{name} must be an integer from {lo} to {hi}, got '{raw}'"))?;
+        var.store(value, Relaxed);
+    }
+    Ok(())
+}

@@ -1,0 +1,195 @@
+//! The `inventory` native data type and all of its callbacks in one place:
+//! RDB load/save (also DUMP/RESTORE and MIGRATE), AOF rewrite, digest,
+//! memory usage, copy, free and free effort.
+
+use super::{expiry, STATS};
+use crate::ledger::{self, Effect, RecordParts, Sku, ENCODING_VERSION};
+use redis_module::native_types::RedisType;
+use redis_module::{raw, RedisString};
+use std::ffi::CString;
+use std::os::raw::{c_int, c_void};
+use std::ptr::null_mut;
+
+pub static INVENTORY_TYPE: RedisType = RedisType::new(
+    "inventory",
+    ENCODING_VERSION,
+    raw::RedisModuleTypeMethods {
+        version: raw::REDISMODULE_TYPE_METHOD_VERSION as u64,
+        rdb_load: Some(rdb_load),
+        rdb_save: Some(rdb_save),
+        aof_rewrite: Some(aof_rewrite),
+        mem_usage: Some(mem_usage),
+        digest: Some(digest),
+        free: Some(free),
+        aux_load: None,
+        aux_save: None,
+        aux_save_triggers: 0,
+        free_effort: Some(free_effort),
+        unlink: None,
+        copy: Some(copy),
+        defrag: None,
+        mem_usage2: None,
+        free_effort2: None,
+        unlink2: None,
+        copy2: None,
+        aux_save2: None,
+    },
+);
+
+/// Records per `INV.APPLY key RECORDS ...` line in a rewritten AOF.
+const AOF_CHUNK: usize = 256;
+
+/// Adds (sign 1) or removes (sign -1) a value's share of the INFO gauges.
+fn count(sku: &Sku, sign: i64) {
+    STATS.adjust(sign, sign * sku.open_raw() as i64, sign * sku.reserved_raw());
+}
+
+fn log_warning(msg: &str) {
+    redis_module::logging::log_warning(msg);
+}
+
+unsafe extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_void {
+    if encver != ENCODING_VERSION {
+        log_warning(&format!(
+            "inventory: cannot load encoding version {encver}; this module reads version {ENCODING_VERSION}"
+        ));
+        return null_mut();
+    }
+    let load = || raw::load_string_buffer(rdb).map(|b| b.as_ref().to_vec());
+    let header = match load() {
+        Ok(h) => h,
+        Err(_) => return null_mut(),
+    };
+    let decoded = ledger::decode(&header, || {
+        load().map_err(|_| ledger::Error::invalid("truncated inventory payload"))
+    });
+    match decoded {
+        Ok(sku) => {
+            count(&sku, 1);
+            remember_loaded_key(rdb);
+            Box::into_raw(Box::new(sku)).cast()
+        }
+        Err(e) => {
+            log_warning(&format!("inventory: rejected payload: {e}"));
+            null_mut()
+        }
+    }
+}
+
+/// Hands a key loaded from RDB, RESTORE or MIGRATE to housekeeping.
+unsafe fn remember_loaded_key(rdb: *mut raw::RedisModuleIO) {
+    // SAFETY: rdb is the live IO handle Redis passed to rdb_load.
+    let (name, db) = unsafe {
+        (
+            raw::RedisModule_GetKeyNameFromIO.map_or(null_mut(), |f| f(rdb).cast_mut()),
+            raw::RedisModule_GetDbIdFromIO.map_or(-1, |f| f(rdb)),
+        )
+    };
+    if !name.is_null() && db >= 0 {
+        expiry::hint(db, RedisString::string_as_slice(name));
+    }
+}
+
+unsafe extern "C" fn rdb_save(rdb: *mut raw::RedisModuleIO, value: *mut c_void) {
+    // SAFETY: Redis hands back a value this module created.
+    let sku = unsafe { &*value.cast::<Sku>() };
+    ledger::encode(sku, |buf| raw::save_slice(rdb, buf));
+}
+
+unsafe extern "C" fn aof_rewrite(
+    aof: *mut raw::RedisModuleIO,
+    key: *mut raw::RedisModuleString,
+    value: *mut c_void,
+) {
+    // SAFETY: Redis hands back a value this module created.
+    let sku = unsafe { &*value.cast::<Sku>() };
+    let h = sku.header();
+    emit(aof, key, &Effect::Load { stock: h.stock, sold: h.sold, version: h.version });
+    let mut chunk: Vec<RecordParts> = Vec::with_capacity(AOF_CHUNK);
+    for r in sku.record_parts() {
+        chunk.push(r);
+        if chunk.len() == AOF_CHUNK {
+            emit(aof, key, &Effect::Records(std::mem::take(&mut chunk)));
+        }
+    }
+    if !chunk.is_empty() {
+        emit(aof, key, &Effect::Records(chunk));
+    }
+}
+
+/// Writes `INV.APPLY key <effect>` to a rewritten AOF.
+fn emit(aof: *mut raw::RedisModuleIO, key: *mut raw::RedisModuleString, effect: &Effect) {
+    let strings: Vec<RedisString> = effect
+        .to_args()
+        .into_iter()
+        .map(|a| RedisString::create(None, a))
+        .collect();
+    let mut argv: Vec<*mut raw::RedisModuleString> = strings.iter().map(|s| s.inner).collect();
+    let (Ok(cmd), Ok(fmt)) = (CString::new("INV.APPLY"), CString::new("sv")) else { return };
+    // SAFETY: "sv" reads one RedisModuleString* then an array pointer and its
+    // length; all strings stay alive until the call returns.
+    unsafe {
+        if let Some(emit_aof) = raw::RedisModule_EmitAOF {
+            emit_aof(aof, cmd.as_ptr(), fmt.as_ptr(), key, argv.as_mut_ptr(), argv.len());
+        }
+    }
+}
+
+unsafe extern "C" fn digest(md: *mut raw::RedisModuleDigest, value: *mut c_void) {
+    // SAFETY: Redis hands back a value this module created; md is live.
+    let sku = unsafe { &*value.cast::<Sku>() };
+    let (Some(add_buf), Some(add_ll), Some(end)) = (
+        unsafe { raw::RedisModule_DigestAddStringBuffer },
+        unsafe { raw::RedisModule_DigestAddLongLong },
+        unsafe { raw::RedisModule_DigestEndSequence },
+    ) else {
+        return;
+    };
+    let h = sku.header();
+    // Each sequence is mixed in order; sequences combine without order, so
+    // master and replica agree whatever their slot layout.
+    unsafe {
+        add_buf(md, c"inventory".as_ptr().cast_mut().cast(), 9);
+        add_ll(md, h.stock);
+        add_ll(md, h.sold);
+        add_ll(md, h.version as i64);
+        end(md);
+        for r in sku.record_parts() {
+            let id = r.txid.as_bytes();
+            add_buf(md, id.as_ptr().cast_mut().cast(), id.len());
+            add_ll(md, i64::from(r.state.code()));
+            add_ll(md, r.qty);
+            add_ll(md, r.time as i64);
+            end(md);
+        }
+    }
+}
+
+unsafe extern "C" fn mem_usage(value: *const c_void) -> usize {
+    // SAFETY: Redis hands back a value this module created.
+    unsafe { &*value.cast::<Sku>() }.mem_usage()
+}
+
+unsafe extern "C" fn free_effort(_key: *mut raw::RedisModuleString, value: *const c_void) -> usize {
+    // SAFETY: as above. Large keys are then freed on a lazy-free thread,
+    // which `free` allows: it only drops memory and updates atomics.
+    unsafe { &*value.cast::<Sku>() }.records_len().max(1)
+}
+
+unsafe extern "C" fn free(value: *mut c_void) {
+    // SAFETY: the value was created by Box::into_raw in this module.
+    let sku = unsafe { Box::from_raw(value.cast::<Sku>()) };
+    count(&sku, -1);
+}
+
+unsafe extern "C" fn copy(
+    _from: *mut raw::RedisModuleString,
+    _to: *mut raw::RedisModuleString,
+    value: *const c_void,
+) -> *mut c_void {
+    // SAFETY: Redis hands back a value this module created.
+    let sku = unsafe { &*value.cast::<Sku>() }.clone();
+    count(&sku, 1);
+    // Housekeeping learns the new key from the `copy_to` keyspace event.
+    Box::into_raw(Box::new(sku)).cast()
+}

@@ -1,0 +1,167 @@
+//! Housekeeping: expire reservations past their deadline and purge finished
+//! records past retention, on the master only, without any client touching
+//! the key, with bounded work per event-loop turn.
+//!
+//! A registry maps (db, key) to the time that key next has work. Every commit
+//! reschedules its key exactly; keys that arrive by other paths are hinted
+//! "look now": rdb_load (RDB, RESTORE, MIGRATE, full sync), and the
+//! `rename_to`, `move_to` and `copy_to` keyspace events; SWAPDB swaps the
+//! registry's db numbers. A timer pops due entries, plans housekeeping for
+//! each key and commits it like any command, so expirations and purges reach
+//! replicas and the AOF as explicit `INV.APPLY` effects.
+
+use super::keys::{now_ms, select_db, Entry};
+use super::{config, STATS};
+use once_cell::sync::Lazy;
+use redis_module::{raw, Context, ContextFlags, NotifyEvent};
+use std::collections::{BTreeSet, HashMap};
+use std::os::raw::c_void;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How often the timer runs.
+const TICK: Duration = Duration::from_millis(10);
+/// Longest a tick may work before yielding to clients.
+const TIME_BOX: Duration = Duration::from_millis(3);
+/// Most records one `INV.APPLY EXPIRE|PURGE` effect names.
+const BATCH: usize = 1000;
+
+#[derive(Default)]
+struct Registry {
+    by_time: BTreeSet<(u64, i32, Vec<u8>)>,
+    by_key: HashMap<(i32, Vec<u8>), u64>,
+    retention_seen: u64,
+}
+
+impl Registry {
+    fn set(&mut self, db: i32, key: &[u8], at: Option<u64>) {
+        let k = (db, key.to_vec());
+        if let Some(old) = self.by_key.remove(&k) {
+            self.by_time.remove(&(old, k.0, k.1.clone()));
+        }
+        if let Some(at) = at {
+            self.by_time.insert((at, k.0, k.1.clone()));
+            self.by_key.insert(k, at);
+        }
+    }
+
+    fn pop_due(&mut self, now: u64) -> Option<(i32, Vec<u8>)> {
+        let first = self.by_time.first()?;
+        if first.0 > now {
+            return None;
+        }
+        let (_, db, key) = self.by_time.pop_first()?;
+        self.by_key.remove(&(db, key.clone()));
+        Some((db, key))
+    }
+
+    /// Re-checks every key now (after retention changed).
+    fn recheck_all(&mut self) {
+        let keys: Vec<(i32, Vec<u8>)> = self.by_key.keys().cloned().collect();
+        for (db, key) in keys {
+            self.set(db, &key, Some(0));
+        }
+    }
+
+    fn swap(&mut self, a: i32, b: i32) {
+        let entries: Vec<((i32, Vec<u8>), u64)> = self.by_key.drain().collect();
+        self.by_time.clear();
+        for ((db, key), at) in entries {
+            let db = if db == a { b } else if db == b { a } else { db };
+            self.set(db, &key, Some(at));
+        }
+    }
+}
+
+static REGISTRY: Lazy<Mutex<Registry>> = Lazy::new(|| Mutex::new(Registry::default()));
+
+fn registry() -> std::sync::MutexGuard<'static, Registry> {
+    REGISTRY.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Records when a key next has work (`None`: never).
+pub fn schedule(db: i32, key: &[u8], at: Option<u64>) {
+    registry().set(db, key, at);
+}
+
+/// Asks housekeeping to look at a key soon.
+pub fn hint(db: i32, key: &[u8]) {
+    registry().set(db, key, Some(0));
+}
+
+/// Keyspace events that bring an existing value under a new name.
+pub fn on_key_event(ctx: &Context, _kind: NotifyEvent, event: &str, key: &[u8]) {
+    if matches!(event, "rename_to" | "move_to" | "copy_to") {
+        hint(super::keys::selected_db(ctx), key);
+    }
+}
+
+/// SWAPDB exchanges two databases' keys.
+unsafe extern "C" fn on_swapdb(
+    _ctx: *mut raw::RedisModuleCtx,
+    _eid: raw::RedisModuleEvent,
+    _sub: u64,
+    data: *mut c_void,
+) {
+    if data.is_null() {
+        return;
+    }
+    // SAFETY: for the SwapDB event Redis passes a RedisModuleSwapDbInfo.
+    let info = unsafe { &*data.cast::<raw::RedisModuleSwapDbInfo>() };
+    registry().swap(info.dbnum_first, info.dbnum_second);
+}
+
+/// Subscribes to SWAPDB and starts the timer.
+pub fn start(ctx: &Context) {
+    let event = raw::RedisModuleEvent { id: raw::REDISMODULE_EVENT_SWAPDB as u64, dataver: 1 };
+    // SAFETY: ctx is the module's load context; the callback lives forever.
+    unsafe {
+        if let Some(subscribe) = raw::RedisModule_SubscribeToServerEvent {
+            subscribe(ctx.ctx, event, Some(on_swapdb));
+        }
+    }
+    arm(ctx);
+}
+
+fn arm(ctx: &Context) {
+    ctx.create_timer(TICK, |ctx: &Context, ()| tick(ctx), ());
+}
+
+fn tick(ctx: &Context) {
+    let flags = ctx.get_flags();
+    if flags.contains(ContextFlags::MASTER) && !flags.contains(ContextFlags::LOADING) {
+        housekeep(ctx);
+    }
+    arm(ctx);
+}
+
+fn housekeep(ctx: &Context) {
+    let now = now_ms();
+    let retention = config::policy().retention_ms;
+    {
+        let mut reg = registry();
+        if reg.retention_seen != retention {
+            reg.retention_seen = retention;
+            reg.recheck_all();
+        }
+    }
+    let started = Instant::now();
+    while started.elapsed() < TIME_BOX {
+        let Some((db, key)) = registry().pop_due(now) else { break };
+        if !select_db(ctx, db) {
+            continue;
+        }
+        let Ok(entry) = Entry::open(ctx, ctx.create_string(key.as_slice())) else { continue };
+        let effects = entry.sku().plan_housekeeping(now, retention, BATCH);
+        if effects.is_empty() {
+            // Nothing due yet (or the key is gone): schedule its next work.
+            let next = entry.sku().next_event(retention).filter(|_| entry.sku().version() > 0);
+            schedule(db, &key, next);
+            continue;
+        }
+        STATS.count_effects(&effects);
+        if let Err(e) = entry.commit(&effects) {
+            ctx.log_warning(&format!("inventory: housekeeping failed: {e}"));
+        }
+    }
+}

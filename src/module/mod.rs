@@ -1,0 +1,23 @@
+//! The Redis shell around the ledger: configs, key access, the data type's
+//! callbacks, housekeeping (expiry and purge), command handlers and INFO.
+
+pub mod commands;
+pub mod config;
+pub mod datatype;
+pub mod expiry;
+pub mod keys;
+
+use crate::ledger::Stats;
+use once_cell::sync::Lazy;
+
+/// The INFO counters of this process.
+pub static STATS: Lazy<Stats> = Lazy::new(Stats::default);
+
+#[allow(deprecated)] // the builder API cannot name the module's default section
+/// `INFO inventory`: one field per counter, prefixed `inventory_` by Redis.
+pub fn info(ctx: &redis_module::InfoContext, _for_crash_report: bool) {
+    ctx.add_info_section(None);
+    for (name, value) in STATS.fields() {
+        ctx.add_info_field_long_long(name, value);
+    }
+}

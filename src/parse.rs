@@ -1,0 +1,318 @@
+//! Typed parsing of every command's arguments. Pure: works on byte slices, so
+//! the exact error texts are unit-tested without a server. Each parser
+//! consumes its arguments and rejects anything left over.
+
+use crate::ledger::{Effect, Error, Result, TxId, Ttl, MAX_AMOUNT};
+
+/// Cursor over one command's arguments (the command name excluded).
+pub struct Args<'a> {
+    cmd: &'static str,
+    items: &'a [&'a [u8]],
+    pos: usize,
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn int(b: &[u8]) -> Option<i64> {
+    std::str::from_utf8(b).ok()?.parse().ok()
+}
+
+impl<'a> Args<'a> {
+    /// Checks arity: at least `min` arguments after the name, then `step`
+    /// more at a time (0: exactly `min`..=`max`).
+    pub fn new(cmd: &'static str, items: &'a [&'a [u8]], min: usize, max: usize) -> Result<Self> {
+        if items.len() < min || items.len() > max {
+            return Err(Error::Arity(cmd));
+        }
+        Ok(Args { cmd, items, pos: 0 })
+    }
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let item = self.items.get(self.pos).copied();
+        self.pos += 1;
+        item
+    }
+
+    fn remaining(&self) -> usize {
+        self.items.len().saturating_sub(self.pos)
+    }
+
+    pub fn bytes(&mut self) -> Result<&'a [u8]> {
+        self.next().ok_or(Error::Arity(self.cmd))
+    }
+
+    pub fn txid(&mut self) -> Result<TxId> {
+        TxId::new(self.bytes()?)
+    }
+
+    /// An integer in `lo..=hi`, named `what` in the error.
+    pub fn int_in(&mut self, what: &str, lo: i64, hi: i64) -> Result<i64> {
+        let raw = self.bytes()?;
+        int(raw)
+            .filter(|v| (lo..=hi).contains(v))
+            .ok_or_else(|| Error::invalid(format!("{what} must be an integer from {lo} to {hi}, got '{}'", text(raw))))
+    }
+
+    pub fn qty(&mut self) -> Result<i64> {
+        self.int_in("qty", 1, MAX_AMOUNT)
+    }
+
+    fn millis(&mut self, what: &str) -> Result<u64> {
+        let raw = self.bytes()?;
+        int(raw)
+            .filter(|v| *v >= 0)
+            .map(|v| v as u64)
+            .ok_or_else(|| Error::invalid(format!("{what} must be a non-negative integer of milliseconds, got '{}'", text(raw))))
+    }
+
+    fn version(&mut self) -> Result<u64> {
+        let raw = self.bytes()?;
+        int(raw)
+            .filter(|v| *v >= 0)
+            .map(|v| v as u64)
+            .ok_or_else(|| Error::invalid(format!("IFVERSION must be a non-negative integer, got '{}'", text(raw))))
+    }
+
+    fn unknown(&self, word: &[u8], accepted: &str) -> Error {
+        Error::invalid(format!("unknown option '{}' for '{}'; accepted: {accepted}", text(word), self.cmd))
+    }
+
+    /// `[IFVERSION v]`, the only option of INV.SET and INV.ADD.
+    fn if_version(&mut self) -> Result<Option<u64>> {
+        let mut v = None;
+        while let Some(word) = self.next() {
+            if word.eq_ignore_ascii_case(b"IFVERSION") && v.is_none() {
+                v = Some(self.version()?);
+            } else {
+                return Err(self.unknown(word, "IFVERSION version"));
+            }
+        }
+        Ok(v)
+    }
+
+    /// Rejects leftover arguments.
+    pub fn finish(&mut self) -> Result<()> {
+        match self.next() {
+            None => Ok(()),
+            Some(word) => Err(self.unknown(word, "no further arguments")),
+        }
+    }
+}
+
+/// `INV.SET key stock [IFVERSION v]`
+#[derive(Debug, PartialEq, Eq)]
+pub struct Set {
+    pub stock: i64,
+    pub if_version: Option<u64>,
+}
+
+/// `INV.ADD key delta [IFVERSION v]`
+#[derive(Debug, PartialEq, Eq)]
+pub struct Add {
+    pub delta: i64,
+    pub if_version: Option<u64>,
+}
+
+/// `INV.RESERVE key txid qty [TTL ms | PXAT unix-ms]`
+#[derive(Debug, PartialEq, Eq)]
+pub struct Reserve {
+    pub txid: TxId,
+    pub qty: i64,
+    pub ttl: Ttl,
+}
+
+/// `INV.EXTEND key txid ttl-ms`
+#[derive(Debug, PartialEq, Eq)]
+pub struct Extend {
+    pub txid: TxId,
+    pub ttl_ms: u64,
+}
+
+/// `INV.MRESERVE txid ttl-ms key qty [key qty ...]`: keys with summed quantities,
+/// in first-seen order.
+#[derive(Debug, PartialEq, Eq)]
+pub struct MReserve<'a> {
+    pub txid: TxId,
+    pub ttl: Ttl,
+    pub items: Vec<(&'a [u8], i64)>,
+}
+
+/// `INV.MCONFIRM|INV.MCANCEL txid key [key ...]`: distinct keys in first-seen order.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Multi<'a> {
+    pub txid: TxId,
+    pub keys: Vec<&'a [u8]>,
+}
+
+/// `INV.SCAN key cursor [COUNT n]`
+#[derive(Debug, PartialEq, Eq)]
+pub struct Scan {
+    pub cursor: u64,
+    pub count: usize,
+}
+
+/// Largest COUNT INV.SCAN accepts.
+pub const MAX_SCAN_COUNT: i64 = 100_000;
+
+pub fn set(a: &[&[u8]]) -> Result<Set> {
+    let mut a = Args::new("inv.set", a, 2, 4)?;
+    a.bytes()?;
+    let stock = a.int_in("stock", 0, MAX_AMOUNT)?;
+    Ok(Set { stock, if_version: a.if_version()? })
+}
+
+pub fn add(a: &[&[u8]]) -> Result<Add> {
+    let mut a = Args::new("inv.add", a, 2, 4)?;
+    a.bytes()?;
+    let delta = a.int_in("delta", -MAX_AMOUNT, MAX_AMOUNT)?;
+    Ok(Add { delta, if_version: a.if_version()? })
+}
+
+/// Commands that take only `key` (INV.GET, INV.AUDIT).
+pub fn key_only(cmd: &'static str, a: &[&[u8]]) -> Result<()> {
+    Args::new(cmd, a, 1, 1).map(|_| ())
+}
+
+/// Commands that take `key txid` (INV.CONFIRM, INV.CANCEL, INV.TX).
+pub fn key_txid(cmd: &'static str, a: &[&[u8]]) -> Result<TxId> {
+    let mut a = Args::new(cmd, a, 2, 2)?;
+    a.bytes()?;
+    a.txid()
+}
+
+pub fn reserve(a: &[&[u8]]) -> Result<Reserve> {
+    let mut a = Args::new("inv.reserve", a, 3, 5)?;
+    a.bytes()?;
+    let txid = a.txid()?;
+    let qty = a.qty()?;
+    let ttl = match a.next() {
+        None => Ttl::Default,
+        Some(w) if w.eq_ignore_ascii_case(b"TTL") => Ttl::Millis(a.millis("TTL")?),
+        Some(w) if w.eq_ignore_ascii_case(b"PXAT") => Ttl::At(a.millis("PXAT")?),
+        Some(w) => return Err(a.unknown(w, "TTL ms | PXAT unix-ms")),
+    };
+    a.finish()?;
+    Ok(Reserve { txid, qty, ttl })
+}
+
+pub fn extend(a: &[&[u8]]) -> Result<Extend> {
+    let mut a = Args::new("inv.extend", a, 3, 3)?;
+    a.bytes()?;
+    let txid = a.txid()?;
+    let ttl_ms = a.millis("ttl-ms")?;
+    Ok(Extend { txid, ttl_ms })
+}
+
+pub fn mreserve<'a>(a: &'a [&'a [u8]]) -> Result<MReserve<'a>> {
+    if a.len() < 4 || a.len() % 2 != 0 {
+        return Err(Error::Arity("inv.mreserve"));
+    }
+    let mut a = Args::new("inv.mreserve", a, 4, usize::MAX)?;
+    let txid = a.txid()?;
+    let ttl = match a.millis("ttl-ms")? {
+        0 => Ttl::Default,
+        ms => Ttl::Millis(ms),
+    };
+    let mut items: Vec<(&[u8], i64)> = Vec::new();
+    while a.remaining() > 0 {
+        let key = a.bytes()?;
+        let qty = a.qty()?;
+        match items.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, q)) if *q + qty > MAX_AMOUNT => {
+                return Err(Error::invalid(format!("qty for a key must total at most {MAX_AMOUNT}")))
+            }
+            Some((_, q)) => *q += qty,
+            None => items.push((key, qty)),
+        }
+    }
+    Ok(MReserve { txid, ttl, items })
+}
+
+pub fn multi<'a>(cmd: &'static str, a: &'a [&'a [u8]]) -> Result<Multi<'a>> {
+    let mut a = Args::new(cmd, a, 2, usize::MAX)?;
+    let txid = a.txid()?;
+    let mut keys: Vec<&[u8]> = Vec::new();
+    while a.remaining() > 0 {
+        let key = a.bytes()?;
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    Ok(Multi { txid, keys })
+}
+
+pub fn scan(a: &[&[u8]]) -> Result<Scan> {
+    let mut a = Args::new("inv.scan", a, 2, 4)?;
+    a.bytes()?;
+    let raw = a.bytes()?;
+    let cursor = std::str::from_utf8(raw)
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .ok_or_else(|| Error::invalid("invalid cursor"))?;
+    let mut count = 10;
+    while let Some(w) = a.next() {
+        if w.eq_ignore_ascii_case(b"COUNT") {
+            count = a.int_in("COUNT", 1, MAX_SCAN_COUNT)? as usize;
+        } else {
+            return Err(a.unknown(w, "COUNT n"));
+        }
+    }
+    Ok(Scan { cursor, count })
+}
+
+/// `INV.APPLY key <effect...>`
+pub fn apply(a: &[&[u8]]) -> Result<Effect> {
+    if a.len() < 2 {
+        return Err(Error::Arity("inv.apply"));
+    }
+    Effect::parse(&a[1..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &str) -> Vec<&[u8]> {
+        s.split(' ').filter(|w| !w.is_empty()).map(str::as_bytes).collect()
+    }
+
+    fn err<T: std::fmt::Debug>(r: Result<T>) -> String {
+        r.unwrap_err().to_string()
+    }
+
+    #[test]
+    fn reserve_forms() {
+        let r = reserve(&v("k t 3")).unwrap();
+        assert_eq!((r.qty, r.ttl), (3, Ttl::Default));
+        assert_eq!(reserve(&v("k t 3 ttl 50")).unwrap().ttl, Ttl::Millis(50));
+        assert_eq!(reserve(&v("k t 3 PXAT 99")).unwrap().ttl, Ttl::At(99));
+    }
+
+    #[test]
+    fn bad_input_texts() {
+        assert_eq!(err(reserve(&v("k t"))), "ERR wrong number of arguments for 'inv.reserve' command");
+        assert_eq!(err(reserve(&v("k t 0"))), "ERR qty must be an integer from 1 to 9007199254740991, got '0'");
+        assert_eq!(err(reserve(&v("k t x"))), "ERR qty must be an integer from 1 to 9007199254740991, got 'x'");
+        assert_eq!(err(reserve(&v("k t 1 EX 5"))), "ERR unknown option 'EX' for 'inv.reserve'; accepted: TTL ms | PXAT unix-ms");
+        assert_eq!(err(reserve(&v("k t 1 TTL -5"))), "ERR TTL must be a non-negative integer of milliseconds, got '-5'");
+        assert_eq!(err(set(&v("k -1"))), "ERR stock must be an integer from 0 to 9007199254740991, got '-1'");
+        assert_eq!(err(set(&v("k 1 IFVERSION x"))), "ERR IFVERSION must be a non-negative integer, got 'x'");
+        assert_eq!(err(set(&v("k 1 NX"))), "ERR unknown option 'NX' for 'inv.set'; accepted: IFVERSION version");
+        assert_eq!(err(add(&v("k 9007199254740992"))), "ERR delta must be an integer from -9007199254740991 to 9007199254740991, got '9007199254740992'");
+        assert_eq!(err(key_txid("inv.confirm", &[b"k", &[b'x'; 129]])), "ERR txid must be 1 to 128 bytes, got 129");
+        assert_eq!(err(key_txid("inv.confirm", &[b"k", b""])), "ERR txid must be 1 to 128 bytes, got 0");
+        assert_eq!(err(mreserve(&v("t 0 k"))), "ERR wrong number of arguments for 'inv.mreserve' command");
+        assert_eq!(err(scan(&v("k 0 COUNT 0"))), "ERR COUNT must be an integer from 1 to 100000, got '0'");
+        assert_eq!(err(scan(&v("k nope"))), "ERR invalid cursor");
+    }
+
+    #[test]
+    fn multi_key_forms_merge_repeats() {
+        let m = mreserve(&v("t 0 a 1 b 2 a 3")).unwrap();
+        assert_eq!(m.items, vec![(&b"a"[..], 4), (&b"b"[..], 2)]);
+        assert_eq!(m.ttl, Ttl::Default);
+        assert_eq!(multi("inv.mconfirm", &v("t a b a")).unwrap().keys, vec![&b"a"[..], &b"b"[..]]);
+    }
+}
