@@ -301,7 +301,8 @@ mod tests {
         assert_eq!(err(set(&v("k 1 IFVERSION x"))), "ERR IFVERSION must be a non-negative integer, got 'x'");
         assert_eq!(err(set(&v("k 1 NX"))), "ERR unknown option 'NX' for 'inv.set'; accepted: IFVERSION version");
         assert_eq!(err(add(&v("k 9007199254740992"))), "ERR delta must be an integer from -9007199254740991 to 9007199254740991, got '9007199254740992'");
-        assert_eq!(err(key_txid("inv.confirm", &[b"k", &[b'x'; 129]])), "ERR txid must be 1 to 128 bytes, got 129");
+        let long = [b'x'; 129];
+        assert_eq!(err(key_txid("inv.confirm", &[b"k", &long])), "ERR txid must be 1 to 128 bytes, got 129");
         assert_eq!(err(key_txid("inv.confirm", &[b"k", b""])), "ERR txid must be 1 to 128 bytes, got 0");
         assert_eq!(err(mreserve(&v("t 0 k"))), "ERR wrong number of arguments for 'inv.mreserve' command");
         assert_eq!(err(scan(&v("k 0 COUNT 0"))), "ERR COUNT must be an integer from 1 to 100000, got '0'");
@@ -310,9 +311,11 @@ mod tests {
 
     #[test]
     fn multi_key_forms_merge_repeats() {
-        let m = mreserve(&v("t 0 a 1 b 2 a 3")).unwrap();
+        let args = v("t 0 a 1 b 2 a 3");
+        let m = mreserve(&args).unwrap();
         assert_eq!(m.items, vec![(&b"a"[..], 4), (&b"b"[..], 2)]);
         assert_eq!(m.ttl, Ttl::Default);
-        assert_eq!(multi("inv.mconfirm", &v("t a b a")).unwrap().keys, vec![&b"a"[..], &b"b"[..]]);
+        let args = v("t a b a");
+        assert_eq!(multi("inv.mconfirm", &args).unwrap().keys, vec![&b"a"[..], &b"b"[..]]);
     }
 }

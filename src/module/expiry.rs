@@ -89,10 +89,27 @@ pub fn hint(db: i32, key: &[u8]) {
     registry().set(db, key, Some(0));
 }
 
+/// The db of the last `move_from` event: the db MOVE was called in.
+static MOVE_FROM_DB: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
 /// Keyspace events that bring an existing value under a new name.
 pub fn on_key_event(ctx: &Context, _kind: NotifyEvent, event: &str, key: &[u8]) {
-    if matches!(event, "rename_to" | "move_to" | "copy_to") {
-        hint(super::keys::selected_db(ctx), key);
+    use std::sync::atomic::Ordering::Relaxed;
+    let db = super::keys::selected_db(ctx);
+    match event {
+        "rename_to" | "copy_to" => hint(db, key),
+        "move_from" => MOVE_FROM_DB.store(db, Relaxed),
+        "move_to" => {
+            hint(db, key);
+            // Valkey 8.1 runs this callback on a context whose client the
+            // caller's connection shares, selected to the target db; select
+            // the caller's db back so MOVE does not switch its connection.
+            let from = MOVE_FROM_DB.swap(-1, Relaxed);
+            if from >= 0 {
+                super::keys::select_db(ctx, from);
+            }
+        }
+        _ => {}
     }
 }
 

@@ -1,0 +1,67 @@
+//! Keyspace notifications (class d), WATCH, and INFO fields.
+
+use crate::harness::*;
+use std::time::Duration;
+
+#[test]
+fn keyspace_events_for_every_change() {
+    let s = Server::start(&["--notify-keyspace-events", "Ed"]);
+    let mut sub = s.conn();
+    sub.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut ps = sub.as_pubsub();
+    ps.psubscribe("__keyevent@0__:inv.*").unwrap();
+    let c = &mut s.conn();
+    ok(c, &["INV.SET", "sku", "5"]);
+    ok(c, &["INV.ADD", "sku", "1"]);
+    ok(c, &["INV.RESERVE", "sku", "a", "1"]);
+    ok(c, &["INV.EXTEND", "sku", "a", "100"]);
+    ok(c, &["INV.RESERVE", "sku", "b", "1"]);
+    ok(c, &["INV.CONFIRM", "sku", "b"]);
+    ok(c, &["INV.CANCEL", "sku", "c"]);
+    let want = ["inv.set", "inv.add", "inv.reserve", "inv.extend", "inv.reserve", "inv.confirm", "inv.cancel", "inv.expire"];
+    for w in want {
+        let msg = ps.get_message().expect("event");
+        let payload: String = msg.get_payload().unwrap();
+        assert_eq!((msg.get_channel_name(), payload.as_str()), (format!("__keyevent@0__:{w}").as_str(), "sku"));
+    }
+}
+
+#[test]
+fn watch_sees_changes_but_not_replays() {
+    let s = Server::start(&[]);
+    let c = &mut s.conn();
+    let other = &mut s.conn();
+    ok(c, &["INV.SET", "sku", "5"]);
+    ok(c, &["INV.RESERVE", "sku", "a", "1"]);
+    let run = |c: &mut redis::Connection, other: &mut redis::Connection, args: &[&str]| -> bool {
+        ok(c, &["WATCH", "sku"]);
+        ok(other, args);
+        let r: Option<Vec<redis::Value>> = redis::pipe().atomic().cmd("INV.GET").arg("sku").query(c).unwrap();
+        r.is_some()
+    };
+    assert!(!run(c, other, &["INV.RESERVE", "sku", "b", "1"]), "a change must abort EXEC");
+    assert!(run(c, other, &["INV.RESERVE", "sku", "b", "1"]), "a replay changes nothing");
+}
+
+#[test]
+fn info_reports_every_field() {
+    let s = Server::start(&[]);
+    let c = &mut s.conn();
+    ok(c, &["INV.SET", "sku", "5"]);
+    ok(c, &["INV.RESERVE", "sku", "a", "2"]);
+    ok(c, &["INV.RESERVE", "sku", "a", "2"]);
+    let _ = call(c, &["INV.RESERVE", "sku", "a", "3"]);
+    ok(c, &["INV.RESERVE", "sku", "big", "9"]);
+    ok(c, &["INV.RESERVE", "sku", "b", "1"]);
+    ok(c, &["INV.CANCEL", "sku", "b"]);
+    for (name, want) in [
+        ("keys", 1), ("open_reservations", 1), ("reserved_units", 2), ("reserves", 2),
+        ("reserves_nostock", 1), ("replays", 1), ("fenced", 0), ("confirms", 0), ("confirms_late", 0),
+        ("cancels", 1), ("empty_rollbacks", 0), ("expired", 0), ("purged", 0), ("tx_conflicts", 1),
+        ("audits_failed", 0),
+    ] {
+        assert_eq!(info_field(c, name), want, "{name}");
+    }
+    ok(c, &["DEL", "sku"]);
+    assert_eq!((info_field(c, "keys"), info_field(c, "reserved_units")), (0, 0));
+}

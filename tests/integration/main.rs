@@ -1,0 +1,10 @@
+//! Integration tests against real servers (Redis 7.0 or Valkey 8.1, chosen by
+//! INVENTORY_SERVER), each started and stopped by the harness.
+
+mod harness;
+
+mod commands;
+mod expiry;
+mod keyspace;
+mod persistence;
+mod replication;
