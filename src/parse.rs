@@ -2,7 +2,7 @@
 //! the exact error texts are unit-tested without a server. Each parser
 //! consumes its arguments and rejects anything left over.
 
-use crate::ledger::{Effect, Error, Result, TxId, Ttl, MAX_AMOUNT};
+use crate::ledger::{Effect, Error, Result, Ttl, TxId, MAX_AMOUNT};
 
 /// Cursor over one command's arguments (the command name excluded).
 pub struct Args<'a> {
@@ -50,9 +50,12 @@ impl<'a> Args<'a> {
     /// An integer in `lo..=hi`, named `what` in the error.
     pub fn int_in(&mut self, what: &str, lo: i64, hi: i64) -> Result<i64> {
         let raw = self.bytes()?;
-        int(raw)
-            .filter(|v| (lo..=hi).contains(v))
-            .ok_or_else(|| Error::invalid(format!("{what} must be an integer from {lo} to {hi}, got '{}'", text(raw))))
+        int(raw).filter(|v| (lo..=hi).contains(v)).ok_or_else(|| {
+            Error::invalid(format!(
+                "{what} must be an integer from {lo} to {hi}, got '{}'",
+                text(raw)
+            ))
+        })
     }
 
     pub fn qty(&mut self) -> Result<i64> {
@@ -64,7 +67,12 @@ impl<'a> Args<'a> {
         int(raw)
             .filter(|v| *v >= 0)
             .map(|v| v as u64)
-            .ok_or_else(|| Error::invalid(format!("{what} must be a non-negative integer of milliseconds, got '{}'", text(raw))))
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "{what} must be a non-negative integer of milliseconds, got '{}'",
+                    text(raw)
+                ))
+            })
     }
 
     fn version(&mut self) -> Result<u64> {
@@ -72,11 +80,20 @@ impl<'a> Args<'a> {
         int(raw)
             .filter(|v| *v >= 0)
             .map(|v| v as u64)
-            .ok_or_else(|| Error::invalid(format!("IFVERSION must be a non-negative integer, got '{}'", text(raw))))
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "IFVERSION must be a non-negative integer, got '{}'",
+                    text(raw)
+                ))
+            })
     }
 
     fn unknown(&self, word: &[u8], accepted: &str) -> Error {
-        Error::invalid(format!("unknown option '{}' for '{}'; accepted: {accepted}", text(word), self.cmd))
+        Error::invalid(format!(
+            "unknown option '{}' for '{}'; accepted: {accepted}",
+            text(word),
+            self.cmd
+        ))
     }
 
     /// `[IFVERSION v]`, the only option of INV.SET and INV.ADD.
@@ -160,14 +177,20 @@ pub fn set(a: &[&[u8]]) -> Result<Set> {
     let mut a = Args::new("inv.set", a, 2, 4)?;
     a.bytes()?;
     let stock = a.int_in("stock", 0, MAX_AMOUNT)?;
-    Ok(Set { stock, if_version: a.if_version()? })
+    Ok(Set {
+        stock,
+        if_version: a.if_version()?,
+    })
 }
 
 pub fn add(a: &[&[u8]]) -> Result<Add> {
     let mut a = Args::new("inv.add", a, 2, 4)?;
     a.bytes()?;
     let delta = a.int_in("delta", -MAX_AMOUNT, MAX_AMOUNT)?;
-    Ok(Add { delta, if_version: a.if_version()? })
+    Ok(Add {
+        delta,
+        if_version: a.if_version()?,
+    })
 }
 
 /// Commands that take only `key` (INV.GET, INV.AUDIT).
@@ -221,7 +244,9 @@ pub fn mreserve<'a>(a: &'a [&'a [u8]]) -> Result<MReserve<'a>> {
         let qty = a.qty()?;
         match items.iter_mut().find(|(k, _)| *k == key) {
             Some((_, q)) if *q + qty > MAX_AMOUNT => {
-                return Err(Error::invalid(format!("qty for a key must total at most {MAX_AMOUNT}")))
+                return Err(Error::invalid(format!(
+                    "qty for a key must total at most {MAX_AMOUNT}"
+                )))
             }
             Some((_, q)) => *q += qty,
             None => items.push((key, qty)),
@@ -275,7 +300,10 @@ mod tests {
     use super::*;
 
     fn v(s: &str) -> Vec<&[u8]> {
-        s.split(' ').filter(|w| !w.is_empty()).map(str::as_bytes).collect()
+        s.split(' ')
+            .filter(|w| !w.is_empty())
+            .map(str::as_bytes)
+            .collect()
     }
 
     fn err<T: std::fmt::Debug>(r: Result<T>) -> String {
@@ -292,20 +320,56 @@ mod tests {
 
     #[test]
     fn bad_input_texts() {
-        assert_eq!(err(reserve(&v("k t"))), "ERR wrong number of arguments for 'inv.reserve' command");
-        assert_eq!(err(reserve(&v("k t 0"))), "ERR qty must be an integer from 1 to 9007199254740991, got '0'");
-        assert_eq!(err(reserve(&v("k t x"))), "ERR qty must be an integer from 1 to 9007199254740991, got 'x'");
-        assert_eq!(err(reserve(&v("k t 1 EX 5"))), "ERR unknown option 'EX' for 'inv.reserve'; accepted: TTL ms | PXAT unix-ms");
-        assert_eq!(err(reserve(&v("k t 1 TTL -5"))), "ERR TTL must be a non-negative integer of milliseconds, got '-5'");
-        assert_eq!(err(set(&v("k -1"))), "ERR stock must be an integer from 0 to 9007199254740991, got '-1'");
-        assert_eq!(err(set(&v("k 1 IFVERSION x"))), "ERR IFVERSION must be a non-negative integer, got 'x'");
-        assert_eq!(err(set(&v("k 1 NX"))), "ERR unknown option 'NX' for 'inv.set'; accepted: IFVERSION version");
+        assert_eq!(
+            err(reserve(&v("k t"))),
+            "ERR wrong number of arguments for 'inv.reserve' command"
+        );
+        assert_eq!(
+            err(reserve(&v("k t 0"))),
+            "ERR qty must be an integer from 1 to 9007199254740991, got '0'"
+        );
+        assert_eq!(
+            err(reserve(&v("k t x"))),
+            "ERR qty must be an integer from 1 to 9007199254740991, got 'x'"
+        );
+        assert_eq!(
+            err(reserve(&v("k t 1 EX 5"))),
+            "ERR unknown option 'EX' for 'inv.reserve'; accepted: TTL ms | PXAT unix-ms"
+        );
+        assert_eq!(
+            err(reserve(&v("k t 1 TTL -5"))),
+            "ERR TTL must be a non-negative integer of milliseconds, got '-5'"
+        );
+        assert_eq!(
+            err(set(&v("k -1"))),
+            "ERR stock must be an integer from 0 to 9007199254740991, got '-1'"
+        );
+        assert_eq!(
+            err(set(&v("k 1 IFVERSION x"))),
+            "ERR IFVERSION must be a non-negative integer, got 'x'"
+        );
+        assert_eq!(
+            err(set(&v("k 1 NX"))),
+            "ERR unknown option 'NX' for 'inv.set'; accepted: IFVERSION version"
+        );
         assert_eq!(err(add(&v("k 9007199254740992"))), "ERR delta must be an integer from -9007199254740991 to 9007199254740991, got '9007199254740992'");
         let long = [b'x'; 129];
-        assert_eq!(err(key_txid("inv.confirm", &[b"k", &long])), "ERR txid must be 1 to 128 bytes, got 129");
-        assert_eq!(err(key_txid("inv.confirm", &[b"k", b""])), "ERR txid must be 1 to 128 bytes, got 0");
-        assert_eq!(err(mreserve(&v("t 0 k"))), "ERR wrong number of arguments for 'inv.mreserve' command");
-        assert_eq!(err(scan(&v("k 0 COUNT 0"))), "ERR COUNT must be an integer from 1 to 100000, got '0'");
+        assert_eq!(
+            err(key_txid("inv.confirm", &[b"k", &long])),
+            "ERR txid must be 1 to 128 bytes, got 129"
+        );
+        assert_eq!(
+            err(key_txid("inv.confirm", &[b"k", b""])),
+            "ERR txid must be 1 to 128 bytes, got 0"
+        );
+        assert_eq!(
+            err(mreserve(&v("t 0 k"))),
+            "ERR wrong number of arguments for 'inv.mreserve' command"
+        );
+        assert_eq!(
+            err(scan(&v("k 0 COUNT 0"))),
+            "ERR COUNT must be an integer from 1 to 100000, got '0'"
+        );
         assert_eq!(err(scan(&v("k nope"))), "ERR invalid cursor");
     }
 
@@ -316,6 +380,9 @@ mod tests {
         assert_eq!(m.items, vec![(&b"a"[..], 4), (&b"b"[..], 2)]);
         assert_eq!(m.ttl, Ttl::Default);
         let args = v("t a b a");
-        assert_eq!(multi("inv.mconfirm", &args).unwrap().keys, vec![&b"a"[..], &b"b"[..]]);
+        assert_eq!(
+            multi("inv.mconfirm", &args).unwrap().keys,
+            vec![&b"a"[..], &b"b"[..]]
+        );
     }
 }

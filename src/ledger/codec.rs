@@ -44,7 +44,12 @@ fn malformed(what: impl std::fmt::Display) -> Error {
 
 pub fn encode_header(sku: &Sku) -> Vec<u8> {
     let h = sku.header();
-    let wire = WireHeader { stock: h.stock, sold: h.sold, version: h.version, records: h.records };
+    let wire = WireHeader {
+        stock: h.stock,
+        sold: h.sold,
+        version: h.version,
+        records: h.records,
+    };
     bincode::encode_to_vec(wire, config()).unwrap_or_default()
 }
 
@@ -71,7 +76,12 @@ fn decode_exact<T: Decode<()>>(buf: &[u8]) -> Result<T> {
 
 pub fn decode_header(buf: &[u8]) -> Result<Header> {
     let w: WireHeader = decode_exact(buf)?;
-    Ok(Header { stock: w.stock, sold: w.sold, version: w.version, records: w.records })
+    Ok(Header {
+        stock: w.stock,
+        sold: w.sold,
+        version: w.version,
+        records: w.records,
+    })
 }
 
 pub fn decode_chunk(buf: &[u8]) -> Result<Vec<RecordParts>> {
@@ -90,10 +100,7 @@ pub fn decode_chunk(buf: &[u8]) -> Result<Vec<RecordParts>> {
 
 /// Rebuilds a key from a header and the chunks that follow it, pulling each
 /// chunk from `next_chunk`. Any inconsistency is an error, never a partial key.
-pub fn decode(
-    header: &[u8],
-    mut next_chunk: impl FnMut() -> Result<Vec<u8>>,
-) -> Result<Sku> {
+pub fn decode(header: &[u8], mut next_chunk: impl FnMut() -> Result<Vec<u8>>) -> Result<Sku> {
     let h = decode_header(header)?;
     let mut sku = Sku::from_header(h).map_err(malformed)?;
     let mut loaded = 0u64;

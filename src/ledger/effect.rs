@@ -13,16 +13,30 @@ pub enum Effect {
     Stock(i64),
     /// Add to stock (creates the key).
     Add(i64),
-    Reserve { txid: TxId, qty: i64, deadline: u64 },
+    Reserve {
+        txid: TxId,
+        qty: i64,
+        deadline: u64,
+    },
     Confirm(TxId),
     Cancel(TxId),
     /// Record a CANCELLED fence for a txid never reserved (creates the key).
-    Fence { txid: TxId, at: u64 },
-    Extend { txid: TxId, deadline: u64 },
+    Fence {
+        txid: TxId,
+        at: u64,
+    },
+    Extend {
+        txid: TxId,
+        deadline: u64,
+    },
     Expire(Vec<TxId>),
     Purge(Vec<TxId>),
     /// Replace the key by an empty one with these counters (AOF rewrite).
-    Load { stock: i64, sold: i64, version: u64 },
+    Load {
+        stock: i64,
+        sold: i64,
+        version: u64,
+    },
     /// Add records as they are (AOF rewrite, after `Load`).
     Records(Vec<RecordParts>),
 }
@@ -70,7 +84,11 @@ impl Effect {
         match self {
             Effect::Stock(s) => vec![b"STOCK".to_vec(), n(s)],
             Effect::Add(d) => vec![b"ADD".to_vec(), n(d)],
-            Effect::Reserve { txid, qty, deadline } => {
+            Effect::Reserve {
+                txid,
+                qty,
+                deadline,
+            } => {
                 vec![b"RESERVE".to_vec(), t(txid), n(qty), n(deadline)]
             }
             Effect::Confirm(id) => vec![b"CONFIRM".to_vec(), t(id)],
@@ -83,7 +101,11 @@ impl Effect {
             Effect::Purge(ids) => std::iter::once(b"PURGE".to_vec())
                 .chain(ids.iter().map(t))
                 .collect(),
-            Effect::Load { stock, sold, version } => {
+            Effect::Load {
+                stock,
+                sold,
+                version,
+            } => {
                 vec![b"LOAD".to_vec(), n(stock), n(sold), n(version)]
             }
             Effect::Records(recs) => {
@@ -104,10 +126,16 @@ impl Effect {
         let bad = || Error::Apply("malformed effect".into());
         let (op, rest) = args.split_first().ok_or_else(bad)?;
         let int = |a: &[u8]| -> Result<i64> {
-            std::str::from_utf8(a).ok().and_then(|s| s.parse().ok()).ok_or_else(bad)
+            std::str::from_utf8(a)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(bad)
         };
         let time = |a: &[u8]| -> Result<u64> {
-            std::str::from_utf8(a).ok().and_then(|s| s.parse().ok()).ok_or_else(bad)
+            std::str::from_utf8(a)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(bad)
         };
         let id = |a: &[u8]| TxId::new(a).map_err(|_| bad());
         let ids = |r: &[&[u8]]| -> Result<Vec<TxId>> {
@@ -116,7 +144,9 @@ impl Effect {
             }
             r.iter().map(|a| id(a)).collect()
         };
-        let op = std::str::from_utf8(op).map_err(|_| bad())?.to_ascii_uppercase();
+        let op = std::str::from_utf8(op)
+            .map_err(|_| bad())?
+            .to_ascii_uppercase();
         Ok(match (op.as_str(), rest) {
             ("STOCK", [s]) => Effect::Stock(int(s)?),
             ("ADD", [d]) => Effect::Add(int(d)?),
@@ -127,8 +157,14 @@ impl Effect {
             },
             ("CONFIRM", [tx]) => Effect::Confirm(id(tx)?),
             ("CANCEL", [tx]) => Effect::Cancel(id(tx)?),
-            ("FENCE", [tx, at]) => Effect::Fence { txid: id(tx)?, at: time(at)? },
-            ("EXTEND", [tx, d]) => Effect::Extend { txid: id(tx)?, deadline: time(d)? },
+            ("FENCE", [tx, at]) => Effect::Fence {
+                txid: id(tx)?,
+                at: time(at)?,
+            },
+            ("EXTEND", [tx, d]) => Effect::Extend {
+                txid: id(tx)?,
+                deadline: time(d)?,
+            },
             ("EXPIRE", r) => Effect::Expire(ids(r)?),
             ("PURGE", r) => Effect::Purge(ids(r)?),
             ("LOAD", [s, sold, v]) => Effect::Load {
@@ -166,15 +202,34 @@ mod tests {
         let all = vec![
             Effect::Stock(5),
             Effect::Add(-3),
-            Effect::Reserve { txid: id("a"), qty: 2, deadline: 99 },
+            Effect::Reserve {
+                txid: id("a"),
+                qty: 2,
+                deadline: 99,
+            },
             Effect::Confirm(id("a")),
             Effect::Cancel(id("b")),
-            Effect::Fence { txid: id("c"), at: 7 },
-            Effect::Extend { txid: id("a"), deadline: 100 },
+            Effect::Fence {
+                txid: id("c"),
+                at: 7,
+            },
+            Effect::Extend {
+                txid: id("a"),
+                deadline: 100,
+            },
             Effect::Expire(vec![id("a"), id("b")]),
             Effect::Purge(vec![id("c")]),
-            Effect::Load { stock: 1, sold: 2, version: 3 },
-            Effect::Records(vec![RecordParts { txid: id("z"), state: State::Expired, qty: 4, time: 5 }]),
+            Effect::Load {
+                stock: 1,
+                sold: 2,
+                version: 3,
+            },
+            Effect::Records(vec![RecordParts {
+                txid: id("z"),
+                state: State::Expired,
+                qty: 4,
+                time: 5,
+            }]),
         ];
         for e in all {
             let args = e.to_args();
@@ -185,7 +240,13 @@ mod tests {
 
     #[test]
     fn rejects_malformed() {
-        for bad in [&[][..], &[&b"STOCK"[..]], &[b"NOPE", b"1"], &[b"EXPIRE"], &[b"RECORDS", b"a", b"RESERVED", b"1"]] {
+        for bad in [
+            &[][..],
+            &[&b"STOCK"[..]],
+            &[b"NOPE", b"1"],
+            &[b"EXPIRE"],
+            &[b"RECORDS", b"a", b"RESERVED", b"1"],
+        ] {
             assert!(Effect::parse(bad).is_err(), "{bad:?}");
         }
     }

@@ -37,17 +37,16 @@ impl fmt::Display for Error {
         match self {
             Error::Invalid(m) => write!(f, "ERR {m}"),
             Error::Arity(cmd) => write!(f, "ERR wrong number of arguments for '{cmd}' command"),
-            Error::WrongType => f.write_str(
-                "WRONGTYPE Operation against a key holding the wrong kind of value",
-            ),
+            Error::WrongType => {
+                f.write_str("WRONGTYPE Operation against a key holding the wrong kind of value")
+            }
             Error::TxConflict { held, asked } => write!(
                 f,
                 "TXCONFLICT txid is already reserved with qty {held}, not {asked}"
             ),
-            Error::Version { current, expected } => write!(
-                f,
-                "VERSION key is at version {current}, not {expected}"
-            ),
+            Error::Version { current, expected } => {
+                write!(f, "VERSION key is at version {current}, not {expected}")
+            }
             Error::NoStock(m) => write!(f, "NOSTOCK {m}"),
             Error::Limit { max } => write!(
                 f,

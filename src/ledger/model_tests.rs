@@ -89,7 +89,9 @@ fn snapshot(s: &Sku) -> (Header, Vec<RecordParts>) {
 fn commit(master: &mut Sku, replica: &mut Sku, plan: &Plan) {
     for e in &plan.effects {
         master.apply(e).expect("planned effect applies on master");
-        replica.apply(e).expect("replicated effect applies on replica");
+        replica
+            .apply(e)
+            .expect("replicated effect applies on replica");
     }
 }
 
@@ -272,16 +274,21 @@ fn housekeeping_respects_its_budget() {
         sku.apply(&e).unwrap();
     }
     for i in 0..100 {
-        let p = sku.plan_reserve(&tx_n(i), 1, Ttl::Millis(10), START, &policy).unwrap();
+        let p = sku
+            .plan_reserve(&tx_n(i), 1, Ttl::Millis(10), START, &policy)
+            .unwrap();
         for e in p.effects {
             sku.apply(&e).unwrap();
         }
     }
     let effects = sku.plan_housekeeping(START + 10, RETENTION, 30);
-    assert_eq!(effects, vec![Effect::Expire(match &effects[0] {
-        Effect::Expire(ids) if ids.len() == 30 => ids.clone(),
-        other => panic!("expected 30 expirations, got {other:?}"),
-    })]);
+    assert_eq!(
+        effects,
+        vec![Effect::Expire(match &effects[0] {
+            Effect::Expire(ids) if ids.len() == 30 => ids.clone(),
+            other => panic!("expected 30 expirations, got {other:?}"),
+        })]
+    );
     for e in &effects {
         sku.apply(e).unwrap();
     }
@@ -297,7 +304,9 @@ fn purge_of_most_records_compacts_and_stays_consistent() {
         sku.apply(&e).unwrap();
     }
     for i in 0..5000 {
-        let p = sku.plan_reserve(&tx_n(i), 1, Ttl::Millis(10), START, &policy).unwrap();
+        let p = sku
+            .plan_reserve(&tx_n(i), 1, Ttl::Millis(10), START, &policy)
+            .unwrap();
         for e in p.effects {
             sku.apply(&e).unwrap();
         }

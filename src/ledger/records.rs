@@ -292,7 +292,9 @@ impl Records {
     pub fn find(&self, txid: &[u8]) -> Option<u32> {
         let slab = &self.slab;
         self.index
-            .find(self.hash(txid), |&s| slab[s as usize].txid.as_bytes() == txid)
+            .find(self.hash(txid), |&s| {
+                slab[s as usize].txid.as_bytes() == txid
+            })
             .copied()
     }
 
@@ -459,13 +461,20 @@ impl Records {
     pub fn check(&self) -> Result<(), String> {
         let live = self.iter().count();
         if self.index.len() != live {
-            return Err(format!("index holds {} slots for {live} records", self.index.len()));
+            return Err(format!(
+                "index holds {} slots for {live} records",
+                self.index.len()
+            ));
         }
         for (slot, r) in self.iter_from(0) {
             if self.find(r.txid.as_bytes()) != Some(slot as u32) {
                 return Err(format!("index does not find record in slot {slot}"));
             }
-            let heap = if r.state() == State::Reserved { &self.open } else { &self.done };
+            let heap = if r.state() == State::Reserved {
+                &self.open
+            } else {
+                &self.done
+            };
             let p = self.pos[slot] as usize;
             if heap.items.get(p) != Some(&(slot as u32)) {
                 return Err(format!("record in slot {slot} is missing from its heap"));
@@ -499,7 +508,12 @@ mod tests {
     fn heaps_follow_state_and_time() {
         let mut r = Records::default();
         for (i, t) in [50u64, 10, 30, 20, 40].iter().enumerate() {
-            assert!(r.insert(TxId::new(format!("t{i}").as_bytes()).unwrap(), State::Reserved, 1, *t));
+            assert!(r.insert(
+                TxId::new(format!("t{i}").as_bytes()).unwrap(),
+                State::Reserved,
+                1,
+                *t
+            ));
         }
         assert_eq!(r.first_deadline(), Some(10));
         let s = r.find(b"t1").unwrap();

@@ -85,7 +85,11 @@ pub struct Plan {
 
 impl Plan {
     fn new(status: Status, event: Event) -> Plan {
-        Plan { status, event, effects: Vec::new() }
+        Plan {
+            status,
+            event,
+            effects: Vec::new(),
+        }
     }
 
     fn with(mut self, effects: Vec<Effect>) -> Plan {
@@ -175,6 +179,9 @@ pub struct Sku {
     sold: i64,
     version: u64,
     records: Records,
+    /// The housekeeping time last registered for this value (not persisted):
+    /// lets a hot key skip the registry when its next event did not move.
+    scheduled: Option<Option<u64>>,
 }
 
 /// Counters persisted with a key.
@@ -266,7 +273,10 @@ impl Sku {
 
     fn check_version(&self, expected: Option<u64>) -> Result<()> {
         match expected {
-            Some(v) if v != self.version => Err(Error::Version { current: self.version, expected: v }),
+            Some(v) if v != self.version => Err(Error::Version {
+                current: self.version,
+                expected: v,
+            }),
             _ => Ok(()),
         }
     }
@@ -350,7 +360,10 @@ impl Sku {
         if let Some(tx) = self.tx(txid.as_bytes(), now) {
             return match tx.state {
                 State::Reserved if tx.qty == qty => Ok(Plan::new(Status::Reserved, Event::Replay)),
-                State::Reserved => Err(Error::TxConflict { held: tx.qty, asked: qty }),
+                State::Reserved => Err(Error::TxConflict {
+                    held: tx.qty,
+                    asked: qty,
+                }),
                 other => Ok(Plan::new(other.into(), Event::Fenced)),
             };
         }
@@ -363,7 +376,11 @@ impl Sku {
             return Err(Error::Limit { max: cap });
         }
         let mut effects = self.make_room(self.stock, qty, cap, now);
-        effects.push(Effect::Reserve { txid: txid.clone(), qty, deadline });
+        effects.push(Effect::Reserve {
+            txid: txid.clone(),
+            qty,
+            deadline,
+        });
         Ok(Plan::new(Status::Reserved, Event::Reserve).with(effects))
     }
 
@@ -380,10 +397,13 @@ impl Sku {
 
     pub fn plan_cancel(&self, txid: &TxId, now: u64) -> Plan {
         match self.tx(txid.as_bytes(), now).map(|t| t.state) {
-            None => Plan::new(Status::Cancelled, Event::EmptyRollback)
-                .with(vec![Effect::Fence { txid: txid.clone(), at: now }]),
-            Some(State::Reserved) => Plan::new(Status::Cancelled, Event::Cancel)
-                .with(vec![Effect::Cancel(txid.clone())]),
+            None => Plan::new(Status::Cancelled, Event::EmptyRollback).with(vec![Effect::Fence {
+                txid: txid.clone(),
+                at: now,
+            }]),
+            Some(State::Reserved) => {
+                Plan::new(Status::Cancelled, Event::Cancel).with(vec![Effect::Cancel(txid.clone())])
+            }
             Some(State::Cancelled) => Plan::new(Status::Cancelled, Event::Replay),
             Some(other) => Plan::new(other.into(), Event::Other),
         }
@@ -394,8 +414,10 @@ impl Sku {
         Ok(match self.tx(txid.as_bytes(), now) {
             None => Plan::new(Status::Unknown, Event::Other),
             Some(t) if t.state == State::Reserved && t.time != deadline => {
-                Plan::new(Status::Reserved, Event::Other)
-                    .with(vec![Effect::Extend { txid: txid.clone(), deadline }])
+                Plan::new(Status::Reserved, Event::Other).with(vec![Effect::Extend {
+                    txid: txid.clone(),
+                    deadline,
+                }])
             }
             Some(t) => Plan::new(t.state.into(), Event::Other),
         })
@@ -431,9 +453,26 @@ impl Sku {
         effects
     }
 
+    /// The next housekeeping time if it differs from the one last marked.
+    pub fn schedule_change(&mut self, retention_ms: u64) -> Option<Option<u64>> {
+        let next = self.next_event(retention_ms);
+        (self.scheduled != Some(next)).then(|| {
+            self.scheduled = Some(next);
+            next
+        })
+    }
+
+    /// Records that housekeeping was scheduled at `at` for this value.
+    pub fn mark_scheduled(&mut self, at: Option<u64>) {
+        self.scheduled = Some(at);
+    }
+
     /// When housekeeping next has work on this key, if ever.
     pub fn next_event(&self, retention_ms: u64) -> Option<u64> {
-        let purge = self.records.first_done().map(|t| t.saturating_add(retention_ms));
+        let purge = self
+            .records
+            .first_done()
+            .map(|t| t.saturating_add(retention_ms));
         match (self.records.first_deadline(), purge) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -447,7 +486,10 @@ impl Sku {
             .ok_or_else(|| Error::Apply(format!("unknown txid {txid:?}")))?;
         match self.records.get(slot) {
             Some(r) if r.state() == state => Ok(slot),
-            _ => Err(Error::Apply(format!("txid {txid:?} is not {}", state.as_str()))),
+            _ => Err(Error::Apply(format!(
+                "txid {txid:?} is not {}",
+                state.as_str()
+            ))),
         }
     }
 
@@ -462,7 +504,10 @@ impl Sku {
             Effect::Stock(stock) => {
                 let stock = amount(*stock, "stock")?;
                 if stock < self.reserved {
-                    return Err(Error::Apply(format!("stock {stock} below reserved {}", self.reserved)));
+                    return Err(Error::Apply(format!(
+                        "stock {stock} below reserved {}",
+                        self.reserved
+                    )));
                 }
                 self.stock = stock;
             }
@@ -473,11 +518,18 @@ impl Sku {
                     .ok_or_else(|| Error::Apply("stock overflow".into()))?;
                 let after = amount(after, "stock")?;
                 if after < self.reserved {
-                    return Err(Error::Apply(format!("stock {after} below reserved {}", self.reserved)));
+                    return Err(Error::Apply(format!(
+                        "stock {after} below reserved {}",
+                        self.reserved
+                    )));
                 }
                 self.stock = after;
             }
-            Effect::Reserve { txid, qty, deadline } => {
+            Effect::Reserve {
+                txid,
+                qty,
+                deadline,
+            } => {
                 let qty = amount(*qty, "qty")?;
                 if qty < 1 || self.stock - self.reserved < qty {
                     return Err(Error::Apply(format!("cannot reserve {qty}")));
@@ -485,7 +537,10 @@ impl Sku {
                 if self.records.find(txid.as_bytes()).is_some() {
                     return Err(Error::Apply(format!("txid {txid:?} exists")));
                 }
-                if !self.records.insert(txid.clone(), State::Reserved, qty as u64, *deadline) {
+                if !self
+                    .records
+                    .insert(txid.clone(), State::Reserved, qty as u64, *deadline)
+                {
                     return Err(Error::Apply("too many records".into()));
                 }
                 self.reserved += qty;
@@ -537,7 +592,11 @@ impl Sku {
                     self.records.compact();
                 }
             }
-            Effect::Load { stock, sold, version } => {
+            Effect::Load {
+                stock,
+                sold,
+                version,
+            } => {
                 *self = Sku::from_header(Header {
                     stock: *stock,
                     sold: *sold,
@@ -550,7 +609,8 @@ impl Sku {
             Effect::Records(parts) => {
                 let mut copy = self.clone();
                 for p in parts {
-                    copy.restore_record(p.clone()).map_err(|e| Error::Apply(e.to_string()))?;
+                    copy.restore_record(p.clone())
+                        .map_err(|e| Error::Apply(e.to_string()))?;
                 }
                 *self = copy;
                 return Ok(());
@@ -611,7 +671,11 @@ impl Sku {
     /// renumbering restarts, so records present throughout are never missed.
     pub fn scan(&self, cursor: u64, count: usize, now: u64) -> (u64, Vec<TxView>) {
         let epoch = u64::from(self.records.epoch());
-        let start = if cursor >> 32 == epoch { (cursor & 0xFFFF_FFFF) as usize } else { 0 };
+        let start = if cursor >> 32 == epoch {
+            (cursor & 0xFFFF_FFFF) as usize
+        } else {
+            0
+        };
         let mut out = Vec::new();
         let mut next = 0u64;
         for (slot, r) in self.records.iter_from(start) {
@@ -654,7 +718,12 @@ impl Sku {
         if h.sold < 0 || h.version == 0 || h.records > MAX_RECORDS as u64 {
             return Err(Error::invalid("sold, version or record count out of range"));
         }
-        let mut sku = Sku { stock, sold: h.sold, version: h.version, ..Sku::default() };
+        let mut sku = Sku {
+            stock,
+            sold: h.sold,
+            version: h.version,
+            ..Sku::default()
+        };
         // Never trust a count from a payload with a large allocation.
         sku.records.reserve((h.records as usize).min(1 << 16));
         Ok(sku)
@@ -717,27 +786,61 @@ mod tests {
         let p = Policy::default();
         let mut s = stocked(10);
         assert_eq!(s.version(), 1);
-        assert_eq!(run(&mut s, |s| s.plan_reserve(&id("a"), 4, Ttl::Default, NOW, &p)), Status::Reserved);
+        assert_eq!(
+            run(&mut s, |s| s.plan_reserve(
+                &id("a"),
+                4,
+                Ttl::Default,
+                NOW,
+                &p
+            )),
+            Status::Reserved
+        );
         assert_eq!(s.view(NOW).available, 6);
         assert_eq!(s.version(), 2);
         // Retry: same answer, nothing changes.
         let replay = s.plan_reserve(&id("a"), 4, Ttl::Default, NOW, &p).unwrap();
-        assert_eq!((replay.status, replay.event, replay.effects.len()), (Status::Reserved, Event::Replay, 0));
-        assert_eq!(s.plan_reserve(&id("a"), 5, Ttl::Default, NOW, &p), Err(Error::TxConflict { held: 4, asked: 5 }));
-        assert_eq!(run(&mut s, |s| Ok(s.plan_confirm(&id("a"), NOW))), Status::Confirmed);
+        assert_eq!(
+            (replay.status, replay.event, replay.effects.len()),
+            (Status::Reserved, Event::Replay, 0)
+        );
+        assert_eq!(
+            s.plan_reserve(&id("a"), 5, Ttl::Default, NOW, &p),
+            Err(Error::TxConflict { held: 4, asked: 5 })
+        );
+        assert_eq!(
+            run(&mut s, |s| Ok(s.plan_confirm(&id("a"), NOW))),
+            Status::Confirmed
+        );
         let v = s.view(NOW);
-        assert_eq!((v.stock, v.reserved, v.available, v.sold, v.version), (6, 0, 6, 4, 3));
+        assert_eq!(
+            (v.stock, v.reserved, v.available, v.sold, v.version),
+            (6, 0, 6, 4, 3)
+        );
         assert_eq!(s.plan_cancel(&id("a"), NOW).status, Status::Confirmed);
-        assert_eq!(s.plan_reserve(&id("a"), 4, Ttl::Default, NOW, &p).unwrap().status, Status::Confirmed);
+        assert_eq!(
+            s.plan_reserve(&id("a"), 4, Ttl::Default, NOW, &p)
+                .unwrap()
+                .status,
+            Status::Confirmed
+        );
     }
 
     #[test]
     fn cancel_before_reserve_fences() {
         let p = Policy::default();
         let mut s = stocked(10);
-        assert_eq!(run(&mut s, |s| Ok(s.plan_cancel(&id("late"), NOW))), Status::Cancelled);
-        let plan = s.plan_reserve(&id("late"), 1, Ttl::Default, NOW, &p).unwrap();
-        assert_eq!((plan.status, plan.event, plan.effects.len()), (Status::Cancelled, Event::Fenced, 0));
+        assert_eq!(
+            run(&mut s, |s| Ok(s.plan_cancel(&id("late"), NOW))),
+            Status::Cancelled
+        );
+        let plan = s
+            .plan_reserve(&id("late"), 1, Ttl::Default, NOW, &p)
+            .unwrap();
+        assert_eq!(
+            (plan.status, plan.event, plan.effects.len()),
+            (Status::Cancelled, Event::Fenced, 0)
+        );
         assert_eq!(s.view(NOW).available, 10);
     }
 
@@ -745,14 +848,18 @@ mod tests {
     fn due_records_count_as_expired_before_materialising() {
         let p = Policy::default();
         let mut s = stocked(5);
-        run(&mut s, |s| s.plan_reserve(&id("a"), 5, Ttl::Millis(100), NOW, &p));
+        run(&mut s, |s| {
+            s.plan_reserve(&id("a"), 5, Ttl::Millis(100), NOW, &p)
+        });
         let later = NOW + 100;
         let v = s.view(later);
         assert_eq!((v.available, v.reserved, v.open), (5, 0, 0));
         assert_eq!(s.tx(b"a", later).unwrap().state, State::Expired);
         assert_eq!(s.plan_confirm(&id("a"), later).status, Status::Expired);
         // A reserve that needs the units materialises the expiry first.
-        let plan = s.plan_reserve(&id("b"), 5, Ttl::Default, later, &p).unwrap();
+        let plan = s
+            .plan_reserve(&id("b"), 5, Ttl::Default, later, &p)
+            .unwrap();
         assert_eq!(plan.effects[0], Effect::Expire(vec![id("a")]));
         run(&mut s, |_| Ok(plan));
         s.audit().unwrap();
@@ -763,7 +870,13 @@ mod tests {
     fn apply_validates_before_changing() {
         let mut s = stocked(1);
         let before = s.header();
-        assert!(s.apply(&Effect::Reserve { txid: id("x"), qty: 2, deadline: 1 }).is_err());
+        assert!(s
+            .apply(&Effect::Reserve {
+                txid: id("x"),
+                qty: 2,
+                deadline: 1
+            })
+            .is_err());
         assert!(s.apply(&Effect::Expire(vec![id("nope")])).is_err());
         assert!(s.apply(&Effect::Stock(-1)).is_err());
         assert_eq!(s.header(), before);
@@ -771,7 +884,10 @@ mod tests {
 
     #[test]
     fn ttl_bounds() {
-        let p = Policy { max_ttl_ms: 1000, ..Policy::default() };
+        let p = Policy {
+            max_ttl_ms: 1000,
+            ..Policy::default()
+        };
         assert!(p.deadline(Ttl::Millis(0), NOW).is_err());
         assert!(p.deadline(Ttl::Millis(1001), NOW).is_err());
         assert_eq!(p.deadline(Ttl::At(NOW + 1000), NOW), Ok(NOW + 1000));

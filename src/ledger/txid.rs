@@ -36,7 +36,10 @@ impl TxId {
             let mut buf = [0u8; INLINE];
             buf[..bytes.len()].copy_from_slice(bytes);
             // Length is at most INLINE (22), so it fits a u8.
-            TxId(Repr::Inline { len: bytes.len() as u8, buf })
+            TxId(Repr::Inline {
+                len: bytes.len() as u8,
+                buf,
+            })
         } else {
             TxId(Repr::Heap(bytes.into()))
         }
@@ -59,7 +62,10 @@ impl TxId {
 
     /// An empty placeholder for free slab slots; never handed out.
     pub(crate) fn placeholder() -> TxId {
-        TxId(Repr::Inline { len: 0, buf: [0; INLINE] })
+        TxId(Repr::Inline {
+            len: 0,
+            buf: [0; INLINE],
+        })
     }
 }
 

@@ -30,7 +30,11 @@ fn status(s: Status) -> RedisValue {
 
 /// `[state, available, version]`
 fn outcome(s: Status, v: &View) -> RedisValue {
-    RedisValue::Array(vec![status(s), RedisValue::Integer(v.available), RedisValue::Integer(v.version as i64)])
+    RedisValue::Array(vec![
+        status(s),
+        RedisValue::Integer(v.available),
+        RedisValue::Integer(v.version as i64),
+    ])
 }
 
 /// Plans on one key, commits, and replies `[state, available, version]`.
@@ -51,7 +55,10 @@ pub fn set(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let a = slices(&args);
     let cmd = parse::set(&a).map_err(reply_err)?;
     let entry = Entry::open(ctx, key(ctx, a[0])).map_err(reply_err)?;
-    let plan = entry.sku().plan_set(cmd.stock, cmd.if_version, now_ms()).map_err(reply_err)?;
+    let plan = entry
+        .sku()
+        .plan_set(cmd.stock, cmd.if_version, now_ms())
+        .map_err(reply_err)?;
     STATS.count_plan(&plan);
     entry.commit(&plan.effects).map_err(reply_err)?;
     Ok(RedisValue::SimpleStringStatic("OK"))
@@ -62,7 +69,10 @@ pub fn add(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let cmd = parse::add(&a).map_err(reply_err)?;
     let now = now_ms();
     let entry = Entry::open(ctx, key(ctx, a[0])).map_err(reply_err)?;
-    let plan = entry.sku().plan_add(cmd.delta, cmd.if_version, now).map_err(reply_err)?;
+    let plan = entry
+        .sku()
+        .plan_add(cmd.delta, cmd.if_version, now)
+        .map_err(reply_err)?;
     STATS.count_plan(&plan);
     entry.commit(&plan.effects).map_err(reply_err)?;
     Ok(RedisValue::Integer(entry.view(now).available))
@@ -72,7 +82,9 @@ pub fn reserve(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let a = slices(&args);
     let cmd = parse::reserve(&a).map_err(reply_err)?;
     let p = policy();
-    single(ctx, a[0], |sku, now| sku.plan_reserve(&cmd.txid, cmd.qty, cmd.ttl, now, &p))
+    single(ctx, a[0], |sku, now| {
+        sku.plan_reserve(&cmd.txid, cmd.qty, cmd.ttl, now, &p)
+    })
 }
 
 pub fn confirm(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
@@ -91,7 +103,9 @@ pub fn extend(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let a = slices(&args);
     let cmd = parse::extend(&a).map_err(reply_err)?;
     let p = policy();
-    single(ctx, a[0], |sku, now| sku.plan_extend(&cmd.txid, cmd.ttl_ms, now, &p))
+    single(ctx, a[0], |sku, now| {
+        sku.plan_extend(&cmd.txid, cmd.ttl_ms, now, &p)
+    })
 }
 
 /// Replies field/value pairs in this order: a map in RESP3, a flat array in RESP2.
@@ -116,7 +130,9 @@ pub fn get(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     parse::key_only("inv.get", &a).map_err(reply_err)?;
     let now = now_ms();
     let view = read(ctx, &key(ctx, a[0]), |s| s.map(|s| s.view(now))).map_err(reply_err)?;
-    let Some(v) = view else { return Ok(RedisValue::Null) };
+    let Some(v) = view else {
+        return Ok(RedisValue::Null);
+    };
     let i = RedisValue::Integer;
     pairs(
         ctx,
@@ -136,8 +152,13 @@ pub fn tx(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let a = slices(&args);
     let txid = parse::key_txid("inv.tx", &a).map_err(reply_err)?;
     let now = now_ms();
-    let found = read(ctx, &key(ctx, a[0]), |s| s.and_then(|s| s.tx(txid.as_bytes(), now))).map_err(reply_err)?;
-    let Some(t) = found else { return Ok(RedisValue::Null) };
+    let found = read(ctx, &key(ctx, a[0]), |s| {
+        s.and_then(|s| s.tx(txid.as_bytes(), now))
+    })
+    .map_err(reply_err)?;
+    let Some(t) = found else {
+        return Ok(RedisValue::Null);
+    };
     pairs(
         ctx,
         &[
@@ -234,7 +255,10 @@ fn finish(
     blocked: Option<usize>,
 ) -> RedisResult {
     match blocked {
-        Some(i) => STATS.count_plan(&Plan { effects: Vec::new(), ..plans[i].clone() }),
+        Some(i) => STATS.count_plan(&Plan {
+            effects: Vec::new(),
+            ..plans[i].clone()
+        }),
         None => {
             for (e, p) in entries.iter().zip(plans) {
                 STATS.count_plan(p);
@@ -266,7 +290,9 @@ pub fn mreserve(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 pub fn mconfirm(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let a = slices(&args);
     let cmd = parse::multi("inv.mconfirm", &a).map_err(reply_err)?;
-    let (now, entries, plans) = plan_all(ctx, &cmd.keys, |_, sku, now| Ok(sku.plan_confirm(&cmd.txid, now)))?;
+    let (now, entries, plans) = plan_all(ctx, &cmd.keys, |_, sku, now| {
+        Ok(sku.plan_confirm(&cmd.txid, now))
+    })?;
     let blocked = plans.iter().position(|p| p.status != Status::Confirmed);
     let overall = blocked.map_or(Status::Confirmed, |i| plans[i].status);
     finish(&cmd.keys, now, &entries, &plans, overall, blocked)
@@ -275,7 +301,9 @@ pub fn mconfirm(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 pub fn mcancel(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let a = slices(&args);
     let cmd = parse::multi("inv.mcancel", &a).map_err(reply_err)?;
-    let (now, entries, plans) = plan_all(ctx, &cmd.keys, |_, sku, now| Ok(sku.plan_cancel(&cmd.txid, now)))?;
+    let (now, entries, plans) = plan_all(ctx, &cmd.keys, |_, sku, now| {
+        Ok(sku.plan_cancel(&cmd.txid, now))
+    })?;
     let overall = if plans.iter().any(|p| p.status == Status::Confirmed) {
         Status::Confirmed
     } else {

@@ -35,10 +35,22 @@ pub static CONFIGS: [(&str, &AtomicI64, i64, i64, i64); 4] = [
 ];
 
 /// Registers the configs, loads redis.conf values, then applies module args.
-pub fn register(ctx: &redis_module::Context, args: &[redis_module::RedisString]) -> Result<(), String> {
+pub fn register(
+    ctx: &redis_module::Context,
+    args: &[redis_module::RedisString],
+) -> Result<(), String> {
     use redis_module::configuration::{register_i64_configuration, ConfigurationFlags};
     for (name, var, default, lo, hi) in CONFIGS.iter() {
-        register_i64_configuration(ctx, name, *var, *default, *lo, *hi, ConfigurationFlags::DEFAULT, None);
+        register_i64_configuration(
+            ctx,
+            name,
+            *var,
+            *default,
+            *lo,
+            *hi,
+            ConfigurationFlags::DEFAULT,
+            None,
+        );
     }
     // SAFETY: ctx is the module's load context.
     unsafe {

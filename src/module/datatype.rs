@@ -41,7 +41,11 @@ const AOF_CHUNK: usize = 256;
 
 /// Adds (sign 1) or removes (sign -1) a value's share of the INFO gauges.
 fn count(sku: &Sku, sign: i64) {
-    STATS.adjust(sign, sign * sku.open_raw() as i64, sign * sku.reserved_raw());
+    STATS.adjust(
+        sign,
+        sign * sku.open_raw() as i64,
+        sign * sku.reserved_raw(),
+    );
 }
 
 fn log_warning(msg: &str) {
@@ -104,7 +108,15 @@ unsafe extern "C" fn aof_rewrite(
     // SAFETY: Redis hands back a value this module created.
     let sku = unsafe { &*value.cast::<Sku>() };
     let h = sku.header();
-    emit(aof, key, &Effect::Load { stock: h.stock, sold: h.sold, version: h.version });
+    emit(
+        aof,
+        key,
+        &Effect::Load {
+            stock: h.stock,
+            sold: h.sold,
+            version: h.version,
+        },
+    );
     let mut chunk: Vec<RecordParts> = Vec::with_capacity(AOF_CHUNK);
     for r in sku.record_parts() {
         chunk.push(r);
@@ -125,12 +137,21 @@ fn emit(aof: *mut raw::RedisModuleIO, key: *mut raw::RedisModuleString, effect: 
         .map(|a| RedisString::create(None, a))
         .collect();
     let mut argv: Vec<*mut raw::RedisModuleString> = strings.iter().map(|s| s.inner).collect();
-    let (Ok(cmd), Ok(fmt)) = (CString::new("INV.APPLY"), CString::new("sv")) else { return };
+    let (Ok(cmd), Ok(fmt)) = (CString::new("INV.APPLY"), CString::new("sv")) else {
+        return;
+    };
     // SAFETY: "sv" reads one RedisModuleString* then an array pointer and its
     // length; all strings stay alive until the call returns.
     unsafe {
         if let Some(emit_aof) = raw::RedisModule_EmitAOF {
-            emit_aof(aof, cmd.as_ptr(), fmt.as_ptr(), key, argv.as_mut_ptr(), argv.len());
+            emit_aof(
+                aof,
+                cmd.as_ptr(),
+                fmt.as_ptr(),
+                key,
+                argv.as_mut_ptr(),
+                argv.len(),
+            );
         }
     }
 }

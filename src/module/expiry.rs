@@ -67,7 +67,13 @@ impl Registry {
         let entries: Vec<((i32, Vec<u8>), u64)> = self.by_key.drain().collect();
         self.by_time.clear();
         for ((db, key), at) in entries {
-            let db = if db == a { b } else if db == b { a } else { db };
+            let db = if db == a {
+                b
+            } else if db == b {
+                a
+            } else {
+                db
+            };
             self.set(db, &key, Some(at));
         }
     }
@@ -76,7 +82,9 @@ impl Registry {
 static REGISTRY: Lazy<Mutex<Registry>> = Lazy::new(|| Mutex::new(Registry::default()));
 
 fn registry() -> std::sync::MutexGuard<'static, Registry> {
-    REGISTRY.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    REGISTRY
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Records when a key next has work (`None`: never).
@@ -130,7 +138,10 @@ unsafe extern "C" fn on_swapdb(
 
 /// Subscribes to SWAPDB and starts the timer.
 pub fn start(ctx: &Context) {
-    let event = raw::RedisModuleEvent { id: raw::REDISMODULE_EVENT_SWAPDB as u64, dataver: 1 };
+    let event = raw::RedisModuleEvent {
+        id: raw::REDISMODULE_EVENT_SWAPDB,
+        dataver: 1,
+    };
     // SAFETY: ctx is the module's load context; the callback lives forever.
     unsafe {
         if let Some(subscribe) = raw::RedisModule_SubscribeToServerEvent {
@@ -164,21 +175,27 @@ fn housekeep(ctx: &Context) {
     }
     let started = Instant::now();
     while started.elapsed() < TIME_BOX {
-        let Some((db, key)) = registry().pop_due(now) else { break };
+        let Some((db, key)) = registry().pop_due(now) else {
+            break;
+        };
         if !select_db(ctx, db) {
             continue;
         }
-        let Ok(entry) = Entry::open(ctx, ctx.create_string(key.as_slice())) else { continue };
-        let effects = entry.sku().plan_housekeeping(now, retention, BATCH);
-        if effects.is_empty() {
-            // Nothing due yet (or the key is gone): schedule its next work.
-            let next = entry.sku().next_event(retention).filter(|_| entry.sku().version() > 0);
-            schedule(db, &key, next);
+        let Ok(entry) = Entry::open(ctx, ctx.create_string(key.as_slice())) else {
             continue;
-        }
+        };
+        let effects = entry.sku().plan_housekeeping(now, retention, BATCH);
         STATS.count_effects(&effects);
         if let Err(e) = entry.commit(&effects) {
             ctx.log_warning(&format!("inventory: housekeeping failed: {e}"));
         }
+        // The registry entry was popped: register this key's next work under
+        // its current name, whatever the value remembered (rename, copy).
+        let next = entry.stored().and_then(|sku| {
+            let next = sku.next_event(retention);
+            sku.mark_scheduled(next);
+            next
+        });
+        schedule(db, &key, next);
     }
 }

@@ -25,16 +25,24 @@ pub fn selected_db(ctx: &Context) -> i32 {
 /// Selects a database on the context (housekeeping visits every db).
 pub fn select_db(ctx: &Context, db: i32) -> bool {
     // SAFETY: ctx is a live context; Redis validates the db number.
-    unsafe { raw::RedisModule_SelectDb.is_some_and(|f| f(ctx.ctx, db) == raw::REDISMODULE_OK as i32) }
+    unsafe {
+        raw::RedisModule_SelectDb.is_some_and(|f| f(ctx.ctx, db) == raw::REDISMODULE_OK as i32)
+    }
 }
 
 /// Reads a key: `f(None)` when missing, WRONGTYPE for other types.
-pub fn read<R>(ctx: &Context, name: &RedisString, f: impl FnOnce(Option<&Sku>) -> R) -> Result<R, Error> {
+pub fn read<R>(
+    ctx: &Context,
+    name: &RedisString,
+    f: impl FnOnce(Option<&Sku>) -> R,
+) -> Result<R, Error> {
     let key = ctx.open_key(name);
     if key.key_type() == KeyType::Empty {
         return Ok(f(None));
     }
-    let value: Option<&Sku> = key.get_value(&INVENTORY_TYPE).map_err(|_| Error::WrongType)?;
+    let value: Option<&Sku> = key
+        .get_value(&INVENTORY_TYPE)
+        .map_err(|_| Error::WrongType)?;
     Ok(f(value))
 }
 
@@ -52,14 +60,19 @@ impl<'c> Entry<'c> {
         if key.key_type() != KeyType::Empty && key.get_value::<Sku>(&INVENTORY_TYPE).is_err() {
             return Err(Error::WrongType);
         }
-        Ok(Entry { ctx, name, key, empty: Sku::new() })
+        Ok(Entry {
+            ctx,
+            name,
+            key,
+            empty: Sku::new(),
+        })
     }
 
     pub fn name(&self) -> &RedisString {
         &self.name
     }
 
-    fn stored(&self) -> Option<&mut Sku> {
+    pub fn stored(&self) -> Option<&mut Sku> {
         self.key.get_value::<Sku>(&INVENTORY_TYPE).ok().flatten()
     }
 
@@ -79,7 +92,9 @@ impl<'c> Entry<'c> {
     /// the first that does not apply (a replica out of step) and returns its
     /// error; what applied before it stays applied and propagated.
     pub fn commit(&self, effects: &[Effect]) -> Result<(), Error> {
-        let Some(first) = effects.first() else { return Ok(()) };
+        let Some(first) = effects.first() else {
+            return Ok(());
+        };
         if self.stored().is_none() {
             if !first.creates_key() {
                 return Err(Error::Apply("no such key".into()));
@@ -89,7 +104,9 @@ impl<'c> Entry<'c> {
                 .map_err(|e| Error::Apply(e.to_string()))?;
             STATS.adjust(1, 0, 0);
         }
-        let sku = self.stored().ok_or_else(|| Error::Apply("no such key".into()))?;
+        let sku = self
+            .stored()
+            .ok_or_else(|| Error::Apply("no such key".into()))?;
         let (open, reserved) = (sku.open_raw() as i64, sku.reserved_raw());
         let mut result = Ok(());
         let mut applied = 0;
@@ -104,9 +121,14 @@ impl<'c> Entry<'c> {
             argv.push(self.name.as_slice());
             argv.extend(args.iter().map(Vec::as_slice));
             self.ctx.replicate("INV.APPLY", argv.as_slice());
-            self.ctx.notify_keyspace_event(NotifyEvent::MODULE, effect.event(), &self.name);
+            self.ctx
+                .notify_keyspace_event(NotifyEvent::MODULE, effect.event(), &self.name);
         }
-        STATS.adjust(0, sku.open_raw() as i64 - open, sku.reserved_raw() - reserved);
+        STATS.adjust(
+            0,
+            sku.open_raw() as i64 - open,
+            sku.reserved_raw() - reserved,
+        );
         if sku.version() == 0 {
             // Creation failed before any effect applied: leave no empty key.
             let _ = self.key.delete();
@@ -117,8 +139,9 @@ impl<'c> Entry<'c> {
                     signal(self.ctx.ctx, self.name.inner);
                 }
             }
-            let retention = config::policy().retention_ms;
-            expiry::schedule(selected_db(self.ctx), self.name.as_slice(), sku.next_event(retention));
+            if let Some(next) = sku.schedule_change(config::policy().retention_ms) {
+                expiry::schedule(selected_db(self.ctx), self.name.as_slice(), next);
+            }
         }
         result
     }

@@ -11,9 +11,20 @@ fn units_return_within_a_second_without_clients() {
     ok(c, &["INV.SET", "sku", "5"]);
     ok(c, &["INV.RESERVE", "sku", "o", "5", "TTL", "100"]);
     assert_eq!(info_field(c, "reserved_units"), 5);
-    eventually("expiry", Duration::from_millis(1100), || info_field(c, "expired") == 1);
-    assert_eq!((info_field(c, "reserved_units"), info_field(c, "open_reservations")), (0, 0));
-    assert_eq!((get(c, "sku", "available"), get(c, "sku", "version")), (5, 3));
+    eventually("expiry", Duration::from_millis(1100), || {
+        info_field(c, "expired") == 1
+    });
+    assert_eq!(
+        (
+            info_field(c, "reserved_units"),
+            info_field(c, "open_reservations")
+        ),
+        (0, 0)
+    );
+    assert_eq!(
+        (get(c, "sku", "available"), get(c, "sku", "version")),
+        (5, 3)
+    );
     assert_eq!(outcome(c, &["INV.CONFIRM", "sku", "o"]).0, "EXPIRED");
     assert_eq!(info_field(c, "confirms_late"), 1);
 }
@@ -28,14 +39,27 @@ fn expiry_follows_keys_that_moved() {
     }
     let dump: Vec<u8> = redis::cmd("DUMP").arg("d").query(c).unwrap();
     ok(c, &["DEL", "d"]);
-    let _: () = redis::cmd("RESTORE").arg("restored").arg(0).arg(&dump).query(c).unwrap();
+    let _: () = redis::cmd("RESTORE")
+        .arg("restored")
+        .arg(0)
+        .arg(&dump)
+        .query(c)
+        .unwrap();
     ok(c, &["RENAME", "a", "renamed"]);
     ok(c, &["MOVE", "b", "3"]);
     ok(c, &["COPY", "c", "copied"]);
     ok(c, &["SWAPDB", "0", "5"]);
     // a, c, copied, restored live in db 5 now; b in db 3. Five reservations.
-    eventually("all five expire", Duration::from_secs(3), || info_field(c, "expired") == 5);
-    for (db, k) in [("5", "renamed"), ("3", "b"), ("5", "c"), ("5", "copied"), ("5", "restored")] {
+    eventually("all five expire", Duration::from_secs(3), || {
+        info_field(c, "expired") == 5
+    });
+    for (db, k) in [
+        ("5", "renamed"),
+        ("3", "b"),
+        ("5", "c"),
+        ("5", "copied"),
+        ("5", "restored"),
+    ] {
         ok(c, &["SELECT", db]);
         assert_eq!(get(c, k, "version"), 3, "{k} in db {db}");
     }
@@ -50,7 +74,9 @@ fn finished_records_and_fences_are_purged_after_retention() {
     ok(c, &["INV.RESERVE", "sku", "o", "1", "TTL", "100"]);
     ok(c, &["INV.CONFIRM", "sku", "o"]);
     ok(c, &["INV.CANCEL", "sku", "fence"]);
-    eventually("purge", Duration::from_secs(2), || info_field(c, "purged") == 2);
+    eventually("purge", Duration::from_secs(2), || {
+        info_field(c, "purged") == 2
+    });
     assert_eq!(tx_state(c, "sku", "o"), None);
     assert_eq!(get(c, "sku", "records"), 0);
     assert_eq!(get(c, "sku", "sold"), 1);
@@ -64,11 +90,19 @@ fn many_due_at_once_all_come_back() {
     ok(c, &["INV.SET", "sku", &n.to_string()]);
     let mut pipe = redis::pipe();
     for i in 0..n {
-        pipe.cmd("INV.RESERVE").arg("sku").arg(format!("order-{i:010}")).arg(1).arg("TTL").arg(5000).ignore();
+        pipe.cmd("INV.RESERVE")
+            .arg("sku")
+            .arg(format!("order-{i:010}"))
+            .arg(1)
+            .arg("TTL")
+            .arg(5000)
+            .ignore();
     }
     let _: () = pipe.query(c).unwrap();
     assert_eq!(get(c, "sku", "available"), 0);
-    eventually("all units back", Duration::from_secs(10), || info_field(c, "reserved_units") == 0);
+    eventually("all units back", Duration::from_secs(10), || {
+        info_field(c, "reserved_units") == 0
+    });
     assert_eq!(info_field(c, "expired"), n);
     assert_eq!(ok(c, &["INV.AUDIT", "sku"]), redis::Value::Okay);
 }
@@ -82,5 +116,9 @@ fn move_leaves_the_callers_db_selected() {
     ok(c, &["SET", "x", "1"]);
     ok(c, &["SET", "y", "1"]);
     ok(c, &["MOVE", "x", "3"]);
-    assert_eq!(ok(c, &["EXISTS", "y"]), redis::Value::Int(1), "the connection left db 0");
+    assert_eq!(
+        ok(c, &["EXISTS", "y"]),
+        redis::Value::Int(1),
+        "the connection left db 0"
+    );
 }

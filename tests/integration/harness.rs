@@ -15,9 +15,11 @@ pub fn server_bin() -> String {
 }
 
 pub fn module_path() -> PathBuf {
-    let path = std::env::var("INVENTORY_MODULE").map(PathBuf::from).unwrap_or_else(|_| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/debug/libinventory.so")
-    });
+    let path = std::env::var("INVENTORY_MODULE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/debug/libinventory.so")
+        });
     assert!(
         path.exists(),
         "module not found at {} (run `cargo build` or set INVENTORY_MODULE)",
@@ -27,7 +29,10 @@ pub fn module_path() -> PathBuf {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 pub struct Server {
@@ -65,7 +70,10 @@ impl Server {
             module.display().to_string(),
         ];
         // Module arguments must follow --loadmodule directly.
-        let split = extra.iter().position(|a| a.starts_with("--")).unwrap_or(extra.len());
+        let split = extra
+            .iter()
+            .position(|a| a.starts_with("--"))
+            .unwrap_or(extra.len());
         args.extend(extra[..split].iter().cloned());
         args.extend(extra[split..].iter().cloned());
         let child = Command::new(server_bin())
@@ -74,9 +82,17 @@ impl Server {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| {
-                panic!("cannot start '{}': {e} (install it with `make deps` or set INVENTORY_SERVER)", server_bin())
+                panic!(
+                    "cannot start '{}': {e} (install it with `make deps` or set INVENTORY_SERVER)",
+                    server_bin()
+                )
             });
-        let mut server = Server { child, port, dir, extra };
+        let mut server = Server {
+            child,
+            port,
+            dir,
+            extra,
+        };
         server.wait_ready();
         server
     }
@@ -95,13 +111,20 @@ impl Server {
             }
             if let Ok(mut c) = self.try_conn() {
                 if redis::cmd("PING").query::<String>(&mut c).is_ok() {
-                    let loading: String = redis::cmd("INFO").arg("persistence").query(&mut c).unwrap_or_default();
+                    let loading: String = redis::cmd("INFO")
+                        .arg("persistence")
+                        .query(&mut c)
+                        .unwrap_or_default();
                     if loading.contains("loading:0") {
                         return;
                     }
                 }
             }
-            assert!(Instant::now() < deadline, "server not ready in time; log:\n{}", self.log_tail());
+            assert!(
+                Instant::now() < deadline,
+                "server not ready in time; log:\n{}",
+                self.log_tail()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -174,13 +197,18 @@ pub fn outcome(c: &mut Connection, args: &[&str]) -> (String, i64, i64) {
     for a in &args[1..] {
         cmd.arg(*a);
     }
-    cmd.query(c).unwrap_or_else(|e| panic!("{args:?} failed: {e}"))
+    cmd.query(c)
+        .unwrap_or_else(|e| panic!("{args:?} failed: {e}"))
 }
 
 /// A field of INV.GET / INV.TX (flat field/value pairs in RESP2).
 pub fn field(c: &mut Connection, args: &[&str], name: &str) -> Option<i64> {
-    let pairs: Option<Vec<(String, redis::Value)>> = redis::cmd(args[0]).arg(&args[1..]).query(c).ok()?;
-    pairs?.into_iter().find(|(k, _)| k == name).and_then(|(_, v)| redis::from_redis_value(&v).ok())
+    let pairs: Option<Vec<(String, redis::Value)>> =
+        redis::cmd(args[0]).arg(&args[1..]).query(c).ok()?;
+    pairs?
+        .into_iter()
+        .find(|(k, _)| k == name)
+        .and_then(|(_, v)| redis::from_redis_value(&v).ok())
 }
 
 pub fn get(c: &mut Connection, key: &str, name: &str) -> i64 {
@@ -188,8 +216,12 @@ pub fn get(c: &mut Connection, key: &str, name: &str) -> i64 {
 }
 
 pub fn tx_state(c: &mut Connection, key: &str, txid: &str) -> Option<String> {
-    let pairs: Option<Vec<(String, redis::Value)>> = redis::cmd("INV.TX").arg(key).arg(txid).query(c).unwrap();
-    pairs?.into_iter().find(|(k, _)| k == "state").and_then(|(_, v)| redis::from_redis_value(&v).ok())
+    let pairs: Option<Vec<(String, redis::Value)>> =
+        redis::cmd("INV.TX").arg(key).arg(txid).query(c).unwrap();
+    pairs?
+        .into_iter()
+        .find(|(k, _)| k == "state")
+        .and_then(|(_, v)| redis::from_redis_value(&v).ok())
 }
 
 pub fn digest(c: &mut Connection) -> String {

@@ -18,11 +18,23 @@ fn keyspace_events_for_every_change() {
     ok(c, &["INV.RESERVE", "sku", "b", "1"]);
     ok(c, &["INV.CONFIRM", "sku", "b"]);
     ok(c, &["INV.CANCEL", "sku", "c"]);
-    let want = ["inv.set", "inv.add", "inv.reserve", "inv.extend", "inv.reserve", "inv.confirm", "inv.cancel", "inv.expire"];
+    let want = [
+        "inv.set",
+        "inv.add",
+        "inv.reserve",
+        "inv.extend",
+        "inv.reserve",
+        "inv.confirm",
+        "inv.cancel",
+        "inv.expire",
+    ];
     for w in want {
         let msg = ps.get_message().expect("event");
         let payload: String = msg.get_payload().unwrap();
-        assert_eq!((msg.get_channel_name(), payload.as_str()), (format!("__keyevent@0__:{w}").as_str(), "sku"));
+        assert_eq!(
+            (msg.get_channel_name(), payload.as_str()),
+            (format!("__keyevent@0__:{w}").as_str(), "sku")
+        );
     }
 }
 
@@ -36,11 +48,22 @@ fn watch_sees_changes_but_not_replays() {
     let run = |c: &mut redis::Connection, other: &mut redis::Connection, args: &[&str]| -> bool {
         ok(c, &["WATCH", "sku"]);
         ok(other, args);
-        let r: Option<Vec<redis::Value>> = redis::pipe().atomic().cmd("INV.GET").arg("sku").query(c).unwrap();
+        let r: Option<Vec<redis::Value>> = redis::pipe()
+            .atomic()
+            .cmd("INV.GET")
+            .arg("sku")
+            .query(c)
+            .unwrap();
         r.is_some()
     };
-    assert!(!run(c, other, &["INV.RESERVE", "sku", "b", "1"]), "a change must abort EXEC");
-    assert!(run(c, other, &["INV.RESERVE", "sku", "b", "1"]), "a replay changes nothing");
+    assert!(
+        !run(c, other, &["INV.RESERVE", "sku", "b", "1"]),
+        "a change must abort EXEC"
+    );
+    assert!(
+        run(c, other, &["INV.RESERVE", "sku", "b", "1"]),
+        "a replay changes nothing"
+    );
 }
 
 #[test]
@@ -55,13 +78,27 @@ fn info_reports_every_field() {
     ok(c, &["INV.RESERVE", "sku", "b", "1"]);
     ok(c, &["INV.CANCEL", "sku", "b"]);
     for (name, want) in [
-        ("keys", 1), ("open_reservations", 1), ("reserved_units", 2), ("reserves", 2),
-        ("reserves_nostock", 1), ("replays", 1), ("fenced", 0), ("confirms", 0), ("confirms_late", 0),
-        ("cancels", 1), ("empty_rollbacks", 0), ("expired", 0), ("purged", 0), ("tx_conflicts", 1),
+        ("keys", 1),
+        ("open_reservations", 1),
+        ("reserved_units", 2),
+        ("reserves", 2),
+        ("reserves_nostock", 1),
+        ("replays", 1),
+        ("fenced", 0),
+        ("confirms", 0),
+        ("confirms_late", 0),
+        ("cancels", 1),
+        ("empty_rollbacks", 0),
+        ("expired", 0),
+        ("purged", 0),
+        ("tx_conflicts", 1),
         ("audits_failed", 0),
     ] {
         assert_eq!(info_field(c, name), want, "{name}");
     }
     ok(c, &["DEL", "sku"]);
-    assert_eq!((info_field(c, "keys"), info_field(c, "reserved_units")), (0, 0));
+    assert_eq!(
+        (info_field(c, "keys"), info_field(c, "reserved_units")),
+        (0, 0)
+    );
 }

@@ -8,7 +8,15 @@ use std::time::Duration;
 pub fn workload(c: &mut redis::Connection, key: &str) {
     ok(c, &["INV.SET", key, "1000"]);
     for i in 0..40 {
-        ok(c, &["INV.RESERVE", key, &format!("o{i}"), &(1 + i % 3).to_string()]);
+        ok(
+            c,
+            &[
+                "INV.RESERVE",
+                key,
+                &format!("o{i}"),
+                &(1 + i % 3).to_string(),
+            ],
+        );
     }
     for i in 0..10 {
         ok(c, &["INV.CONFIRM", key, &format!("o{i}")]);
@@ -38,18 +46,35 @@ fn dump_restore_copy_rename_preserve_the_value() {
     let s = Server::start(&[]);
     let c = &mut s.conn();
     workload(c, "sku");
-    let value: Vec<String> = redis::cmd("DEBUG").arg("DIGEST-VALUE").arg("sku").query(c).unwrap();
+    let value: Vec<String> = redis::cmd("DEBUG")
+        .arg("DIGEST-VALUE")
+        .arg("sku")
+        .query(c)
+        .unwrap();
     let dump: Vec<u8> = redis::cmd("DUMP").arg("sku").query(c).unwrap();
-    let _: () = redis::cmd("RESTORE").arg("restored").arg(0).arg(&dump).query(c).unwrap();
+    let _: () = redis::cmd("RESTORE")
+        .arg("restored")
+        .arg(0)
+        .arg(&dump)
+        .query(c)
+        .unwrap();
     ok(c, &["COPY", "sku", "copied"]);
     ok(c, &["RENAME", "sku", "renamed"]);
     for k in ["restored", "copied", "renamed"] {
-        let v: Vec<String> = redis::cmd("DEBUG").arg("DIGEST-VALUE").arg(k).query(c).unwrap();
+        let v: Vec<String> = redis::cmd("DEBUG")
+            .arg("DIGEST-VALUE")
+            .arg(k)
+            .query(c)
+            .unwrap();
         assert_eq!(v, value, "{k}");
         assert_eq!(ok(c, &["INV.AUDIT", k]), redis::Value::Okay);
     }
     assert_eq!(info_field(c, "keys"), 3);
-    let mem: i64 = redis::cmd("MEMORY").arg("USAGE").arg("renamed").query(c).unwrap();
+    let mem: i64 = redis::cmd("MEMORY")
+        .arg("USAGE")
+        .arg("renamed")
+        .query(c)
+        .unwrap();
     assert!(mem > 40 * 40, "MEMORY USAGE {mem}");
 }
 
@@ -71,9 +96,17 @@ fn malformed_payloads_are_rejected_without_crashing() {
     // The module id's low 10 bits are the encoding version (bytes 2..10, big endian).
     let mut unknown_version = dump.clone();
     unknown_version[9] ^= 0x03;
-    let r: redis::RedisResult<()> = redis::cmd("RESTORE").arg("v2").arg(0).arg(with_crc(unknown_version)).query(c);
+    let r: redis::RedisResult<()> = redis::cmd("RESTORE")
+        .arg("v2")
+        .arg(0)
+        .arg(with_crc(unknown_version))
+        .query(c);
     assert!(r.is_err(), "an unknown encoding version must be refused");
-    assert!(s.log().contains("cannot load encoding version 2"), "{}", s.log());
+    assert!(
+        s.log().contains("cannot load encoding version 2"),
+        "{}",
+        s.log()
+    );
     // Flip every payload byte in turn: each RESTORE either fails cleanly or
     // yields a value that passes INV.AUDIT; the server never dies.
     let mut rejected = 0;
@@ -82,12 +115,18 @@ fn malformed_payloads_are_rejected_without_crashing() {
             let mut bad = dump.clone();
             bad[i] ^= flip;
             let name = format!("t{i}-{flip}");
-            let r: redis::RedisResult<()> = redis::cmd("RESTORE").arg(&name).arg(0).arg(with_crc(bad)).query(c);
+            let r: redis::RedisResult<()> = redis::cmd("RESTORE")
+                .arg(&name)
+                .arg(0)
+                .arg(with_crc(bad))
+                .query(c);
             match r {
                 Err(_) => rejected += 1,
                 Ok(()) => {
                     if let Ok(redis::Value::Okay) = call(c, &["INV.AUDIT", &name]) {
-                    } else if call(c, &["TYPE", &name]).ok() == Some(redis::Value::SimpleString("inventory".into())) {
+                    } else if call(c, &["TYPE", &name]).ok()
+                        == Some(redis::Value::SimpleString("inventory".into()))
+                    {
                         panic!("restored a broken value at byte {i}");
                     }
                 }
@@ -143,6 +182,8 @@ fn restart_after_deadlines_passed_returns_the_units() {
     // Readers never count it, and housekeeping materialises the expiry.
     assert_eq!(get(c, "sku", "available"), 3);
     assert_eq!(tx_state(c, "sku", "o").as_deref(), Some("EXPIRED"));
-    eventually("expiry after restart", Duration::from_secs(2), || info_field(c, "open_reservations") == 0);
+    eventually("expiry after restart", Duration::from_secs(2), || {
+        info_field(c, "open_reservations") == 0
+    });
     assert_eq!(get(c, "sku", "version"), 3);
 }

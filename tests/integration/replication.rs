@@ -33,13 +33,20 @@ fn replica_digest_equals_master_after_mixed_workload_with_expiry() {
     crate::persistence::workload(mc, "streamed");
     ok(mc, &["INV.SET", "{c}a", "5"]);
     ok(mc, &["INV.SET", "{c}b", "5"]);
-    ok(mc, &["INV.MRESERVE", "cart", "100", "{c}a", "2", "{c}b", "3"]);
+    ok(
+        mc,
+        &["INV.MRESERVE", "cart", "100", "{c}a", "2", "{c}b", "3"],
+    );
     ok(mc, &["INV.RESERVE", "{c}a", "x", "1", "TTL", "5000"]);
     ok(mc, &["INV.EXTEND", "{c}a", "x", "200"]);
-    eventually("expiry and purge on the master", Duration::from_secs(3), || {
-        // Each workload leaves 21 open reservations; the cart and "x" expire.
-        info_field(mc, "open_reservations") == 2 * 21 && info_field(mc, "purged") > 0
-    });
+    eventually(
+        "expiry and purge on the master",
+        Duration::from_secs(3),
+        || {
+            // Each workload leaves 21 open reservations; the cart and "x" expire.
+            info_field(mc, "open_reservations") == 2 * 21 && info_field(mc, "purged") > 0
+        },
+    );
     wait_replicated(mc);
     assert_eq!(digest(rc), digest(mc));
     for k in ["before-sync", "streamed", "{c}a", "{c}b"] {
@@ -61,8 +68,13 @@ fn promoted_replica_takes_over_expiry() {
     drop(m);
     let rc = &mut r.conn();
     ok(rc, &["REPLICAOF", "NO", "ONE"]);
-    eventually("the new master expires the reservation", Duration::from_secs(3), || {
-        info_field(rc, "expired") == 1
-    });
-    assert_eq!((get(rc, "sku", "available"), get(rc, "sku", "version")), (5, 3));
+    eventually(
+        "the new master expires the reservation",
+        Duration::from_secs(3),
+        || info_field(rc, "expired") == 1,
+    );
+    assert_eq!(
+        (get(rc, "sku", "available"), get(rc, "sku", "version")),
+        (5, 3)
+    );
 }

@@ -1,0 +1,196 @@
+//! Issue #2's performance budget, measured in one run on one server:
+//! - memory per open reservation (16-byte txids) on a hot key holding 1M;
+//! - server CPU per INV.RESERVE with a fresh txid on that key, against the
+//!   usual Lua reserve script (HGET stock, HGET reserved, HINCRBY,
+//!   HSET tx_<id>) on a hash holding 1M tx fields, from INFO commandstats.
+//!
+//! Run with `make budget` (release module, redis-server from PATH; set
+//! INVENTORY_SERVER for another binary). Prints a table; exits non-zero when
+//! a budget is missed.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const OPEN: usize = 1_000_000;
+const SAMPLE: usize = 100_000;
+const RUNS: usize = 3;
+
+const LUA_RESERVE: &str = r#"
+local stock = tonumber(redis.call('HGET', KEYS[1], 'stock') or '0')
+local reserved = tonumber(redis.call('HGET', KEYS[1], 'reserved') or '0')
+local qty = tonumber(ARGV[2])
+if stock - reserved < qty then return 0 end
+redis.call('HINCRBY', KEYS[1], 'reserved', qty)
+redis.call('HSET', KEYS[1], 'tx_' .. ARGV[1], qty)
+return 1
+"#;
+
+fn txid(i: usize) -> String {
+    format!("{i:016}")
+}
+
+fn used_memory(c: &mut redis::Connection) -> i64 {
+    info_value(c, "memory", "used_memory")
+}
+
+fn info_value(c: &mut redis::Connection, section: &str, field: &str) -> i64 {
+    let info: String = redis::cmd("INFO").arg(section).query(c).unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in INFO {section}"))
+}
+
+fn usec_per_call(c: &mut redis::Connection, cmd: &str) -> f64 {
+    let info: String = redis::cmd("INFO").arg("commandstats").query(c).unwrap();
+    info.lines()
+        .find(|l| l.starts_with(&format!("cmdstat_{cmd}:")))
+        .and_then(|l| {
+            l.split(',')
+                .find_map(|kv| kv.strip_prefix("usec_per_call="))
+        })
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no commandstats for {cmd}"))
+}
+
+fn pipelined(c: &mut redis::Connection, n: usize, make: impl Fn(&mut redis::Pipeline, usize)) {
+    for chunk in (0..n).collect::<Vec<_>>().chunks(10_000) {
+        let mut p = redis::pipe();
+        for &i in chunk {
+            make(&mut p, i);
+        }
+        let _: () = p.query(c).unwrap();
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn main() {
+    let bin = std::env::var("INVENTORY_SERVER").unwrap_or_else(|_| "redis-server".into());
+    let module = std::fs::canonicalize("target/release/libinventory.so")
+        .expect("build with `cargo build --release`");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = Command::new(&bin)
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .args(["--loadmodule", module.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start server");
+    std::thread::sleep(Duration::from_millis(300));
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap();
+    let c = &mut client.get_connection().unwrap();
+    let server_info: String = redis::cmd("INFO").arg("server").query(c).unwrap();
+    let server_version = server_info
+        .lines()
+        .find(|l| l.starts_with("redis_version:") || l.starts_with("valkey_version:"))
+        .unwrap_or("?")
+        .to_string();
+
+    let max = (1i64 << 53) - 1;
+    let ttl = 86_400_000;
+    let _: () = redis::cmd("INV.SET").arg("hot").arg(max).query(c).unwrap();
+    let before = used_memory(c);
+    pipelined(c, OPEN, |p, i| {
+        p.cmd("INV.RESERVE")
+            .arg("hot")
+            .arg(txid(i))
+            .arg(1)
+            .arg("TTL")
+            .arg(ttl)
+            .ignore();
+    });
+    let per_res = (used_memory(c) - before) as f64 / OPEN as f64;
+
+    let _: () = redis::cmd("HSET")
+        .arg("lua")
+        .arg("stock")
+        .arg(max)
+        .arg("reserved")
+        .arg(0)
+        .query(c)
+        .unwrap();
+    let sha: String = redis::cmd("SCRIPT")
+        .arg("LOAD")
+        .arg(LUA_RESERVE)
+        .query(c)
+        .unwrap();
+    let before = used_memory(c);
+    pipelined(c, OPEN, |p, i| {
+        p.cmd("EVALSHA")
+            .arg(&sha)
+            .arg(1)
+            .arg("lua")
+            .arg(txid(i))
+            .arg(1)
+            .ignore();
+    });
+    let per_lua = (used_memory(c) - before) as f64 / OPEN as f64;
+
+    let (mut inv, mut lua, mut ratio) = (vec![], vec![], vec![]);
+    for run in 0..RUNS {
+        let base = OPEN + (run + 1) * SAMPLE;
+        let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query(c).unwrap();
+        pipelined(c, SAMPLE, |p, i| {
+            p.cmd("INV.RESERVE")
+                .arg("hot")
+                .arg(txid(base + i))
+                .arg(1)
+                .arg("TTL")
+                .arg(ttl)
+                .ignore();
+            p.cmd("EVALSHA")
+                .arg(&sha)
+                .arg(1)
+                .arg("lua")
+                .arg(txid(base + i))
+                .arg(1)
+                .ignore();
+        });
+        let (a, b) = (usec_per_call(c, "inv.reserve"), usec_per_call(c, "evalsha"));
+        inv.push(a);
+        lua.push(b);
+        ratio.push(a / b);
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+
+    let (inv, lua, ratio) = (median(inv), median(lua), median(ratio));
+    println!("server: {server_version} ({bin})");
+    println!("| measure (hot key, {OPEN} open reservations, 16-byte txids) | value |");
+    println!("|---|---|");
+    println!("| memory per open reservation, inventory | {per_res:.1} bytes |");
+    println!("| memory per reservation, Lua hash layout | {per_lua:.1} bytes |");
+    println!("| INV.RESERVE usec_per_call (median of {RUNS}) | {inv:.3} |");
+    println!("| Lua reserve EVALSHA usec_per_call (median of {RUNS}) | {lua:.3} |");
+    println!("| ratio INV.RESERVE / Lua (median of per-run ratios) | {ratio:.3} |");
+    let mut missed = vec![];
+    if per_res > 64.0 {
+        missed.push(format!(
+            "memory {per_res:.1} > 64 bytes per open reservation"
+        ));
+    }
+    if ratio > 0.25 {
+        missed.push(format!("CPU ratio {ratio:.3} > 0.25"));
+    }
+    if !missed.is_empty() {
+        eprintln!("budget missed: {}", missed.join("; "));
+        std::process::exit(1);
+    }
+    println!("budget met");
+}
