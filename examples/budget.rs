@@ -13,7 +13,7 @@ use std::time::Duration;
 
 const OPEN: usize = 1_000_000;
 const SAMPLE: usize = 100_000;
-const RUNS: usize = 3;
+const RUNS: usize = 5;
 
 const LUA_RESERVE: &str = r#"
 local stock = tonumber(redis.call('HGET', KEYS[1], 'stock') or '0')
@@ -166,6 +166,10 @@ fn main() {
         inv.push(a);
         lua.push(b);
         ratio.push(a / b);
+        println!(
+            "run {run}: INV.RESERVE {a:.3} us, Lua {b:.3} us, ratio {:.3}",
+            a / b
+        );
     }
     let _ = server.kill();
     let _ = server.wait();

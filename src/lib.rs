@@ -32,6 +32,7 @@ fn init(ctx: &Context, args: &[RedisString]) -> Status {
             register(ctx.ctx, Some(info_callback));
         }
     }
+    module::propagation::start(ctx);
     module::expiry::start(ctx);
     Status::Ok
 }

@@ -5,6 +5,7 @@
 use super::error::{Error, Result};
 use super::records::State;
 use super::txid::TxId;
+use std::ffi::CStr;
 
 /// One change to one key.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,16 +53,16 @@ pub struct RecordParts {
 
 impl Effect {
     /// The keyspace event this effect raises (class `d`).
-    pub fn event(&self) -> &'static str {
+    pub fn event(&self) -> &'static CStr {
         match self {
-            Effect::Stock(_) | Effect::Load { .. } | Effect::Records(_) => "inv.set",
-            Effect::Add(_) => "inv.add",
-            Effect::Reserve { .. } => "inv.reserve",
-            Effect::Confirm(_) => "inv.confirm",
-            Effect::Cancel(_) | Effect::Fence { .. } => "inv.cancel",
-            Effect::Extend { .. } => "inv.extend",
-            Effect::Expire(_) => "inv.expire",
-            Effect::Purge(_) => "inv.purge",
+            Effect::Stock(_) | Effect::Load { .. } | Effect::Records(_) => c"inv.set",
+            Effect::Add(_) => c"inv.add",
+            Effect::Reserve { .. } => c"inv.reserve",
+            Effect::Confirm(_) => c"inv.confirm",
+            Effect::Cancel(_) | Effect::Fence { .. } => c"inv.cancel",
+            Effect::Extend { .. } => c"inv.extend",
+            Effect::Expire(_) => c"inv.expire",
+            Effect::Purge(_) => c"inv.purge",
         }
     }
 

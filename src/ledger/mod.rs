@@ -13,7 +13,7 @@ pub use codec::{decode, decode_chunk, decode_header, encode, ENCODING_VERSION};
 pub use effect::{Effect, RecordParts};
 pub use error::{Error, Result};
 pub use records::State;
-pub use sku::{Event, Header, Plan, Policy, Sku, Status, Ttl, TxView, View, MAX_AMOUNT};
+pub use sku::{Effects, Event, Header, Plan, Policy, Sku, Status, Ttl, TxView, View, MAX_AMOUNT};
 pub use stats::Stats;
 pub use txid::{TxId, MAX_TXID_LEN};
 

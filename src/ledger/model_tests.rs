@@ -199,7 +199,7 @@ proptest! {
                 Op::Advance(ms) => now += ms,
                 Op::Housekeep => {
                     let effects = sku.plan_housekeeping(now, RETENTION, usize::MAX);
-                    commit(&mut sku, &mut replica, &Plan { status: Status::Reserved, event: Event::Other, effects });
+                    commit(&mut sku, &mut replica, &Plan { status: Status::Reserved, event: Event::Other, effects: effects.into() });
                     // Purge what was finished, then expire what is due. A
                     // due record that an earlier stock change already
                     // materialised may be purged one pass earlier: the only

@@ -218,10 +218,11 @@ impl SlotHeap {
     /// stopping when `visit` returns false. Work is proportional to the
     /// number of slots visited.
     fn visit_upto(&self, limit: u64, slab: &[Record], mut visit: impl FnMut(u32) -> bool) {
-        let mut stack = Vec::new();
-        if !self.items.is_empty() {
-            stack.push(0usize);
+        // The common case, nothing due, costs one comparison and no allocation.
+        if self.items.is_empty() || self.key(0, slab) > limit {
+            return;
         }
+        let mut stack = vec![0usize];
         while let Some(i) = stack.pop() {
             if self.key(i, slab) > limit {
                 continue;
@@ -269,6 +270,16 @@ impl Default for Records {
     }
 }
 
+/// What `Records::insert` did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Insert {
+    Added,
+    /// The txid already has a record.
+    Exists,
+    /// The key holds `MAX_RECORDS` already.
+    Full,
+}
+
 /// Most records one key may hold (slots are u32).
 pub const MAX_RECORDS: usize = (u32::MAX - 1) as usize;
 
@@ -302,13 +313,21 @@ impl Records {
         self.slab.get(slot as usize).filter(|r| !r.is_free())
     }
 
-    /// Adds a record for a txid that is not present. Returns false when the
-    /// key is full.
-    pub fn insert(&mut self, txid: TxId, state: State, qty: u64, time: u64) -> bool {
+    /// Adds a record, with one probe of the index.
+    pub fn insert(&mut self, txid: TxId, state: State, qty: u64, time: u64) -> Insert {
         if self.len() >= MAX_RECORDS {
-            return false;
+            return Insert::Full;
         }
         let hash = self.hash(txid.as_bytes());
+        let (slab, hasher) = (&self.slab, &self.hasher);
+        let entry = self.index.entry(
+            hash,
+            |&s| slab[s as usize].txid.as_bytes() == txid.as_bytes(),
+            |&s| hasher.hash_one(slab[s as usize].txid.as_bytes()),
+        );
+        let hashbrown::hash_table::Entry::Vacant(vacant) = entry else {
+            return Insert::Exists;
+        };
         self.heap_bytes += txid.heap_bytes();
         let record = Record::new(txid, state, qty, time);
         let slot = match self.free.pop() {
@@ -322,13 +341,10 @@ impl Records {
                 (self.slab.len() - 1) as u32
             }
         };
-        let (slab, hasher) = (&self.slab, &self.hasher);
-        self.index.insert_unique(hash, slot, |&s| {
-            hasher.hash_one(slab[s as usize].txid.as_bytes())
-        });
+        vacant.insert(slot);
         let (heap, slab, pos) = self.heap_parts(which(state));
         heap.push(slot, slab, pos);
-        true
+        Insert::Added
     }
 
     fn heap_parts(&mut self, w: Which) -> (&mut SlotHeap, &[Record], &mut [u32]) {
@@ -400,7 +416,7 @@ impl Records {
         fresh.reserve(old.len());
         for r in old.slab.into_iter().filter(|r| !r.is_free()) {
             let (state, qty, time) = (r.state(), r.qty(), r.time);
-            fresh.insert(r.txid, state, qty, time);
+            let _ = fresh.insert(r.txid, state, qty, time);
         }
         *self = fresh;
     }
@@ -508,12 +524,13 @@ mod tests {
     fn heaps_follow_state_and_time() {
         let mut r = Records::default();
         for (i, t) in [50u64, 10, 30, 20, 40].iter().enumerate() {
-            assert!(r.insert(
+            let added = r.insert(
                 TxId::new(format!("t{i}").as_bytes()).unwrap(),
                 State::Reserved,
                 1,
-                *t
-            ));
+                *t,
+            );
+            assert_eq!(added, Insert::Added);
         }
         assert_eq!(r.first_deadline(), Some(10));
         let s = r.find(b"t1").unwrap();

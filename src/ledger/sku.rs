@@ -13,7 +13,7 @@
 
 use super::effect::{Effect, RecordParts};
 use super::error::{Error, Result};
-use super::records::{Records, State, MAX_RECORDS};
+use super::records::{Insert, Records, State, MAX_RECORDS};
 use super::txid::TxId;
 
 /// Largest absolute value of any quantity, stock or delta: 2^53-1.
@@ -32,13 +32,18 @@ pub enum Status {
 
 impl Status {
     pub fn as_str(self) -> &'static str {
+        self.as_cstr().to_str().unwrap_or("")
+    }
+
+    /// The reply word, NUL-terminated for the module API.
+    pub fn as_cstr(self) -> &'static std::ffi::CStr {
         match self {
-            Status::Reserved => "RESERVED",
-            Status::NoStock => "NOSTOCK",
-            Status::Confirmed => "CONFIRMED",
-            Status::Cancelled => "CANCELLED",
-            Status::Expired => "EXPIRED",
-            Status::Unknown => "UNKNOWN",
+            Status::Reserved => c"RESERVED",
+            Status::NoStock => c"NOSTOCK",
+            Status::Confirmed => c"CONFIRMED",
+            Status::Cancelled => c"CANCELLED",
+            Status::Expired => c"EXPIRED",
+            Status::Unknown => c"UNKNOWN",
         }
     }
 }
@@ -75,12 +80,15 @@ pub enum Event {
     Other,
 }
 
+/// A plan's effects: most commands have one or two, kept inline.
+pub type Effects = smallvec::SmallVec<[Effect; 2]>;
+
 /// The outcome of planning a command.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Plan {
     pub status: Status,
     pub event: Event,
-    pub effects: Vec<Effect>,
+    pub effects: Effects,
 }
 
 impl Plan {
@@ -88,11 +96,11 @@ impl Plan {
         Plan {
             status,
             event,
-            effects: Vec::new(),
+            effects: Effects::new(),
         }
     }
 
-    fn with(mut self, effects: Vec<Effect>) -> Plan {
+    fn with(mut self, effects: Effects) -> Plan {
         self.effects = effects;
         self
     }
@@ -193,6 +201,14 @@ pub struct Header {
     pub records: u64,
 }
 
+fn inserted(result: Insert, txid: &TxId) -> Result<()> {
+    match result {
+        Insert::Added => Ok(()),
+        Insert::Exists => Err(Error::Apply(format!("txid {txid:?} exists"))),
+        Insert::Full => Err(Error::Apply("too many records".into())),
+    }
+}
+
 fn amount(v: i64, what: &str) -> Result<i64> {
     if (0..=MAX_AMOUNT).contains(&v) {
         Ok(v)
@@ -283,14 +299,14 @@ impl Sku {
 
     /// Due records to expire so that `stock_after - reserved >= need` and,
     /// when `open_cap` is set, fewer than `open_cap` records stay open.
-    fn make_room(&self, stock_after: i64, need: i64, open_cap: u64, now: u64) -> Vec<Effect> {
+    fn make_room(&self, stock_after: i64, need: i64, open_cap: u64, now: u64) -> Effects {
         let mut reserved = self.reserved;
         let mut open = self.open_raw();
         let done = |reserved: i64, open: u64| {
             stock_after - reserved >= need && (open_cap == 0 || open < open_cap)
         };
         if done(reserved, open) {
-            return Vec::new();
+            return Effects::new();
         }
         let mut ids = Vec::new();
         self.records.visit_due(now, |slot| {
@@ -302,9 +318,9 @@ impl Sku {
             !done(reserved, open)
         });
         if ids.is_empty() {
-            Vec::new()
+            Effects::new()
         } else {
-            vec![Effect::Expire(ids)]
+            smallvec::smallvec![Effect::Expire(ids)]
         }
     }
 
@@ -388,7 +404,7 @@ impl Sku {
         match self.tx(txid.as_bytes(), now).map(|t| t.state) {
             None => Plan::new(Status::Unknown, Event::Other),
             Some(State::Reserved) => Plan::new(Status::Confirmed, Event::Confirm)
-                .with(vec![Effect::Confirm(txid.clone())]),
+                .with(smallvec::smallvec![Effect::Confirm(txid.clone())]),
             Some(State::Confirmed) => Plan::new(Status::Confirmed, Event::Replay),
             Some(State::Expired) => Plan::new(Status::Expired, Event::ConfirmLate),
             Some(State::Cancelled) => Plan::new(Status::Cancelled, Event::Other),
@@ -397,13 +413,14 @@ impl Sku {
 
     pub fn plan_cancel(&self, txid: &TxId, now: u64) -> Plan {
         match self.tx(txid.as_bytes(), now).map(|t| t.state) {
-            None => Plan::new(Status::Cancelled, Event::EmptyRollback).with(vec![Effect::Fence {
-                txid: txid.clone(),
-                at: now,
-            }]),
-            Some(State::Reserved) => {
-                Plan::new(Status::Cancelled, Event::Cancel).with(vec![Effect::Cancel(txid.clone())])
-            }
+            None => Plan::new(Status::Cancelled, Event::EmptyRollback).with(smallvec::smallvec![
+                Effect::Fence {
+                    txid: txid.clone(),
+                    at: now,
+                }
+            ]),
+            Some(State::Reserved) => Plan::new(Status::Cancelled, Event::Cancel)
+                .with(smallvec::smallvec![Effect::Cancel(txid.clone())]),
             Some(State::Cancelled) => Plan::new(Status::Cancelled, Event::Replay),
             Some(other) => Plan::new(other.into(), Event::Other),
         }
@@ -414,10 +431,12 @@ impl Sku {
         Ok(match self.tx(txid.as_bytes(), now) {
             None => Plan::new(Status::Unknown, Event::Other),
             Some(t) if t.state == State::Reserved && t.time != deadline => {
-                Plan::new(Status::Reserved, Event::Other).with(vec![Effect::Extend {
-                    txid: txid.clone(),
-                    deadline,
-                }])
+                Plan::new(Status::Reserved, Event::Other).with(smallvec::smallvec![
+                    Effect::Extend {
+                        txid: txid.clone(),
+                        deadline,
+                    }
+                ])
             }
             Some(t) => Plan::new(t.state.into(), Event::Other),
         })
@@ -534,15 +553,10 @@ impl Sku {
                 if qty < 1 || self.stock - self.reserved < qty {
                     return Err(Error::Apply(format!("cannot reserve {qty}")));
                 }
-                if self.records.find(txid.as_bytes()).is_some() {
-                    return Err(Error::Apply(format!("txid {txid:?} exists")));
-                }
-                if !self
-                    .records
-                    .insert(txid.clone(), State::Reserved, qty as u64, *deadline)
-                {
-                    return Err(Error::Apply("too many records".into()));
-                }
+                let added =
+                    self.records
+                        .insert(txid.clone(), State::Reserved, qty as u64, *deadline);
+                inserted(added, txid)?;
                 self.reserved += qty;
             }
             Effect::Confirm(txid) => {
@@ -564,12 +578,10 @@ impl Sku {
                 self.reserved -= qty;
             }
             Effect::Fence { txid, at } => {
-                if self.records.find(txid.as_bytes()).is_some() {
-                    return Err(Error::Apply(format!("txid {txid:?} exists")));
-                }
-                if !self.records.insert(txid.clone(), State::Cancelled, 0, *at) {
-                    return Err(Error::Apply("too many records".into()));
-                }
+                inserted(
+                    self.records.insert(txid.clone(), State::Cancelled, 0, *at),
+                    txid,
+                )?;
             }
             Effect::Extend { txid, deadline } => {
                 let slot = self.slot_in(txid, State::Reserved)?;
@@ -739,11 +751,10 @@ impl Sku {
         if p.state == State::Reserved && self.stock - self.reserved < qty {
             return Err(Error::invalid("open reservations exceed stock"));
         }
-        if self.records.find(p.txid.as_bytes()).is_some() {
-            return Err(Error::invalid("duplicate txid"));
-        }
-        if !self.records.insert(p.txid, p.state, qty as u64, p.time) {
-            return Err(Error::invalid("too many records"));
+        match self.records.insert(p.txid, p.state, qty as u64, p.time) {
+            Insert::Added => {}
+            Insert::Exists => return Err(Error::invalid("duplicate txid")),
+            Insert::Full => return Err(Error::invalid("too many records")),
         }
         if p.state == State::Reserved {
             self.reserved += qty;

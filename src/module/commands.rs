@@ -2,7 +2,7 @@
 //! No business rule lives here.
 
 use super::config::policy;
-use super::keys::{now_ms, read, Entry};
+use super::keys::{now_ms, read, Echo, Entry};
 use super::STATS;
 use crate::ledger::{Error, Plan, Sku, Status, TxView, View};
 use crate::parse;
@@ -16,39 +16,52 @@ fn reply_err(e: Error) -> RedisError {
     RedisError::String(e.to_string())
 }
 
-fn slices(args: &[RedisString]) -> Vec<&[u8]> {
+/// The arguments after the command name, on the stack for short commands.
+fn slices(args: &[RedisString]) -> smallvec::SmallVec<[&[u8]; 8]> {
     args.iter().skip(1).map(RedisString::as_slice).collect()
 }
 
 fn key(ctx: &Context, name: &[u8]) -> RedisString {
-    ctx.create_string(name)
+    // Binary safe: redis-module's create_string panics on NUL bytes.
+    RedisString::create_from_slice(ctx.ctx, name)
 }
 
 fn status(s: Status) -> RedisValue {
     RedisValue::SimpleStringStatic(s.as_str())
 }
 
-/// `[state, available, version]`
-fn outcome(s: Status, v: &View) -> RedisValue {
-    RedisValue::Array(vec![
-        status(s),
-        RedisValue::Integer(v.available),
-        RedisValue::Integer(v.version as i64),
-    ])
+/// `[state, available, version]`, written straight to the client.
+fn outcome(ctx: &Context, s: Status, v: &View) -> RedisResult {
+    // SAFETY: live command context; an array of 3 followed by 3 replies.
+    unsafe {
+        if let (Some(array), Some(simple), Some(int)) = (
+            raw::RedisModule_ReplyWithArray,
+            raw::RedisModule_ReplyWithSimpleString,
+            raw::RedisModule_ReplyWithLongLong,
+        ) {
+            array(ctx.ctx, 3);
+            simple(ctx.ctx, s.as_cstr().as_ptr());
+            int(ctx.ctx, v.available);
+            int(ctx.ctx, v.version as i64);
+        }
+    }
+    Ok(RedisValue::NoReply)
 }
 
 /// Plans on one key, commits, and replies `[state, available, version]`.
 fn single(
     ctx: &Context,
-    name: &[u8],
+    args: &[RedisString],
+    echo: Echo,
     plan: impl FnOnce(&Sku, u64) -> Result<Plan, Error>,
 ) -> RedisResult {
+    let name = &args[1];
     let now = now_ms();
-    let entry = Entry::open(ctx, key(ctx, name)).map_err(reply_err)?;
+    let entry = Entry::open(ctx, name.safe_clone(ctx)).map_err(reply_err)?;
     let plan = plan(entry.sku(), now).map_err(reply_err)?;
     STATS.count_plan(&plan);
-    entry.commit(&plan.effects).map_err(reply_err)?;
-    Ok(outcome(plan.status, &entry.view(now)))
+    entry.commit_echo(&plan.effects, &echo).map_err(reply_err)?;
+    outcome(ctx, plan.status, &entry.view(now))
 }
 
 pub fn set(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
@@ -82,30 +95,58 @@ pub fn reserve(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let a = slices(&args);
     let cmd = parse::reserve(&a).map_err(reply_err)?;
     let p = policy();
-    single(ctx, a[0], |sku, now| {
-        sku.plan_reserve(&cmd.txid, cmd.qty, cmd.ttl, now, &p)
-    })
+    single(
+        ctx,
+        &args,
+        Echo {
+            txid: Some(&args[2]),
+            qty: Some(&args[3]),
+        },
+        |sku, now| sku.plan_reserve(&cmd.txid, cmd.qty, cmd.ttl, now, &p),
+    )
 }
 
 pub fn confirm(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let a = slices(&args);
     let txid = parse::key_txid("inv.confirm", &a).map_err(reply_err)?;
-    single(ctx, a[0], |sku, now| Ok(sku.plan_confirm(&txid, now)))
+    single(
+        ctx,
+        &args,
+        Echo {
+            txid: Some(&args[2]),
+            qty: None,
+        },
+        |sku, now| Ok(sku.plan_confirm(&txid, now)),
+    )
 }
 
 pub fn cancel(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let a = slices(&args);
     let txid = parse::key_txid("inv.cancel", &a).map_err(reply_err)?;
-    single(ctx, a[0], |sku, now| Ok(sku.plan_cancel(&txid, now)))
+    single(
+        ctx,
+        &args,
+        Echo {
+            txid: Some(&args[2]),
+            qty: None,
+        },
+        |sku, now| Ok(sku.plan_cancel(&txid, now)),
+    )
 }
 
 pub fn extend(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     let a = slices(&args);
     let cmd = parse::extend(&a).map_err(reply_err)?;
     let p = policy();
-    single(ctx, a[0], |sku, now| {
-        sku.plan_extend(&cmd.txid, cmd.ttl_ms, now, &p)
-    })
+    single(
+        ctx,
+        &args,
+        Echo {
+            txid: Some(&args[2]),
+            qty: None,
+        },
+        |sku, now| sku.plan_extend(&cmd.txid, cmd.ttl_ms, now, &p),
+    )
 }
 
 /// Replies field/value pairs in this order: a map in RESP3, a flat array in RESP2.
@@ -256,7 +297,7 @@ fn finish(
 ) -> RedisResult {
     match blocked {
         Some(i) => STATS.count_plan(&Plan {
-            effects: Vec::new(),
+            effects: crate::ledger::Effects::new(),
             ..plans[i].clone()
         }),
         None => {

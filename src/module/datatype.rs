@@ -134,7 +134,7 @@ fn emit(aof: *mut raw::RedisModuleIO, key: *mut raw::RedisModuleString, effect: 
     let strings: Vec<RedisString> = effect
         .to_args()
         .into_iter()
-        .map(|a| RedisString::create(None, a))
+        .map(|a| RedisString::create_from_slice(std::ptr::null_mut(), &a))
         .collect();
     let mut argv: Vec<*mut raw::RedisModuleString> = strings.iter().map(|s| s.inner).collect();
     let (Ok(cmd), Ok(fmt)) = (CString::new("INV.APPLY"), CString::new("sv")) else {

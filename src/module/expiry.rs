@@ -13,7 +13,7 @@
 use super::keys::{now_ms, select_db, Entry};
 use super::{config, STATS};
 use once_cell::sync::Lazy;
-use redis_module::{raw, Context, ContextFlags, NotifyEvent};
+use redis_module::{raw, Context, ContextFlags, NotifyEvent, RedisString};
 use std::collections::{BTreeSet, HashMap};
 use std::os::raw::c_void;
 use std::sync::Mutex;
@@ -156,6 +156,7 @@ fn arm(ctx: &Context) {
 }
 
 fn tick(ctx: &Context) {
+    super::propagation::settle(ctx);
     let flags = ctx.get_flags();
     if flags.contains(ContextFlags::MASTER) && !flags.contains(ContextFlags::LOADING) {
         housekeep(ctx);
@@ -181,7 +182,7 @@ fn housekeep(ctx: &Context) {
         if !select_db(ctx, db) {
             continue;
         }
-        let Ok(entry) = Entry::open(ctx, ctx.create_string(key.as_slice())) else {
+        let Ok(entry) = Entry::open(ctx, RedisString::create_from_slice(ctx.ctx, &key)) else {
             continue;
         };
         let effects = entry.sku().plan_housekeeping(now, retention, BATCH);

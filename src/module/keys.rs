@@ -7,7 +7,7 @@ use super::datatype::INVENTORY_TYPE;
 use super::{config, expiry, STATS};
 use crate::ledger::{Effect, Error, Sku, View};
 use redis_module::key::RedisKeyWritable;
-use redis_module::{raw, Context, KeyType, NotifyEvent, RedisString};
+use redis_module::{raw, Context, KeyType, RedisString};
 
 /// Wall clock in unix milliseconds.
 pub fn now_ms() -> u64 {
@@ -46,25 +46,42 @@ pub fn read<R>(
     Ok(f(value))
 }
 
+/// Argument strings of the calling command that replication may reuse.
+/// `qty` must be the string the effect's quantity was parsed from.
+#[derive(Default)]
+pub struct Echo<'a> {
+    pub txid: Option<&'a RedisString>,
+    pub qty: Option<&'a RedisString>,
+}
+
 /// A key opened for writing.
 pub struct Entry<'c> {
     ctx: &'c Context,
     name: RedisString,
     key: RedisKeyWritable,
-    empty: Sku,
+    /// The stored value, looked up once (null while the key is missing).
+    value: std::cell::Cell<*mut Sku>,
 }
+
+/// What a missing key reads as: version 0, nothing held.
+static EMPTY: once_cell::sync::Lazy<Sku> = once_cell::sync::Lazy::new(Sku::new);
 
 impl<'c> Entry<'c> {
     pub fn open(ctx: &'c Context, name: RedisString) -> Result<Self, Error> {
         let key = ctx.open_key_writable(&name);
-        if key.key_type() != KeyType::Empty && key.get_value::<Sku>(&INVENTORY_TYPE).is_err() {
-            return Err(Error::WrongType);
-        }
+        let value = if key.key_type() == KeyType::Empty {
+            std::ptr::null_mut()
+        } else {
+            match key.get_value::<Sku>(&INVENTORY_TYPE) {
+                Ok(Some(v)) => v as *mut Sku,
+                _ => return Err(Error::WrongType),
+            }
+        };
         Ok(Entry {
             ctx,
             name,
             key,
-            empty: Sku::new(),
+            value: std::cell::Cell::new(value),
         })
     }
 
@@ -72,15 +89,19 @@ impl<'c> Entry<'c> {
         &self.name
     }
 
+    #[allow(clippy::mut_from_ref)] // the keyspace owns the value, not the Entry
     pub fn stored(&self) -> Option<&mut Sku> {
-        self.key.get_value::<Sku>(&INVENTORY_TYPE).ok().flatten()
+        // SAFETY: the pointer came from the open key's value and stays valid
+        // while the key is open: only `commit` replaces or deletes the value,
+        // and it refreshes the pointer when it does.
+        unsafe { self.value.get().as_mut() }
     }
 
     /// The SKU, or an empty one (version 0) when the key is missing.
     pub fn sku(&self) -> &Sku {
         match self.stored() {
             Some(s) => s,
-            None => &self.empty,
+            None => &EMPTY,
         }
     }
 
@@ -92,6 +113,11 @@ impl<'c> Entry<'c> {
     /// the first that does not apply (a replica out of step) and returns its
     /// error; what applied before it stays applied and propagated.
     pub fn commit(&self, effects: &[Effect]) -> Result<(), Error> {
+        self.commit_echo(effects, &Echo::default())
+    }
+
+    /// `commit`, passing the caller's own argument strings to replication.
+    pub fn commit_echo(&self, effects: &[Effect], echo: &Echo) -> Result<(), Error> {
         let Some(first) = effects.first() else {
             return Ok(());
         };
@@ -102,6 +128,11 @@ impl<'c> Entry<'c> {
             self.key
                 .set_value(&INVENTORY_TYPE, Sku::new())
                 .map_err(|e| Error::Apply(e.to_string()))?;
+            let value = match self.key.get_value::<Sku>(&INVENTORY_TYPE) {
+                Ok(Some(v)) => v as *mut Sku,
+                _ => std::ptr::null_mut(),
+            };
+            self.value.set(value);
             STATS.adjust(1, 0, 0);
         }
         let sku = self
@@ -116,13 +147,18 @@ impl<'c> Entry<'c> {
                 break;
             }
             applied += 1;
-            let args = effect.to_args();
-            let mut argv: Vec<&[u8]> = Vec::with_capacity(args.len() + 1);
-            argv.push(self.name.as_slice());
-            argv.extend(args.iter().map(Vec::as_slice));
-            self.ctx.replicate("INV.APPLY", argv.as_slice());
-            self.ctx
-                .notify_keyspace_event(NotifyEvent::MODULE, effect.event(), &self.name);
+            replicate(self.ctx, &self.name, effect, echo);
+            // SAFETY: live ctx and key name; the event name is a static C string.
+            unsafe {
+                if let Some(notify) = raw::RedisModule_NotifyKeyspaceEvent {
+                    notify(
+                        self.ctx.ctx,
+                        raw::REDISMODULE_NOTIFY_MODULE,
+                        effect.event().as_ptr(),
+                        self.name.inner,
+                    );
+                }
+            }
         }
         STATS.adjust(
             0,
@@ -131,6 +167,7 @@ impl<'c> Entry<'c> {
         );
         if sku.version() == 0 {
             // Creation failed before any effect applied: leave no empty key.
+            self.value.set(std::ptr::null_mut());
             let _ = self.key.delete();
         } else if applied > 0 {
             // SAFETY: ctx and name are live for the duration of the command.
@@ -144,5 +181,131 @@ impl<'c> Entry<'c> {
             }
         }
         result
+    }
+}
+
+/// Effect names used on every replicated change, created once and shared
+/// (passing a RedisModuleString only bumps its refcount).
+#[derive(Clone, Copy)]
+enum Op {
+    Stock,
+    Add,
+    Reserve,
+    Confirm,
+    Cancel,
+    Fence,
+    Extend,
+}
+
+static OPS: once_cell::sync::Lazy<[usize; 7]> = once_cell::sync::Lazy::new(|| {
+    [
+        "STOCK", "ADD", "RESERVE", "CONFIRM", "CANCEL", "FENCE", "EXTEND",
+    ]
+    .map(|name| {
+        // SAFETY: a context-free string that is never freed; only touched on
+        // the main thread.
+        unsafe {
+            raw::RedisModule_CreateString.map_or(0, |create| {
+                create(std::ptr::null_mut(), name.as_ptr().cast(), name.len()) as usize
+            })
+        }
+    })
+});
+
+fn op(o: Op) -> *mut raw::RedisModuleString {
+    OPS[o as usize] as *mut raw::RedisModuleString
+}
+
+/// Propagates one effect as `INV.APPLY key <effect>` to replicas and the AOF.
+/// The frequent single-record effects go through a format string, without
+/// building any argument in Rust; the rest through a string vector.
+fn replicate(ctx: &Context, key: &RedisString, effect: &Effect, echo: &Echo) {
+    if !super::propagation::needed(ctx) {
+        return;
+    }
+    // The caller's own txid (and qty) strings are passed by reference when
+    // they are what the effect names; otherwise a string is made once here.
+    let made;
+    let txid_string = |id: &crate::ledger::TxId| -> *mut raw::RedisModuleString {
+        match echo.txid {
+            Some(s) if s.as_slice() == id.as_bytes() => s.inner,
+            _ => std::ptr::null_mut(),
+        }
+    };
+    let tx = match effect {
+        Effect::Reserve { txid, .. }
+        | Effect::Confirm(txid)
+        | Effect::Cancel(txid)
+        | Effect::Fence { txid, .. }
+        | Effect::Extend { txid, .. } => {
+            let echoed = txid_string(txid);
+            if echoed.is_null() {
+                made = RedisString::create_from_slice(std::ptr::null_mut(), txid.as_bytes());
+                made.inner
+            } else {
+                echoed
+            }
+        }
+        _ => std::ptr::null_mut(),
+    };
+    // SAFETY: RM_Replicate is variadic; each format letter is matched by the
+    // argument type the module API documents: s = RedisModuleString*,
+    // l = long long, v = (RedisModuleString**, size_t). Every pointer
+    // outlives the call.
+    unsafe {
+        let Some(rm_replicate) = raw::RedisModule_Replicate else {
+            return;
+        };
+        let (c, cmd, k) = (ctx.ctx, c"INV.APPLY".as_ptr(), key.inner);
+        match effect {
+            Effect::Stock(n) => rm_replicate(c, cmd, c"ssl".as_ptr(), k, op(Op::Stock), *n),
+            Effect::Add(n) => rm_replicate(c, cmd, c"ssl".as_ptr(), k, op(Op::Add), *n),
+            Effect::Reserve { qty, deadline, .. } => match echo.qty {
+                Some(q) => rm_replicate(
+                    c,
+                    cmd,
+                    c"ssssl".as_ptr(),
+                    k,
+                    op(Op::Reserve),
+                    tx,
+                    q.inner,
+                    *deadline as i64,
+                ),
+                None => rm_replicate(
+                    c,
+                    cmd,
+                    c"sssll".as_ptr(),
+                    k,
+                    op(Op::Reserve),
+                    tx,
+                    *qty,
+                    *deadline as i64,
+                ),
+            },
+            Effect::Confirm(_) => rm_replicate(c, cmd, c"sss".as_ptr(), k, op(Op::Confirm), tx),
+            Effect::Cancel(_) => rm_replicate(c, cmd, c"sss".as_ptr(), k, op(Op::Cancel), tx),
+            Effect::Fence { at, .. } => {
+                rm_replicate(c, cmd, c"sssl".as_ptr(), k, op(Op::Fence), tx, *at as i64)
+            }
+            Effect::Extend { deadline, .. } => rm_replicate(
+                c,
+                cmd,
+                c"sssl".as_ptr(),
+                k,
+                op(Op::Extend),
+                tx,
+                *deadline as i64,
+            ),
+            Effect::Expire(_) | Effect::Purge(_) | Effect::Load { .. } | Effect::Records(_) => {
+                let strings: Vec<RedisString> = effect
+                    .to_args()
+                    .into_iter()
+                    .map(|a| RedisString::create_from_slice(std::ptr::null_mut(), &a))
+                    .collect();
+                let mut argv: Vec<*mut raw::RedisModuleString> =
+                    strings.iter().map(|s| s.inner).collect();
+                rm_replicate(c, cmd, c"sv".as_ptr(), k, argv.as_mut_ptr(), argv.len())
+            }
+        };
     }
 }

@@ -6,6 +6,7 @@ pub mod config;
 pub mod datatype;
 pub mod expiry;
 pub mod keys;
+pub mod propagation;
 
 use crate::ledger::Stats;
 use once_cell::sync::Lazy;

@@ -122,3 +122,36 @@ fn move_leaves_the_callers_db_selected() {
         "the connection left db 0"
     );
 }
+
+#[test]
+fn binary_key_names_and_txids_work_everywhere() {
+    // NUL bytes in key names and txids: multi-key commands, timer expiry,
+    // replication batches and AOF rewrite all handle them.
+    let s = Server::start(&["--appendonly", "yes", "--aof-use-rdb-preamble", "no"]);
+    let c = &mut s.conn();
+    let (a, b) = ("{\x00c}a\x00", "{\x00c}b\x00");
+    ok(c, &["INV.SET", a, "5"]);
+    ok(c, &["INV.SET", b, "5"]);
+    let (state, _): (String, redis::Value) = redis::cmd("INV.MRESERVE")
+        .arg(&["\x00order", "100", a, "2", b, "3"])
+        .query(c)
+        .unwrap();
+    assert_eq!(state, "RESERVED");
+    eventually(
+        "expiry of binary keys and txids",
+        Duration::from_secs(2),
+        || info_field(c, "expired") == 2,
+    );
+    ok(c, &["BGREWRITEAOF"]);
+    eventually("AOF rewrite", Duration::from_secs(10), || {
+        let info: String = redis::cmd("INFO").arg("persistence").query(c).unwrap();
+        info.contains("aof_rewrite_in_progress:0") && info.contains("aof_rewrite_scheduled:0")
+    });
+    let info: String = redis::cmd("INFO").arg("persistence").query(c).unwrap();
+    assert!(info.contains("aof_last_bgrewrite_status:ok"), "{info}");
+    let before = digest(c);
+    let s = s.restart();
+    let c = &mut s.conn();
+    assert_eq!(digest(c), before);
+    assert_eq!(tx_state(c, a, "\x00order").as_deref(), Some("EXPIRED"));
+}

@@ -100,7 +100,7 @@ impl Server {
     fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
+        lines[lines.len().saturating_sub(120)..].join("\n")
     }
 
     fn wait_ready(&mut self) {

@@ -25,6 +25,8 @@ pub fn workload(c: &mut redis::Connection, key: &str) {
     }
     ok(c, &["INV.RESERVE", key, "short", "2", "TTL", "50"]);
     ok(c, &["INV.RESERVE", key, "\x00bin\x7fary", "1"]);
+    ok(c, &["INV.RESERVE", key, "\x00short", "1", "TTL", "50"]);
+    ok(c, &["INV.CANCEL", key, "\x00fence"]);
     std::thread::sleep(Duration::from_millis(150));
 }
 
@@ -147,6 +149,11 @@ fn aof_rewrite_without_preamble_rebuilds_exact_state() {
         let info: String = redis::cmd("INFO").arg("persistence").query(c).unwrap();
         info.contains("aof_rewrite_in_progress:0") && info.contains("aof_rewrite_scheduled:0")
     });
+    let info: String = redis::cmd("INFO").arg("persistence").query(c).unwrap();
+    assert!(
+        info.contains("aof_last_bgrewrite_status:ok"),
+        "the rewrite itself failed: {info}"
+    );
     ok(c, &["INV.RESERVE", "sku", "after-rewrite", "1"]);
     let before = digest(c);
     let s = s.restart();
@@ -186,4 +193,26 @@ fn restart_after_deadlines_passed_returns_the_units() {
         info_field(c, "open_reservations") == 0
     });
     assert_eq!(get(c, "sku", "version"), 3);
+}
+
+#[test]
+fn aof_turned_on_at_run_time_captures_every_change() {
+    // With no AOF and no replicas the module skips propagation; turning the
+    // AOF on must capture everything from then on.
+    let s = Server::start(&[]);
+    let c = &mut s.conn();
+    std::thread::sleep(Duration::from_millis(100));
+    workload(c, "before");
+    ok(c, &["CONFIG", "SET", "appendonly", "yes"]);
+    workload(c, "during");
+    eventually("AOF on", Duration::from_secs(10), || {
+        let info: String = redis::cmd("INFO").arg("persistence").query(c).unwrap();
+        info.contains("aof_enabled:1")
+            && info.contains("aof_rewrite_in_progress:0")
+            && info.contains("aof_rewrite_scheduled:0")
+    });
+    workload(c, "after");
+    let before = digest(c);
+    ok(c, &["DEBUG", "LOADAOF"]);
+    assert_eq!(digest(c), before);
 }

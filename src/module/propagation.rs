@@ -1,0 +1,127 @@
+//! Whether changes must be propagated at all.
+//!
+//! Redis propagates a command only when something consumes it: the AOF is on,
+//! or this master has replicas or a replication backlog. Native commands skip
+//! the work otherwise, but `RM_Replicate` builds its argv and looks the
+//! command up before Redis checks, which is a third of an INV.RESERVE. So the
+//! module skips `RM_Replicate` under the same condition, conservatively:
+//!
+//! - The state starts as "needed".
+//! - The first timer tick (after startup, so after any backlog created while
+//!   loading) turns it to "not needed" only if `INFO replication` shows a
+//!   master with no replicas and no backlog.
+//! - Any SYNC or PSYNC (seen by a command filter before it runs) or any role
+//!   change turns it to "needed" for the life of the process: those are the
+//!   only ways a backlog appears at run time.
+//! - AOF is checked on every call (`CONFIG SET appendonly yes` counts at once).
+
+use redis_module::{raw, Context, ContextFlags};
+use std::ffi::CStr;
+use std::os::raw::c_void;
+use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
+
+const UNKNOWN: u8 = 0;
+const NOT_NEEDED: u8 = 1;
+const NEEDED: u8 = 2;
+
+static STATE: AtomicU8 = AtomicU8::new(UNKNOWN);
+
+/// True when a change must be handed to RM_Replicate.
+pub fn needed(ctx: &Context) -> bool {
+    STATE.load(Relaxed) != NOT_NEEDED || ctx.get_flags().contains(ContextFlags::AOF)
+}
+
+/// Called from the timer: settles UNKNOWN from INFO replication.
+pub fn settle(ctx: &Context) {
+    if STATE.load(Relaxed) != UNKNOWN {
+        return;
+    }
+    // SAFETY: ctx is a live context; the info data is freed before returning.
+    let idle_master = unsafe {
+        let (Some(get), Some(field_c), Some(field_i), Some(free)) = (
+            raw::RedisModule_GetServerInfo,
+            raw::RedisModule_ServerInfoGetFieldC,
+            raw::RedisModule_ServerInfoGetFieldSigned,
+            raw::RedisModule_FreeServerInfo,
+        ) else {
+            return;
+        };
+        let info = get(ctx.ctx, c"replication".as_ptr());
+        if info.is_null() {
+            return;
+        }
+        let role = field_c(info, c"role".as_ptr());
+        let is_master = !role.is_null() && CStr::from_ptr(role).to_bytes() == b"master";
+        let mut err = 0;
+        let replicas = field_i(info, c"connected_slaves".as_ptr(), &mut err);
+        let replicas_ok = err == 0;
+        let backlog = field_i(info, c"repl_backlog_active".as_ptr(), &mut err);
+        let idle = is_master && replicas_ok && err == 0 && replicas == 0 && backlog == 0;
+        free(ctx.ctx, info);
+        idle
+    };
+    let next = if idle_master { NOT_NEEDED } else { NEEDED };
+    let _ = STATE.compare_exchange(UNKNOWN, next, Relaxed, Relaxed);
+}
+
+fn mark_needed() {
+    STATE.store(NEEDED, Relaxed);
+}
+
+unsafe extern "C" fn on_command(fctx: *mut raw::RedisModuleCommandFilterCtx) {
+    // SAFETY: fctx is the live filter context; argument 0 is the command name.
+    unsafe {
+        let (Some(arg), Some(ptr_len)) = (
+            raw::RedisModule_CommandFilterArgGet,
+            raw::RedisModule_StringPtrLen,
+        ) else {
+            return;
+        };
+        let name = arg(fctx, 0);
+        if name.is_null() {
+            return;
+        }
+        let mut len = 0;
+        let p = ptr_len(name, &mut len);
+        let name = std::slice::from_raw_parts(p.cast::<u8>(), len);
+        if name.eq_ignore_ascii_case(b"sync") || name.eq_ignore_ascii_case(b"psync") {
+            mark_needed();
+        }
+    }
+}
+
+unsafe extern "C" fn on_role_change(
+    _ctx: *mut raw::RedisModuleCtx,
+    _eid: raw::RedisModuleEvent,
+    _sub: u64,
+    _data: *mut c_void,
+) {
+    mark_needed();
+}
+
+/// Installs the command filter and the role-change subscription.
+pub fn start(ctx: &Context) {
+    let role = raw::RedisModuleEvent {
+        id: raw::REDISMODULE_EVENT_REPLICATION_ROLE_CHANGED,
+        dataver: 1,
+    };
+    // SAFETY: ctx is the module's load context; the callbacks live forever.
+    unsafe {
+        let registered = raw::RedisModule_RegisterCommandFilter
+            .map(|filter| {
+                filter(
+                    ctx.ctx,
+                    Some(on_command),
+                    raw::REDISMODULE_CMDFILTER_NOSELF as i32,
+                )
+            })
+            .is_some_and(|f| !f.is_null());
+        if !registered {
+            // Without the filter a SYNC could go unseen: always propagate.
+            mark_needed();
+        }
+        if let Some(subscribe) = raw::RedisModule_SubscribeToServerEvent {
+            subscribe(ctx.ctx, role, Some(on_role_change));
+        }
+    }
+}
