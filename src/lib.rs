@@ -12,7 +12,6 @@ pub mod ledger;
 pub mod module;
 pub mod parse;
 
-use module::commands as cmd;
 use module::datatype::INVENTORY_TYPE;
 use redis_module::{redis_module, Context, ModuleOptions, RedisString, Status};
 
@@ -31,6 +30,10 @@ fn init(ctx: &Context, args: &[RedisString]) -> Status {
         if let Some(register) = redis_module::raw::RedisModule_RegisterInfoFunc {
             register(ctx.ctx, Some(info_callback));
         }
+    }
+    if let Err(e) = module::commands::register(ctx) {
+        ctx.log_warning(&format!("inventory: {e}"));
+        return Status::Err;
     }
     module::propagation::start(ctx);
     module::expiry::start(ctx);
@@ -53,22 +56,6 @@ redis_module! {
     allocator: (Allocator, ALLOCATOR),
     data_types: [INVENTORY_TYPE],
     init: init,
-    commands: [
-        ["inv.set", cmd::set, "write deny-oom", 1, 1, 1, ""],
-        ["inv.add", cmd::add, "write deny-oom", 1, 1, 1, ""],
-        ["inv.get", cmd::get, "readonly fast", 1, 1, 1, ""],
-        ["inv.reserve", cmd::reserve, "write deny-oom", 1, 1, 1, ""],
-        ["inv.confirm", cmd::confirm, "write deny-oom", 1, 1, 1, ""],
-        ["inv.cancel", cmd::cancel, "write deny-oom", 1, 1, 1, ""],
-        ["inv.extend", cmd::extend, "write deny-oom", 1, 1, 1, ""],
-        ["inv.tx", cmd::tx, "readonly fast", 1, 1, 1, ""],
-        ["inv.mreserve", cmd::mreserve, "write deny-oom", 3, -1, 2, ""],
-        ["inv.mconfirm", cmd::mconfirm, "write deny-oom", 2, -1, 1, ""],
-        ["inv.mcancel", cmd::mcancel, "write deny-oom", 2, -1, 1, ""],
-        ["inv.scan", cmd::scan, "readonly", 1, 1, 1, ""],
-        ["inv.audit", cmd::audit, "readonly", 1, 1, 1, ""],
-        ["inv.apply", cmd::apply, "write", 1, 1, 1, ""],
-    ],
     event_handlers: [
         [@GENERIC: module::expiry::on_key_event],
     ],

@@ -39,7 +39,10 @@ stats!(
 );
 
 fn add(c: &AtomicI64, n: i64) {
-    c.fetch_add(n, Relaxed);
+    // A locked add costs ~20 cycles: skip it when nothing changes.
+    if n != 0 {
+        c.fetch_add(n, Relaxed);
+    }
 }
 
 impl Stats {

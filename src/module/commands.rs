@@ -7,6 +7,8 @@ use super::STATS;
 use crate::ledger::{Error, Plan, Sku, Status, TxView, View};
 use crate::parse;
 use redis_module::{raw, Context, ContextFlags, RedisError, RedisResult, RedisString, RedisValue};
+use std::ffi::CString;
+use std::os::raw::c_int;
 
 /// The one place ledger errors become Redis error replies.
 fn reply_err(e: Error) -> RedisError {
@@ -16,9 +18,119 @@ fn reply_err(e: Error) -> RedisError {
     RedisError::String(e.to_string())
 }
 
-/// The arguments after the command name, on the stack for short commands.
-fn slices(args: &[RedisString]) -> smallvec::SmallVec<[&[u8]; 8]> {
-    args.iter().skip(1).map(RedisString::as_slice).collect()
+/// A command's arguments as Redis passed them (the name at 0).
+#[derive(Clone, Copy)]
+pub struct Argv<'a>(&'a [*mut raw::RedisModuleString]);
+
+impl<'a> Argv<'a> {
+    fn bytes(self, i: usize) -> &'a [u8] {
+        self.0
+            .get(i)
+            .map_or(&[], |&s| RedisString::string_as_slice(s))
+    }
+
+    /// The arguments after the command name, on the stack for short commands.
+    fn slices(self) -> smallvec::SmallVec<[&'a [u8]; 8]> {
+        (1..self.0.len()).map(|i| self.bytes(i)).collect()
+    }
+
+    /// Argument `i` as an owned (retained) string. Call after parsing, which
+    /// checks the arity.
+    fn string(self, ctx: &Context, i: usize) -> RedisString {
+        RedisString::new(std::ptr::NonNull::new(ctx.ctx), self.raw(i))
+    }
+
+    fn raw(self, i: usize) -> *mut raw::RedisModuleString {
+        self.0.get(i).copied().unwrap_or(std::ptr::null_mut())
+    }
+}
+
+/// Calls a handler with Redis's argv and writes its reply.
+fn dispatch(
+    ctx: *mut raw::RedisModuleCtx,
+    argv: *mut *mut raw::RedisModuleString,
+    argc: c_int,
+    handler: fn(&Context, Argv) -> RedisResult,
+) -> c_int {
+    let context = Context::new(ctx);
+    let args: &[*mut raw::RedisModuleString] = if argv.is_null() || argc <= 0 {
+        &[]
+    } else {
+        // SAFETY: Redis passes `argc` valid argument strings for the call.
+        unsafe { std::slice::from_raw_parts(argv, argc as usize) }
+    };
+    context.reply(handler(&context, Argv(args)));
+    raw::REDISMODULE_OK as c_int
+}
+
+/// Registers one command with legacy key positions (first, last, step), the
+/// form Redis 7.0 and Valkey 8.1 both accept.
+fn create(
+    ctx: &Context,
+    name: &str,
+    func: raw::RedisModuleCmdFunc,
+    flags: &str,
+    keys: (c_int, c_int, c_int),
+) -> Result<(), String> {
+    let (Ok(cname), Ok(cflags)) = (CString::new(name), CString::new(flags)) else {
+        return Err(format!("bad command name {name}"));
+    };
+    // SAFETY: ctx is the load context; the strings outlive the call.
+    let status = unsafe {
+        raw::RedisModule_CreateCommand.map_or(raw::REDISMODULE_ERR as c_int, |f| {
+            f(
+                ctx.ctx,
+                cname.as_ptr(),
+                func,
+                cflags.as_ptr(),
+                keys.0,
+                keys.1,
+                keys.2,
+            )
+        })
+    };
+    if status == raw::REDISMODULE_OK as c_int {
+        Ok(())
+    } else {
+        Err(format!("cannot register {name}"))
+    }
+}
+
+macro_rules! command_table {
+    ($($name:literal => $handler:ident, $flags:literal, $keys:expr;)*) => {
+        /// Registers every command.
+        pub fn register(ctx: &Context) -> Result<(), String> {
+            $({
+                extern "C" fn trampoline(
+                    ctx: *mut raw::RedisModuleCtx,
+                    argv: *mut *mut raw::RedisModuleString,
+                    argc: c_int,
+                ) -> c_int {
+                    dispatch(ctx, argv, argc, $handler)
+                }
+                create(ctx, $name, Some(trampoline), $flags, $keys)?;
+            })*
+            Ok(())
+        }
+    };
+}
+
+// Keys first so cluster routing, COMMAND GETKEYS and ACL key patterns work.
+command_table! {
+    "inv.set" => set, "write deny-oom", (1, 1, 1);
+    "inv.add" => add, "write deny-oom", (1, 1, 1);
+    "inv.get" => get, "readonly fast", (1, 1, 1);
+    "inv.reserve" => reserve, "write deny-oom", (1, 1, 1);
+    "inv.confirm" => confirm, "write deny-oom", (1, 1, 1);
+    "inv.cancel" => cancel, "write deny-oom", (1, 1, 1);
+    "inv.extend" => extend, "write deny-oom", (1, 1, 1);
+    "inv.tx" => tx, "readonly fast", (1, 1, 1);
+    "inv.mreserve" => mreserve, "write deny-oom", (3, -1, 2);
+    "inv.mconfirm" => mconfirm, "write deny-oom", (2, -1, 1);
+    "inv.mcancel" => mcancel, "write deny-oom", (2, -1, 1);
+    "inv.scan" => scan, "readonly", (1, 1, 1);
+    "inv.audit" => audit, "readonly", (1, 1, 1);
+    "inv.apply" => apply, "write", (1, 1, 1);
 }
 
 fn key(ctx: &Context, name: &[u8]) -> RedisString {
@@ -27,20 +139,22 @@ fn key(ctx: &Context, name: &[u8]) -> RedisString {
 }
 
 fn status(s: Status) -> RedisValue {
-    RedisValue::SimpleStringStatic(s.as_str())
+    RedisValue::BulkString(s.as_str().to_string())
 }
 
 /// `[state, available, version]`, written straight to the client.
 fn outcome(ctx: &Context, s: Status, v: &View) -> RedisResult {
     // SAFETY: live command context; an array of 3 followed by 3 replies.
     unsafe {
-        if let (Some(array), Some(simple), Some(int)) = (
+        if let (Some(array), Some(bulk), Some(int)) = (
             raw::RedisModule_ReplyWithArray,
-            raw::RedisModule_ReplyWithSimpleString,
+            raw::RedisModule_ReplyWithStringBuffer,
             raw::RedisModule_ReplyWithLongLong,
         ) {
             array(ctx.ctx, 3);
-            simple(ctx.ctx, s.as_cstr().as_ptr());
+            // A bulk string: the simple-string API copies and scans its input.
+            let word = s.as_str();
+            bulk(ctx.ctx, word.as_ptr().cast(), word.len());
             int(ctx.ctx, v.available);
             int(ctx.ctx, v.version as i64);
         }
@@ -51,21 +165,20 @@ fn outcome(ctx: &Context, s: Status, v: &View) -> RedisResult {
 /// Plans on one key, commits, and replies `[state, available, version]`.
 fn single(
     ctx: &Context,
-    args: &[RedisString],
+    args: Argv,
     echo: Echo,
     plan: impl FnOnce(&Sku, u64) -> Result<Plan, Error>,
 ) -> RedisResult {
-    let name = &args[1];
     let now = now_ms();
-    let entry = Entry::open(ctx, name.safe_clone(ctx)).map_err(reply_err)?;
+    let entry = Entry::open(ctx, args.string(ctx, 1)).map_err(reply_err)?;
     let plan = plan(entry.sku(), now).map_err(reply_err)?;
     STATS.count_plan(&plan);
     entry.commit_echo(&plan.effects, &echo).map_err(reply_err)?;
     outcome(ctx, plan.status, &entry.view(now))
 }
 
-pub fn set(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let a = slices(&args);
+pub fn set(ctx: &Context, args: Argv) -> RedisResult {
+    let a = args.slices();
     let cmd = parse::set(&a).map_err(reply_err)?;
     let entry = Entry::open(ctx, key(ctx, a[0])).map_err(reply_err)?;
     let plan = entry
@@ -77,8 +190,8 @@ pub fn set(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     Ok(RedisValue::SimpleStringStatic("OK"))
 }
 
-pub fn add(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let a = slices(&args);
+pub fn add(ctx: &Context, args: Argv) -> RedisResult {
+    let a = args.slices();
     let cmd = parse::add(&a).map_err(reply_err)?;
     let now = now_ms();
     let entry = Entry::open(ctx, key(ctx, a[0])).map_err(reply_err)?;
@@ -91,58 +204,58 @@ pub fn add(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     Ok(RedisValue::Integer(entry.view(now).available))
 }
 
-pub fn reserve(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let a = slices(&args);
+pub fn reserve(ctx: &Context, args: Argv) -> RedisResult {
+    let a = args.slices();
     let cmd = parse::reserve(&a).map_err(reply_err)?;
     let p = policy();
     single(
         ctx,
-        &args,
+        args,
         Echo {
-            txid: Some(&args[2]),
-            qty: Some(&args[3]),
+            txid: Some(args.raw(2)),
+            qty: Some(args.raw(3)),
         },
         |sku, now| sku.plan_reserve(&cmd.txid, cmd.qty, cmd.ttl, now, &p),
     )
 }
 
-pub fn confirm(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let a = slices(&args);
+pub fn confirm(ctx: &Context, args: Argv) -> RedisResult {
+    let a = args.slices();
     let txid = parse::key_txid("inv.confirm", &a).map_err(reply_err)?;
     single(
         ctx,
-        &args,
+        args,
         Echo {
-            txid: Some(&args[2]),
+            txid: Some(args.raw(2)),
             qty: None,
         },
         |sku, now| Ok(sku.plan_confirm(&txid, now)),
     )
 }
 
-pub fn cancel(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let a = slices(&args);
+pub fn cancel(ctx: &Context, args: Argv) -> RedisResult {
+    let a = args.slices();
     let txid = parse::key_txid("inv.cancel", &a).map_err(reply_err)?;
     single(
         ctx,
-        &args,
+        args,
         Echo {
-            txid: Some(&args[2]),
+            txid: Some(args.raw(2)),
             qty: None,
         },
         |sku, now| Ok(sku.plan_cancel(&txid, now)),
     )
 }
 
-pub fn extend(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let a = slices(&args);
+pub fn extend(ctx: &Context, args: Argv) -> RedisResult {
+    let a = args.slices();
     let cmd = parse::extend(&a).map_err(reply_err)?;
     let p = policy();
     single(
         ctx,
-        &args,
+        args,
         Echo {
-            txid: Some(&args[2]),
+            txid: Some(args.raw(2)),
             qty: None,
         },
         |sku, now| sku.plan_extend(&cmd.txid, cmd.ttl_ms, now, &p),
@@ -160,14 +273,14 @@ fn pairs(ctx: &Context, fields: &[(&'static str, RedisValue)]) -> RedisResult {
         reply_map(ctx.ctx, fields.len() as std::os::raw::c_long);
     }
     for (name, value) in fields {
-        ctx.reply(Ok(RedisValue::SimpleStringStatic(name)));
+        ctx.reply(Ok(RedisValue::BulkString((*name).to_string())));
         ctx.reply(Ok(value.clone()));
     }
     Ok(RedisValue::NoReply)
 }
 
-pub fn get(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let a = slices(&args);
+pub fn get(ctx: &Context, args: Argv) -> RedisResult {
+    let a = args.slices();
     parse::key_only("inv.get", &a).map_err(reply_err)?;
     let now = now_ms();
     let view = read(ctx, &key(ctx, a[0]), |s| s.map(|s| s.view(now))).map_err(reply_err)?;
@@ -189,8 +302,8 @@ pub fn get(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     )
 }
 
-pub fn tx(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let a = slices(&args);
+pub fn tx(ctx: &Context, args: Argv) -> RedisResult {
+    let a = args.slices();
     let txid = parse::key_txid("inv.tx", &a).map_err(reply_err)?;
     let now = now_ms();
     let found = read(ctx, &key(ctx, a[0]), |s| {
@@ -203,7 +316,10 @@ pub fn tx(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     pairs(
         ctx,
         &[
-            ("state", RedisValue::SimpleStringStatic(t.state.as_str())),
+            (
+                "state",
+                RedisValue::BulkString(t.state.as_str().to_string()),
+            ),
             ("qty", RedisValue::Integer(t.qty)),
             ("deadline", RedisValue::Integer(t.time as i64)),
         ],
@@ -213,14 +329,14 @@ pub fn tx(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 fn record(t: &TxView) -> RedisValue {
     RedisValue::Array(vec![
         RedisValue::StringBuffer(t.txid.as_bytes().to_vec()),
-        RedisValue::SimpleStringStatic(t.state.as_str()),
+        RedisValue::BulkString(t.state.as_str().to_string()),
         RedisValue::Integer(t.qty),
         RedisValue::Integer(t.time as i64),
     ])
 }
 
-pub fn scan(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let a = slices(&args);
+pub fn scan(ctx: &Context, args: Argv) -> RedisResult {
+    let a = args.slices();
     let cmd = parse::scan(&a).map_err(reply_err)?;
     let now = now_ms();
     let (next, recs) = read(ctx, &key(ctx, a[0]), |s| match s {
@@ -234,8 +350,8 @@ pub fn scan(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     ]))
 }
 
-pub fn audit(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let a = slices(&args);
+pub fn audit(ctx: &Context, args: Argv) -> RedisResult {
+    let a = args.slices();
     parse::key_only("inv.audit", &a).map_err(reply_err)?;
     let result = read(ctx, &key(ctx, a[0]), |s| s.map_or(Ok(()), Sku::audit)).map_err(reply_err)?;
     if result.is_err() {
@@ -315,8 +431,8 @@ fn finish(
     Ok(multi_reply(overall, items))
 }
 
-pub fn mreserve(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let a = slices(&args);
+pub fn mreserve(ctx: &Context, args: Argv) -> RedisResult {
+    let a = args.slices();
     let cmd = parse::mreserve(&a).map_err(reply_err)?;
     let p = policy();
     let keys: Vec<&[u8]> = cmd.items.iter().map(|(k, _)| *k).collect();
@@ -328,8 +444,8 @@ pub fn mreserve(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     finish(&keys, now, &entries, &plans, overall, blocked)
 }
 
-pub fn mconfirm(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let a = slices(&args);
+pub fn mconfirm(ctx: &Context, args: Argv) -> RedisResult {
+    let a = args.slices();
     let cmd = parse::multi("inv.mconfirm", &a).map_err(reply_err)?;
     let (now, entries, plans) = plan_all(ctx, &cmd.keys, |_, sku, now| {
         Ok(sku.plan_confirm(&cmd.txid, now))
@@ -339,8 +455,8 @@ pub fn mconfirm(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
     finish(&cmd.keys, now, &entries, &plans, overall, blocked)
 }
 
-pub fn mcancel(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    let a = slices(&args);
+pub fn mcancel(ctx: &Context, args: Argv) -> RedisResult {
+    let a = args.slices();
     let cmd = parse::multi("inv.mcancel", &a).map_err(reply_err)?;
     let (now, entries, plans) = plan_all(ctx, &cmd.keys, |_, sku, now| {
         Ok(sku.plan_cancel(&cmd.txid, now))
@@ -356,14 +472,14 @@ pub fn mcancel(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
 /// `INV.APPLY key <effect>`: the replication and AOF form of every change.
 /// Accepted only from a master's stream or while loading, where it applies
 /// the effect exactly, without consulting any clock or config.
-pub fn apply(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+pub fn apply(ctx: &Context, args: Argv) -> RedisResult {
     let flags = ctx.get_flags();
     if !flags.intersects(ContextFlags::REPLICATED | ContextFlags::LOADING) {
         return Err(RedisError::Str(
             "ERR INV.APPLY is internal: accepted only from a master's replication stream or an AOF being loaded",
         ));
     }
-    let a = slices(&args);
+    let a = args.slices();
     let effect = parse::apply(&a).map_err(reply_err)?;
     let entry = Entry::open(ctx, key(ctx, a[0])).map_err(reply_err)?;
     if let Err(e) = entry.commit(std::slice::from_ref(&effect)) {

@@ -49,9 +49,9 @@ pub fn read<R>(
 /// Argument strings of the calling command that replication may reuse.
 /// `qty` must be the string the effect's quantity was parsed from.
 #[derive(Default)]
-pub struct Echo<'a> {
-    pub txid: Option<&'a RedisString>,
-    pub qty: Option<&'a RedisString>,
+pub struct Echo {
+    pub txid: Option<*mut raw::RedisModuleString>,
+    pub qty: Option<*mut raw::RedisModuleString>,
 }
 
 /// A key opened for writing.
@@ -228,7 +228,7 @@ fn replicate(ctx: &Context, key: &RedisString, effect: &Effect, echo: &Echo) {
     let made;
     let txid_string = |id: &crate::ledger::TxId| -> *mut raw::RedisModuleString {
         match echo.txid {
-            Some(s) if s.as_slice() == id.as_bytes() => s.inner,
+            Some(s) if !s.is_null() && RedisString::string_as_slice(s) == id.as_bytes() => s,
             _ => std::ptr::null_mut(),
         }
     };
@@ -260,7 +260,7 @@ fn replicate(ctx: &Context, key: &RedisString, effect: &Effect, echo: &Echo) {
         match effect {
             Effect::Stock(n) => rm_replicate(c, cmd, c"ssl".as_ptr(), k, op(Op::Stock), *n),
             Effect::Add(n) => rm_replicate(c, cmd, c"ssl".as_ptr(), k, op(Op::Add), *n),
-            Effect::Reserve { qty, deadline, .. } => match echo.qty {
+            Effect::Reserve { qty, deadline, .. } => match echo.qty.filter(|q| !q.is_null()) {
                 Some(q) => rm_replicate(
                     c,
                     cmd,
@@ -268,7 +268,7 @@ fn replicate(ctx: &Context, key: &RedisString, effect: &Effect, echo: &Echo) {
                     k,
                     op(Op::Reserve),
                     tx,
-                    q.inner,
+                    q,
                     *deadline as i64,
                 ),
                 None => rm_replicate(

@@ -102,3 +102,45 @@ fn info_reports_every_field() {
         (0, 0)
     );
 }
+
+#[test]
+fn client_tracking_is_invalidated_by_changes() {
+    let s = Server::start(&[]);
+    let c = &mut s.conn();
+    ok(c, &["INV.SET", "sku", "5"]);
+    let mut sub = s.conn();
+    let sub_id: i64 = redis::cmd("CLIENT").arg("ID").query(&mut sub).unwrap();
+    sub.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut ps = sub.as_pubsub();
+    ps.subscribe("__redis__:invalidate").unwrap();
+    let reader = &mut s.conn();
+    ok(
+        reader,
+        &["CLIENT", "TRACKING", "on", "REDIRECT", &sub_id.to_string()],
+    );
+    ok(reader, &["INV.GET", "sku"]);
+    ok(c, &["INV.RESERVE", "sku", "a", "1"]);
+    let msg = ps.get_message().expect("invalidation");
+    let keys: Vec<String> = msg.get_payload().unwrap();
+    assert_eq!(keys, ["sku"]);
+}
+
+#[test]
+fn configs_from_the_server_configuration() {
+    // The same directives redis.conf holds, given on the command line.
+    let s = Server::start(&[
+        "--inventory.max-ttl-ms",
+        "5000",
+        "--inventory.max-open-per-key",
+        "3",
+    ]);
+    let c = &mut s.conn();
+    let v: Vec<String> = redis::cmd("CONFIG")
+        .arg(&["GET", "inventory.max-*"])
+        .query(c)
+        .unwrap();
+    let got: std::collections::BTreeMap<_, _> =
+        v.chunks(2).map(|p| (p[0].clone(), p[1].clone())).collect();
+    assert_eq!(got["inventory.max-ttl-ms"], "5000");
+    assert_eq!(got["inventory.max-open-per-key"], "3");
+}

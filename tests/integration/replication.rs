@@ -78,3 +78,82 @@ fn promoted_replica_takes_over_expiry() {
         (5, 3)
     );
 }
+
+#[test]
+fn a_replica_never_counts_an_expired_reservation() {
+    // The master is stalled (DEBUG SLEEP) past the deadline, so no expiry
+    // reaches the replica: its replies must still treat the units as free.
+    let m = Server::start(&[]);
+    let r = replica_of(&m, &[]);
+    let mc = &mut m.conn();
+    ok(mc, &["INV.SET", "sku", "5"]);
+    ok(mc, &["INV.RESERVE", "sku", "o", "4", "TTL", "300"]);
+    wait_replicated(mc);
+    let port = m.port;
+    let sleeper = std::thread::spawn(move || {
+        let mut c = redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        let _: redis::RedisResult<()> = redis::cmd("DEBUG").arg("SLEEP").arg("1.5").query(&mut c);
+    });
+    std::thread::sleep(Duration::from_millis(700));
+    let rc = &mut r.conn();
+    assert_eq!(tx_state(rc, "sku", "o").as_deref(), Some("EXPIRED"));
+    assert_eq!(
+        (
+            get(rc, "sku", "available"),
+            get(rc, "sku", "reserved"),
+            get(rc, "sku", "open")
+        ),
+        (5, 0, 0)
+    );
+    // Nothing was materialised on the replica by its own clock.
+    assert_eq!(get(rc, "sku", "version"), 2);
+    sleeper.join().unwrap();
+    eventually(
+        "the master's expiry reaches the replica",
+        Duration::from_secs(3),
+        || get(rc, "sku", "version") == 3,
+    );
+}
+
+#[test]
+fn migrate_moves_the_exact_value_and_expiry_follows() {
+    let a = Server::start(&[]);
+    let b = Server::start(&[]);
+    let ac = &mut a.conn();
+    ok(ac, &["INV.SET", "sku", "5"]);
+    ok(ac, &["INV.RESERVE", "sku", "keep", "1", "TTL", "60000"]);
+    ok(ac, &["INV.RESERVE", "sku", "o", "2", "TTL", "500"]);
+    let value: Vec<String> = redis::cmd("DEBUG")
+        .arg("DIGEST-VALUE")
+        .arg("sku")
+        .query(ac)
+        .unwrap();
+    ok(
+        ac,
+        &[
+            "MIGRATE",
+            "127.0.0.1",
+            &b.port.to_string(),
+            "sku",
+            "0",
+            "5000",
+        ],
+    );
+    let bc = &mut b.conn();
+    let moved: Vec<String> = redis::cmd("DEBUG")
+        .arg("DIGEST-VALUE")
+        .arg("sku")
+        .query(bc)
+        .unwrap();
+    assert_eq!(moved, value);
+    eventually("expiry on the target", Duration::from_secs(3), || {
+        info_field(bc, "expired") == 1
+    });
+    assert_eq!(
+        (get(bc, "sku", "available"), get(bc, "sku", "open")),
+        (4, 1)
+    );
+}
