@@ -15,8 +15,29 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// A decimal integer: optional sign, then digits only.
 fn int(b: &[u8]) -> Option<i64> {
-    std::str::from_utf8(b).ok()?.parse().ok()
+    let (negative, digits) = match b {
+        [b'-', rest @ ..] => (true, rest),
+        [b'+', rest @ ..] => (false, rest),
+        _ => (false, b),
+    };
+    if digits.is_empty() || digits.len() > 19 {
+        return None;
+    }
+    let mut v: i64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_sub(i64::from(d - b'0'))?;
+    }
+    // Accumulated as a negative number so i64::MIN parses too.
+    if negative {
+        Some(v)
+    } else {
+        v.checked_neg()
+    }
 }
 
 impl<'a> Args<'a> {
@@ -308,6 +329,26 @@ mod tests {
 
     fn err<T: std::fmt::Debug>(r: Result<T>) -> String {
         r.unwrap_err().to_string()
+    }
+
+    #[test]
+    fn integers() {
+        for (text, want) in [
+            ("0", Some(0)),
+            ("42", Some(42)),
+            ("+7", Some(7)),
+            ("-7", Some(-7)),
+            ("9223372036854775807", Some(i64::MAX)),
+            ("-9223372036854775808", Some(i64::MIN)),
+            ("9223372036854775808", None),
+            ("", None),
+            ("-", None),
+            ("1.5", None),
+            (" 1", None),
+            ("1e3", None),
+        ] {
+            assert_eq!(int(text.as_bytes()), want, "{text}");
+        }
     }
 
     #[test]

@@ -220,7 +220,7 @@ fn op(o: Op) -> *mut raw::RedisModuleString {
 /// The frequent single-record effects go through a format string, without
 /// building any argument in Rust; the rest through a string vector.
 fn replicate(ctx: &Context, key: &RedisString, effect: &Effect, echo: &Echo) {
-    if !super::propagation::needed(ctx) {
+    if !super::propagation::needed() {
         return;
     }
     // The caller's own txid (and qty) strings are passed by reference when

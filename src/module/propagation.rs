@@ -13,7 +13,9 @@
 //! - Any SYNC or PSYNC (seen by a command filter before it runs) or any role
 //!   change turns it to "needed" for the life of the process: those are the
 //!   only ways a backlog appears at run time.
-//! - AOF is checked on every call (`CONFIG SET appendonly yes` counts at once).
+//! - "Not needed" also requires the AOF to be off when it is settled; a
+//!   CONFIG SET of `appendonly` (server event, before any later command) turns
+//!   it to "needed" for good.
 
 use redis_module::{raw, Context, ContextFlags};
 use std::ffi::CStr;
@@ -27,8 +29,8 @@ const NEEDED: u8 = 2;
 static STATE: AtomicU8 = AtomicU8::new(UNKNOWN);
 
 /// True when a change must be handed to RM_Replicate.
-pub fn needed(ctx: &Context) -> bool {
-    STATE.load(Relaxed) != NOT_NEEDED || ctx.get_flags().contains(ContextFlags::AOF)
+pub fn needed() -> bool {
+    STATE.load(Relaxed) != NOT_NEEDED
 }
 
 /// Called from the timer: settles UNKNOWN from INFO replication.
@@ -60,7 +62,12 @@ pub fn settle(ctx: &Context) {
         free(ctx.ctx, info);
         idle
     };
-    let next = if idle_master { NOT_NEEDED } else { NEEDED };
+    let aof = ctx.get_flags().contains(ContextFlags::AOF);
+    let next = if idle_master && !aof {
+        NOT_NEEDED
+    } else {
+        NEEDED
+    };
     let _ = STATE.compare_exchange(UNKNOWN, next, Relaxed, Relaxed);
 }
 
@@ -99,7 +106,34 @@ unsafe extern "C" fn on_role_change(
     mark_needed();
 }
 
-/// Installs the command filter and the role-change subscription.
+unsafe extern "C" fn on_config_change(
+    _ctx: *mut raw::RedisModuleCtx,
+    _eid: raw::RedisModuleEvent,
+    _sub: u64,
+    data: *mut c_void,
+) {
+    if data.is_null() {
+        mark_needed();
+        return;
+    }
+    // SAFETY: for the Config event Redis passes a RedisModuleConfigChange
+    // whose names are `num_changes` C strings.
+    unsafe {
+        let change = &*data.cast::<raw::RedisModuleConfigChange>();
+        for i in 0..change.num_changes as usize {
+            let name = *change.config_names.add(i);
+            if name.is_null()
+                || CStr::from_ptr(name)
+                    .to_bytes()
+                    .eq_ignore_ascii_case(b"appendonly")
+            {
+                mark_needed();
+            }
+        }
+    }
+}
+
+/// Installs the command filter and the role-change and config subscriptions.
 pub fn start(ctx: &Context) {
     let role = raw::RedisModuleEvent {
         id: raw::REDISMODULE_EVENT_REPLICATION_ROLE_CHANGED,
@@ -120,8 +154,17 @@ pub fn start(ctx: &Context) {
             // Without the filter a SYNC could go unseen: always propagate.
             mark_needed();
         }
-        if let Some(subscribe) = raw::RedisModule_SubscribeToServerEvent {
-            subscribe(ctx.ctx, role, Some(on_role_change));
+        let config = raw::RedisModuleEvent {
+            id: raw::REDISMODULE_EVENT_CONFIG,
+            dataver: 1,
+        };
+        let subscribed = raw::RedisModule_SubscribeToServerEvent.is_some_and(|subscribe| {
+            subscribe(ctx.ctx, role, Some(on_role_change)) == raw::REDISMODULE_OK as i32
+                && subscribe(ctx.ctx, config, Some(on_config_change)) == raw::REDISMODULE_OK as i32
+        });
+        if !subscribed {
+            // A role or AOF change could go unseen: always propagate.
+            mark_needed();
         }
     }
 }
