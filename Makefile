@@ -23,16 +23,37 @@ run: release ## Start redis-server with the module in the foreground (PORT=6379)
 
 test: deps ## Unit + property tests, integration on Redis 7.0 and Valkey 8.1, clippy, fmt
 	cargo fmt --check
-	cargo clippy --all-targets -- -D warnings
+	cargo clippy --workspace --all-targets -- -D warnings
 	cargo build
 	cargo test --lib
 	INVENTORY_SERVER=$$(command -v redis-server) cargo test --test integration
 	INVENTORY_SERVER=$$(scripts/deps.sh) cargo test --test integration
+	INVENTORY_SERVER=$$(command -v redis-server) cargo test -p redis-inventory-client
+	INVENTORY_SERVER=$$(scripts/deps.sh) cargo test -p redis-inventory-client --test cluster
 
 budget: release ## Measure issue #2's budget: memory and CPU per INV.RESERVE vs the Lua script
 	cargo run --release --example budget
 
+cluster: release ## Start a local cluster (3 masters + 3 replicas, ports 7101-7106) with the module
+	scripts/cluster.sh start
+
+cluster-stop: ## Stop the local cluster
+	scripts/cluster.sh stop
+
+demo: release ## Flash sale through the client (CLUSTER=1 on a fresh local cluster)
+	@if [ -n "$(CLUSTER)" ]; then \
+	  scripts/cluster.sh start && \
+	  cargo run --release -p redis-inventory-client --example flash_sale -- --cluster redis://127.0.0.1:7101/; \
+	  status=$$?; scripts/cluster.sh stop; exit $$status; \
+	else \
+	  cargo run --release -p redis-inventory-client --example flash_sale -- --start; \
+	fi
+
+client-bench: release ## Client benchmark on a local cluster: batched vs one-at-a-time, order latency
+	scripts/cluster.sh start
+	cargo run --release -p redis-inventory-client --example client_bench -- redis://127.0.0.1:7101/; status=$$?; scripts/cluster.sh stop; exit $$status
+
 clean: ## Remove build output
 	cargo clean
 
-.PHONY: help deps build release run test budget clean
+.PHONY: help deps build release run test budget cluster cluster-stop demo client-bench clean

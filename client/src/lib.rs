@@ -1,0 +1,479 @@
+//! Async Rust client for the [redis-inventory] module, for a standalone server
+//! or a Redis Cluster.
+//!
+//! - Typed replies ([`Reply`], [`Outcome`], [`Stock`]) and errors ([`Error`]).
+//! - Orders spanning SKUs and shards: [`Client::reserve_order`] reserves every
+//!   line or none, compensating across hash slots.
+//! - Batches: [`Client::reserve_many`] sends thousands of independent reserves
+//!   concurrently, multiplexed per node, results in input order.
+//! - Retries with backoff under a deadline for the commands that are
+//!   idempotent by txid; SET and ADD are never retried.
+//! - Optional durability: wait for N replicas after writes.
+//!
+//! Built on redis-rs (`redis` crate): its async cluster connection keeps the
+//! slot map, follows MOVED/ASK and multiplexes concurrent commands per node.
+//! Every command is routed to its key's slot explicitly, because redis-rs
+//! would otherwise route an unknown module command by its first argument.
+//!
+//! ```no_run
+//! # async fn demo() -> redis_inventory_client::Result<()> {
+//! use redis_inventory_client::{Client, Outcome};
+//! use std::time::Duration;
+//!
+//! let client = Client::standalone("redis://127.0.0.1:6379/").await?;
+//! client.set("sku:tee", 3, None).await?;
+//! let r = client.reserve("sku:tee", "order-1", 2, Some(Duration::from_secs(600))).await?;
+//! assert_eq!(r.outcome, Outcome::Reserved);
+//! client.confirm("sku:tee", "order-1").await?;
+//! # Ok(()) }
+//! ```
+//!
+//! [redis-inventory]: https://example.invalid/redis-inventory
+
+mod order;
+mod slot;
+mod types;
+
+pub use order::{Blocked, LineResult, OrderLine, OrderResult};
+pub use slot::slot;
+pub use types::{Error, Outcome, Reply, Result, Stock, TxRecord};
+
+use futures::StreamExt;
+use redis::aio::ConnectionManager;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+use redis::{Cmd, Value};
+use std::time::{Duration, Instant};
+
+/// How idempotent commands are retried on connection and cluster errors.
+#[derive(Clone, Copy, Debug)]
+pub struct RetryPolicy {
+    /// Give up after this long, counted from the first attempt.
+    pub deadline: Duration,
+    /// First backoff; doubles each attempt.
+    pub initial_backoff: Duration,
+    /// Longest backoff.
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            deadline: Duration::from_secs(10),
+            initial_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Wait for replicas after each write (`WAIT numreplicas timeout`).
+#[derive(Clone, Copy, Debug)]
+pub struct Durability {
+    /// Replicas that should acknowledge.
+    pub replicas: u64,
+    /// How long to wait for them.
+    pub timeout: Duration,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Standalone(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+/// A connection to redis-inventory, standalone or cluster. Cheap to clone;
+/// clones share the underlying connections.
+#[derive(Clone)]
+pub struct Client {
+    backend: Backend,
+    retry: RetryPolicy,
+    durability: Option<Durability>,
+    window: usize,
+}
+
+/// One reserve in a batch.
+#[derive(Clone, Debug)]
+pub struct ReserveRequest {
+    /// The SKU key.
+    pub sku: String,
+    /// Client-chosen transaction id.
+    pub txid: String,
+    /// Units to hold (>= 1).
+    pub qty: i64,
+    /// TTL; `None` uses the server's `inventory.default-ttl-ms`.
+    pub ttl: Option<Duration>,
+}
+
+fn cmd(name: &str) -> Cmd {
+    redis::cmd(name)
+}
+
+fn ttl_ms(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+pub(crate) fn parse_reply(v: Value) -> Result<Reply> {
+    let (state, available, version): (String, i64, i64) =
+        redis::from_redis_value(&v).map_err(|e| Error::Protocol(e.to_string()))?;
+    Ok(Reply {
+        outcome: Outcome::parse(&state).ok_or_else(|| Error::Protocol(format!("state {state}")))?,
+        available,
+        version: version.max(0) as u64,
+        acked_replicas: None,
+    })
+}
+
+impl Client {
+    /// Connects to one server, e.g. `redis://127.0.0.1:6379/`.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> redis_inventory_client::Result<()> {
+    /// let client = redis_inventory_client::Client::standalone("redis://127.0.0.1:6379/").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn standalone(url: &str) -> Result<Client> {
+        let client = redis::Client::open(url).map_err(|e| Error::InvalidInput(e.to_string()))?;
+        let manager = client
+            .get_connection_manager()
+            .await
+            .map_err(Error::Connection)?;
+        Ok(Client::with_backend(Backend::Standalone(manager)))
+    }
+
+    /// Connects to a Redis Cluster from one or more node URLs.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> redis_inventory_client::Result<()> {
+    /// let client = redis_inventory_client::Client::cluster(&["redis://127.0.0.1:7001/"]).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn cluster(urls: &[&str]) -> Result<Client> {
+        let client = redis::cluster::ClusterClient::builder(urls.to_vec())
+            .retries(6)
+            .min_retry_wait(10)
+            .max_retry_wait(500)
+            .connection_timeout(Duration::from_secs(2))
+            .response_timeout(Duration::from_secs(2))
+            .build()
+            .map_err(|e| Error::InvalidInput(e.to_string()))?;
+        let conn = client
+            .get_async_connection()
+            .await
+            .map_err(Error::Connection)?;
+        Ok(Client::with_backend(Backend::Cluster(conn)))
+    }
+
+    fn with_backend(backend: Backend) -> Client {
+        Client {
+            backend,
+            retry: RetryPolicy::default(),
+            durability: None,
+            window: 256,
+        }
+    }
+
+    /// Sets how idempotent commands are retried.
+    ///
+    /// ```no_run
+    /// # async fn demo(c: redis_inventory_client::Client) {
+    /// use std::time::Duration;
+    /// let c = c.with_retry(redis_inventory_client::RetryPolicy { deadline: Duration::from_secs(3), ..Default::default() });
+    /// # }
+    /// ```
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Client {
+        self.retry = retry;
+        self
+    }
+
+    /// Waits for `replicas` acknowledgements after each write; the count is
+    /// reported in [`Reply::acked_replicas`].
+    ///
+    /// ```no_run
+    /// # async fn demo(c: redis_inventory_client::Client) {
+    /// use std::time::Duration;
+    /// let c = c.with_durability(redis_inventory_client::Durability { replicas: 1, timeout: Duration::from_millis(100) });
+    /// # }
+    /// ```
+    pub fn with_durability(mut self, durability: Durability) -> Client {
+        self.durability = Some(durability);
+        self
+    }
+
+    /// How many commands a batch keeps in flight (default 256).
+    pub fn with_window(mut self, window: usize) -> Client {
+        self.window = window.max(1);
+        self
+    }
+
+    /// Sends one command to the primary that owns `key`'s slot.
+    async fn send(&self, key: &[u8], cmd: &Cmd) -> Result<Value> {
+        match &self.backend {
+            Backend::Standalone(c) => cmd
+                .query_async(&mut c.clone())
+                .await
+                .map_err(Error::from_redis),
+            Backend::Cluster(c) => {
+                let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
+                    Route::new(slot(key), SlotAddr::Master),
+                ));
+                c.clone()
+                    .route_command(cmd, route)
+                    .await
+                    .map_err(Error::from_redis)
+            }
+        }
+    }
+
+    /// `send`, retried with backoff on transient errors until the deadline.
+    /// Only for commands that are idempotent by txid.
+    async fn send_idempotent(&self, key: &[u8], cmd: &Cmd) -> Result<Value> {
+        let started = Instant::now();
+        let mut backoff = self.retry.initial_backoff;
+        loop {
+            match self.send(key, cmd).await {
+                Err(e) if e.is_transient() && started.elapsed() + backoff < self.retry.deadline => {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(self.retry.max_backoff);
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// After a write: `WAIT` on the node that took it, when durability is set.
+    async fn settle(&self, key: &[u8], mut reply: Reply) -> Result<Reply> {
+        if let Some(d) = self.durability {
+            let mut wait = cmd("WAIT");
+            wait.arg(d.replicas)
+                .arg(u64::try_from(d.timeout.as_millis()).unwrap_or(u64::MAX));
+            let acked: i64 = redis::from_redis_value(&self.send(key, &wait).await?)
+                .map_err(|e| Error::Protocol(e.to_string()))?;
+            reply.acked_replicas = Some(acked.max(0) as u64);
+        }
+        Ok(reply)
+    }
+
+    /// `INV.SET`: sets stock (creating the key). Never retried: on
+    /// [`Error::Connection`] the outcome is unknown; read the version with
+    /// [`Client::get`] and retry with `if_version`.
+    ///
+    /// ```no_run
+    /// # async fn demo(c: redis_inventory_client::Client) -> redis_inventory_client::Result<()> {
+    /// c.set("sku:tee", 100, Some(0)).await?; // create only if missing
+    /// # Ok(()) }
+    /// ```
+    pub async fn set(&self, sku: &str, stock: i64, if_version: Option<u64>) -> Result<()> {
+        let mut c = cmd("INV.SET");
+        c.arg(sku).arg(stock);
+        if let Some(v) = if_version {
+            c.arg("IFVERSION").arg(v);
+        }
+        self.send(sku.as_bytes(), &c).await?;
+        Ok(())
+    }
+
+    /// `INV.ADD`: adds (or, negative, writes off available) units; returns
+    /// available units. Never retried, like [`Client::set`].
+    ///
+    /// ```no_run
+    /// # async fn demo(c: redis_inventory_client::Client) -> redis_inventory_client::Result<()> {
+    /// let available = c.add("sku:tee", 20, None).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn add(&self, sku: &str, delta: i64, if_version: Option<u64>) -> Result<i64> {
+        let mut c = cmd("INV.ADD");
+        c.arg(sku).arg(delta);
+        if let Some(v) = if_version {
+            c.arg("IFVERSION").arg(v);
+        }
+        let v = self.send(sku.as_bytes(), &c).await?;
+        redis::from_redis_value(&v).map_err(|e| Error::Protocol(e.to_string()))
+    }
+
+    /// `INV.GET`: the SKU's counters, `None` when the key does not exist.
+    ///
+    /// ```no_run
+    /// # async fn demo(c: redis_inventory_client::Client) -> redis_inventory_client::Result<()> {
+    /// if let Some(s) = c.get("sku:tee").await? { println!("{} available", s.available); }
+    /// # Ok(()) }
+    /// ```
+    pub async fn get(&self, sku: &str) -> Result<Option<Stock>> {
+        let mut c = cmd("INV.GET");
+        c.arg(sku);
+        let v = self.send_idempotent(sku.as_bytes(), &c).await?;
+        let pairs: Option<Vec<(String, i64)>> =
+            redis::from_redis_value(&v).map_err(|e| Error::Protocol(e.to_string()))?;
+        Ok(pairs.map(|pairs| {
+            let mut s = Stock::default();
+            for (k, v) in pairs {
+                match k.as_str() {
+                    "stock" => s.stock = v,
+                    "reserved" => s.reserved = v,
+                    "available" => s.available = v,
+                    "sold" => s.sold = v,
+                    "version" => s.version = v.max(0) as u64,
+                    "open" => s.open = v.max(0) as u64,
+                    _ => {}
+                }
+            }
+            s
+        }))
+    }
+
+    /// `INV.RESERVE`: holds `qty` units for `txid`. Idempotent: a retry
+    /// answers the same. `ttl` `None` uses the server default.
+    ///
+    /// ```no_run
+    /// # async fn demo(c: redis_inventory_client::Client) -> redis_inventory_client::Result<()> {
+    /// use std::time::Duration;
+    /// let r = c.reserve("sku:tee", "order-1", 2, Some(Duration::from_secs(600))).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn reserve(
+        &self,
+        sku: &str,
+        txid: &str,
+        qty: i64,
+        ttl: Option<Duration>,
+    ) -> Result<Reply> {
+        let c = reserve_cmd(sku, txid, qty, ttl);
+        let reply = parse_reply(self.send_idempotent(sku.as_bytes(), &c).await?)?;
+        self.settle(sku.as_bytes(), reply).await
+    }
+
+    /// `INV.CONFIRM`: sells the reserved units. Idempotent.
+    ///
+    /// ```no_run
+    /// # async fn demo(c: redis_inventory_client::Client) -> redis_inventory_client::Result<()> {
+    /// c.confirm("sku:tee", "order-1").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn confirm(&self, sku: &str, txid: &str) -> Result<Reply> {
+        self.txid_command("INV.CONFIRM", sku, txid).await
+    }
+
+    /// `INV.CANCEL`: releases the units, or fences a txid not yet reserved.
+    /// Idempotent.
+    ///
+    /// ```no_run
+    /// # async fn demo(c: redis_inventory_client::Client) -> redis_inventory_client::Result<()> {
+    /// c.cancel("sku:tee", "order-1").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn cancel(&self, sku: &str, txid: &str) -> Result<Reply> {
+        self.txid_command("INV.CANCEL", sku, txid).await
+    }
+
+    /// `INV.EXTEND`: gives a RESERVED record a new deadline of now + `ttl`.
+    ///
+    /// ```no_run
+    /// # async fn demo(c: redis_inventory_client::Client) -> redis_inventory_client::Result<()> {
+    /// c.extend("sku:tee", "order-1", std::time::Duration::from_secs(300)).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn extend(&self, sku: &str, txid: &str, ttl: Duration) -> Result<Reply> {
+        let mut c = cmd("INV.EXTEND");
+        c.arg(sku).arg(txid).arg(ttl_ms(ttl));
+        let reply = parse_reply(self.send_idempotent(sku.as_bytes(), &c).await?)?;
+        self.settle(sku.as_bytes(), reply).await
+    }
+
+    async fn txid_command(&self, name: &str, sku: &str, txid: &str) -> Result<Reply> {
+        let mut c = cmd(name);
+        c.arg(sku).arg(txid);
+        let reply = parse_reply(self.send_idempotent(sku.as_bytes(), &c).await?)?;
+        self.settle(sku.as_bytes(), reply).await
+    }
+
+    /// `INV.TX`: one transaction record, `None` when unknown.
+    ///
+    /// ```no_run
+    /// # async fn demo(c: redis_inventory_client::Client) -> redis_inventory_client::Result<()> {
+    /// let record = c.tx("sku:tee", "order-1").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn tx(&self, sku: &str, txid: &str) -> Result<Option<TxRecord>> {
+        let mut c = cmd("INV.TX");
+        c.arg(sku).arg(txid);
+        let v = self.send_idempotent(sku.as_bytes(), &c).await?;
+        let pairs: Option<Vec<(String, Value)>> =
+            redis::from_redis_value(&v).map_err(|e| Error::Protocol(e.to_string()))?;
+        let Some(pairs) = pairs else { return Ok(None) };
+        let mut rec = TxRecord {
+            outcome: Outcome::Unknown,
+            qty: 0,
+            deadline: 0,
+        };
+        for (k, v) in pairs {
+            let text: String = redis::from_redis_value(&v).unwrap_or_default();
+            match k.as_str() {
+                "state" => rec.outcome = Outcome::parse(&text).unwrap_or(Outcome::Unknown),
+                "qty" => rec.qty = text.parse().unwrap_or(0),
+                "deadline" => rec.deadline = text.parse().unwrap_or(0),
+                _ => {}
+            }
+        }
+        Ok(Some(rec))
+    }
+
+    /// Many independent reserves (different SKUs and txids), sent
+    /// concurrently with at most `window` in flight. redis-rs multiplexes
+    /// concurrent commands onto one connection per node, so each node sees
+    /// them pipelined, and follows redirects per command (never resending a
+    /// whole pipeline). Results come back in input order; each is retried on
+    /// its own like [`Client::reserve`].
+    ///
+    /// ```no_run
+    /// # async fn demo(c: redis_inventory_client::Client) {
+    /// use redis_inventory_client::ReserveRequest;
+    /// let reqs: Vec<ReserveRequest> = (0..1000)
+    ///     .map(|i| ReserveRequest { sku: format!("sku:{i}"), txid: format!("o{i}"), qty: 1, ttl: None })
+    ///     .collect();
+    /// let results = c.reserve_many(&reqs).await;
+    /// # }
+    /// ```
+    pub async fn reserve_many(&self, requests: &[ReserveRequest]) -> Vec<Result<Reply>> {
+        futures::stream::iter(requests)
+            .map(|r| self.reserve(&r.sku, &r.txid, r.qty, r.ttl))
+            .buffered(self.window)
+            .collect()
+            .await
+    }
+}
+
+pub(crate) fn reserve_cmd(sku: &str, txid: &str, qty: i64, ttl: Option<Duration>) -> Cmd {
+    let mut c = cmd("INV.RESERVE");
+    c.arg(sku).arg(txid).arg(qty);
+    if let Some(t) = ttl {
+        c.arg("TTL").arg(ttl_ms(t));
+    }
+    c
+}
+
+impl Client {
+    pub(crate) async fn send_multi(&self, key: &[u8], cmd: &Cmd) -> Result<Value> {
+        self.send_idempotent(key, cmd).await
+    }
+
+    pub(crate) fn ttl_arg(ttl: Option<Duration>) -> u64 {
+        ttl.map_or(0, ttl_ms)
+    }
+}
+
+/// A multi-key reply: overall state, then `[key, state, available, version]` per key.
+type MultiReply = (String, Vec<(Vec<u8>, String, i64, i64)>);
+
+/// Parses `[state, [[key, state, available, version], ...]]` into each
+/// item's (outcome, available), in the order the keys were sent.
+pub(crate) fn parse_reply_multi(v: Value) -> Result<Vec<(Outcome, i64)>> {
+    let (_, items): MultiReply =
+        redis::from_redis_value(&v).map_err(|e| Error::Protocol(e.to_string()))?;
+    items
+        .into_iter()
+        .map(|(_, state, available, _)| {
+            Outcome::parse(&state)
+                .map(|o| (o, available))
+                .ok_or_else(|| Error::Protocol(format!("state {state}")))
+        })
+        .collect()
+}

@@ -1,0 +1,231 @@
+//! A real Redis Cluster for tests: 3 masters + 3 replicas on loopback, each
+//! with the module loaded, created with `redis-cli --cluster create`, killed
+//! on drop. The server binary comes from `INVENTORY_SERVER` (default
+//! `redis-server`), the module from `INVENTORY_MODULE` (default the debug
+//! build).
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn module_path() -> PathBuf {
+    let path = std::env::var("INVENTORY_MODULE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/libinventory.so")
+        });
+    assert!(
+        path.exists(),
+        "module not found at {} (run `cargo build`)",
+        path.display()
+    );
+    path
+}
+
+fn free(port: u16) -> bool {
+    TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+/// A base port with `n` consecutive ports and their bus ports (+10000) free.
+fn free_ports(n: u16) -> u16 {
+    let seed = (std::process::id() as u16).wrapping_mul(7919);
+    for attempt in 0..500u16 {
+        let base = 20000 + (seed.wrapping_add(attempt.wrapping_mul(97)) % 9000);
+        if (0..n).all(|i| free(base + i) && free(base + i + 10000)) {
+            return base;
+        }
+    }
+    panic!("no free ports for a cluster");
+}
+
+pub struct Node {
+    pub port: u16,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+}
+
+impl Node {
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    pub fn conn(&self) -> redis::Connection {
+        redis::Client::open(self.url())
+            .unwrap()
+            .get_connection()
+            .unwrap()
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn alive(&self) -> bool {
+        self.child.is_some()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub struct Cluster {
+    pub nodes: Vec<Node>,
+}
+
+fn start_node(port: u16) -> Node {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = std::env::var("INVENTORY_SERVER").unwrap_or_else(|_| "redis-server".into());
+    let child = Command::new(&bin)
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "1500"])
+        .args([
+            "--cluster-config-file",
+            &dir.path().join("nodes.conf").display().to_string(),
+        ])
+        .args(["--dir", &dir.path().display().to_string()])
+        .args(["--logfile", &dir.path().join("log").display().to_string()])
+        .args(["--enable-debug-command", "yes"])
+        .args(["--loadmodule", &module_path().display().to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
+    Node {
+        port,
+        child: Some(child),
+        dir,
+    }
+}
+
+pub fn eventually(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub fn info(c: &mut redis::Connection, section: &str) -> String {
+    redis::cmd("INFO").arg(section).query(c).unwrap_or_default()
+}
+
+impl Cluster {
+    /// 3 masters and 3 replicas, all slots covered, replicas in sync.
+    pub fn start() -> Cluster {
+        let base = free_ports(6);
+        let nodes: Vec<Node> = (0..6).map(|i| start_node(base + i)).collect();
+        for n in &nodes {
+            eventually("node up", Duration::from_secs(10), || {
+                redis::Client::open(n.url())
+                    .unwrap()
+                    .get_connection()
+                    .is_ok()
+            });
+        }
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .output()
+            .expect("redis-cli");
+        assert!(
+            out.status.success(),
+            "cluster create failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let cluster = Cluster { nodes };
+        cluster.wait_healthy();
+        cluster
+    }
+
+    /// Every live node sees a healthy cluster and every replica is in sync.
+    pub fn wait_healthy(&self) {
+        for n in self.nodes.iter().filter(|n| n.alive()) {
+            eventually("cluster_state:ok", Duration::from_secs(20), || {
+                let mut c = n.conn();
+                let ci: String = redis::cmd("CLUSTER")
+                    .arg("INFO")
+                    .query(&mut c)
+                    .unwrap_or_default();
+                let repl = info(&mut c, "replication");
+                ci.contains("cluster_state:ok")
+                    && (repl.contains("role:master") || repl.contains("master_link_status:up"))
+            });
+        }
+    }
+
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter(|n| n.alive())
+            .map(|n| n.url())
+            .collect()
+    }
+
+    /// Indexes of the live masters.
+    pub fn masters(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&i| {
+                self.nodes[i].alive()
+                    && info(&mut self.nodes[i].conn(), "replication").contains("role:master")
+            })
+            .collect()
+    }
+
+    /// The index of the node serving `slot` as master.
+    pub fn owner(&self, slot: u16) -> usize {
+        let live = self.nodes.iter().position(|n| n.alive()).unwrap();
+        let slots: Vec<(i64, i64, Vec<redis::Value>)> = redis::cmd("CLUSTER")
+            .arg("SLOTS")
+            .query::<Vec<Vec<redis::Value>>>(&mut self.nodes[live].conn())
+            .unwrap()
+            .into_iter()
+            .map(|r| {
+                let start: i64 = redis::from_redis_value(&r[0]).unwrap();
+                let end: i64 = redis::from_redis_value(&r[1]).unwrap();
+                let master: Vec<redis::Value> = redis::from_redis_value(&r[2]).unwrap();
+                (start, end, master)
+            })
+            .collect();
+        for (start, end, master) in slots {
+            if (start..=end).contains(&i64::from(slot)) {
+                let port: i64 = redis::from_redis_value(&master[1]).unwrap();
+                return self
+                    .nodes
+                    .iter()
+                    .position(|n| i64::from(n.port) == port)
+                    .unwrap();
+            }
+        }
+        panic!("slot {slot} not served");
+    }
+
+    pub fn node_id(&self, i: usize) -> String {
+        redis::cmd("CLUSTER")
+            .arg("MYID")
+            .query(&mut self.nodes[i].conn())
+            .unwrap()
+    }
+}
