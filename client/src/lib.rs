@@ -28,7 +28,7 @@
 //! # Ok(()) }
 //! ```
 //!
-//! [redis-inventory]: https://example.invalid/redis-inventory
+//! [redis-inventory]: ../README.md
 
 mod order;
 mod slot;
@@ -200,6 +200,12 @@ impl Client {
     }
 
     /// How many commands a batch keeps in flight (default 256).
+    ///
+    /// ```no_run
+    /// # async fn demo(c: redis_inventory_client::Client) {
+    /// let c = c.with_window(1024);
+    /// # }
+    /// ```
     pub fn with_window(mut self, window: usize) -> Client {
         self.window = window.max(1);
         self

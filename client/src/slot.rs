@@ -3,7 +3,13 @@
 //! CRC16-XMODEM of the key's hash tag (the part inside the first `{...}`,
 //! when non-empty) or of the whole key, modulo 16384.
 
-/// The hash slot of a key.
+/// The hash slot of a key. Keys sharing a hash tag share a slot, so their
+/// order lines form one atomic group.
+///
+/// ```
+/// use redis_inventory_client::slot;
+/// assert_eq!(slot(b"{cart7}:tee"), slot(b"{cart7}:mug"));
+/// ```
 pub fn slot(key: &[u8]) -> u16 {
     let tagged = key
         .iter()

@@ -21,6 +21,11 @@ pub enum Outcome {
 
 impl Outcome {
     /// Parses the module's state word.
+    ///
+    /// ```
+    /// use redis_inventory_client::Outcome;
+    /// assert_eq!(Outcome::parse("RESERVED"), Some(Outcome::Reserved));
+    /// ```
     pub fn parse(word: &str) -> Option<Outcome> {
         Some(match word {
             "RESERVED" => Outcome::Reserved,
@@ -141,6 +146,11 @@ impl Error {
     }
 
     /// True for failures a retry of an idempotent command may cure.
+    ///
+    /// ```
+    /// use redis_inventory_client::Error;
+    /// assert!(!Error::InvalidInput("qty".into()).is_transient());
+    /// ```
     pub fn is_transient(&self) -> bool {
         matches!(self, Error::Connection(_) | Error::Cluster(_))
     }
