@@ -53,7 +53,13 @@ client-bench: release ## Client benchmark on a local cluster: batched vs one-at-
 	scripts/cluster.sh start
 	cargo run --release -p redis-inventory-client --example client_bench -- redis://127.0.0.1:7101/; status=$$?; scripts/cluster.sh stop; exit $$status
 
+bench: release ## Benchmark suite vs the Lua scripts (QUICK=1: under a minute; SERVER=valkey for Valkey)
+	cargo build --release -p redis-inventory-bench
+	target/release/redis-inventory-bench $(if $(QUICK),--quick,--cluster) \
+	  --server $(if $(filter valkey,$(SERVER)),$$(scripts/deps.sh),$$(command -v redis-server)) \
+	  --out docs/bench$(if $(filter valkey,$(SERVER)),/valkey,)
+
 clean: ## Remove build output
 	cargo clean
 
-.PHONY: help deps build release run test budget cluster cluster-stop demo client-bench clean
+.PHONY: help deps build release run test budget bench cluster cluster-stop demo client-bench clean

@@ -220,46 +220,33 @@ pub fn reserve(ctx: &Context, args: Argv) -> RedisResult {
 }
 
 pub fn confirm(ctx: &Context, args: Argv) -> RedisResult {
-    let a = args.slices();
-    let txid = parse::key_txid("inv.confirm", &a).map_err(reply_err)?;
-    single(
-        ctx,
-        args,
-        Echo {
-            txid: Some(args.raw(2)),
-            qty: None,
-        },
-        |sku, now| Ok(sku.plan_confirm(&txid, now)),
-    )
+    by_txid(ctx, args, "inv.confirm", Sku::plan_confirm)
 }
 
 pub fn cancel(ctx: &Context, args: Argv) -> RedisResult {
-    let a = args.slices();
-    let txid = parse::key_txid("inv.cancel", &a).map_err(reply_err)?;
-    single(
-        ctx,
-        args,
-        Echo {
-            txid: Some(args.raw(2)),
-            qty: None,
-        },
-        |sku, now| Ok(sku.plan_cancel(&txid, now)),
-    )
+    by_txid(ctx, args, "inv.cancel", Sku::plan_cancel)
+}
+
+/// `CMD key txid`: commands whose only argument is the txid.
+fn by_txid(
+    ctx: &Context,
+    args: Argv,
+    name: &'static str,
+    plan: fn(&Sku, &crate::ledger::TxId, u64) -> Plan,
+) -> RedisResult {
+    let txid = parse::key_txid(name, &args.slices()).map_err(reply_err)?;
+    single(ctx, args, Echo::txid(args.raw(2)), |sku, now| {
+        Ok(plan(sku, &txid, now))
+    })
 }
 
 pub fn extend(ctx: &Context, args: Argv) -> RedisResult {
     let a = args.slices();
     let cmd = parse::extend(&a).map_err(reply_err)?;
     let p = policy();
-    single(
-        ctx,
-        args,
-        Echo {
-            txid: Some(args.raw(2)),
-            qty: None,
-        },
-        |sku, now| sku.plan_extend(&cmd.txid, cmd.ttl_ms, now, &p),
-    )
+    single(ctx, args, Echo::txid(args.raw(2)), |sku, now| {
+        sku.plan_extend(&cmd.txid, cmd.ttl_ms, now, &p)
+    })
 }
 
 /// Replies field/value pairs in this order: a map in RESP3, a flat array in RESP2.

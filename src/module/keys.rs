@@ -54,6 +54,16 @@ pub struct Echo {
     pub qty: Option<*mut raw::RedisModuleString>,
 }
 
+impl Echo {
+    /// Only the txid string is reusable.
+    pub fn txid(txid: *mut raw::RedisModuleString) -> Echo {
+        Echo {
+            txid: Some(txid),
+            qty: None,
+        }
+    }
+}
+
 /// A key opened for writing.
 pub struct Entry<'c> {
     ctx: &'c Context,

@@ -143,12 +143,7 @@ fn binary_key_names_and_txids_work_everywhere() {
         || info_field(c, "expired") == 2,
     );
     ok(c, &["BGREWRITEAOF"]);
-    eventually("AOF rewrite", Duration::from_secs(10), || {
-        let info: String = redis::cmd("INFO").arg("persistence").query(c).unwrap();
-        info.contains("aof_rewrite_in_progress:0") && info.contains("aof_rewrite_scheduled:0")
-    });
-    let info: String = redis::cmd("INFO").arg("persistence").query(c).unwrap();
-    assert!(info.contains("aof_last_bgrewrite_status:ok"), "{info}");
+    wait_for_aof_rewrite(c);
     let before = digest(c);
     let s = s.restart();
     let c = &mut s.conn();

@@ -244,3 +244,16 @@ pub fn eventually(what: &str, within: Duration, mut check: impl FnMut() -> bool)
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Waits until no AOF rewrite is running or scheduled, and checks the last one succeeded.
+pub fn wait_for_aof_rewrite(c: &mut Connection) {
+    eventually("AOF rewrite", Duration::from_secs(10), || {
+        let info: String = redis::cmd("INFO").arg("persistence").query(c).unwrap();
+        info.contains("aof_rewrite_in_progress:0") && info.contains("aof_rewrite_scheduled:0")
+    });
+    let info: String = redis::cmd("INFO").arg("persistence").query(c).unwrap();
+    assert!(
+        info.contains("aof_last_bgrewrite_status:ok"),
+        "the AOF rewrite failed: {info}"
+    );
+}

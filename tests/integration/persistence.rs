@@ -145,10 +145,7 @@ fn aof_rewrite_without_preamble_rebuilds_exact_state() {
     let c = &mut s.conn();
     workload(c, "sku");
     ok(c, &["BGREWRITEAOF"]);
-    eventually("AOF rewrite", Duration::from_secs(10), || {
-        let info: String = redis::cmd("INFO").arg("persistence").query(c).unwrap();
-        info.contains("aof_rewrite_in_progress:0") && info.contains("aof_rewrite_scheduled:0")
-    });
+    wait_for_aof_rewrite(c);
     let info: String = redis::cmd("INFO").arg("persistence").query(c).unwrap();
     assert!(
         info.contains("aof_last_bgrewrite_status:ok"),

@@ -1,0 +1,1071 @@
+//! `make bench`: redis-inventory against the Lua scripts it replaces, side by
+//! side on one machine, in one run. Prints a table, writes
+//! `docs/bench/results.json`, `docs/bench/results.md` and
+//! `docs/bench/growth.svg`, and exits non-zero naming every goal it missed.
+//!
+//! Phases (each on a fresh server with the release module):
+//! 1. Server CPU per call (`usec_per_call`) and throughput at pipeline depth 1
+//!    and 16: RESERVE (fresh txids), CONFIRM, CANCEL and a reserve+confirm
+//!    cycle, for the module and the full Lua TCC set; the seed Lua reserve;
+//!    HINCRBY (single-field floor) and PING (dispatch floor). One hot key and
+//!    many keys.
+//! 2. Memory per open reservation (16-byte txids) against both Lua layouts.
+//! 3. Growth: cost per call and memory as open reservations per key grow.
+//! 4. Expiry: many reservations sharing one deadline: time until all units are
+//!    back, and the worst stall a concurrent PING probe sees.
+//! 5. Flash sale through the Rust client against the same through the full
+//!    Lua set: throughput, latency percentiles, oversold units.
+
+mod chart;
+mod server;
+
+use clap::Parser;
+use redis::Connection;
+use serde::Serialize;
+use server::{reset_stats, usec_per_call, used_memory, Server};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+#[derive(Parser)]
+#[command(about = "redis-inventory against the Lua scripts it replaces")]
+struct Args {
+    /// Smaller sizes: finishes in under a minute (smoke use).
+    #[arg(long)]
+    quick: bool,
+    /// Server binary (redis-server or valkey-server).
+    #[arg(long, default_value = "redis-server")]
+    server: String,
+    /// Also run the flash sale on a local 3-shard cluster (scripts/cluster.sh).
+    #[arg(long)]
+    cluster: bool,
+    /// Where results go.
+    #[arg(long, default_value = "docs/bench")]
+    out: String,
+}
+
+struct Sizes {
+    ops: usize,
+    many_keys: usize,
+    growth: Vec<u64>,
+    expiry: usize,
+    buyers: usize,
+    runs: usize,
+}
+
+#[derive(Serialize, Clone)]
+struct OpRow {
+    keys: usize,
+    implementation: &'static str,
+    op: &'static str,
+    usec_per_call: f64,
+    p1_ops_per_s: f64,
+    p16_ops_per_s: f64,
+}
+
+/// Server throughput from redis-benchmark (50 connections), hot key.
+#[derive(Serialize, Clone)]
+struct ThroughputRow {
+    implementation: &'static str,
+    command: &'static str,
+    p1_ops_per_s: f64,
+    p16_ops_per_s: f64,
+}
+
+#[derive(Serialize)]
+struct MemoryRow {
+    layout: &'static str,
+    bytes_per_reservation: f64,
+}
+
+#[derive(Serialize)]
+struct GrowthRow {
+    open: u64,
+    usec_per_call: f64,
+    bytes_per_reservation: f64,
+}
+
+#[derive(Serialize)]
+struct ExpiryRow {
+    reservations: usize,
+    all_back_after_deadline_ms: f64,
+    worst_ping_ms: f64,
+}
+
+#[derive(Serialize)]
+struct ScenarioRow {
+    deployment: String,
+    implementation: &'static str,
+    skus: usize,
+    buyers: usize,
+    units: i64,
+    buyers_per_s: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    p999_ms: f64,
+    oversold: i64,
+}
+
+#[derive(Serialize)]
+struct Report {
+    date_unix: u64,
+    machine: String,
+    server: String,
+    command: String,
+    ops: Vec<OpRow>,
+    throughput: Vec<ThroughputRow>,
+    memory: Vec<MemoryRow>,
+    growth: Vec<GrowthRow>,
+    expiry: Option<ExpiryRow>,
+    scenario: Vec<ScenarioRow>,
+    goals: Vec<(String, bool)>,
+}
+
+const BIG: i64 = 1 << 50;
+const TTL: u64 = 3_600_000;
+const SEED: &str = include_str!("../lua/seed_reserve.lua");
+const TCC_RESERVE: &str = include_str!("../lua/tcc_reserve.lua");
+const TCC_CONFIRM: &str = include_str!("../lua/tcc_confirm.lua");
+const TCC_CANCEL: &str = include_str!("../lua/tcc_cancel.lua");
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+struct Scripts {
+    seed: String,
+    reserve: String,
+    confirm: String,
+    cancel: String,
+}
+
+fn load(c: &mut Connection, src: &str) -> String {
+    redis::cmd("SCRIPT").arg("LOAD").arg(src).query(c).unwrap()
+}
+
+fn scripts(c: &mut Connection) -> Scripts {
+    Scripts {
+        seed: load(c, SEED),
+        reserve: load(c, TCC_RESERVE),
+        confirm: load(c, TCC_CONFIRM),
+        cancel: load(c, TCC_CANCEL),
+    }
+}
+
+/// The three keys of one SKU in the full Lua layout (one hash slot).
+fn lua_keys(sku: &str) -> [String; 3] {
+    [
+        format!("{{{sku}}}"),
+        format!("{{{sku}}}:tx"),
+        format!("{{{sku}}}:dl"),
+    ]
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Impl {
+    Module,
+    Tcc,
+    Seed,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Op {
+    Reserve,
+    Confirm,
+    Cancel,
+}
+
+/// Adds one call of `op` on `sku` for `txid` to a pipeline.
+fn add(p: &mut redis::Pipeline, s: &Scripts, imp: Impl, op: Op, sku: &str, txid: &str) {
+    let now = now_ms();
+    match (imp, op) {
+        (Impl::Module, Op::Reserve) => p
+            .cmd("INV.RESERVE")
+            .arg(sku)
+            .arg(txid)
+            .arg(1)
+            .arg("TTL")
+            .arg(TTL),
+        (Impl::Module, Op::Confirm) => p.cmd("INV.CONFIRM").arg(sku).arg(txid),
+        (Impl::Module, Op::Cancel) => p.cmd("INV.CANCEL").arg(sku).arg(txid),
+        (Impl::Seed, _) => p
+            .cmd("EVALSHA")
+            .arg(&s.seed)
+            .arg(1)
+            .arg(format!("seed:{sku}"))
+            .arg(txid)
+            .arg(1),
+        (Impl::Tcc, Op::Reserve) => p
+            .cmd("EVALSHA")
+            .arg(&s.reserve)
+            .arg(3)
+            .arg(&lua_keys(sku)[..])
+            .arg(txid)
+            .arg(1)
+            .arg(TTL)
+            .arg(now),
+        (Impl::Tcc, Op::Confirm) => p
+            .cmd("EVALSHA")
+            .arg(&s.confirm)
+            .arg(3)
+            .arg(&lua_keys(sku)[..])
+            .arg(txid)
+            .arg(now),
+        (Impl::Tcc, Op::Cancel) => p
+            .cmd("EVALSHA")
+            .arg(&s.cancel)
+            .arg(3)
+            .arg(&lua_keys(sku)[..])
+            .arg(txid)
+            .arg(now),
+    };
+    p.ignore();
+}
+
+/// Runs `n` calls in pipelines of `depth`; returns ops/s.
+fn run(
+    c: &mut Connection,
+    n: usize,
+    depth: usize,
+    mut make: impl FnMut(&mut redis::Pipeline, usize),
+) -> f64 {
+    let t = Instant::now();
+    let mut i = 0;
+    while i < n {
+        let mut p = redis::pipe();
+        for j in i..(i + depth).min(n) {
+            make(&mut p, j);
+        }
+        let _: () = p.query(c).unwrap();
+        i += depth;
+    }
+    n as f64 / t.elapsed().as_secs_f64()
+}
+
+fn setup_keys(c: &mut Connection, keys: usize) {
+    run(c, keys, 1000, |p, i| {
+        let sku = format!("sku:{i}");
+        p.cmd("INV.SET").arg(&sku).arg(BIG).ignore();
+        p.cmd("HSET")
+            .arg(format!("seed:{sku}"))
+            .arg("stock")
+            .arg(BIG)
+            .arg("reserved")
+            .arg(0)
+            .ignore();
+        p.cmd("HSET")
+            .arg(&lua_keys(&sku)[0])
+            .arg("stock")
+            .arg(BIG)
+            .arg("reserved")
+            .arg(0)
+            .arg("sold")
+            .arg(0)
+            .ignore();
+    });
+}
+
+/// Phase 1 for one keyspace: every implementation and operation.
+fn phase_ops(args: &Args, sz: &Sizes, keys: usize) -> Vec<OpRow> {
+    let server = Server::start(&args.server);
+    let c = &mut server.conn();
+    setup_keys(c, keys);
+    let s = scripts(c);
+    let mut rows = Vec::new();
+    let mut tag = 0usize;
+    let mut measure =
+        |c: &mut Connection, imp: Impl, op: Op, name: &'static str, cmd: &str| -> OpRow {
+            let (mut cpu, mut p1, mut p16) = (vec![], vec![], vec![]);
+            for _ in 0..sz.runs {
+                tag += 1;
+                let t = tag;
+                let sku = |i: usize| format!("sku:{}", i % keys);
+                let txid = |k: usize, i: usize| format!("{k:07}-{i:08}"); // 16 bytes
+                let prepare = |c: &mut Connection, k: usize, n: usize| {
+                    if op != Op::Reserve && imp != Impl::Seed {
+                        run(c, n, 1000, |p, i| {
+                            add(p, &s, imp, Op::Reserve, &sku(i), &txid(k, i))
+                        });
+                    }
+                };
+                prepare(c, t, sz.ops);
+                reset_stats(c);
+                run(c, sz.ops, 100, |p, i| {
+                    add(p, &s, imp, op, &sku(i), &txid(t, i))
+                });
+                cpu.push(usec_per_call(c, cmd));
+                tag += 1;
+                let n1 = sz.ops / 10;
+                prepare(c, tag, n1);
+                let k = tag;
+                p1.push(run(c, n1, 1, |p, i| {
+                    add(p, &s, imp, op, &sku(i), &txid(k, i))
+                }));
+                tag += 1;
+                prepare(c, tag, sz.ops);
+                let k = tag;
+                p16.push(run(c, sz.ops, 16, |p, i| {
+                    add(p, &s, imp, op, &sku(i), &txid(k, i))
+                }));
+            }
+            OpRow {
+                keys,
+                implementation: implementation_name(imp),
+                op: name,
+                usec_per_call: median(cpu),
+                p1_ops_per_s: median(p1),
+                p16_ops_per_s: median(p16),
+            }
+        };
+    for (imp, cmds) in [
+        (Impl::Module, ["inv.reserve", "inv.confirm", "inv.cancel"]),
+        (Impl::Tcc, ["evalsha"; 3]),
+    ] {
+        for (op, name, cmd) in [
+            (Op::Reserve, "reserve", cmds[0]),
+            (Op::Confirm, "confirm", cmds[1]),
+            (Op::Cancel, "cancel", cmds[2]),
+        ] {
+            rows.push(measure(c, imp, op, name, cmd));
+        }
+        // The cycle: a reserve then its confirm; CPU adds up, throughput counts cycles.
+        let r = rows[rows.len() - 3].clone();
+        let f = rows[rows.len() - 2].clone();
+        rows.push(OpRow {
+            keys,
+            implementation: r.implementation,
+            op: "reserve+confirm",
+            usec_per_call: r.usec_per_call + f.usec_per_call,
+            p1_ops_per_s: 1.0 / (1.0 / r.p1_ops_per_s + 1.0 / f.p1_ops_per_s),
+            p16_ops_per_s: 1.0 / (1.0 / r.p16_ops_per_s + 1.0 / f.p16_ops_per_s),
+        });
+    }
+    rows.push(measure(c, Impl::Seed, Op::Reserve, "reserve", "evalsha"));
+    // Floors.
+    for (name, cmd) in [("HINCRBY", "hincrby"), ("PING", "ping")] {
+        let (mut cpu, mut p1, mut p16) = (vec![], vec![], vec![]);
+        for _ in 0..sz.runs {
+            let make = |p: &mut redis::Pipeline, i: usize| {
+                if cmd == "ping" {
+                    p.cmd("PING").ignore();
+                } else {
+                    p.cmd("HINCRBY")
+                        .arg(format!("seed:sku:{}", i % keys))
+                        .arg("reserved")
+                        .arg(1)
+                        .ignore();
+                }
+            };
+            reset_stats(c);
+            run(c, sz.ops, 100, make);
+            cpu.push(usec_per_call(c, cmd));
+            p1.push(run(c, sz.ops / 10, 1, make));
+            p16.push(run(c, sz.ops, 16, make));
+        }
+        rows.push(OpRow {
+            keys,
+            implementation: name,
+            op: "floor",
+            usec_per_call: median(cpu),
+            p1_ops_per_s: median(p1),
+            p16_ops_per_s: median(p16),
+        });
+    }
+    rows
+}
+
+/// Requests per second redis-benchmark reports for one command
+/// (`__rand_int__` becomes a random 12-digit number, so txids are fresh).
+fn redis_benchmark(port: u16, n: usize, pipeline: usize, command: &[String]) -> f64 {
+    let out = std::process::Command::new("redis-benchmark")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-c",
+            "50",
+            "-n",
+            &n.to_string(),
+        ])
+        .args(["-P", &pipeline.to_string(), "-r", "1000000000", "--csv"])
+        .args(command)
+        .output()
+        .expect("redis-benchmark (Debian package redis-tools)");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split("\",\"").nth(1))
+        .and_then(|v| v.trim_matches('"').parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+/// Server throughput of the reserve family and the floors, hot key.
+fn phase_throughput(args: &Args, sz: &Sizes) -> Vec<ThroughputRow> {
+    let server = Server::start(&args.server);
+    let c = &mut server.conn();
+    setup_keys(c, 1);
+    let s = scripts(c);
+    let n = sz.ops * 4;
+    let now = now_ms().to_string();
+    let keys = lua_keys("sku:0");
+    let cases: Vec<(&'static str, &'static str, Vec<String>)> = vec![
+        (
+            "inventory",
+            "INV.RESERVE",
+            [
+                "INV.RESERVE",
+                "sku:0",
+                "tx:__rand_int__",
+                "1",
+                "TTL",
+                "3600000",
+            ]
+            .map(String::from)
+            .to_vec(),
+        ),
+        (
+            "seed Lua reserve",
+            "EVALSHA",
+            vec![
+                "EVALSHA".into(),
+                s.seed.clone(),
+                "1".into(),
+                "seed:sku:0".into(),
+                "__rand_int__".into(),
+                "1".into(),
+            ],
+        ),
+        (
+            "Lua TCC set",
+            "EVALSHA reserve",
+            vec![
+                "EVALSHA".into(),
+                s.reserve.clone(),
+                "3".into(),
+                keys[0].clone(),
+                keys[1].clone(),
+                keys[2].clone(),
+                "tx:__rand_int__".into(),
+                "1".into(),
+                "3600000".into(),
+                now,
+            ],
+        ),
+        (
+            "HINCRBY",
+            "HINCRBY",
+            ["HINCRBY", "seed:sku:0", "reserved", "1"]
+                .map(String::from)
+                .to_vec(),
+        ),
+        ("PING", "PING", vec!["PING".into()]),
+    ];
+    cases
+        .into_iter()
+        .map(|(implementation, command, argv)| ThroughputRow {
+            implementation,
+            command,
+            p1_ops_per_s: redis_benchmark(server.port, n / 4, 1, &argv),
+            p16_ops_per_s: redis_benchmark(server.port, n, 16, &argv),
+        })
+        .collect()
+}
+
+fn implementation_name(imp: Impl) -> &'static str {
+    match imp {
+        Impl::Module => "inventory",
+        Impl::Tcc => "Lua TCC set",
+        Impl::Seed => "seed Lua reserve",
+    }
+}
+
+/// Phases 2 and 3: growth of one hot key, memory at each size, and the Lua
+/// layouts at the largest size.
+fn phase_growth(args: &Args, sz: &Sizes) -> (Vec<GrowthRow>, Vec<MemoryRow>) {
+    let server = Server::start(&args.server);
+    let c = &mut server.conn();
+    let _: () = redis::cmd("INV.SET").arg("hot").arg(BIG).query(c).unwrap();
+    let base = used_memory(c);
+    let mut rows = Vec::new();
+    let mut filled = 0usize;
+    // Samples stay small next to each size, so the size barely moves.
+    let sample = (sz.growth[0] as usize).clamp(1_000, 20_000);
+    for &target in &sz.growth {
+        // The samples below add reservations too: fill only what is missing.
+        let missing = (target as usize).saturating_sub(filled);
+        run(c, missing, 1000, |p, i| {
+            p.cmd("INV.RESERVE")
+                .arg("hot")
+                .arg(format!("{:016}", filled + i))
+                .arg(1)
+                .arg("TTL")
+                .arg(TTL)
+                .ignore();
+        });
+        filled += missing;
+        let n = filled;
+        let bytes = (used_memory(c) - base) as f64 / n as f64;
+        let mut cpu = vec![];
+        for r in 0..sz.runs {
+            reset_stats(c);
+            run(c, sample, 100, |p, i| {
+                p.cmd("INV.RESERVE")
+                    .arg("hot")
+                    .arg(format!("g{n:07}-{r}-{i:06}"))
+                    .arg(1)
+                    .arg("TTL")
+                    .arg(TTL)
+                    .ignore();
+            });
+            cpu.push(usec_per_call(c, "inv.reserve"));
+        }
+        filled += sample * sz.runs;
+        rows.push(GrowthRow {
+            open: n as u64,
+            usec_per_call: median(cpu),
+            bytes_per_reservation: bytes,
+        });
+    }
+    drop(server);
+    let n = *sz.growth.last().unwrap() as usize;
+    let mut memory = vec![MemoryRow {
+        layout: "inventory",
+        bytes_per_reservation: rows.last().map_or(f64::NAN, |r| r.bytes_per_reservation),
+    }];
+    for (layout, imp) in [
+        ("seed Lua hash (tx_<id> fields)", Impl::Seed),
+        ("Lua TCC set (records hash + deadline ZSET)", Impl::Tcc),
+    ] {
+        let server = Server::start(&args.server);
+        let c = &mut server.conn();
+        setup_keys(c, 1);
+        let s = scripts(c);
+        let before = used_memory(c);
+        run(c, n, 1000, |p, i| {
+            add(p, &s, imp, Op::Reserve, "sku:0", &format!("{i:016}"))
+        });
+        memory.push(MemoryRow {
+            layout,
+            bytes_per_reservation: (used_memory(c) - before) as f64 / n as f64,
+        });
+    }
+    (rows, memory)
+}
+
+/// Phase 4: `n` reservations sharing one deadline.
+fn phase_expiry(args: &Args, n: usize) -> ExpiryRow {
+    let server = Server::start(&args.server);
+    let c = &mut server.conn();
+    let _: () = redis::cmd("INV.SET").arg("hot").arg(BIG).query(c).unwrap();
+    // Leave enough time to fill before the shared deadline.
+    let deadline = now_ms() + 2_000 + (n as u64 / 50);
+    run(c, n, 1000, |p, i| {
+        p.cmd("INV.RESERVE")
+            .arg("hot")
+            .arg(format!("{i:016}"))
+            .arg(1)
+            .arg("PXAT")
+            .arg(deadline)
+            .ignore();
+    });
+    assert!(
+        now_ms() + 200 < deadline,
+        "filling took longer than planned"
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let url = server.url();
+    let probe = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut c = redis::Client::open(url).unwrap().get_connection().unwrap();
+            let mut worst = Duration::ZERO;
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                let _: String = redis::cmd("PING").query(&mut c).unwrap();
+                if now_ms() + 100 >= deadline {
+                    worst = worst.max(t.elapsed());
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            worst
+        })
+    };
+    while now_ms() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let back = loop {
+        let reserved: i64 = redis::cmd("INFO")
+            .arg("inventory")
+            .query::<String>(c)
+            .ok()
+            .and_then(|i| {
+                i.lines()
+                    .find_map(|l| l.strip_prefix("inventory_reserved_units:"))
+                    .and_then(|v| v.trim().parse().ok())
+            })
+            .unwrap_or(-1);
+        if reserved == 0 {
+            break now_ms().saturating_sub(deadline);
+        }
+        assert!(now_ms() < deadline + 60_000, "expiry did not finish");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    stop.store(true, Ordering::Relaxed);
+    let worst = probe.join().unwrap();
+    ExpiryRow {
+        reservations: n,
+        all_back_after_deadline_ms: back as f64,
+        worst_ping_ms: worst.as_secs_f64() * 1e3,
+    }
+}
+
+fn pct(sorted: &[Duration], p: f64) -> f64 {
+    sorted
+        .get(((sorted.len().max(1) as f64 - 1.0) * p).round() as usize)
+        .map_or(f64::NAN, |d| d.as_secs_f64() * 1e3)
+}
+
+/// A connection for the Lua scenario: redis-rs routes each script call by its
+/// first key, and `Script` falls back from EVALSHA to EVAL on a fresh node.
+#[derive(Clone)]
+enum LuaConn {
+    Single(redis::aio::MultiplexedConnection),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl LuaConn {
+    async fn run(&self, script: &redis::Script, keys: &[String; 3], args: &[String]) -> String {
+        let mut inv = script.prepare_invoke();
+        for k in keys {
+            inv.key(k);
+        }
+        for a in args {
+            inv.arg(a);
+        }
+        let r: redis::RedisResult<String> = match self {
+            LuaConn::Single(c) => inv.invoke_async(&mut c.clone()).await,
+            LuaConn::Cluster(c) => inv.invoke_async(&mut c.clone()).await,
+        };
+        r.unwrap_or_else(|e| format!("error: {e}"))
+    }
+
+    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> T {
+        match self {
+            LuaConn::Single(c) => cmd.query_async(&mut c.clone()).await.unwrap(),
+            LuaConn::Cluster(c) => cmd.query_async(&mut c.clone()).await.unwrap(),
+        }
+    }
+}
+
+/// Phase 5 (one deployment): the flash sale through the client and through
+/// the Lua TCC set. Each buyer reserves one unit, then confirms it.
+async fn phase_scenario(
+    deployment: &str,
+    urls: &[String],
+    cluster: bool,
+    sz: &Sizes,
+) -> Vec<ScenarioRow> {
+    let units = 500i64;
+    let refs: Vec<&str> = urls.iter().map(String::as_str).collect();
+    let client = if cluster {
+        redis_inventory_client::Client::cluster(&refs)
+            .await
+            .unwrap()
+    } else {
+        redis_inventory_client::Client::standalone(refs[0])
+            .await
+            .unwrap()
+    };
+    let lua = if cluster {
+        let c = redis::cluster::ClusterClient::new(refs.clone()).unwrap();
+        LuaConn::Cluster(c.get_async_connection().await.unwrap())
+    } else {
+        let c = redis::Client::open(refs[0]).unwrap();
+        LuaConn::Single(c.get_multiplexed_async_connection().await.unwrap())
+    };
+    let reserve = redis::Script::new(TCC_RESERVE);
+    let confirm = redis::Script::new(TCC_CONFIRM);
+    let mut rows = Vec::new();
+    for skus in [1usize, 100] {
+        for imp in [Impl::Module, Impl::Tcc] {
+            let run_id = now_ms();
+            let names: Vec<String> = (0..skus).map(|i| format!("sale{run_id}-{i}")).collect();
+            for n in &names {
+                match imp {
+                    Impl::Module => client.set(n, units, None).await.unwrap(),
+                    _ => {
+                        let mut hset = redis::cmd("HSET");
+                        hset.arg(&lua_keys(n)[0])
+                            .arg("stock")
+                            .arg(units)
+                            .arg("reserved")
+                            .arg(0)
+                            .arg("sold")
+                            .arg(0);
+                        lua.query::<i64>(&hset).await;
+                    }
+                }
+            }
+            let gate = Arc::new(tokio::sync::Semaphore::new(200));
+            let started = Instant::now();
+            let mut tasks = Vec::with_capacity(sz.buyers);
+            for b in 0..sz.buyers {
+                let (client, lua, gate) = (client.clone(), lua.clone(), gate.clone());
+                let (reserve, confirm) = (reserve.clone(), confirm.clone());
+                let sku = names[b % skus].clone();
+                tasks.push(tokio::spawn(async move {
+                    let _permit = gate.acquire_owned().await.unwrap();
+                    let txid = format!("buyer-{b:010}");
+                    let t = Instant::now();
+                    let paid = match imp {
+                        Impl::Module => {
+                            let r = client
+                                .reserve(&sku, &txid, 1, Some(Duration::from_secs(60)))
+                                .await
+                                .unwrap();
+                            r.outcome == redis_inventory_client::Outcome::Reserved
+                                && client.confirm(&sku, &txid).await.unwrap().outcome
+                                    == redis_inventory_client::Outcome::Confirmed
+                        }
+                        _ => {
+                            let keys = lua_keys(&sku);
+                            let now = now_ms().to_string();
+                            let r = lua
+                                .run(
+                                    &reserve,
+                                    &keys,
+                                    &[txid.clone(), "1".into(), "60000".into(), now.clone()],
+                                )
+                                .await;
+                            r == "RESERVED"
+                                && lua.run(&confirm, &keys, &[txid, now]).await == "CONFIRMED"
+                        }
+                    };
+                    (paid, t.elapsed())
+                }));
+            }
+            let mut lat = Vec::with_capacity(sz.buyers);
+            let mut paid = 0i64;
+            for t in tasks {
+                let (p, l) = t.await.unwrap();
+                paid += i64::from(p);
+                lat.push(l);
+            }
+            let elapsed = started.elapsed();
+            lat.sort();
+            let mut sold = 0i64;
+            for n in &names {
+                sold += match imp {
+                    Impl::Module => client.get(n).await.unwrap().map_or(0, |s| s.sold),
+                    _ => {
+                        let mut hget = redis::cmd("HGET");
+                        hget.arg(&lua_keys(n)[0]).arg("sold");
+                        lua.query::<i64>(&hget).await
+                    }
+                };
+            }
+            let offered = units * skus as i64;
+            rows.push(ScenarioRow {
+                deployment: deployment.to_string(),
+                implementation: implementation_name(imp),
+                skus,
+                buyers: sz.buyers,
+                units: offered,
+                buyers_per_s: sz.buyers as f64 / elapsed.as_secs_f64(),
+                p50_ms: pct(&lat, 0.5),
+                p99_ms: pct(&lat, 0.99),
+                p999_ms: pct(&lat, 0.999),
+                oversold: (sold - offered).max(0) + (paid - sold).abs(),
+            });
+        }
+    }
+    rows
+}
+
+fn find<'a>(rows: &'a [OpRow], keys: usize, imp: &str, op: &str) -> &'a OpRow {
+    rows.iter()
+        .find(|r| r.keys == keys && r.implementation == imp && r.op == op)
+        .expect("row")
+}
+
+fn table(report: &Report) -> String {
+    let mut t = String::new();
+    let w = |t: &mut String, s: String| {
+        t.push_str(&s);
+        t.push('\n');
+    };
+    w(
+        &mut t,
+        format!(
+            "Machine: {}. Server: {}. Command: `{}`.",
+            report.machine, report.server, report.command
+        ),
+    );
+    w(&mut t, String::new());
+    w(
+        &mut t,
+        "Server throughput, hot key (redis-benchmark: 50 connections, random 12-digit txids):"
+            .into(),
+    );
+    w(&mut t, String::new());
+    w(
+        &mut t,
+        "| implementation | command | P1 ops/s | P16 ops/s |".into(),
+    );
+    w(&mut t, "|---|---|---|---|".into());
+    for r in &report.throughput {
+        w(
+            &mut t,
+            format!(
+                "| {} | {} | {:.0} | {:.0} |",
+                r.implementation, r.command, r.p1_ops_per_s, r.p16_ops_per_s
+            ),
+        );
+    }
+    w(&mut t, String::new());
+    w(&mut t, "Server CPU per call (INFO commandstats), and throughput from one client connection (client-bound):".into());
+    w(&mut t, String::new());
+    w(
+        &mut t,
+        "| keys | implementation | op | usec_per_call | P1 ops/s (1 conn) | P16 ops/s (1 conn) |"
+            .into(),
+    );
+    w(&mut t, "|---|---|---|---|---|---|".into());
+    for r in &report.ops {
+        w(
+            &mut t,
+            format!(
+                "| {} | {} | {} | {:.2} | {:.0} | {:.0} |",
+                r.keys, r.implementation, r.op, r.usec_per_call, r.p1_ops_per_s, r.p16_ops_per_s
+            ),
+        );
+    }
+    w(&mut t, String::new());
+    w(
+        &mut t,
+        "| layout | bytes per open reservation (16-byte txids) |".into(),
+    );
+    w(&mut t, "|---|---|".into());
+    for m in &report.memory {
+        w(
+            &mut t,
+            format!("| {} | {:.1} |", m.layout, m.bytes_per_reservation),
+        );
+    }
+    w(&mut t, String::new());
+    w(
+        &mut t,
+        "| open reservations on the key | INV.RESERVE usec_per_call | bytes per reservation |"
+            .into(),
+    );
+    w(&mut t, "|---|---|---|".into());
+    for g in &report.growth {
+        w(
+            &mut t,
+            format!(
+                "| {} | {:.2} | {:.1} |",
+                g.open, g.usec_per_call, g.bytes_per_reservation
+            ),
+        );
+    }
+    if let Some(e) = &report.expiry {
+        w(&mut t, String::new());
+        w(&mut t, format!(
+            "Expiry: {} reservations sharing one deadline: all units back {:.0} ms after it; worst PING {:.2} ms.",
+            e.reservations, e.all_back_after_deadline_ms, e.worst_ping_ms
+        ));
+    }
+    w(&mut t, String::new());
+    w(&mut t, "| deployment | implementation | SKUs | buyers | units | buyers/s | p50 ms | p99 ms | p999 ms | oversold |".into());
+    w(&mut t, "|---|---|---|---|---|---|---|---|---|---|".into());
+    for s in &report.scenario {
+        w(
+            &mut t,
+            format!(
+                "| {} | {} | {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} |",
+                s.deployment,
+                s.implementation,
+                s.skus,
+                s.buyers,
+                s.units,
+                s.buyers_per_s,
+                s.p50_ms,
+                s.p99_ms,
+                s.p999_ms,
+                s.oversold
+            ),
+        );
+    }
+    w(&mut t, String::new());
+    w(&mut t, "| goal | met |".into());
+    w(&mut t, "|---|---|".into());
+    for (g, ok) in &report.goals {
+        w(
+            &mut t,
+            format!("| {g} | {} |", if *ok { "yes" } else { "**no**" }),
+        );
+    }
+    t
+}
+
+fn machine() -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines().next().map(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .unwrap_or("0")
+                    .parse::<u64>()
+                    .unwrap_or(0)
+            })
+        })
+        .unwrap_or(0);
+    format!("{cpus} cores, {} GiB", mem / 1024 / 1024)
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let sz = if args.quick {
+        Sizes {
+            ops: 3_000,
+            many_keys: 2_000,
+            growth: vec![1_000, 10_000, 30_000],
+            expiry: 30_000,
+            buyers: 1_000,
+            runs: 1,
+        }
+    } else {
+        Sizes {
+            ops: 50_000,
+            many_keys: 100_000,
+            growth: vec![1_000, 10_000, 100_000, 1_000_000],
+            expiry: 1_000_000,
+            buyers: 10_000,
+            runs: 3,
+        }
+    };
+    let started = Instant::now();
+    let version = server::version(&mut Server::start(&args.server).conn());
+    eprintln!(
+        "bench: {version}, {} mode",
+        if args.quick { "quick" } else { "full" }
+    );
+
+    eprintln!("phase 1: cost per call and throughput");
+    let mut ops = phase_ops(&args, &sz, 1);
+    ops.extend(phase_ops(&args, &sz, sz.many_keys));
+    eprintln!("phase 1b: server throughput (redis-benchmark)");
+    let throughput = phase_throughput(&args, &sz);
+    eprintln!("phases 2-3: memory and growth");
+    let (growth, memory) = phase_growth(&args, &sz);
+    eprintln!("phase 4: expiry");
+    let expiry = phase_expiry(&args, sz.expiry);
+    eprintln!("phase 5: flash sale");
+    let standalone = Server::start(&args.server);
+    let mut scenario = phase_scenario("standalone", &[standalone.url()], false, &sz).await;
+    drop(standalone);
+    if args.cluster {
+        let up = std::process::Command::new("scripts/cluster.sh")
+            .arg("start")
+            .env("PORT_BASE", "7201")
+            .status();
+        if up.is_ok_and(|s| s.success()) {
+            scenario.extend(
+                phase_scenario(
+                    "3-shard cluster",
+                    &["redis://127.0.0.1:7201/".into()],
+                    true,
+                    &sz,
+                )
+                .await,
+            );
+        }
+        let _ = std::process::Command::new("scripts/cluster.sh")
+            .arg("stop")
+            .env("PORT_BASE", "7201")
+            .status();
+    }
+
+    let hot = |imp: &str, op: &str| find(&ops, 1, imp, op);
+    let inv = hot("inventory", "reserve");
+    let seed = hot("seed Lua reserve", "reserve");
+    let tp = |imp: &str| {
+        throughput
+            .iter()
+            .find(|t| t.implementation == imp)
+            .map_or(f64::NAN, |t| t.p16_ops_per_s)
+    };
+    let (inv_p16, seed_p16) = (tp("inventory"), tp("seed Lua reserve"));
+    let hincrby = hot("HINCRBY", "floor");
+    let mem_inv = memory[0].bytes_per_reservation;
+    let mem_lua = memory
+        .iter()
+        .skip(1)
+        .map(|m| m.bytes_per_reservation)
+        .fold(f64::INFINITY, f64::min);
+    let costs: Vec<f64> = growth.iter().map(|g| g.usec_per_call).collect();
+    let flat = costs.iter().cloned().fold(0.0, f64::max)
+        / costs.iter().cloned().fold(f64::INFINITY, f64::min);
+    let goals = vec![
+        (format!("RESERVE CPU <= 0.25x seed Lua (hot key): {:.2} / {:.2} = {:.3}", inv.usec_per_call, seed.usec_per_call, inv.usec_per_call / seed.usec_per_call), inv.usec_per_call <= 0.25 * seed.usec_per_call),
+        (format!("RESERVE CPU <= 2.5x HINCRBY (hot key): {:.2} / {:.2} = {:.2}", inv.usec_per_call, hincrby.usec_per_call, inv.usec_per_call / hincrby.usec_per_call), inv.usec_per_call <= 2.5 * hincrby.usec_per_call),
+        (format!("P16 RESERVE throughput >= 2.5x seed Lua (hot key, redis-benchmark): {inv_p16:.0} / {seed_p16:.0} = {:.2}", inv_p16 / seed_p16), inv_p16 >= 2.5 * seed_p16),
+        (format!("<= 64 bytes per open reservation: {mem_inv:.1}"), mem_inv <= 64.0),
+        (format!("below the Lua hash layouts: {mem_inv:.1} < {mem_lua:.1}"), mem_inv < mem_lua),
+        (format!("cost per call flat within 1.5x from {} to {} open: {flat:.2}x", sz.growth[0], sz.growth[sz.growth.len() - 1]), flat <= 1.5),
+        (format!("expiry of {}: all back within 2 s of the deadline: {:.0} ms", expiry.reservations, expiry.all_back_after_deadline_ms), expiry.all_back_after_deadline_ms <= 2_000.0),
+        (format!("expiry: no PING stall over 10 ms: worst {:.2} ms", expiry.worst_ping_ms), expiry.worst_ping_ms <= 10.0),
+        ("no oversold units in any scenario".to_string(), scenario.iter().all(|s| s.oversold == 0)),
+    ];
+    let report = Report {
+        date_unix: now_ms() / 1000,
+        machine: machine(),
+        server: version,
+        command: format!("make bench{}", if args.quick { " QUICK=1" } else { "" }),
+        ops,
+        throughput,
+        memory,
+        growth,
+        expiry: Some(expiry),
+        scenario,
+        goals,
+    };
+    let text = table(&report);
+    println!("{text}");
+    eprintln!("bench took {:.0?}", started.elapsed());
+    let _ = std::fs::create_dir_all(&args.out);
+    let suffix = if args.quick { "-quick" } else { "" };
+    let _ = std::fs::write(
+        format!("{}/results{suffix}.json", args.out),
+        serde_json::to_string_pretty(&report).unwrap_or_default(),
+    );
+    let _ = std::fs::write(format!("{}/results{suffix}.md", args.out), &text);
+    let points: Vec<(u64, f64, f64)> = report
+        .growth
+        .iter()
+        .map(|g| (g.open, g.usec_per_call, g.bytes_per_reservation))
+        .collect();
+    if let Err(e) = chart::growth(&format!("{}/growth{suffix}.svg", args.out), &points) {
+        eprintln!("chart: {e}");
+    }
+    let missed: Vec<&String> = report.goals.iter().filter(|g| !g.1).map(|g| &g.0).collect();
+    if !missed.is_empty() {
+        eprintln!("goals missed:");
+        for m in missed {
+            eprintln!("  - {m}");
+        }
+        std::process::exit(1);
+    }
+}
