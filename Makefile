@@ -28,8 +28,8 @@ test: deps ## Unit + property tests, integration on Redis 7.0 and Valkey 8.1, cl
 	cargo test --lib
 	INVENTORY_SERVER=$$(command -v redis-server) cargo test --test integration
 	INVENTORY_SERVER=$$(scripts/deps.sh) cargo test --test integration
-	INVENTORY_SERVER=$$(command -v redis-server) cargo test -p redis-inventory-client
-	INVENTORY_SERVER=$$(scripts/deps.sh) cargo test -p redis-inventory-client --test cluster
+	INVENTORY_SERVER=$$(command -v redis-server) cargo test -p redis-inventory-client -- --test-threads=1
+	INVENTORY_SERVER=$$(scripts/deps.sh) cargo test -p redis-inventory-client --test cluster -- --test-threads=1
 
 budget: release ## Measure issue #2's budget: memory and CPU per INV.RESERVE vs the Lua script
 	cargo run --release --example budget

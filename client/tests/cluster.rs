@@ -159,7 +159,13 @@ async fn orders_span_shards_and_compensate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_master_is_replaced_and_the_client_recovers() {
     let mut cluster = Cluster::start();
-    let plain = client(&cluster).await;
+    // Failover under load can take longer than the default 10 s deadline.
+    let plain = client(&cluster)
+        .await
+        .with_retry(redis_inventory_client::RetryPolicy {
+            deadline: Duration::from_secs(30),
+            ..Default::default()
+        });
     let durable = plain.clone().with_durability(Durability {
         replicas: 1,
         timeout: Duration::from_secs(2),

@@ -1,5 +1,6 @@
 //! Per-transaction records of one SKU, laid out for memory:
-//! a slab of 40-byte records, a hash index of u32 slots by txid, and two
+//! a slab of 32-byte records (txids up to 16 bytes inline, longer ones in a
+//! side table), a hash index of u32 slots by txid, and two
 //! indexed min-heaps of slots ordered by each record's time: `open` (RESERVED
 //! records by deadline) and `done` (finished records by the time their
 //! retention is counted from). Each slot's heap position lives in `pos`, so a
@@ -58,62 +59,98 @@ impl State {
     }
 }
 
-const FREE: u8 = 0xFF;
-const QTY_BITS: u32 = 56;
+const FREE: u8 = 7;
+const INLINE: usize = 16;
+const QTY_BITS: u32 = 53;
 const QTY_MASK: u64 = (1 << QTY_BITS) - 1;
+const STATE_SHIFT: u32 = 53;
+const LEN_SHIFT: u32 = 56;
 
-/// One record: txid, quantity and state packed in one word, and a time
-/// (the deadline while RESERVED; kept as the retention reference afterwards).
+/// One record in 32 bytes: the txid (inline up to 16 bytes, else the index of
+/// its bytes in the side table), one word packing qty (53 bits), state
+/// (3 bits) and txid length (8 bits), and a time (the deadline while
+/// RESERVED; kept as the retention reference afterwards).
 #[derive(Clone)]
 pub(crate) struct Record {
-    txid: TxId,
+    id: [u8; INLINE],
     packed: u64,
     time: u64,
 }
 
 impl Record {
-    fn new(txid: TxId, state: State, qty: u64, time: u64) -> Record {
-        Record {
-            txid,
-            packed: (qty & QTY_MASK) | (u64::from(state.code()) << QTY_BITS),
-            time,
-        }
-    }
-
     fn free() -> Record {
         Record {
-            txid: TxId::placeholder(),
-            packed: u64::from(FREE) << QTY_BITS,
+            id: [0; INLINE],
+            packed: u64::from(FREE) << STATE_SHIFT,
             time: 0,
         }
     }
 
     fn state_code(&self) -> u8 {
-        (self.packed >> QTY_BITS) as u8
+        ((self.packed >> STATE_SHIFT) & 0x7) as u8
     }
 
-    pub fn is_free(&self) -> bool {
+    fn is_free(&self) -> bool {
         self.state_code() == FREE
     }
 
-    pub fn state(&self) -> State {
+    fn state(&self) -> State {
         State::from_code(self.state_code()).unwrap_or(State::Cancelled)
     }
 
-    pub fn qty(&self) -> u64 {
+    fn qty(&self) -> u64 {
         self.packed & QTY_MASK
     }
 
-    pub fn time(&self) -> u64 {
-        self.time
-    }
-
-    pub fn txid(&self) -> &TxId {
-        &self.txid
+    fn len(&self) -> usize {
+        (self.packed >> LEN_SHIFT) as usize
     }
 
     fn set_state(&mut self, state: State) {
-        self.packed = self.qty() | (u64::from(state.code()) << QTY_BITS);
+        self.packed =
+            (self.packed & !(0x7 << STATE_SHIFT)) | (u64::from(state.code()) << STATE_SHIFT);
+    }
+
+    fn long_index(&self) -> Option<usize> {
+        (self.len() > INLINE)
+            .then(|| u32::from_le_bytes([self.id[0], self.id[1], self.id[2], self.id[3]]) as usize)
+    }
+}
+
+/// A record's txid bytes, resolving long ones through the side table.
+fn id_bytes<'a>(r: &'a Record, long: &'a [Box<[u8]>]) -> &'a [u8] {
+    match r.long_index() {
+        None => &r.id[..r.len().min(INLINE)],
+        Some(i) => long.get(i).map_or(&[][..], |b| &b[..]),
+    }
+}
+
+/// A live record, readable with its txid.
+#[derive(Clone, Copy)]
+pub(crate) struct Rec<'a> {
+    r: &'a Record,
+    long: &'a [Box<[u8]>],
+}
+
+impl<'a> Rec<'a> {
+    pub fn state(&self) -> State {
+        self.r.state()
+    }
+
+    pub fn qty(&self) -> u64 {
+        self.r.qty()
+    }
+
+    pub fn time(&self) -> u64 {
+        self.r.time
+    }
+
+    pub fn txid_bytes(&self) -> &'a [u8] {
+        id_bytes(self.r, self.long)
+    }
+
+    pub fn txid(&self) -> TxId {
+        TxId::from_valid(self.txid_bytes())
     }
 }
 
@@ -249,6 +286,9 @@ pub(crate) struct Records {
     open: SlotHeap,
     done: SlotHeap,
     hasher: ahash::RandomState,
+    /// Bytes of txids longer than 16 bytes, referenced from their records.
+    long: Vec<Box<[u8]>>,
+    long_free: Vec<u32>,
     heap_bytes: usize,
     /// Bumped whenever slots are renumbered, so scan cursors can restart.
     epoch: u32,
@@ -264,6 +304,8 @@ impl Default for Records {
             open: SlotHeap::default(),
             done: SlotHeap::default(),
             hasher: ahash::RandomState::new(),
+            long: Vec::new(),
+            long_free: Vec::new(),
             heap_bytes: 0,
             epoch: 0,
         }
@@ -301,16 +343,22 @@ impl Records {
     }
 
     pub fn find(&self, txid: &[u8]) -> Option<u32> {
-        let slab = &self.slab;
+        let (slab, long) = (&self.slab, &self.long);
         self.index
             .find(self.hash(txid), |&s| {
-                slab[s as usize].txid.as_bytes() == txid
+                id_bytes(&slab[s as usize], long) == txid
             })
             .copied()
     }
 
-    pub fn get(&self, slot: u32) -> Option<&Record> {
-        self.slab.get(slot as usize).filter(|r| !r.is_free())
+    pub fn get(&self, slot: u32) -> Option<Rec<'_>> {
+        self.slab
+            .get(slot as usize)
+            .filter(|r| !r.is_free())
+            .map(|r| Rec {
+                r,
+                long: &self.long,
+            })
     }
 
     /// Adds a record, with one probe of the index.
@@ -318,18 +366,38 @@ impl Records {
         if self.len() >= MAX_RECORDS {
             return Insert::Full;
         }
-        let hash = self.hash(txid.as_bytes());
-        let (slab, hasher) = (&self.slab, &self.hasher);
+        let bytes = txid.as_bytes();
+        let hash = self.hash(bytes);
+        let (slab, long, hasher) = (&self.slab, &self.long, &self.hasher);
         let entry = self.index.entry(
             hash,
-            |&s| slab[s as usize].txid.as_bytes() == txid.as_bytes(),
-            |&s| hasher.hash_one(slab[s as usize].txid.as_bytes()),
+            |&s| id_bytes(&slab[s as usize], long) == bytes,
+            |&s| hasher.hash_one(id_bytes(&slab[s as usize], long)),
         );
         let hashbrown::hash_table::Entry::Vacant(vacant) = entry else {
             return Insert::Exists;
         };
-        self.heap_bytes += txid.heap_bytes();
-        let record = Record::new(txid, state, qty, time);
+        let mut id = [0u8; INLINE];
+        if bytes.len() <= INLINE {
+            id[..bytes.len()].copy_from_slice(bytes);
+        } else {
+            let i = match self.long_free.pop() {
+                Some(i) => {
+                    self.long[i as usize] = bytes.into();
+                    i
+                }
+                None => {
+                    self.long.push(bytes.into());
+                    (self.long.len() - 1) as u32
+                }
+            };
+            id[..4].copy_from_slice(&i.to_le_bytes());
+            self.heap_bytes += bytes.len();
+        }
+        let packed = (qty & QTY_MASK)
+            | (u64::from(state.code()) << STATE_SHIFT)
+            | ((bytes.len() as u64) << LEN_SHIFT);
+        let record = Record { id, packed, time };
         let slot = match self.free.pop() {
             Some(slot) => {
                 self.slab[slot as usize] = record;
@@ -383,12 +451,18 @@ impl Records {
         let w = which(self.slab[slot as usize].state());
         let (heap, slab, pos) = self.heap_parts(w);
         heap.remove(slot, slab, pos);
-        let hash = self.hash(self.slab[slot as usize].txid.as_bytes());
+        let hash = self.hash(id_bytes(&self.slab[slot as usize], &self.long));
         if let Ok(entry) = self.index.find_entry(hash, |&s| s == slot) {
             entry.remove();
         }
         let old = std::mem::replace(&mut self.slab[slot as usize], Record::free());
-        self.heap_bytes -= old.txid.heap_bytes();
+        if let Some(i) = old.long_index() {
+            if let Some(b) = self.long.get_mut(i) {
+                self.heap_bytes -= b.len();
+                *b = Box::default();
+                self.long_free.push(i as u32);
+            }
+        }
         self.free.push(slot);
         if self.len() == 0 {
             *self = Records {
@@ -414,9 +488,9 @@ impl Records {
             ..Records::default()
         };
         fresh.reserve(old.len());
-        for r in old.slab.into_iter().filter(|r| !r.is_free()) {
-            let (state, qty, time) = (r.state(), r.qty(), r.time);
-            let _ = fresh.insert(r.txid, state, qty, time);
+        for r in old.slab.iter().filter(|r| !r.is_free()) {
+            let txid = TxId::from_valid(id_bytes(r, &old.long));
+            let _ = fresh.insert(txid, r.state(), r.qty(), r.time);
         }
         *self = fresh;
     }
@@ -424,9 +498,9 @@ impl Records {
     pub fn reserve(&mut self, n: usize) {
         self.slab.reserve_exact(n);
         self.pos.reserve_exact(n);
-        let (slab, hasher) = (&self.slab, &self.hasher);
+        let (slab, long, hasher) = (&self.slab, &self.long, &self.hasher);
         self.index
-            .reserve(n, |&s| hasher.hash_one(slab[s as usize].txid.as_bytes()));
+            .reserve(n, |&s| hasher.hash_one(id_bytes(&slab[s as usize], long)));
     }
 
     /// Earliest deadline among RESERVED records.
@@ -450,16 +524,25 @@ impl Records {
     }
 
     /// Live records from `slot` on: (slot, record).
-    pub fn iter_from(&self, slot: usize) -> impl Iterator<Item = (usize, &Record)> {
+    pub fn iter_from(&self, slot: usize) -> impl Iterator<Item = (usize, Rec<'_>)> {
         self.slab
             .iter()
             .enumerate()
             .skip(slot)
             .filter(|(_, r)| !r.is_free())
+            .map(|(i, r)| {
+                (
+                    i,
+                    Rec {
+                        r,
+                        long: &self.long,
+                    },
+                )
+            })
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &Record> {
-        self.slab.iter().filter(|r| !r.is_free())
+    pub fn iter(&self) -> impl Iterator<Item = Rec<'_>> {
+        self.iter_from(0).map(|(_, r)| r)
     }
 
     /// Bytes held by this structure outside the SKU itself.
@@ -470,6 +553,8 @@ impl Records {
             + self.free.capacity() * 4
             + (self.open.items.capacity() + self.done.items.capacity()) * 4
             + self.index.allocation_size()
+            + self.long.capacity() * size_of::<Box<[u8]>>()
+            + self.long_free.capacity() * 4
             + self.heap_bytes
     }
 
@@ -483,7 +568,7 @@ impl Records {
             ));
         }
         for (slot, r) in self.iter_from(0) {
-            if self.find(r.txid.as_bytes()) != Some(slot as u32) {
+            if self.find(r.txid_bytes()) != Some(slot as u32) {
                 return Err(format!("index does not find record in slot {slot}"));
             }
             let heap = if r.state() == State::Reserved {
@@ -516,8 +601,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn record_is_40_bytes() {
-        assert_eq!(std::mem::size_of::<Record>(), 40);
+    fn record_is_32_bytes() {
+        assert_eq!(std::mem::size_of::<Record>(), 32);
+    }
+
+    #[test]
+    fn long_txids_live_in_the_side_table() {
+        let mut r = Records::default();
+        let long = [b'L'; 100];
+        assert_eq!(
+            r.insert(TxId::new(&long).unwrap(), State::Reserved, 5, 9),
+            Insert::Added
+        );
+        assert_eq!(
+            r.insert(TxId::new(b"short").unwrap(), State::Reserved, 1, 9),
+            Insert::Added
+        );
+        assert_eq!(
+            r.insert(TxId::new(&long).unwrap(), State::Reserved, 5, 9),
+            Insert::Exists
+        );
+        let slot = r.find(&long).unwrap();
+        assert_eq!(r.get(slot).unwrap().txid_bytes(), &long[..]);
+        assert_eq!(r.get(slot).unwrap().qty(), 5);
+        r.remove(slot);
+        assert!(r.find(&long).is_none());
+        assert_eq!(
+            r.insert(TxId::new(&[b'M'; 17]).unwrap(), State::Confirmed, 0, 1),
+            Insert::Added
+        );
+        assert_eq!(r.long.len(), 1, "the freed side-table entry is reused");
+        r.check().unwrap();
     }
 
     #[test]

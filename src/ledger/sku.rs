@@ -280,7 +280,7 @@ impl Sku {
         let slot = self.records.find(txid)?;
         let r = self.records.get(slot)?;
         Some(TxView {
-            txid: r.txid().clone(),
+            txid: r.txid(),
             state: Self::view_state(r.state(), r.time(), now),
             qty: r.qty() as i64,
             time: r.time(),
@@ -311,7 +311,7 @@ impl Sku {
         let mut ids = Vec::new();
         self.records.visit_due(now, |slot| {
             if let Some(r) = self.records.get(slot) {
-                ids.push(r.txid().clone());
+                ids.push(r.txid());
                 reserved -= r.qty() as i64;
                 open -= 1;
             }
@@ -449,7 +449,7 @@ impl Sku {
         let mut due = Vec::new();
         self.records.visit_due(now, |slot| {
             if let Some(r) = self.records.get(slot) {
-                due.push(r.txid().clone());
+                due.push(r.txid());
             }
             due.len() < budget
         });
@@ -461,7 +461,7 @@ impl Sku {
             let mut old = Vec::new();
             self.records.visit_done_upto(now - retention_ms, |slot| {
                 if let Some(r) = self.records.get(slot) {
-                    old.push(r.txid().clone());
+                    old.push(r.txid());
                 }
                 old.len() < left
             });
@@ -696,7 +696,7 @@ impl Sku {
                 break;
             }
             out.push(TxView {
-                txid: r.txid().clone(),
+                txid: r.txid(),
                 state: Self::view_state(r.state(), r.time(), now),
                 qty: r.qty() as i64,
                 time: r.time(),
@@ -717,7 +717,7 @@ impl Sku {
     /// All records as persisted, in slab order.
     pub fn record_parts(&self) -> impl Iterator<Item = RecordParts> + '_ {
         self.records.iter().map(|r| RecordParts {
-            txid: r.txid().clone(),
+            txid: r.txid(),
             state: r.state(),
             qty: r.qty() as i64,
             time: r.time(),

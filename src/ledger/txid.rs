@@ -31,7 +31,8 @@ impl TxId {
         Ok(Self::from_valid(bytes))
     }
 
-    fn from_valid(bytes: &[u8]) -> TxId {
+    /// For bytes already validated (read back from a record).
+    pub(crate) fn from_valid(bytes: &[u8]) -> TxId {
         if bytes.len() <= INLINE {
             let mut buf = [0u8; INLINE];
             buf[..bytes.len()].copy_from_slice(bytes);
@@ -58,14 +59,6 @@ impl TxId {
             Repr::Inline { .. } => 0,
             Repr::Heap(b) => b.len(),
         }
-    }
-
-    /// An empty placeholder for free slab slots; never handed out.
-    pub(crate) fn placeholder() -> TxId {
-        TxId(Repr::Inline {
-            len: 0,
-            buf: [0; INLINE],
-        })
     }
 }
 

@@ -74,6 +74,16 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         self.kill();
+        if std::thread::panicking() {
+            // A failed test shows what each node logged last (a crash included).
+            let log = std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            eprintln!(
+                "--- node {} log tail ---\n{}",
+                self.port,
+                lines[lines.len().saturating_sub(15)..].join("\n")
+            );
+        }
     }
 }
 
