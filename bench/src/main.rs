@@ -496,8 +496,7 @@ fn phase_growth(args: &Args, sz: &Sizes) -> (Vec<GrowthRow>, Vec<MemoryRow>) {
     let base = used_memory(c);
     let mut rows = Vec::new();
     let mut filled = 0usize;
-    // Samples stay small next to each size, so the size barely moves.
-    let sample = (sz.growth[0] as usize).clamp(1_000, 20_000);
+    let runs = sz.runs.max(5);
     for &target in &sz.growth {
         // The samples below add reservations too: fill only what is missing.
         let missing = (target as usize).saturating_sub(filled);
@@ -513,8 +512,11 @@ fn phase_growth(args: &Args, sz: &Sizes) -> (Vec<GrowthRow>, Vec<MemoryRow>) {
         filled += missing;
         let n = filled;
         let bytes = (used_memory(c) - base) as f64 / n as f64;
+        // A tenth of the key per sample: large enough to be stable, small
+        // enough that the key barely grows while it is measured.
+        let sample = (n / 10).clamp(1_000, 20_000);
         let mut cpu = vec![];
-        for r in 0..sz.runs {
+        for r in 0..runs {
             reset_stats(c);
             run(c, sample, 100, |p, i| {
                 p.cmd("INV.RESERVE")
@@ -527,7 +529,7 @@ fn phase_growth(args: &Args, sz: &Sizes) -> (Vec<GrowthRow>, Vec<MemoryRow>) {
             });
             cpu.push(usec_per_call(c, "inv.reserve"));
         }
-        filled += sample * sz.runs;
+        filled += sample * runs;
         rows.push(GrowthRow {
             open: n as u64,
             usec_per_call: median(cpu),
