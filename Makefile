@@ -32,7 +32,7 @@ test: deps ## Unit + property tests, integration on Redis 7.0 and Valkey 8.1, cl
 	INVENTORY_SERVER=$$(scripts/deps.sh) cargo test -p redis-inventory-client --test cluster -- --test-threads=1
 
 budget: release ## Measure issue #2's budget: memory and CPU per INV.RESERVE vs the Lua script
-	cargo run --release --example budget
+	cargo run --release -p redis-inventory-bench --bin budget
 
 cluster: release ## Start a local cluster (3 masters + 3 replicas, ports 7101-7106) with the module
 	scripts/cluster.sh start

@@ -17,15 +17,14 @@
 //!    Lua set: throughput, latency percentiles, oversold units.
 
 mod chart;
-mod server;
 
 use clap::Parser;
 use redis::Connection;
 use serde::Serialize;
-use server::{reset_stats, usec_per_call, used_memory, Server};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use testkit::{reset_stats, usec_per_call, used_memory, Build, Server};
 
 #[derive(Parser)]
 #[command(about = "redis-inventory against the Lua scripts it replaces")]
@@ -127,6 +126,22 @@ const SEED: &str = include_str!("../lua/seed_reserve.lua");
 const TCC_RESERVE: &str = include_str!("../lua/tcc_reserve.lua");
 const TCC_CONFIRM: &str = include_str!("../lua/tcc_confirm.lua");
 const TCC_CANCEL: &str = include_str!("../lua/tcc_cancel.lua");
+
+/// A server of the given binary with the release module, for measuring.
+fn bench_server(bin: &str) -> Server {
+    std::env::set_var("INVENTORY_SERVER", bin);
+    Server::start_build(
+        Build::Release,
+        &[
+            "--maxclients",
+            "10000",
+            "--latency-tracking",
+            "no",
+            "--appendonly",
+            "no",
+        ],
+    )
+}
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -274,7 +289,7 @@ fn setup_keys(c: &mut Connection, keys: usize) {
 
 /// Phase 1 for one keyspace: every implementation and operation.
 fn phase_ops(args: &Args, sz: &Sizes, keys: usize) -> Vec<OpRow> {
-    let server = Server::start(&args.server);
+    let server = bench_server(&args.server);
     let c = &mut server.conn();
     setup_keys(c, keys);
     let s = scripts(c);
@@ -409,7 +424,7 @@ fn redis_benchmark(port: u16, n: usize, pipeline: usize, command: &[String]) -> 
 
 /// Server throughput of the reserve family and the floors, hot key.
 fn phase_throughput(args: &Args, sz: &Sizes) -> Vec<ThroughputRow> {
-    let server = Server::start(&args.server);
+    let server = bench_server(&args.server);
     let c = &mut server.conn();
     setup_keys(c, 1);
     let s = scripts(c);
@@ -490,7 +505,7 @@ fn implementation_name(imp: Impl) -> &'static str {
 /// Phases 2 and 3: growth of one hot key, memory at each size, and the Lua
 /// layouts at the largest size.
 fn phase_growth(args: &Args, sz: &Sizes) -> (Vec<GrowthRow>, Vec<MemoryRow>) {
-    let server = Server::start(&args.server);
+    let server = bench_server(&args.server);
     let c = &mut server.conn();
     let _: () = redis::cmd("INV.SET").arg("hot").arg(BIG).query(c).unwrap();
     let base = used_memory(c);
@@ -546,7 +561,7 @@ fn phase_growth(args: &Args, sz: &Sizes) -> (Vec<GrowthRow>, Vec<MemoryRow>) {
         ("seed Lua hash (tx_<id> fields)", Impl::Seed),
         ("Lua TCC set (records hash + deadline ZSET)", Impl::Tcc),
     ] {
-        let server = Server::start(&args.server);
+        let server = bench_server(&args.server);
         let c = &mut server.conn();
         setup_keys(c, 1);
         let s = scripts(c);
@@ -564,7 +579,7 @@ fn phase_growth(args: &Args, sz: &Sizes) -> (Vec<GrowthRow>, Vec<MemoryRow>) {
 
 /// Phase 4: `n` reservations sharing one deadline.
 fn phase_expiry(args: &Args, n: usize) -> ExpiryRow {
-    let server = Server::start(&args.server);
+    let server = bench_server(&args.server);
     let c = &mut server.conn();
     let _: () = redis::cmd("INV.SET").arg("hot").arg(BIG).query(c).unwrap();
     // Leave enough time to fill before the shared deadline.
@@ -959,7 +974,7 @@ async fn main() {
         }
     };
     let started = Instant::now();
-    let version = server::version(&mut Server::start(&args.server).conn());
+    let version = testkit::version(&mut bench_server(&args.server).conn());
     eprintln!(
         "bench: {version}, {} mode",
         if args.quick { "quick" } else { "full" }
@@ -975,7 +990,7 @@ async fn main() {
     eprintln!("phase 4: expiry");
     let expiry = phase_expiry(&args, sz.expiry);
     eprintln!("phase 5: flash sale");
-    let standalone = Server::start(&args.server);
+    let standalone = bench_server(&args.server);
     let mut scenario = phase_scenario("standalone", &[standalone.url()], false, &sz).await;
     drop(standalone);
     if args.cluster {

@@ -13,7 +13,6 @@
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use redis_inventory_client::{Client, Outcome};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
@@ -47,43 +46,6 @@ struct Args {
     walk_away_every: usize,
 }
 
-struct OwnServer(Child);
-
-impl Drop for OwnServer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_server() -> (OwnServer, String) {
-    let module = std::fs::canonicalize("target/release/libinventory.so")
-        .expect("run `cargo build --release` first");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child =
-        Command::new(std::env::var("INVENTORY_SERVER").unwrap_or_else(|_| "redis-server".into()))
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--maxclients",
-                "10000",
-            ])
-            .args(["--loadmodule", &module.display().to_string()])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start redis-server");
-    std::thread::sleep(Duration::from_millis(300));
-    (OwnServer(child), format!("redis://127.0.0.1:{port}/"))
-}
-
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -94,12 +56,10 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 #[tokio::main]
 async fn main() -> redis_inventory_client::Result<()> {
     let args = Args::parse();
-    let (_server, url) = if args.start {
-        let (s, u) = start_server();
-        (Some(s), u)
-    } else {
-        (None, args.url.clone())
-    };
+    let server = args
+        .start
+        .then(|| testkit::Server::start_build(testkit::Build::Release, &["--maxclients", "10000"]));
+    let url = server.as_ref().map_or(args.url.clone(), |s| s.url());
     let (client, mode) = match &args.cluster {
         Some(node) => (
             Client::cluster(&[node.as_str()]).await?,

@@ -1,11 +1,10 @@
 //! The client against a real 3-master, 3-replica Redis Cluster.
 
-mod common;
-
-use common::{eventually, Cluster};
 use redis_inventory_client::{slot, Client, Durability, OrderLine, Outcome, ReserveRequest};
 use std::collections::BTreeSet;
 use std::time::Duration;
+use testkit::cluster::Cluster;
+use testkit::eventually;
 
 async fn client(cluster: &Cluster) -> Client {
     let urls = cluster.urls();

@@ -8,49 +8,17 @@
 //! INVENTORY_SERVER for another binary). Prints a table; exits non-zero when
 //! a budget is missed.
 
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use testkit::{reset_stats, usec_per_call, used_memory, Build, Server};
 
 const OPEN: usize = 1_000_000;
 const SAMPLE: usize = 100_000;
 const RUNS: usize = 5;
 
-const LUA_RESERVE: &str = r#"
-local stock = tonumber(redis.call('HGET', KEYS[1], 'stock') or '0')
-local reserved = tonumber(redis.call('HGET', KEYS[1], 'reserved') or '0')
-local qty = tonumber(ARGV[2])
-if stock - reserved < qty then return 0 end
-redis.call('HINCRBY', KEYS[1], 'reserved', qty)
-redis.call('HSET', KEYS[1], 'tx_' .. ARGV[1], qty)
-return 1
-"#;
+/// The seed-style reserve script, shared with `make bench`.
+const LUA_RESERVE: &str = include_str!("../../lua/seed_reserve.lua");
 
 fn txid(i: usize) -> String {
     format!("{i:016}")
-}
-
-fn used_memory(c: &mut redis::Connection) -> i64 {
-    info_value(c, "memory", "used_memory")
-}
-
-fn info_value(c: &mut redis::Connection, section: &str, field: &str) -> i64 {
-    let info: String = redis::cmd("INFO").arg(section).query(c).unwrap();
-    info.lines()
-        .find_map(|l| l.strip_prefix(&format!("{field}:")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in INFO {section}"))
-}
-
-fn usec_per_call(c: &mut redis::Connection, cmd: &str) -> f64 {
-    let info: String = redis::cmd("INFO").arg("commandstats").query(c).unwrap();
-    info.lines()
-        .find(|l| l.starts_with(&format!("cmdstat_{cmd}:")))
-        .and_then(|l| {
-            l.split(',')
-                .find_map(|kv| kv.strip_prefix("usec_per_call="))
-        })
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no commandstats for {cmd}"))
 }
 
 fn pipelined(c: &mut redis::Connection, n: usize, make: impl Fn(&mut redis::Pipeline, usize)) {
@@ -69,38 +37,10 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    let bin = std::env::var("INVENTORY_SERVER").unwrap_or_else(|_| "redis-server".into());
-    let module = std::fs::canonicalize("target/release/libinventory.so")
-        .expect("build with `cargo build --release`");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut server = Command::new(&bin)
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .args(["--loadmodule", module.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start server");
-    std::thread::sleep(Duration::from_millis(300));
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap();
-    let c = &mut client.get_connection().unwrap();
-    let server_info: String = redis::cmd("INFO").arg("server").query(c).unwrap();
-    let server_version = server_info
-        .lines()
-        .find(|l| l.starts_with("redis_version:") || l.starts_with("valkey_version:"))
-        .unwrap_or("?")
-        .to_string();
+    let bin = testkit::server_bin();
+    let server = Server::start_build(Build::Release, &["--appendonly", "no"]);
+    let c = &mut server.conn();
+    let server_version = testkit::version(c);
 
     let max = (1i64 << 53) - 1;
     let ttl = 86_400_000;
@@ -145,7 +85,7 @@ fn main() {
     let (mut inv, mut lua, mut ratio) = (vec![], vec![], vec![]);
     for run in 0..RUNS {
         let base = OPEN + (run + 1) * SAMPLE;
-        let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query(c).unwrap();
+        reset_stats(c);
         pipelined(c, SAMPLE, |p, i| {
             p.cmd("INV.RESERVE")
                 .arg("hot")
@@ -171,8 +111,7 @@ fn main() {
             a / b
         );
     }
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
 
     let (inv, lua, ratio) = (median(inv), median(lua), median(ratio));
     println!("server: {server_version} ({bin})");

@@ -1,29 +1,10 @@
-//! A real Redis Cluster for tests: 3 masters + 3 replicas on loopback, each
-//! with the module loaded, created with `redis-cli --cluster create`, killed
-//! on drop. The server binary comes from `INVENTORY_SERVER` (default
-//! `redis-server`), the module from `INVENTORY_MODULE` (default the debug
-//! build).
+//! A real Redis Cluster: 3 masters + 3 replicas on loopback, each with the
+//! module loaded, created with `redis-cli --cluster create`, killed on drop.
 
-#![allow(dead_code)]
-
+use crate::eventually;
 use std::net::TcpListener;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-fn module_path() -> PathBuf {
-    let path = std::env::var("INVENTORY_MODULE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/libinventory.so")
-        });
-    assert!(
-        path.exists(),
-        "module not found at {} (run `cargo build`)",
-        path.display()
-    );
-    path
-}
+use std::time::Duration;
 
 fn free(port: u16) -> bool {
     TcpListener::bind(("127.0.0.1", port)).is_ok()
@@ -113,7 +94,12 @@ fn start_node(port: u16) -> Node {
         .args(["--dir", &dir.path().display().to_string()])
         .args(["--logfile", &dir.path().join("log").display().to_string()])
         .args(["--enable-debug-command", "yes"])
-        .args(["--loadmodule", &module_path().display().to_string()])
+        .args([
+            "--loadmodule",
+            &crate::module_path(crate::Build::Debug)
+                .display()
+                .to_string(),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -122,14 +108,6 @@ fn start_node(port: u16) -> Node {
         port,
         child: Some(child),
         dir,
-    }
-}
-
-pub fn eventually(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

@@ -1,0 +1,262 @@
+//! The one harness for real servers, shared by the integration tests, the
+//! client's cluster tests, the benchmarks and the demo: a free loopback port,
+//! a temp dir, `--save ""`, debug commands on, a log file, readiness with a
+//! deadline, kill + wait on drop. The binary comes from `INVENTORY_SERVER`
+//! (default `redis-server`), the module from `INVENTORY_MODULE` (default the
+//! debug build in target/, or the release build for benchmarks).
+
+pub mod cluster;
+
+use redis::Connection;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn server_bin() -> String {
+    std::env::var("INVENTORY_SERVER").unwrap_or_else(|_| "redis-server".into())
+}
+
+/// Which build of the module to load.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Build {
+    Debug,
+    Release,
+}
+
+/// The module to load: `INVENTORY_MODULE`, else the given build in target/.
+pub fn module_path(build: Build) -> PathBuf {
+    let dir = if build == Build::Release {
+        "release"
+    } else {
+        "debug"
+    };
+    let path = std::env::var("INVENTORY_MODULE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join(format!("../target/{dir}/libinventory.so"))
+        });
+    assert!(
+        path.exists(),
+        "module not found at {} (run `cargo build{}` or set INVENTORY_MODULE)",
+        path.display(),
+        if build == Build::Release {
+            " --release"
+        } else {
+            ""
+        }
+    );
+    path
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+pub struct Server {
+    child: Child,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    extra: Vec<String>,
+    build: Build,
+    bin: String,
+}
+
+impl Server {
+    /// `INVENTORY_SERVER` with the debug module and extra arguments (module
+    /// arguments first, then `--options`).
+    pub fn start(extra: &[&str]) -> Server {
+        Self::start_build(Build::Debug, extra)
+    }
+
+    /// Like `start`, with the chosen build of the module.
+    pub fn start_build(build: Build, extra: &[&str]) -> Server {
+        Self::start_with(&server_bin(), build, extra)
+    }
+
+    /// A given server binary with the chosen build of the module.
+    pub fn start_with(bin: &str, build: Build, extra: &[&str]) -> Server {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self::start_in(
+            dir,
+            extra.iter().map(|s| s.to_string()).collect(),
+            build,
+            bin.to_string(),
+        )
+    }
+
+    fn start_in(dir: tempfile::TempDir, extra: Vec<String>, build: Build, bin: String) -> Server {
+        let port = free_port();
+        let log = dir.path().join("server.log");
+        let module = module_path(build);
+        let mut args: Vec<String> = vec![
+            "--port".into(),
+            port.to_string(),
+            "--bind".into(),
+            "127.0.0.1".into(),
+            "--dir".into(),
+            dir.path().display().to_string(),
+            "--logfile".into(),
+            log.display().to_string(),
+            "--save".into(),
+            "".into(),
+            "--enable-debug-command".into(),
+            "yes".into(),
+            "--loadmodule".into(),
+            module.display().to_string(),
+        ];
+        // Module arguments must follow --loadmodule directly.
+        let split = extra
+            .iter()
+            .position(|a| a.starts_with("--"))
+            .unwrap_or(extra.len());
+        args.extend(extra[..split].iter().cloned());
+        args.extend(extra[split..].iter().cloned());
+        let child = Command::new(&bin)
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start '{bin}': {e} (install it with `make deps` or set INVENTORY_SERVER)")
+            });
+        let mut server = Server {
+            child,
+            port,
+            dir,
+            extra,
+            build,
+            bin,
+        };
+        server.wait_ready();
+        server
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(120)..].join("\n")
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("server exited ({status}); log:\n{}", self.log_tail());
+            }
+            if let Ok(mut c) = self.try_conn() {
+                if redis::cmd("PING").query::<String>(&mut c).is_ok() {
+                    let loading: String = redis::cmd("INFO")
+                        .arg("persistence")
+                        .query(&mut c)
+                        .unwrap_or_default();
+                    if loading.contains("loading:0") {
+                        return;
+                    }
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server not ready in time; log:\n{}",
+                self.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn try_conn(&self) -> redis::RedisResult<Connection> {
+        redis::Client::open(format!("redis://127.0.0.1:{}/", self.port))?.get_connection()
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    pub fn conn(&self) -> Connection {
+        self.try_conn().expect("connect")
+    }
+
+    /// Stops the server (SHUTDOWN NOSAVE) and starts it again on the same dir
+    /// and arguments: what survives is what the dir held.
+    pub fn restart(self) -> Server {
+        self.restart_after(Duration::ZERO)
+    }
+
+    /// Stops the server, waits, then starts it again on the same dir.
+    pub fn restart_after(mut self, pause: Duration) -> Server {
+        let _ = redis::cmd("SHUTDOWN").arg("NOSAVE").exec(&mut self.conn());
+        let _ = self.child.wait();
+        std::thread::sleep(pause);
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
+        let extra = std::mem::take(&mut self.extra);
+        let bin = std::mem::take(&mut self.bin);
+        Server::start_in(dir, extra, self.build, bin)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `check` until it holds or the deadline passes.
+pub fn eventually(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One INFO field as text ("" when absent).
+pub fn info_value(c: &mut Connection, section: &str, field: &str) -> String {
+    let info: String = redis::cmd("INFO").arg(section).query(c).unwrap_or_default();
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .map(|v| v.trim().to_string())
+        .unwrap_or_default()
+}
+
+pub fn used_memory(c: &mut Connection) -> i64 {
+    info_value(c, "memory", "used_memory").parse().unwrap_or(0)
+}
+
+/// `usec_per_call` of a command since the last CONFIG RESETSTAT.
+pub fn usec_per_call(c: &mut Connection, cmd: &str) -> f64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(c)
+        .unwrap_or_default();
+    info.lines()
+        .find(|l| l.starts_with(&format!("cmdstat_{cmd}:")))
+        .and_then(|l| {
+            l.split(',')
+                .find_map(|kv| kv.strip_prefix("usec_per_call="))
+        })
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+pub fn reset_stats(c: &mut Connection) {
+    let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query(c).unwrap();
+}
+
+/// "Redis 7.0.15" or "Valkey 8.1.8".
+pub fn version(c: &mut Connection) -> String {
+    let v = info_value(c, "server", "valkey_version");
+    if v.is_empty() {
+        format!("Redis {}", info_value(c, "server", "redis_version"))
+    } else {
+        format!("Valkey {v}")
+    }
+}
