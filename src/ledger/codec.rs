@@ -42,7 +42,7 @@ fn malformed(what: impl std::fmt::Display) -> Error {
     Error::invalid(format!("malformed inventory payload: {what}"))
 }
 
-pub fn encode_header(sku: &Sku) -> Vec<u8> {
+fn encode_header(sku: &Sku) -> Vec<u8> {
     let h = sku.header();
     let wire = WireHeader {
         stock: h.stock,
@@ -53,7 +53,7 @@ pub fn encode_header(sku: &Sku) -> Vec<u8> {
     bincode::encode_to_vec(wire, config()).unwrap_or_default()
 }
 
-pub fn encode_chunk(records: &[RecordParts]) -> Vec<u8> {
+fn encode_chunk(records: &[RecordParts]) -> Vec<u8> {
     let wire: Vec<WireRecord> = records
         .iter()
         .map(|r| WireRecord {
@@ -74,7 +74,7 @@ fn decode_exact<T: Decode<()>>(buf: &[u8]) -> Result<T> {
     Ok(value)
 }
 
-pub fn decode_header(buf: &[u8]) -> Result<Header> {
+fn decode_header(buf: &[u8]) -> Result<Header> {
     let w: WireHeader = decode_exact(buf)?;
     Ok(Header {
         stock: w.stock,
@@ -84,7 +84,7 @@ pub fn decode_header(buf: &[u8]) -> Result<Header> {
     })
 }
 
-pub fn decode_chunk(buf: &[u8]) -> Result<Vec<RecordParts>> {
+fn decode_chunk(buf: &[u8]) -> Result<Vec<RecordParts>> {
     let wire: Vec<WireRecord> = decode_exact(buf)?;
     wire.into_iter()
         .map(|w| {

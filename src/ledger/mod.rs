@@ -9,7 +9,7 @@ mod sku;
 mod stats;
 mod txid;
 
-pub use codec::{decode, decode_chunk, decode_header, encode, ENCODING_VERSION};
+pub use codec::{decode, encode, ENCODING_VERSION};
 pub use effect::{Effect, RecordParts};
 pub use error::{Error, Result};
 pub use records::State;

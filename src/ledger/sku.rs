@@ -619,12 +619,8 @@ impl Sku {
                 return Ok(());
             }
             Effect::Records(parts) => {
-                let mut copy = self.clone();
-                for p in parts {
-                    copy.restore_record(p.clone())
-                        .map_err(|e| Error::Apply(e.to_string()))?;
-                }
-                *self = copy;
+                self.restore_records(parts)
+                    .map_err(|e| Error::Apply(e.to_string()))?;
                 return Ok(());
             }
         }
@@ -741,13 +737,46 @@ impl Sku {
         Ok(sku)
     }
 
-    /// Adds one loaded record, checking it against the rest.
-    pub fn restore_record(&mut self, p: RecordParts) -> Result<()> {
+    /// A loaded record's quantity, if valid for its state.
+    fn record_qty(p: &RecordParts) -> Result<i64> {
         let qty = amount(p.qty, "qty").map_err(|_| Error::invalid("record qty out of range"))?;
         let min_qty = if p.state == State::Cancelled { 0 } else { 1 };
         if qty < min_qty {
             return Err(Error::invalid("record qty out of range"));
         }
+        Ok(qty)
+    }
+
+    /// Adds a batch of records all or nothing: everything is checked
+    /// against the key and the batch first, then inserted, so no copy of the
+    /// key is needed (AOF rewrites replay thousands of batches on big keys).
+    pub fn restore_records(&mut self, parts: &[RecordParts]) -> Result<()> {
+        let mut reserved = self.reserved;
+        let mut seen = std::collections::HashSet::with_capacity(parts.len());
+        for p in parts {
+            let qty = Self::record_qty(p)?;
+            if p.state == State::Reserved {
+                if self.stock - reserved < qty {
+                    return Err(Error::invalid("open reservations exceed stock"));
+                }
+                reserved += qty;
+            }
+            if !seen.insert(p.txid.as_bytes()) || self.records.find(p.txid.as_bytes()).is_some() {
+                return Err(Error::invalid("duplicate txid"));
+            }
+        }
+        if self.records.len() + parts.len() > MAX_RECORDS {
+            return Err(Error::invalid("too many records"));
+        }
+        for p in parts {
+            self.restore_record(p.clone())?;
+        }
+        Ok(())
+    }
+
+    /// Adds one loaded record, checking it against the rest.
+    pub fn restore_record(&mut self, p: RecordParts) -> Result<()> {
+        let qty = Self::record_qty(&p)?;
         if p.state == State::Reserved && self.stock - self.reserved < qty {
             return Err(Error::invalid("open reservations exceed stock"));
         }
@@ -891,6 +920,36 @@ mod tests {
         assert!(s.apply(&Effect::Expire(vec![id("nope")])).is_err());
         assert!(s.apply(&Effect::Stock(-1)).is_err());
         assert_eq!(s.header(), before);
+    }
+
+    #[test]
+    fn a_bad_records_batch_changes_nothing() {
+        let mut s = stocked(5);
+        let part = |t: &str, state, qty| RecordParts {
+            txid: id(t),
+            state,
+            qty,
+            time: 1,
+        };
+        let good = vec![
+            part("a", State::Reserved, 2),
+            part("b", State::Confirmed, 1),
+        ];
+        s.apply(&Effect::Records(good)).unwrap();
+        let before = s.header();
+        for bad in [
+            vec![
+                part("c", State::Reserved, 1),
+                part("c", State::Cancelled, 0),
+            ],
+            vec![part("d", State::Reserved, 1), part("a", State::Expired, 1)],
+            vec![part("e", State::Reserved, 3), part("f", State::Reserved, 1)],
+            vec![part("g", State::Reserved, 0)],
+        ] {
+            assert!(s.apply(&Effect::Records(bad)).is_err());
+            assert_eq!((s.header(), s.reserved_raw()), (before, 2));
+        }
+        s.audit().unwrap();
     }
 
     #[test]

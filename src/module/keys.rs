@@ -95,10 +95,6 @@ impl<'c> Entry<'c> {
         })
     }
 
-    pub fn name(&self) -> &RedisString {
-        &self.name
-    }
-
     #[allow(clippy::mut_from_ref)] // the keyspace owns the value, not the Entry
     pub fn stored(&self) -> Option<&mut Sku> {
         // SAFETY: the pointer came from the open key's value and stays valid
