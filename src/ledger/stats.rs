@@ -6,18 +6,43 @@ use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
 
 macro_rules! stats {
     ($($name:ident),* $(,)?) => {
-        /// Gauges and event counters. Atomics: `free` may run on a
-        /// lazy-free thread.
+        /// Gauges and event counters. Every field is written by the main
+        /// thread only (a plain load and store, no locked instruction); what
+        /// `free` gives back, possibly from a lazy-free thread, goes to
+        /// `released` with atomic adds and is folded in when read.
         #[derive(Default)]
-        pub struct Stats { $(pub $name: AtomicI64,)* }
+        pub struct Stats {
+            $(pub $name: AtomicI64,)*
+            released: Released,
+        }
 
         impl Stats {
             /// (name, value) pairs in INFO order.
             pub fn fields(&self) -> Vec<(&'static str, i64)> {
-                vec![$((stringify!($name), self.$name.load(Relaxed)),)*]
+                let r = &self.released;
+                vec![$((stringify!($name), self.$name.load(Relaxed) + r.get(stringify!($name))),)*]
             }
         }
     };
+}
+
+/// Gauge decrements from `free`, which may run on a lazy-free thread.
+#[derive(Default)]
+struct Released {
+    keys: AtomicI64,
+    open: AtomicI64,
+    reserved: AtomicI64,
+}
+
+impl Released {
+    fn get(&self, field: &str) -> i64 {
+        match field {
+            "keys" => self.keys.load(Relaxed),
+            "open_reservations" => self.open.load(Relaxed),
+            "reserved_units" => self.reserved.load(Relaxed),
+            _ => 0,
+        }
+    }
 }
 
 stats!(
@@ -38,10 +63,11 @@ stats!(
     audits_failed,
 );
 
+/// Main-thread update: a plain load and store (a locked add costs ~20 cycles
+/// on every command).
 fn add(c: &AtomicI64, n: i64) {
-    // A locked add costs ~20 cycles: skip it when nothing changes.
     if n != 0 {
-        c.fetch_add(n, Relaxed);
+        c.store(c.load(Relaxed).wrapping_add(n), Relaxed);
     }
 }
 
@@ -76,7 +102,15 @@ impl Stats {
         }
     }
 
+    /// Takes a freed value's share off the gauges; safe from any thread.
+    pub fn release(&self, keys: i64, open: i64, reserved: i64) {
+        self.released.keys.fetch_sub(keys, Relaxed);
+        self.released.open.fetch_sub(open, Relaxed);
+        self.released.reserved.fetch_sub(reserved, Relaxed);
+    }
+
     /// Adjusts the gauges by a change in one key's (keys, open, reserved).
+    /// Main thread only.
     pub fn adjust(&self, keys: i64, open: i64, reserved: i64) {
         add(&self.keys, keys);
         add(&self.open_reservations, open);

@@ -39,13 +39,9 @@ pub static INVENTORY_TYPE: RedisType = RedisType::new(
 /// Records per `INV.APPLY key RECORDS ...` line in a rewritten AOF.
 const AOF_CHUNK: usize = 256;
 
-/// Adds (sign 1) or removes (sign -1) a value's share of the INFO gauges.
-fn count(sku: &Sku, sign: i64) {
-    STATS.adjust(
-        sign,
-        sign * sku.open_raw() as i64,
-        sign * sku.reserved_raw(),
-    );
+/// A loaded or copied value's share of the INFO gauges (main thread).
+fn count(sku: &Sku) {
+    STATS.adjust(1, sku.open_raw() as i64, sku.reserved_raw());
 }
 
 fn log_warning(msg: &str) {
@@ -69,7 +65,7 @@ unsafe extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *m
     });
     match decoded {
         Ok(sku) => {
-            count(&sku, 1);
+            count(&sku);
             remember_loaded_key(rdb);
             Box::into_raw(Box::new(sku)).cast()
         }
@@ -200,7 +196,7 @@ unsafe extern "C" fn free_effort(_key: *mut raw::RedisModuleString, value: *cons
 unsafe extern "C" fn free(value: *mut c_void) {
     // SAFETY: the value was created by Box::into_raw in this module.
     let sku = unsafe { Box::from_raw(value.cast::<Sku>()) };
-    count(&sku, -1);
+    STATS.release(1, sku.open_raw() as i64, sku.reserved_raw());
 }
 
 unsafe extern "C" fn copy(
@@ -210,7 +206,7 @@ unsafe extern "C" fn copy(
 ) -> *mut c_void {
     // SAFETY: Redis hands back a value this module created.
     let sku = unsafe { &*value.cast::<Sku>() }.clone();
-    count(&sku, 1);
+    count(&sku);
     // Housekeeping learns the new key from the `copy_to` keyspace event.
     Box::into_raw(Box::new(sku)).cast()
 }

@@ -10,10 +10,17 @@ use redis_module::key::RedisKeyWritable;
 use redis_module::{raw, Context, KeyType, RedisString};
 
 /// Wall clock in unix milliseconds.
+/// Wall clock in unix milliseconds, as Redis cached it for the current
+/// command (one time for a whole MULTI or script; no system call).
 pub fn now_ms() -> u64 {
-    // SAFETY: RedisModule_Milliseconds takes no arguments and is set at load.
-    let ms = unsafe { raw::RedisModule_Milliseconds.map_or(0, |f| f()) };
-    ms.max(0) as u64
+    // SAFETY: both functions take no arguments and are set at load.
+    let us = unsafe {
+        match raw::RedisModule_CachedMicroseconds {
+            Some(cached) => cached(),
+            None => raw::RedisModule_Milliseconds.map_or(0, |f| f()) * 1000,
+        }
+    };
+    (us.max(0) / 1000) as u64
 }
 
 /// The database the context has selected.
@@ -79,13 +86,11 @@ static EMPTY: once_cell::sync::Lazy<Sku> = once_cell::sync::Lazy::new(Sku::new);
 impl<'c> Entry<'c> {
     pub fn open(ctx: &'c Context, name: RedisString) -> Result<Self, Error> {
         let key = ctx.open_key_writable(&name);
-        let value = if key.key_type() == KeyType::Empty {
-            std::ptr::null_mut()
-        } else {
-            match key.get_value::<Sku>(&INVENTORY_TYPE) {
-                Ok(Some(v)) => v as *mut Sku,
-                _ => return Err(Error::WrongType),
-            }
+        // One lookup tells all three apart: missing, ours, another type.
+        let value = match key.get_value::<Sku>(&INVENTORY_TYPE) {
+            Ok(Some(v)) => v as *mut Sku,
+            Ok(None) => std::ptr::null_mut(),
+            Err(_) => return Err(Error::WrongType),
         };
         Ok(Entry {
             ctx,
