@@ -287,6 +287,29 @@ fn setup_keys(c: &mut Connection, keys: usize) {
     });
 }
 
+/// Creates one SKU in all three layouts (module, seed hash, TCC hash).
+fn fresh_hot(c: &mut Connection, sku: &str) {
+    let mut p = redis::pipe();
+    p.cmd("INV.SET").arg(sku).arg(BIG).ignore();
+    p.cmd("HSET")
+        .arg(format!("seed:{sku}"))
+        .arg("stock")
+        .arg(BIG)
+        .arg("reserved")
+        .arg(0)
+        .ignore();
+    p.cmd("HSET")
+        .arg(&lua_keys(sku)[0])
+        .arg("stock")
+        .arg(BIG)
+        .arg("reserved")
+        .arg(0)
+        .arg("sold")
+        .arg(0)
+        .ignore();
+    let _: () = p.query(c).unwrap();
+}
+
 /// Phase 1 for one keyspace: every implementation and operation.
 fn phase_ops(args: &Args, sz: &Sizes, keys: usize) -> Vec<OpRow> {
     let server = bench_server(&args.server);
@@ -299,35 +322,46 @@ fn phase_ops(args: &Args, sz: &Sizes, keys: usize) -> Vec<OpRow> {
         |c: &mut Connection, imp: Impl, op: Op, name: &'static str, cmd: &str| -> OpRow {
             let (mut cpu, mut p1, mut p16) = (vec![], vec![], vec![]);
             for _ in 0..sz.runs {
-                tag += 1;
-                let t = tag;
-                let sku = |i: usize| format!("sku:{}", i % keys);
+                // One hot key per measurement, created empty: no run absorbs
+                // the slab and index growth another run caused.
+                let sku = |k: usize, i: usize| {
+                    if keys == 1 {
+                        format!("hot:{k}")
+                    } else {
+                        format!("sku:{}", i % keys)
+                    }
+                };
                 let txid = |k: usize, i: usize| format!("{k:07}-{i:08}"); // 16 bytes
                 let prepare = |c: &mut Connection, k: usize, n: usize| {
+                    if keys == 1 {
+                        fresh_hot(c, &sku(k, 0));
+                    }
                     if op != Op::Reserve && imp != Impl::Seed {
                         run(c, n, 1000, |p, i| {
-                            add(p, &s, imp, Op::Reserve, &sku(i), &txid(k, i))
+                            add(p, &s, imp, Op::Reserve, &sku(k, i), &txid(k, i))
                         });
                     }
                 };
-                prepare(c, t, sz.ops);
+                tag += 1;
+                let k = tag;
+                prepare(c, k, sz.ops);
                 reset_stats(c);
                 run(c, sz.ops, 100, |p, i| {
-                    add(p, &s, imp, op, &sku(i), &txid(t, i))
+                    add(p, &s, imp, op, &sku(k, i), &txid(k, i))
                 });
                 cpu.push(usec_per_call(c, cmd));
                 tag += 1;
-                let n1 = sz.ops / 10;
-                prepare(c, tag, n1);
                 let k = tag;
+                let n1 = sz.ops / 10;
+                prepare(c, k, n1);
                 p1.push(run(c, n1, 1, |p, i| {
-                    add(p, &s, imp, op, &sku(i), &txid(k, i))
+                    add(p, &s, imp, op, &sku(k, i), &txid(k, i))
                 }));
                 tag += 1;
-                prepare(c, tag, sz.ops);
                 let k = tag;
+                prepare(c, k, sz.ops);
                 p16.push(run(c, sz.ops, 16, |p, i| {
-                    add(p, &s, imp, op, &sku(i), &txid(k, i))
+                    add(p, &s, imp, op, &sku(k, i), &txid(k, i))
                 }));
             }
             OpRow {
