@@ -6,7 +6,6 @@ use super::{expiry, STATS};
 use crate::ledger::{self, Effect, RecordParts, Sku, ENCODING_VERSION};
 use redis_module::native_types::RedisType;
 use redis_module::{raw, RedisString};
-use std::ffi::CString;
 use std::os::raw::{c_int, c_void};
 use std::ptr::null_mut;
 
@@ -127,23 +126,15 @@ unsafe extern "C" fn aof_rewrite(
 
 /// Writes `INV.APPLY key <effect>` to a rewritten AOF.
 fn emit(aof: *mut raw::RedisModuleIO, key: *mut raw::RedisModuleString, effect: &Effect) {
-    let strings: Vec<RedisString> = effect
-        .to_args()
-        .into_iter()
-        .map(|a| RedisString::create_from_slice(std::ptr::null_mut(), &a))
-        .collect();
-    let mut argv: Vec<*mut raw::RedisModuleString> = strings.iter().map(|s| s.inner).collect();
-    let (Ok(cmd), Ok(fmt)) = (CString::new("INV.APPLY"), CString::new("sv")) else {
-        return;
-    };
+    let (_strings, mut argv) = super::keys::effect_argv(effect);
     // SAFETY: "sv" reads one RedisModuleString* then an array pointer and its
     // length; all strings stay alive until the call returns.
     unsafe {
         if let Some(emit_aof) = raw::RedisModule_EmitAOF {
             emit_aof(
                 aof,
-                cmd.as_ptr(),
-                fmt.as_ptr(),
+                c"INV.APPLY".as_ptr(),
+                c"sv".as_ptr(),
                 key,
                 argv.as_mut_ptr(),
                 argv.len(),

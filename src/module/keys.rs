@@ -308,15 +308,22 @@ fn replicate(ctx: &Context, key: &RedisString, effect: &Effect, echo: &Echo) {
                 *deadline as i64,
             ),
             Effect::Expire(_) | Effect::Purge(_) | Effect::Load { .. } | Effect::Records(_) => {
-                let strings: Vec<RedisString> = effect
-                    .to_args()
-                    .into_iter()
-                    .map(|a| RedisString::create_from_slice(std::ptr::null_mut(), &a))
-                    .collect();
-                let mut argv: Vec<*mut raw::RedisModuleString> =
-                    strings.iter().map(|s| s.inner).collect();
+                let (_strings, mut argv) = effect_argv(effect);
                 rm_replicate(c, cmd, c"sv".as_ptr(), k, argv.as_mut_ptr(), argv.len())
             }
         };
     }
+}
+
+/// An effect's arguments as module strings (binary safe), for the "v"
+/// format of RM_Replicate and RM_EmitAOF. Keep the strings alive while the
+/// pointers are in use.
+pub fn effect_argv(effect: &Effect) -> (Vec<RedisString>, Vec<*mut raw::RedisModuleString>) {
+    let strings: Vec<RedisString> = effect
+        .to_args()
+        .into_iter()
+        .map(|a| RedisString::create_from_slice(std::ptr::null_mut(), &a))
+        .collect();
+    let argv = strings.iter().map(|s| s.inner).collect();
+    (strings, argv)
 }
