@@ -848,123 +848,122 @@ fn find<'a>(rows: &'a [OpRow], keys: usize, imp: &str, op: &str) -> &'a OpRow {
         .expect("row")
 }
 
+/// A Markdown table: header, separator, one line per row, then a blank line.
+fn md_table(header: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> String {
+    let line = |cells: &[String]| format!("| {} |\n", cells.join(" | "));
+    let mut t = line(&header.iter().map(|h| h.to_string()).collect::<Vec<_>>());
+    t.push_str(&line(&vec!["---".to_string(); header.len()]).replace(' ', ""));
+    for r in rows {
+        t.push_str(&line(&r));
+    }
+    t.push('\n');
+    t
+}
+
 fn table(report: &Report) -> String {
-    let mut t = String::new();
-    let w = |t: &mut String, s: String| {
-        t.push_str(&s);
-        t.push('\n');
-    };
-    w(
-        &mut t,
-        format!(
-            "Machine: {}. Server: {}. Command: `{}`.",
-            report.machine, report.server, report.command
-        ),
+    let mut t = format!(
+        "Machine: {}. Server: {}. Command: `{}`.\n\n",
+        report.machine, report.server, report.command
     );
-    w(&mut t, String::new());
-    w(
-        &mut t,
-        "Server throughput, hot key (redis-benchmark: 50 connections, random 12-digit txids):"
-            .into(),
+    t.push_str(
+        "Server throughput, hot key (redis-benchmark: 50 connections, random 12-digit txids):\n\n",
     );
-    w(&mut t, String::new());
-    w(
-        &mut t,
-        "| implementation | command | P1 ops/s | P16 ops/s |".into(),
-    );
-    w(&mut t, "|---|---|---|---|".into());
-    for r in &report.throughput {
-        w(
-            &mut t,
-            format!(
-                "| {} | {} | {:.0} | {:.0} |",
-                r.implementation, r.command, r.p1_ops_per_s, r.p16_ops_per_s
-            ),
-        );
-    }
-    w(&mut t, String::new());
-    w(&mut t, "Server CPU per call (INFO commandstats), and throughput from one client connection (client-bound):".into());
-    w(&mut t, String::new());
-    w(
-        &mut t,
-        "| keys | implementation | op | usec_per_call | P1 ops/s (1 conn) | P16 ops/s (1 conn) |"
-            .into(),
-    );
-    w(&mut t, "|---|---|---|---|---|---|".into());
-    for r in &report.ops {
-        w(
-            &mut t,
-            format!(
-                "| {} | {} | {} | {:.2} | {:.0} | {:.0} |",
-                r.keys, r.implementation, r.op, r.usec_per_call, r.p1_ops_per_s, r.p16_ops_per_s
-            ),
-        );
-    }
-    w(&mut t, String::new());
-    w(
-        &mut t,
-        "| layout | bytes per open reservation (16-byte txids) |".into(),
-    );
-    w(&mut t, "|---|---|".into());
-    for m in &report.memory {
-        w(
-            &mut t,
-            format!("| {} | {:.1} |", m.layout, m.bytes_per_reservation),
-        );
-    }
-    w(&mut t, String::new());
-    w(
-        &mut t,
-        "| open reservations on the key | INV.RESERVE usec_per_call | bytes per reservation |"
-            .into(),
-    );
-    w(&mut t, "|---|---|---|".into());
-    for g in &report.growth {
-        w(
-            &mut t,
-            format!(
-                "| {} | {:.2} | {:.1} |",
-                g.open, g.usec_per_call, g.bytes_per_reservation
-            ),
-        );
-    }
+    t.push_str(&md_table(
+        &["implementation", "command", "P1 ops/s", "P16 ops/s"],
+        report.throughput.iter().map(|r| {
+            vec![
+                r.implementation.to_string(),
+                r.command.to_string(),
+                format!("{:.0}", r.p1_ops_per_s),
+                format!("{:.0}", r.p16_ops_per_s),
+            ]
+        }),
+    ));
+    t.push_str("Server CPU per call (INFO commandstats), and throughput from one client connection (client-bound):\n\n");
+    t.push_str(&md_table(
+        &[
+            "keys",
+            "implementation",
+            "op",
+            "usec_per_call",
+            "P1 ops/s (1 conn)",
+            "P16 ops/s (1 conn)",
+        ],
+        report.ops.iter().map(|r| {
+            vec![
+                r.keys.to_string(),
+                r.implementation.to_string(),
+                r.op.to_string(),
+                format!("{:.2}", r.usec_per_call),
+                format!("{:.0}", r.p1_ops_per_s),
+                format!("{:.0}", r.p16_ops_per_s),
+            ]
+        }),
+    ));
+    t.push_str(&md_table(
+        &["layout", "bytes per open reservation (16-byte txids)"],
+        report.memory.iter().map(|m| {
+            vec![
+                m.layout.to_string(),
+                format!("{:.1}", m.bytes_per_reservation),
+            ]
+        }),
+    ));
+    t.push_str(&md_table(
+        &[
+            "open reservations on the key",
+            "INV.RESERVE usec_per_call",
+            "bytes per reservation",
+        ],
+        report.growth.iter().map(|g| {
+            vec![
+                g.open.to_string(),
+                format!("{:.2}", g.usec_per_call),
+                format!("{:.1}", g.bytes_per_reservation),
+            ]
+        }),
+    ));
     if let Some(e) = &report.expiry {
-        w(&mut t, String::new());
-        w(&mut t, format!(
-            "Expiry: {} reservations sharing one deadline: all units back {:.0} ms after it; worst PING {:.2} ms.",
+        t.push_str(&format!(
+            "Expiry: {} reservations sharing one deadline: all units back {:.0} ms after it; worst PING {:.2} ms.\n\n",
             e.reservations, e.all_back_after_deadline_ms, e.worst_ping_ms
         ));
     }
-    w(&mut t, String::new());
-    w(&mut t, "| deployment | implementation | SKUs | buyers | units | buyers/s | p50 ms | p99 ms | p999 ms | oversold |".into());
-    w(&mut t, "|---|---|---|---|---|---|---|---|---|---|".into());
-    for s in &report.scenario {
-        w(
-            &mut t,
-            format!(
-                "| {} | {} | {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {} |",
-                s.deployment,
-                s.implementation,
-                s.skus,
-                s.buyers,
-                s.units,
-                s.buyers_per_s,
-                s.p50_ms,
-                s.p99_ms,
-                s.p999_ms,
-                s.oversold
-            ),
-        );
-    }
-    w(&mut t, String::new());
-    w(&mut t, "| goal | met |".into());
-    w(&mut t, "|---|---|".into());
-    for (g, ok) in &report.goals {
-        w(
-            &mut t,
-            format!("| {g} | {} |", if *ok { "yes" } else { "**no**" }),
-        );
-    }
+    t.push_str(&md_table(
+        &[
+            "deployment",
+            "implementation",
+            "SKUs",
+            "buyers",
+            "units",
+            "buyers/s",
+            "p50 ms",
+            "p99 ms",
+            "p999 ms",
+            "oversold",
+        ],
+        report.scenario.iter().map(|s| {
+            vec![
+                s.deployment.clone(),
+                s.implementation.to_string(),
+                s.skus.to_string(),
+                s.buyers.to_string(),
+                s.units.to_string(),
+                format!("{:.0}", s.buyers_per_s),
+                format!("{:.2}", s.p50_ms),
+                format!("{:.2}", s.p99_ms),
+                format!("{:.2}", s.p999_ms),
+                s.oversold.to_string(),
+            ]
+        }),
+    ));
+    t.push_str(&md_table(
+        &["goal", "met"],
+        report
+            .goals
+            .iter()
+            .map(|(g, ok)| vec![g.clone(), if *ok { "yes".into() } else { "**no**".into() }]),
+    ));
     t
 }
 
