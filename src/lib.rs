@@ -42,9 +42,9 @@ fn init(ctx: &Context, args: &[RedisString]) -> Status {
 
 // Plain `#[test]`s run outside Redis, where the Redis allocator would abort.
 #[cfg(not(test))]
-type Allocator = redis_module::alloc::RedisAlloc;
+type Allocator = module::alloc::ModuleAlloc;
 #[cfg(not(test))]
-const ALLOCATOR: Allocator = redis_module::alloc::RedisAlloc;
+const ALLOCATOR: Allocator = module::alloc::ModuleAlloc;
 #[cfg(test)]
 type Allocator = std::alloc::System;
 #[cfg(test)]

@@ -4,6 +4,7 @@
 mod codec;
 mod effect;
 mod error;
+mod index;
 mod records;
 mod sku;
 mod stats;

@@ -1,13 +1,13 @@
 //! Per-transaction records of one SKU, laid out for memory:
 //! a slab of 32-byte records (txids up to 16 bytes inline, longer ones in a
-//! side table), a hash index of u32 slots by txid, and two
+//! side table), a hash index of u32 slots by txid (`index.rs`), and two
 //! indexed min-heaps of slots ordered by each record's time: `open` (RESERVED
 //! records by deadline) and `done` (finished records by the time their
 //! retention is counted from). Each slot's heap position lives in `pos`, so a
 //! record can leave or be re-keyed in either heap in O(log n).
 
+use super::index::{self, Index};
 use super::txid::TxId;
-use hashbrown::HashTable;
 
 /// The life of one transaction on one SKU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -282,7 +282,7 @@ pub(crate) struct Records {
     slab: Vec<Record>,
     pos: Vec<u32>,
     free: Vec<u32>,
-    index: HashTable<u32>,
+    index: Index,
     open: SlotHeap,
     done: SlotHeap,
     hasher: ahash::RandomState,
@@ -300,7 +300,7 @@ impl Default for Records {
             slab: Vec::new(),
             pos: Vec::new(),
             free: Vec::new(),
-            index: HashTable::new(),
+            index: Index::default(),
             open: SlotHeap::default(),
             done: SlotHeap::default(),
             hasher: ahash::RandomState::new(),
@@ -342,13 +342,26 @@ impl Records {
         self.hasher.hash_one(txid)
     }
 
+    /// Starts loading the index line a later `find`/`insert` of `txid` reads.
+    pub fn prefetch(&self, txid: &[u8]) {
+        self.index.prefetch(self.hash(txid));
+    }
+
     pub fn find(&self, txid: &[u8]) -> Option<u32> {
-        let (slab, long) = (&self.slab, &self.long);
-        self.index
-            .find(self.hash(txid), |&s| {
-                id_bytes(&slab[s as usize], long) == txid
-            })
-            .copied()
+        self.index.find(self.hash(txid), |s| self.has_txid(s, txid))
+    }
+
+    fn has_txid(&self, slot: u32, txid: &[u8]) -> bool {
+        self.slab
+            .get(slot as usize)
+            .is_some_and(|r| id_bytes(r, &self.long) == txid)
+    }
+
+    /// The hash of the txid stored in `slot`, for the index's growth.
+    fn slot_hash(&self, slot: u32) -> u64 {
+        self.slab
+            .get(slot as usize)
+            .map_or(0, |r| self.hash(id_bytes(r, &self.long)))
     }
 
     pub fn get(&self, slot: u32) -> Option<Rec<'_>> {
@@ -368,15 +381,20 @@ impl Records {
         }
         let bytes = txid.as_bytes();
         let hash = self.hash(bytes);
-        let (slab, long, hasher) = (&self.slab, &self.long, &self.hasher);
-        let entry = self.index.entry(
-            hash,
-            |&s| id_bytes(&slab[s as usize], long) == bytes,
-            |&s| hasher.hash_one(id_bytes(&slab[s as usize], long)),
-        );
-        let hashbrown::hash_table::Entry::Vacant(vacant) = entry else {
-            return Insert::Exists;
-        };
+        self.index_room(1);
+        // The slot the record will take, stored in the index by the same probe
+        // that looks for the txid.
+        let slot = self.free.last().copied().unwrap_or(self.slab.len() as u32);
+        let (slab, long) = (&self.slab, &self.long);
+        let probe = self.index.insert(hash, slot, |s| {
+            slab.get(s as usize)
+                .is_some_and(|r| id_bytes(r, long) == bytes)
+        });
+        match probe {
+            index::Insert::Added => {}
+            index::Insert::Found(_) => return Insert::Exists,
+            index::Insert::Full => return Insert::Full,
+        }
         let mut id = [0u8; INLINE];
         if bytes.len() <= INLINE {
             id[..bytes.len()].copy_from_slice(bytes);
@@ -398,18 +416,13 @@ impl Records {
             | (u64::from(state.code()) << STATE_SHIFT)
             | ((bytes.len() as u64) << LEN_SHIFT);
         let record = Record { id, packed, time };
-        let slot = match self.free.pop() {
-            Some(slot) => {
-                self.slab[slot as usize] = record;
-                slot
-            }
+        match self.free.pop() {
+            Some(slot) => self.slab[slot as usize] = record,
             None => {
                 self.slab.push(record);
                 self.pos.push(0);
-                (self.slab.len() - 1) as u32
             }
-        };
-        vacant.insert(slot);
+        }
         let (heap, slab, pos) = self.heap_parts(which(state));
         heap.push(slot, slab, pos);
         Insert::Added
@@ -451,10 +464,7 @@ impl Records {
         let w = which(self.slab[slot as usize].state());
         let (heap, slab, pos) = self.heap_parts(w);
         heap.remove(slot, slab, pos);
-        let hash = self.hash(id_bytes(&self.slab[slot as usize], &self.long));
-        if let Ok(entry) = self.index.find_entry(hash, |&s| s == slot) {
-            entry.remove();
-        }
+        self.index.remove(self.slot_hash(slot), slot);
         let old = std::mem::replace(&mut self.slab[slot as usize], Record::free());
         if let Some(i) = old.long_index() {
             if let Some(b) = self.long.get_mut(i) {
@@ -498,9 +508,22 @@ impl Records {
     pub fn reserve(&mut self, n: usize) {
         self.slab.reserve_exact(n);
         self.pos.reserve_exact(n);
-        let (slab, long, hasher) = (&self.slab, &self.long, &self.hasher);
-        self.index
-            .reserve(n, |&s| hasher.hash_one(id_bytes(&slab[s as usize], long)));
+        self.index_room(n);
+    }
+
+    /// Rebuilds the index bigger when `additional` entries would not fit,
+    /// reading the records in slab order (sequential memory, not random).
+    fn index_room(&mut self, additional: usize) {
+        if self.index.has_room(additional) {
+            return;
+        }
+        let live = self
+            .slab
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| !r.is_free())
+            .map(|(s, r)| (self.hash(id_bytes(r, &self.long)), s as u32));
+        self.index = Index::rebuild(self.len().saturating_add(additional), live);
     }
 
     /// Earliest deadline among RESERVED records.
@@ -567,6 +590,7 @@ impl Records {
                 self.index.len()
             ));
         }
+        self.index.check(|s| self.slot_hash(s))?;
         for (slot, r) in self.iter_from(0) {
             if self.find(r.txid_bytes()) != Some(slot as u32) {
                 return Err(format!("index does not find record in slot {slot}"));
@@ -632,6 +656,38 @@ mod tests {
         );
         assert_eq!(r.long.len(), 1, "the freed side-table entry is reused");
         r.check().unwrap();
+    }
+
+    #[test]
+    fn index_survives_growth_removal_and_compaction() {
+        let mut r = Records::default();
+        let id = |i: usize| {
+            // Every seventh txid is long, so the side table takes part.
+            let len = if i % 7 == 0 { 40 } else { 16 };
+            TxId::new(format!("{i:0len$}").as_bytes()).unwrap()
+        };
+        for i in 0..20_000 {
+            assert_eq!(r.insert(id(i), State::Reserved, 1, i as u64), Insert::Added);
+        }
+        for i in (0..20_000).step_by(2) {
+            r.remove(r.find(id(i).as_bytes()).unwrap());
+        }
+        r.check().unwrap();
+        for i in 0..20_000 {
+            assert_eq!(r.find(id(i).as_bytes()).is_some(), i % 2 == 1, "txid {i}");
+        }
+        for i in (0..20_000).step_by(4) {
+            r.remove(r.find(id(i + 1).as_bytes()).unwrap());
+        }
+        r.compact();
+        r.check().unwrap();
+        assert_eq!(r.len(), 5_000);
+        for i in (3..20_000).step_by(4) {
+            assert_eq!(
+                r.get(r.find(id(i).as_bytes()).unwrap()).unwrap().time(),
+                i as u64
+            );
+        }
     }
 
     #[test]

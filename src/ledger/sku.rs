@@ -276,6 +276,12 @@ impl Sku {
         }
     }
 
+    /// A hint that `txid` is about to be looked up: on a key with many
+    /// records its index line is then loaded while the caller does other work.
+    pub fn prefetch(&self, txid: &[u8]) {
+        self.records.prefetch(txid);
+    }
+
     pub fn tx(&self, txid: &[u8], now: u64) -> Option<TxView> {
         let slot = self.records.find(txid)?;
         let r = self.records.get(slot)?;

@@ -1,6 +1,7 @@
 //! The Redis shell around the ledger: configs, key access, the data type's
 //! callbacks, housekeeping (expiry and purge), command handlers and INFO.
 
+pub mod alloc;
 pub mod commands;
 pub mod config;
 pub mod datatype;

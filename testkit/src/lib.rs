@@ -247,6 +247,24 @@ pub fn usec_per_call(c: &mut Connection, cmd: &str) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+/// `(calls, usec)` of a command from INFO commandstats: exact totals, where
+/// `usec_per_call` is rounded to two decimals.
+pub fn command_usec(c: &mut Connection, cmd: &str) -> Option<(u64, u64)> {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(c)
+        .unwrap_or_default();
+    let line = info
+        .lines()
+        .find(|l| l.starts_with(&format!("cmdstat_{cmd}:")))?;
+    let field = |name: &str| {
+        line.split([':', ','])
+            .find_map(|kv| kv.strip_prefix(name))
+            .and_then(|v| v.parse().ok())
+    };
+    Some((field("calls=")?, field("usec=")?))
+}
+
 pub fn reset_stats(c: &mut Connection) {
     let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query(c).unwrap();
 }

@@ -324,6 +324,14 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
         (&["INV.RESERVE", "sku", "", "1"], "ERR txid must be 1 to 128 bytes, got 0"),
         (&["INV.RESERVE", "sku", &long, "1"], "ERR txid must be 1 to 128 bytes, got 129"),
         (&["INV.RESERVE", "str", "t", "1"], "WRONGTYPE Operation against a key holding the wrong kind of value"),
+        // The key is opened before the arguments parse (to prefetch the txid's
+        // index line); malformed arguments still win over WRONGTYPE.
+        (&["INV.RESERVE", "str", "t", "0"], "ERR qty must be an integer from 1 to 9007199254740991, got '0'"),
+        (&["INV.RESERVE", "str"], "ERR wrong number of arguments for 'inv.reserve' command"),
+        (&["INV.RESERVE"], "ERR wrong number of arguments for 'inv.reserve' command"),
+        (&["INV.CANCEL", "str", "t"], "WRONGTYPE Operation against a key holding the wrong kind of value"),
+        (&["INV.EXTEND", "str", "t", "-1"], "ERR ttl-ms must be a non-negative integer of milliseconds, got '-1'"),
+        (&["INV.RESERVE", "missing", "t", "x"], "ERR qty must be an integer from 1 to 9007199254740991, got 'x'"),
         (&["INV.CONFIRM", "sku"], "ERR wrong number of arguments for 'inv.confirm' command"),
         (&["INV.CANCEL", "sku", "a", "b"], "ERR wrong number of arguments for 'inv.cancel' command"),
         (&["INV.SET", "sku", "-1"], "ERR stock must be an integer from 0 to 9007199254740991, got '-1'"),

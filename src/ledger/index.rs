@@ -1,0 +1,424 @@
+//! The txid index of one SKU: a hash table from a txid's hash to its slot in
+//! the record slab, laid out so that one lookup or one insert of a fresh
+//! txid touches one cache line.
+//!
+//! Why not hashbrown: its control bytes and its values live in two arrays, so
+//! on a key with a million records a fresh INV.RESERVE missed the cache
+//! twice (control group, then the value written), plus once more into the
+//! slab whenever a 7-bit tag matched by chance. Those misses were ~20% of the
+//! server's time in `perf` (docs/benchmarks.md). Here a bucket is one aligned
+//! 64-byte line holding 12 one-byte tags, an overflow count and 12 slots.
+//!
+//! Collisions probe the next bucket (linear probing by cache line). Each
+//! bucket counts the entries that had to move past it (F14's "outbound
+//! overflow"), so a lookup stops at the first bucket whose count is zero,
+//! and a removal decrements the counts it had added: no tombstones, no
+//! rehash other than growth.
+
+/// Slots per bucket.
+const SLOTS: usize = 12;
+/// u32 words per bucket: 3 of tags, 1 overflow count, 12 slots.
+const WORDS: usize = 16;
+const OVERFLOW: usize = 3;
+const FIRST_SLOT: usize = 4;
+/// How many placements a rebuild prefetches ahead.
+const LOOKAHEAD: usize = 16;
+/// Tag of an empty slot; live tags are 1..=255.
+const EMPTY: u8 = 0;
+
+fn tag_of(hash: u64) -> u8 {
+    let tag = (hash >> 56) as u8;
+    tag.max(1)
+}
+
+/// The tag of slot `i` of a bucket.
+fn tag_at(bucket: &[u32], i: usize) -> u8 {
+    (bucket[i / 4] >> (8 * (i % 4))) as u8
+}
+
+fn set_tag(bucket: &mut [u32], i: usize, tag: u8) {
+    let shift = 8 * (i % 4);
+    bucket[i / 4] = (bucket[i / 4] & !(0xff << shift)) | (u32::from(tag) << shift);
+}
+
+/// Bit i set when slot i of the bucket carries `tag`.
+fn matching(bucket: &[u32], tag: u8) -> u32 {
+    (0..SLOTS).fold(0, |m, i| m | (u32::from(tag_at(bucket, i) == tag) << i))
+}
+
+#[cfg(target_arch = "x86_64")]
+fn prefetch_line(at: &u32) {
+    use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+    // SAFETY: a prefetch is only a hint; it never faults, and `at` is a valid
+    // reference anyway. SSE is part of the x86_64 baseline.
+    unsafe { _mm_prefetch::<_MM_HINT_T0>((at as *const u32).cast()) }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn prefetch_line(_at: &u32) {}
+
+/// Most entries `buckets` buckets take before growing (7/8 load).
+fn capacity(buckets: usize) -> usize {
+    buckets * SLOTS / 8 * 7
+}
+
+/// What `Index::insert` did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Insert {
+    Added,
+    Found(u32),
+    /// No room: the owner did not rebuild first. Nothing changed.
+    Full,
+}
+
+#[derive(Default)]
+pub(crate) struct Index {
+    /// The buckets, starting at word `base` (the first 64-byte boundary).
+    words: Vec<u32>,
+    base: usize,
+    /// A power of two, or 0 before the first insert.
+    buckets: usize,
+    len: usize,
+}
+
+impl Clone for Index {
+    /// A copy with its own alignment (the base offset differs per allocation).
+    fn clone(&self) -> Self {
+        let mut copy = Index::with_buckets(self.buckets);
+        let n = self.buckets * WORDS;
+        copy.words[copy.base..copy.base + n].copy_from_slice(&self.words[self.base..self.base + n]);
+        copy.len = self.len;
+        copy
+    }
+}
+
+impl Index {
+    fn with_buckets(buckets: usize) -> Index {
+        if buckets == 0 {
+            return Index::default();
+        }
+        // 15 spare words let the buckets start on a cache-line boundary
+        // whatever alignment the allocator gives (Redis's allocator only
+        // promises 16 bytes for module memory).
+        let words = vec![0u32; buckets * WORDS + 15];
+        let base = (64 - words.as_ptr() as usize % 64) % 64 / 4;
+        Index {
+            words,
+            base,
+            buckets,
+            len: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn allocation_size(&self) -> usize {
+        self.words.capacity() * 4
+    }
+
+    fn home(&self, hash: u64) -> usize {
+        hash as usize & (self.buckets - 1)
+    }
+
+    fn next(&self, b: usize) -> usize {
+        (b + 1) & (self.buckets - 1)
+    }
+
+    fn bucket(&self, b: usize) -> &[u32] {
+        let at = self.base + b * WORDS;
+        &self.words[at..at + WORDS]
+    }
+
+    fn bucket_mut(&mut self, b: usize) -> &mut [u32] {
+        let at = self.base + b * WORDS;
+        &mut self.words[at..at + WORDS]
+    }
+
+    /// Starts loading the bucket `hash` lives in, so a `find` or `insert`
+    /// issued a few hundred instructions later does not wait on memory.
+    pub fn prefetch(&self, hash: u64) {
+        if self.buckets == 0 {
+            return;
+        }
+        let at = self.base + self.home(hash) * WORDS;
+        if let Some(word) = self.words.get(at) {
+            prefetch_line(word);
+        }
+    }
+
+    /// The slot stored under `hash` for which `eq` holds.
+    pub fn find(&self, hash: u64, mut eq: impl FnMut(u32) -> bool) -> Option<u32> {
+        if self.len == 0 {
+            return None;
+        }
+        let tag = tag_of(hash);
+        let mut b = self.home(hash);
+        for _ in 0..self.buckets {
+            let bucket = self.bucket(b);
+            let mut m = matching(bucket, tag);
+            while m != 0 {
+                let slot = bucket[FIRST_SLOT + m.trailing_zeros() as usize];
+                if eq(slot) {
+                    return Some(slot);
+                }
+                m &= m - 1;
+            }
+            if bucket[OVERFLOW] == 0 {
+                return None;
+            }
+            b = self.next(b);
+        }
+        None
+    }
+
+    /// Adds `slot` under `hash` unless `eq` finds an entry already.
+    /// Grows nothing: the owner makes room first (`has_room`, `rebuild`).
+    pub fn insert(&mut self, hash: u64, slot: u32, eq: impl FnMut(u32) -> bool) -> Insert {
+        if let Some(found) = self.find(hash, eq) {
+            return Insert::Found(found);
+        }
+        if !self.has_room(1) || !self.place(hash, slot) {
+            return Insert::Full;
+        }
+        Insert::Added
+    }
+
+    /// True when `additional` more entries fit without a rebuild.
+    pub fn has_room(&self, additional: usize) -> bool {
+        self.len.saturating_add(additional) <= capacity(self.buckets)
+    }
+
+    /// A new index sized for `entries`, holding `items` (hash, slot), which
+    /// must be distinct and at most `entries`. The owner passes its records
+    /// in slab order: reading them sequentially is what keeps a rebuild of
+    /// a million entries short.
+    pub fn rebuild(entries: usize, items: impl Iterator<Item = (u64, u32)>) -> Index {
+        let mut buckets = 1;
+        while capacity(buckets) < entries {
+            buckets *= 2;
+        }
+        let mut index = Index::with_buckets(buckets);
+        // Each placement reads a random bucket: prefetch a few items ahead so
+        // the misses overlap instead of queueing one after another.
+        let mut ahead = std::collections::VecDeque::with_capacity(LOOKAHEAD);
+        for (hash, slot) in items {
+            index.prefetch(hash);
+            ahead.push_back((hash, slot));
+            if ahead.len() == LOOKAHEAD {
+                if let Some((h, s)) = ahead.pop_front() {
+                    // Cannot fail: the table stays below 7/8 load.
+                    let _ = index.place(h, s);
+                }
+            }
+        }
+        for (h, s) in ahead {
+            let _ = index.place(h, s);
+        }
+        index
+    }
+
+    /// Stores an entry known to be absent. Always succeeds below full load,
+    /// which growth guarantees; false (nothing stored) otherwise.
+    fn place(&mut self, hash: u64, slot: u32) -> bool {
+        let tag = tag_of(hash);
+        let mut b = self.home(hash);
+        for _ in 0..self.buckets {
+            let bucket = self.bucket_mut(b);
+            let empty = matching(bucket, EMPTY);
+            if empty != 0 {
+                let i = empty.trailing_zeros() as usize;
+                set_tag(bucket, i, tag);
+                bucket[FIRST_SLOT + i] = slot;
+                self.len += 1;
+                return true;
+            }
+            bucket[OVERFLOW] = bucket[OVERFLOW].wrapping_add(1);
+            b = self.next(b);
+        }
+        false
+    }
+
+    /// Removes the entry holding `slot` under `hash`; false when absent.
+    pub fn remove(&mut self, hash: u64, slot: u32) -> bool {
+        if self.len == 0 {
+            return false;
+        }
+        let tag = tag_of(hash);
+        let home = self.home(hash);
+        let mut b = home;
+        for _ in 0..self.buckets {
+            let bucket = self.bucket_mut(b);
+            let mut m = matching(bucket, tag);
+            while m != 0 {
+                let i = m.trailing_zeros() as usize;
+                if bucket[FIRST_SLOT + i] == slot {
+                    set_tag(bucket, i, EMPTY);
+                    bucket[FIRST_SLOT + i] = 0;
+                    self.len -= 1;
+                    // Undo the overflow counts this entry added on its way.
+                    let mut x = home;
+                    while x != b {
+                        let count = &mut self.bucket_mut(x)[OVERFLOW];
+                        *count = count.wrapping_sub(1);
+                        x = self.next(x);
+                    }
+                    return true;
+                }
+                m &= m - 1;
+            }
+            if bucket[OVERFLOW] == 0 {
+                return false;
+            }
+            b = self.next(b);
+        }
+        false
+    }
+
+    /// Every stored slot, in bucket order.
+    #[cfg(test)]
+    fn slots(&self) -> impl Iterator<Item = u32> + '_ {
+        (0..self.buckets).flat_map(move |b| {
+            let bucket = self.bucket(b);
+            (0..SLOTS)
+                .filter(move |&i| tag_at(bucket, i) != EMPTY)
+                .map(move |i| bucket[FIRST_SLOT + i])
+        })
+    }
+
+    /// Checks the overflow counts and the length against the entries; the
+    /// first problem found.
+    pub fn check(&self, mut rehash: impl FnMut(u32) -> u64) -> Result<(), String> {
+        let mut expected = vec![0u32; self.buckets];
+        let mut count = 0;
+        for b in 0..self.buckets {
+            let bucket = self.bucket(b);
+            for i in (0..SLOTS).filter(|&i| tag_at(bucket, i) != EMPTY) {
+                let hash = rehash(bucket[FIRST_SLOT + i]);
+                if tag_of(hash) != tag_at(bucket, i) {
+                    return Err(format!("index tag out of step in bucket {b}"));
+                }
+                let mut x = self.home(hash);
+                while x != b {
+                    expected[x] += 1;
+                    x = self.next(x);
+                }
+                count += 1;
+            }
+        }
+        if count != self.len {
+            return Err(format!("index counts {} entries, holds {count}", self.len));
+        }
+        for (b, want) in expected.iter().enumerate() {
+            if self.bucket(b)[OVERFLOW] != *want {
+                return Err(format!("index overflow count out of step in bucket {b}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    /// Makes room the way `Records` does: a rebuild from every stored slot.
+    fn grow(idx: &mut Index, additional: usize, hash: impl Fn(u32) -> u64) {
+        if !idx.has_room(additional) {
+            let slots: Vec<u32> = idx.slots().collect();
+            *idx = Index::rebuild(
+                idx.len() + additional,
+                slots.into_iter().map(|s| (hash(s), s)),
+            );
+        }
+    }
+
+    /// A deliberately poor hash (few home buckets, few tags) so chains,
+    /// overflow counts and tag collisions are exercised.
+    fn weak(key: u32) -> u64 {
+        let h = u64::from(key % 7);
+        h | (h << 56)
+    }
+
+    #[test]
+    fn buckets_are_cache_line_aligned() {
+        for n in [1, 2, 64, 1024] {
+            let idx = Index::with_buckets(n);
+            assert_eq!(idx.bucket(0).as_ptr() as usize % 64, 0);
+            assert_eq!(idx.clone().bucket(0).as_ptr() as usize % 64, 0);
+        }
+    }
+
+    #[test]
+    fn grows_and_keeps_every_entry() {
+        let mut idx = Index::default();
+        let hash = |k: u32| u64::from(k).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        for k in 0..10_000u32 {
+            grow(&mut idx, 1, hash);
+            assert_eq!(idx.insert(hash(k), k, |s| s == k), Insert::Added);
+        }
+        assert_eq!(idx.len(), 10_000);
+        // 10,000 entries at <= 7/8 of 12 per bucket: 1024 buckets of 64 bytes.
+        assert_eq!(idx.buckets, 1024);
+        for k in 0..10_000u32 {
+            assert_eq!(idx.find(hash(k), |s| s == k), Some(k));
+        }
+        idx.check(hash).unwrap();
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Insert(u32),
+        Remove(u32),
+        Reserve(u8),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0..200u32).prop_map(Op::Insert),
+            3 => (0..200u32).prop_map(Op::Remove),
+            1 => any::<u8>().prop_map(Op::Reserve),
+        ]
+    }
+
+    proptest! {
+        /// Against a HashMap: finds, inserts and removes agree and the
+        /// overflow counts stay exact, even with a hash that collides a lot.
+        #[test]
+        fn behaves_like_a_map(ops in proptest::collection::vec(op(), 1..400)) {
+            let mut idx = Index::default();
+            let mut model: HashMap<u32, ()> = HashMap::new();
+            for op in ops {
+                match op {
+                    Op::Insert(k) => {
+                        let mut done = idx.insert(weak(k), k, |s| s == k);
+                        if done == Insert::Full {
+                            grow(&mut idx, 1, weak);
+                            done = idx.insert(weak(k), k, |s| s == k);
+                        }
+                        let present = model.insert(k, ()).is_some();
+                        prop_assert_eq!(done, if present { Insert::Found(k) } else { Insert::Added });
+                    }
+                    Op::Remove(k) => {
+                        prop_assert_eq!(idx.remove(weak(k), k), model.remove(&k).is_some());
+                    }
+                    Op::Reserve(n) => {
+                        grow(&mut idx, usize::from(n), weak);
+                        prop_assert!(idx.has_room(usize::from(n)));
+                    }
+                }
+                prop_assert_eq!(idx.len(), model.len());
+                prop_assert!(idx.check(weak).is_ok(), "{:?}", idx.check(weak));
+            }
+            for k in 0..200u32 {
+                prop_assert_eq!(idx.find(weak(k), |s| s == k).is_some(), model.contains_key(&k));
+            }
+            let copy = idx.clone();
+            prop_assert!(copy.check(weak).is_ok());
+            prop_assert_eq!(copy.slots().count(), model.len());
+        }
+    }
+}
