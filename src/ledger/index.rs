@@ -23,6 +23,9 @@ const OVERFLOW: usize = 3;
 const FIRST_SLOT: usize = 4;
 /// How many placements a rebuild prefetches ahead.
 const LOOKAHEAD: usize = 16;
+/// Tables of at least this many buckets (2 MiB, a core's L2) rebuild with
+/// prefetching.
+const BIG: usize = 1 << 15;
 /// Tag of an empty slot; live tags are 1..=255.
 const EMPTY: u8 = 0;
 
@@ -41,9 +44,32 @@ fn set_tag(bucket: &mut [u32], i: usize, tag: u8) {
     bucket[i / 4] = (bucket[i / 4] & !(0xff << shift)) | (u32::from(tag) << shift);
 }
 
-/// Bit i set when slot i of the bucket carries `tag`.
-fn matching(bucket: &[u32], tag: u8) -> u32 {
-    (0..SLOTS).fold(0, |m, i| m | (u32::from(tag_at(bucket, i) == tag) << i))
+/// The slots of a bucket that carry a tag, lowest first.
+struct Matches(u128);
+
+impl Iterator for Matches {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        if self.0 == 0 {
+            return None;
+        }
+        // Bit 8i+7 stands for slot i.
+        let i = self.0.trailing_zeros() as usize / 8;
+        self.0 &= self.0 - 1;
+        Some(i)
+    }
+}
+
+/// The slots of `bucket` whose tag is `tag`, all twelve compared at once
+/// (the exact zero-byte test of "Bit Twiddling Hacks").
+fn matching(bucket: &[u32], tag: u8) -> Matches {
+    const LOW7: u128 = 0x7f7f_7f7f_7f7f_7f7f_7f7f_7f7f;
+    const HIGH: u128 = 0x8080_8080_8080_8080_8080_8080;
+    let tags = u128::from(bucket[0]) | u128::from(bucket[1]) << 32 | u128::from(bucket[2]) << 64;
+    let x = tags ^ (u128::from(tag) * 0x0101_0101_0101_0101_0101_0101);
+    // High bit of each byte set where `x` has a zero byte, i.e. a match.
+    Matches(!(((x & LOW7) + LOW7) | x | LOW7) & HIGH)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -157,13 +183,10 @@ impl Index {
         let mut b = self.home(hash);
         for _ in 0..self.buckets {
             let bucket = self.bucket(b);
-            let mut m = matching(bucket, tag);
-            while m != 0 {
-                let slot = bucket[FIRST_SLOT + m.trailing_zeros() as usize];
-                if eq(slot) {
-                    return Some(slot);
+            for i in matching(bucket, tag) {
+                if eq(bucket[FIRST_SLOT + i]) {
+                    return Some(bucket[FIRST_SLOT + i]);
                 }
-                m &= m - 1;
             }
             if bucket[OVERFLOW] == 0 {
                 return None;
@@ -175,13 +198,47 @@ impl Index {
 
     /// Adds `slot` under `hash` unless `eq` finds an entry already.
     /// Grows nothing: the owner makes room first (`has_room`, `rebuild`).
-    pub fn insert(&mut self, hash: u64, slot: u32, eq: impl FnMut(u32) -> bool) -> Insert {
-        if let Some(found) = self.find(hash, eq) {
-            return Insert::Found(found);
+    pub fn insert(&mut self, hash: u64, slot: u32, mut eq: impl FnMut(u32) -> bool) -> Insert {
+        if !self.has_room(1) {
+            return match self.find(hash, eq) {
+                Some(found) => Insert::Found(found),
+                None => Insert::Full,
+            };
         }
-        if !self.has_room(1) || !self.place(hash, slot) {
-            return Insert::Full;
+        // One walk: look for the txid and note the first empty slot on the way.
+        let tag = tag_of(hash);
+        let home = self.home(hash);
+        let mut b = home;
+        let mut empty = None;
+        for _ in 0..self.buckets {
+            let bucket = self.bucket(b);
+            for i in matching(bucket, tag) {
+                if eq(bucket[FIRST_SLOT + i]) {
+                    return Insert::Found(bucket[FIRST_SLOT + i]);
+                }
+            }
+            if empty.is_none() {
+                empty = matching(bucket, EMPTY).next().map(|i| (b, i));
+            }
+            if bucket[OVERFLOW] == 0 {
+                break;
+            }
+            b = self.next(b);
         }
+        let Some((at, i)) = empty else {
+            // Every bucket of the chain is full: extend it.
+            return if self.place(hash, slot) {
+                Insert::Added
+            } else {
+                Insert::Full
+            };
+        };
+        let bucket = self.bucket_mut(at);
+        set_tag(bucket, i, tag);
+        bucket[FIRST_SLOT + i] = slot;
+        self.len += 1;
+        // Lookups must walk past every bucket before the one it landed in.
+        self.count_passing(home, at, 1);
         Insert::Added
     }
 
@@ -200,21 +257,28 @@ impl Index {
             buckets *= 2;
         }
         let mut index = Index::with_buckets(buckets);
-        // Each placement reads a random bucket: prefetch a few items ahead so
-        // the misses overlap instead of queueing one after another.
-        let mut ahead = std::collections::VecDeque::with_capacity(LOOKAHEAD);
+        // Placements cannot fail: the table stays below 7/8 load.
+        if buckets < BIG {
+            for (hash, slot) in items {
+                let _ = index.place(hash, slot);
+            }
+            return index;
+        }
+        // Each placement reads a random bucket of a table bigger than the
+        // caches: prefetch a few items ahead so the misses overlap instead of
+        // queueing one after another.
+        let mut ring = [(0u64, 0u32); LOOKAHEAD];
+        let mut n = 0;
         for (hash, slot) in items {
             index.prefetch(hash);
-            ahead.push_back((hash, slot));
-            if ahead.len() == LOOKAHEAD {
-                if let Some((h, s)) = ahead.pop_front() {
-                    // Cannot fail: the table stays below 7/8 load.
-                    let _ = index.place(h, s);
-                }
+            let due = std::mem::replace(&mut ring[n % LOOKAHEAD], (hash, slot));
+            if n >= LOOKAHEAD {
+                let _ = index.place(due.0, due.1);
             }
+            n += 1;
         }
-        for (h, s) in ahead {
-            let _ = index.place(h, s);
+        for &(hash, slot) in ring.iter().take(n.min(LOOKAHEAD)) {
+            let _ = index.place(hash, slot);
         }
         index
     }
@@ -226,9 +290,7 @@ impl Index {
         let mut b = self.home(hash);
         for _ in 0..self.buckets {
             let bucket = self.bucket_mut(b);
-            let empty = matching(bucket, EMPTY);
-            if empty != 0 {
-                let i = empty.trailing_zeros() as usize;
+            if let Some(i) = matching(bucket, EMPTY).next() {
                 set_tag(bucket, i, tag);
                 bucket[FIRST_SLOT + i] = slot;
                 self.len += 1;
@@ -238,6 +300,17 @@ impl Index {
             b = self.next(b);
         }
         false
+    }
+
+    /// Adds `delta` (wrapping: u32::MAX subtracts one) to the overflow count
+    /// of every bucket from `home` up to, not including, `at`.
+    fn count_passing(&mut self, home: usize, at: usize, delta: u32) {
+        let mut x = home;
+        while x != at {
+            let count = &mut self.bucket_mut(x)[OVERFLOW];
+            *count = count.wrapping_add(delta);
+            x = self.next(x);
+        }
     }
 
     /// Removes the entry holding `slot` under `hash`; false when absent.
@@ -250,23 +323,14 @@ impl Index {
         let mut b = home;
         for _ in 0..self.buckets {
             let bucket = self.bucket_mut(b);
-            let mut m = matching(bucket, tag);
-            while m != 0 {
-                let i = m.trailing_zeros() as usize;
-                if bucket[FIRST_SLOT + i] == slot {
-                    set_tag(bucket, i, EMPTY);
-                    bucket[FIRST_SLOT + i] = 0;
-                    self.len -= 1;
-                    // Undo the overflow counts this entry added on its way.
-                    let mut x = home;
-                    while x != b {
-                        let count = &mut self.bucket_mut(x)[OVERFLOW];
-                        *count = count.wrapping_sub(1);
-                        x = self.next(x);
-                    }
-                    return true;
-                }
-                m &= m - 1;
+            let hit = matching(bucket, tag).find(|&i| bucket[FIRST_SLOT + i] == slot);
+            if let Some(i) = hit {
+                set_tag(bucket, i, EMPTY);
+                bucket[FIRST_SLOT + i] = 0;
+                self.len -= 1;
+                // Undo the overflow counts this entry added on its way.
+                self.count_passing(home, b, u32::MAX);
+                return true;
             }
             if bucket[OVERFLOW] == 0 {
                 return false;
@@ -341,6 +405,34 @@ mod tests {
     fn weak(key: u32) -> u64 {
         let h = u64::from(key % 7);
         h | (h << 56)
+    }
+
+    #[test]
+    fn matching_finds_exactly_the_slots_with_the_tag() {
+        let mut bucket = [0u32; WORDS];
+        let tags = [7u8, 0, 255, 7, 1, 128, 7, 0, 0x7f, 0x80, 7, 3];
+        for (i, &t) in tags.iter().enumerate() {
+            set_tag(&mut bucket, i, t);
+        }
+        for probe in [0u8, 1, 3, 7, 0x7f, 0x80, 128, 255, 42] {
+            let want: Vec<usize> = (0..SLOTS).filter(|&i| tags[i] == probe).collect();
+            assert_eq!(
+                matching(&bucket, probe).collect::<Vec<_>>(),
+                want,
+                "tag {probe}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_big_rebuild_prefetches_and_keeps_every_entry() {
+        let hash = |k: u32| u64::from(k).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let n = capacity(BIG) as u32 + 5;
+        let idx = Index::rebuild(n as usize, (0..n).map(|k| (hash(k), k)));
+        assert!(idx.buckets >= BIG);
+        assert_eq!(idx.len(), n as usize);
+        idx.check(hash).unwrap();
+        assert!((0..n).all(|k| idx.find(hash(k), |s| s == k) == Some(k)));
     }
 
     #[test]
