@@ -283,14 +283,24 @@ impl Sku {
     }
 
     pub fn tx(&self, txid: &[u8], now: u64) -> Option<TxView> {
-        let slot = self.records.find(txid)?;
-        let r = self.records.get(slot)?;
+        let (state, qty, time) = self.lookup(txid, now)?;
         Some(TxView {
-            txid: r.txid(),
-            state: Self::view_state(r.state(), r.time(), now),
-            qty: r.qty() as i64,
-            time: r.time(),
+            txid: TxId::from_valid(txid),
+            state,
+            qty,
+            time,
         })
+    }
+
+    /// `(state as seen at now, qty, time)` of a txid's record, for planning
+    /// (no copy of the txid).
+    fn lookup(&self, txid: &[u8], now: u64) -> Option<(State, i64, u64)> {
+        let r = self.records.get(self.records.find(txid)?)?;
+        Some((
+            Self::view_state(r.state(), r.time(), now),
+            r.qty() as i64,
+            r.time(),
+        ))
     }
 
     fn check_version(&self, expected: Option<u64>) -> Result<()> {
@@ -379,13 +389,10 @@ impl Sku {
         policy: &Policy,
     ) -> Result<Plan> {
         let deadline = policy.deadline(ttl, now)?;
-        if let Some(tx) = self.tx(txid.as_bytes(), now) {
-            return match tx.state {
-                State::Reserved if tx.qty == qty => Ok(Plan::new(Status::Reserved, Event::Replay)),
-                State::Reserved => Err(Error::TxConflict {
-                    held: tx.qty,
-                    asked: qty,
-                }),
+        if let Some((state, held, _)) = self.lookup(txid.as_bytes(), now) {
+            return match state {
+                State::Reserved if held == qty => Ok(Plan::new(Status::Reserved, Event::Replay)),
+                State::Reserved => Err(Error::TxConflict { held, asked: qty }),
                 other => Ok(Plan::new(other.into(), Event::Fenced)),
             };
         }
@@ -407,7 +414,7 @@ impl Sku {
     }
 
     pub fn plan_confirm(&self, txid: &TxId, now: u64) -> Plan {
-        match self.tx(txid.as_bytes(), now).map(|t| t.state) {
+        match self.lookup(txid.as_bytes(), now).map(|t| t.0) {
             None => Plan::new(Status::Unknown, Event::Other),
             Some(State::Reserved) => Plan::new(Status::Confirmed, Event::Confirm)
                 .with(smallvec::smallvec![Effect::Confirm(txid.clone())]),
@@ -418,7 +425,7 @@ impl Sku {
     }
 
     pub fn plan_cancel(&self, txid: &TxId, now: u64) -> Plan {
-        match self.tx(txid.as_bytes(), now).map(|t| t.state) {
+        match self.lookup(txid.as_bytes(), now).map(|t| t.0) {
             None => Plan::new(Status::Cancelled, Event::EmptyRollback).with(smallvec::smallvec![
                 Effect::Fence {
                     txid: txid.clone(),
