@@ -26,6 +26,9 @@ const LOOKAHEAD: usize = 16;
 /// Tables of at least this many buckets (2 MiB, a core's L2) rebuild with
 /// prefetching.
 const BIG: usize = 1 << 15;
+/// Tables of at least this many buckets (43,008 entries, a rebuild of about
+/// a millisecond) grow in the background instead of in one step.
+const BACKGROUND: usize = 1 << 12;
 /// Tag of an empty slot; live tags are 1..=255.
 const EMPTY: u8 = 0;
 
@@ -257,12 +260,30 @@ impl Index {
             buckets *= 2;
         }
         let mut index = Index::with_buckets(buckets);
-        // Placements cannot fail: the table stays below 7/8 load.
-        if buckets < BIG {
+        index.extend(items);
+        index
+    }
+
+    /// An empty index twice this one's size, to be filled in steps
+    /// (`extend`) while this one keeps serving.
+    pub fn successor(&self) -> Index {
+        Index::with_buckets((self.buckets * 2).max(1))
+    }
+
+    /// True when this index is big enough to be grown in the background,
+    /// and three quarters full: time to start.
+    pub fn wants_successor(&self) -> bool {
+        self.buckets >= BACKGROUND && self.len * 4 >= self.buckets * SLOTS * 3
+    }
+
+    /// Adds `items` (hash, slot), absent and within capacity.
+    pub fn extend(&mut self, items: impl Iterator<Item = (u64, u32)>) {
+        // Placements cannot fail: the owner keeps the table below 7/8 load.
+        if self.buckets < BIG {
             for (hash, slot) in items {
-                let _ = index.place(hash, slot);
+                let _ = self.place(hash, slot);
             }
-            return index;
+            return;
         }
         // Each placement reads a random bucket of a table bigger than the
         // caches: prefetch a few items ahead so the misses overlap instead of
@@ -270,17 +291,21 @@ impl Index {
         let mut ring = [(0u64, 0u32); LOOKAHEAD];
         let mut n = 0;
         for (hash, slot) in items {
-            index.prefetch(hash);
+            self.prefetch(hash);
             let due = std::mem::replace(&mut ring[n % LOOKAHEAD], (hash, slot));
             if n >= LOOKAHEAD {
-                let _ = index.place(due.0, due.1);
+                let _ = self.place(due.0, due.1);
             }
             n += 1;
         }
         for &(hash, slot) in ring.iter().take(n.min(LOOKAHEAD)) {
-            let _ = index.place(hash, slot);
+            let _ = self.place(hash, slot);
         }
-        index
+    }
+
+    /// Stores an entry known to be absent (false when there is no room).
+    pub fn put(&mut self, hash: u64, slot: u32) -> bool {
+        self.has_room(1) && self.place(hash, slot)
     }
 
     /// Stores an entry known to be absent. Always succeeds below full load,

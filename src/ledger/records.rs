@@ -283,6 +283,8 @@ pub(crate) struct Records {
     pos: Vec<u32>,
     free: Vec<u32>,
     index: Index,
+    /// The bigger index being filled in steps, while `index` serves.
+    next: Option<NextIndex>,
     open: SlotHeap,
     done: SlotHeap,
     hasher: ahash::RandomState,
@@ -301,6 +303,7 @@ impl Default for Records {
             pos: Vec::new(),
             free: Vec::new(),
             index: Index::default(),
+            next: None,
             open: SlotHeap::default(),
             done: SlotHeap::default(),
             hasher: ahash::RandomState::new(),
@@ -310,6 +313,15 @@ impl Default for Records {
             epoch: 0,
         }
     }
+}
+
+/// A bigger index under construction: it holds every live record whose slot
+/// is below `cursor`; `Records::grow_step` copies the rest in slab order, and
+/// inserts and removals below the cursor are mirrored into it.
+#[derive(Clone)]
+struct NextIndex {
+    index: Index,
+    cursor: usize,
 }
 
 /// What `Records::insert` did.
@@ -395,6 +407,19 @@ impl Records {
             index::Insert::Found(_) => return Insert::Exists,
             index::Insert::Full => return Insert::Full,
         }
+        match &mut self.next {
+            Some(next) if (slot as usize) < next.cursor => {
+                let _ = next.index.put(hash, slot);
+            }
+            Some(_) => {}
+            None if self.index.wants_successor() => {
+                self.next = Some(NextIndex {
+                    index: self.index.successor(),
+                    cursor: 0,
+                });
+            }
+            None => {}
+        }
         let mut id = [0u8; INLINE];
         if bytes.len() <= INLINE {
             id[..bytes.len()].copy_from_slice(bytes);
@@ -464,7 +489,11 @@ impl Records {
         let w = which(self.slab[slot as usize].state());
         let (heap, slab, pos) = self.heap_parts(w);
         heap.remove(slot, slab, pos);
-        self.index.remove(self.slot_hash(slot), slot);
+        let hash = self.slot_hash(slot);
+        self.index.remove(hash, slot);
+        if let Some(next) = self.next.as_mut().filter(|n| (slot as usize) < n.cursor) {
+            next.index.remove(hash, slot);
+        }
         let old = std::mem::replace(&mut self.slab[slot as usize], Record::free());
         if let Some(i) = old.long_index() {
             if let Some(b) = self.long.get_mut(i) {
@@ -517,6 +546,13 @@ impl Records {
         if self.index.has_room(additional) {
             return;
         }
+        // A background growth that has not finished in time finishes now.
+        if self.next.is_some() {
+            self.grow_step(usize::MAX);
+            if self.index.has_room(additional) {
+                return;
+            }
+        }
         let live = self
             .slab
             .iter()
@@ -524,6 +560,35 @@ impl Records {
             .filter(|(_, r)| !r.is_free())
             .map(|(s, r)| (self.hash(id_bytes(r, &self.long)), s as u32));
         self.index = Index::rebuild(self.len().saturating_add(additional), live);
+    }
+
+    /// True while a bigger index is being built in steps.
+    pub fn growing(&self) -> bool {
+        self.next.is_some()
+    }
+
+    /// Copies up to `budget` slab slots into the index being built; swaps it
+    /// in once the whole slab is covered. Returns whether work remains.
+    pub fn grow_step(&mut self, budget: usize) -> bool {
+        let Some(next) = self.next.as_mut() else {
+            return false;
+        };
+        let end = next.cursor.saturating_add(budget).min(self.slab.len());
+        let (slab, long, hasher) = (&self.slab, &self.long, &self.hasher);
+        let live = slab[next.cursor..end]
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| !r.is_free())
+            .map(|(i, r)| (hasher.hash_one(id_bytes(r, long)), (next.cursor + i) as u32));
+        next.index.extend(live);
+        next.cursor = end;
+        if end < self.slab.len() {
+            return true;
+        }
+        if let Some(done) = self.next.take() {
+            self.index = done.index;
+        }
+        false
     }
 
     /// Earliest deadline among RESERVED records.
@@ -576,6 +641,7 @@ impl Records {
             + self.free.capacity() * 4
             + (self.open.items.capacity() + self.done.items.capacity()) * 4
             + self.index.allocation_size()
+            + self.next.as_ref().map_or(0, |n| n.index.allocation_size())
             + self.long.capacity() * size_of::<Box<[u8]>>()
             + self.long_free.capacity() * 4
             + self.heap_bytes
@@ -591,6 +657,23 @@ impl Records {
             ));
         }
         self.index.check(|s| self.slot_hash(s))?;
+        if let Some(next) = &self.next {
+            next.index.check(|s| self.slot_hash(s))?;
+            let below = self.iter_from(0).take_while(|(s, _)| *s < next.cursor);
+            let mut count = 0;
+            for (slot, r) in below {
+                let found = next
+                    .index
+                    .find(self.hash(r.txid_bytes()), |s| s == slot as u32);
+                if found.is_none() {
+                    return Err(format!("growing index misses the record in slot {slot}"));
+                }
+                count += 1;
+            }
+            if next.index.len() != count {
+                return Err("growing index holds records past its cursor".into());
+            }
+        }
         for (slot, r) in self.iter_from(0) {
             if self.find(r.txid_bytes()) != Some(slot as u32) {
                 return Err(format!("index does not find record in slot {slot}"));
@@ -688,6 +771,78 @@ mod tests {
                 i as u64
             );
         }
+    }
+
+    /// Big enough that the index grows in the background (>= 4096 buckets),
+    /// with removals, slot reuse, small steps and a forced finish mixed in.
+    #[test]
+    fn index_grows_in_steps_while_records_change() {
+        let mut r = Records::default();
+        let id = |i: u64| TxId::new(format!("{i:016}").as_bytes()).unwrap();
+        let mut rng = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let mut live = std::collections::BTreeSet::new();
+        let (mut started, mut steps) = (0, 0);
+        for i in 0..150_000u64 {
+            assert_eq!(r.insert(id(i), State::Reserved, 1, i), Insert::Added);
+            live.insert(i);
+            if next() % 8 == 0 {
+                // Remove a random earlier record; its slot is reused later.
+                let victim = next() % (i + 1);
+                if live.remove(&victim) {
+                    r.remove(r.find(id(victim).as_bytes()).unwrap());
+                }
+            }
+            if r.growing() {
+                started += 1;
+                // Sometimes no step at all, so the forced finish is reached.
+                if next() % 3 != 0 {
+                    r.grow_step((next() % 300) as usize);
+                    steps += 1;
+                }
+            }
+            if i % 10_000 == 0 {
+                r.check().unwrap();
+            }
+        }
+        assert!(started > 0 && steps > 0, "the background path ran");
+        r.check().unwrap();
+        while r.grow_step(1_000) {}
+        r.check().unwrap();
+        assert_eq!(r.len(), live.len());
+        for i in 0..150_000u64 {
+            assert_eq!(
+                r.find(id(i).as_bytes()).is_some(),
+                live.contains(&i),
+                "txid {i}"
+            );
+        }
+    }
+
+    /// Without housekeeping steps (a replica, or a master too busy), the
+    /// growth finishes in one go when the serving index is full.
+    #[test]
+    fn an_unfinished_growth_completes_when_the_index_fills() {
+        let mut r = Records::default();
+        let id = |i: u64| TxId::new(format!("{i:016}").as_bytes()).unwrap();
+        let mut i = 0u64;
+        while !r.growing() {
+            r.insert(id(i), State::Reserved, 1, i);
+            i += 1;
+        }
+        r.grow_step(1_000);
+        r.check().unwrap();
+        while r.growing() {
+            r.insert(id(i), State::Reserved, 1, i);
+            i += 1;
+        }
+        r.check().unwrap();
+        assert!((0..i).all(|k| r.find(id(k).as_bytes()).is_some()));
     }
 
     #[test]

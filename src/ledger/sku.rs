@@ -499,8 +499,19 @@ impl Sku {
         self.scheduled = Some(at);
     }
 
-    /// When housekeeping next has work on this key, if ever.
+    /// Advances a background growth of the txid index by up to `budget`
+    /// record slots (housekeeping's work, not a change of state: nothing to
+    /// replicate). Returns whether work remains.
+    pub fn grow_index(&mut self, budget: usize) -> bool {
+        self.records.grow_step(budget)
+    }
+
+    /// When housekeeping next has work on this key, if ever. A txid index
+    /// growing in the background is work due now (time 0).
     pub fn next_event(&self, retention_ms: u64) -> Option<u64> {
+        if self.records.growing() {
+            return Some(0);
+        }
         let purge = self
             .records
             .first_done()

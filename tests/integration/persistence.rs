@@ -213,3 +213,62 @@ fn aof_turned_on_at_run_time_captures_every_change() {
     ok(c, &["DEBUG", "LOADAOF"]);
     assert_eq!(digest(c), before);
 }
+
+/// A key past 36,864 records grows its txid index in housekeeping steps; the
+/// key stays consistent, copyable and reloadable at every point of that,
+/// with purges removing records while it grows.
+#[test]
+fn a_big_key_grows_its_index_in_the_background_consistently() {
+    let s = Server::start(&[]);
+    let c = &mut s.conn();
+    ok(c, &["CONFIG", "SET", "inventory.retention-ms", "1"]);
+    ok(c, &["INV.SET", "big", "1000000000"]);
+    let reserve_all = |c: &mut redis::Connection, from: usize, to: usize| {
+        for chunk in (from..to).collect::<Vec<_>>().chunks(5_000) {
+            let mut p = redis::pipe();
+            for i in chunk {
+                let txid = format!("t{i:07}");
+                if i % 10 == 0 {
+                    // Retention counts from the deadline: a short one, so
+                    // these are purged (removed) while the index grows.
+                    p.cmd("INV.RESERVE")
+                        .arg("big")
+                        .arg(&txid)
+                        .arg(1)
+                        .arg("TTL")
+                        .arg(50)
+                        .ignore();
+                    p.cmd("INV.CANCEL").arg("big").arg(&txid).ignore();
+                } else {
+                    p.cmd("INV.RESERVE").arg("big").arg(&txid).arg(1).ignore();
+                }
+            }
+            let _: () = p.query(c).unwrap();
+        }
+    };
+    reserve_all(c, 0, 40_000);
+    // Right after crossing the threshold, usually while the index is still
+    // growing: audited, then copied.
+    assert_eq!(ok(c, &["INV.AUDIT", "big"]), redis::Value::Okay);
+    ok(c, &["COPY", "big", "copy"]);
+    assert_eq!(ok(c, &["INV.AUDIT", "copy"]), redis::Value::Okay);
+    reserve_all(c, 40_000, 60_000);
+    assert_eq!(ok(c, &["INV.AUDIT", "big"]), redis::Value::Okay);
+    eventually("cancelled records purged", Duration::from_secs(10), || {
+        get(c, "big", "records") == get(c, "big", "open")
+    });
+    assert_eq!(get(c, "big", "open"), 54_000);
+    for i in (0..60_000).step_by(997) {
+        let want = if i % 10 == 0 {
+            None
+        } else {
+            Some("RESERVED".to_string())
+        };
+        assert_eq!(tx_state(c, "big", &format!("t{i:07}")), want, "t{i:07}");
+    }
+    let before = digest(c);
+    ok(c, &["DEBUG", "RELOAD"]);
+    assert_eq!(digest(c), before);
+    assert_eq!(ok(c, &["INV.AUDIT", "big"]), redis::Value::Okay);
+    assert_eq!(ok(c, &["INV.AUDIT", "copy"]), redis::Value::Okay);
+}
