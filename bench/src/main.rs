@@ -87,6 +87,16 @@ struct GrowthRow {
 }
 
 #[derive(Serialize)]
+struct StallRow {
+    from: usize,
+    to: usize,
+    worst_ping_ms: f64,
+    p999_ping_ms: f64,
+    /// Slowest command SLOWLOG kept (0: none over 1 ms).
+    slowest_command_ms: f64,
+}
+
+#[derive(Serialize)]
 struct ExpiryRow {
     reservations: usize,
     all_back_after_deadline_ms: f64,
@@ -118,6 +128,7 @@ struct Report {
     memory: Vec<MemoryRow>,
     growth: Vec<GrowthRow>,
     expiry: Option<ExpiryRow>,
+    stall: Option<StallRow>,
     scenario: Vec<ScenarioRow>,
     ratios: Ratios,
     goals: Vec<(String, bool)>,
@@ -695,6 +706,93 @@ fn phase_growth(args: &Args, sz: &Sizes) -> (Vec<GrowthRow>, Vec<MemoryRow>) {
     (rows, memory)
 }
 
+/// PINGs the server about every millisecond on its own connection, keeping
+/// the latencies seen while `armed()` holds.
+struct PingProbe {
+    stop: Arc<AtomicBool>,
+    handle: std::thread::JoinHandle<Vec<Duration>>,
+}
+
+impl PingProbe {
+    fn start(url: String, armed: impl Fn() -> bool + Send + 'static) -> PingProbe {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let mut c = redis::Client::open(url).unwrap().get_connection().unwrap();
+            let mut seen = Vec::new();
+            while !flag.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                let _: String = redis::cmd("PING").query(&mut c).unwrap();
+                if armed() {
+                    seen.push(t.elapsed());
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            seen
+        });
+        PingProbe { stop, handle }
+    }
+
+    /// Stops the probe; the latencies it kept, sorted.
+    fn finish(self) -> Vec<Duration> {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut seen = self.handle.join().unwrap();
+        seen.sort();
+        seen
+    }
+}
+
+/// Phase 3b: one key growing from `from` to `to` records through its txid
+/// index's growth (started at three quarters of its buckets' slots, filled in
+/// housekeeping steps): the worst stall a concurrent PING sees, and the
+/// slowest INV.RESERVE in SLOWLOG.
+fn phase_stall(args: &Args, from: usize, to: usize) -> StallRow {
+    let server = bench_server(&args.server);
+    let c = &mut server.conn();
+    let _: () = redis::cmd("INV.SET").arg("hot").arg(BIG).query(c).unwrap();
+    let fill = |c: &mut Connection, a: usize, b: usize| {
+        run(c, b - a, 1000, |p, i| {
+            p.cmd("INV.RESERVE")
+                .arg("hot")
+                .arg(format!("{:016}", a + i))
+                .arg(1)
+                .arg("TTL")
+                .arg(TTL)
+                .ignore();
+        });
+    };
+    fill(c, 0, from);
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("slowlog-log-slower-than")
+        .arg(1000)
+        .query(c)
+        .unwrap();
+    let _: () = redis::cmd("SLOWLOG").arg("RESET").query(c).unwrap();
+    let probe = PingProbe::start(server.url(), || true);
+    fill(c, from, to);
+    std::thread::sleep(Duration::from_millis(200));
+    let pings = probe.finish();
+    let slow: Vec<Vec<redis::Value>> = redis::cmd("SLOWLOG")
+        .arg("GET")
+        .arg(1000)
+        .query(c)
+        .unwrap_or_default();
+    let slowest_us = slow
+        .iter()
+        .filter_map(|e| redis::from_redis_value::<i64>(e.get(2)?).ok())
+        .max()
+        .unwrap_or(0);
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    StallRow {
+        from,
+        to,
+        worst_ping_ms: pings.last().map_or(f64::NAN, |d| ms(*d)),
+        p999_ping_ms: pct(&pings, 0.999),
+        slowest_command_ms: slowest_us as f64 / 1e3,
+    }
+}
+
 /// Phase 4: `n` reservations sharing one deadline.
 fn phase_expiry(args: &Args, n: usize) -> ExpiryRow {
     let server = bench_server(&args.server);
@@ -715,24 +813,7 @@ fn phase_expiry(args: &Args, n: usize) -> ExpiryRow {
         now_ms() + 200 < deadline,
         "filling took longer than planned"
     );
-    let stop = Arc::new(AtomicBool::new(false));
-    let url = server.url();
-    let probe = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let mut c = redis::Client::open(url).unwrap().get_connection().unwrap();
-            let mut worst = Duration::ZERO;
-            while !stop.load(Ordering::Relaxed) {
-                let t = Instant::now();
-                let _: String = redis::cmd("PING").query(&mut c).unwrap();
-                if now_ms() + 100 >= deadline {
-                    worst = worst.max(t.elapsed());
-                }
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            worst
-        })
-    };
+    let probe = PingProbe::start(server.url(), move || now_ms() + 100 >= deadline);
     while now_ms() < deadline {
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -754,8 +835,7 @@ fn phase_expiry(args: &Args, n: usize) -> ExpiryRow {
         std::thread::sleep(Duration::from_millis(5));
     };
     std::thread::sleep(Duration::from_millis(50));
-    stop.store(true, Ordering::Relaxed);
-    let worst = probe.join().unwrap();
+    let worst = probe.finish().last().copied().unwrap_or_default();
     ExpiryRow {
         reservations: n,
         all_back_after_deadline_ms: back as f64,
@@ -1002,6 +1082,12 @@ fn table(report: &Report) -> String {
             ]
         }),
     ));
+    if let Some(g) = &report.stall {
+        t.push_str(&format!(
+            "Growth stall: one key taking {} to {} records (its txid index grows on the way): worst PING {:.2} ms, p99.9 {:.2} ms; slowest command in SLOWLOG {:.2} ms.\n\n",
+            g.from, g.to, g.worst_ping_ms, g.p999_ping_ms, g.slowest_command_ms
+        ));
+    }
     if let Some(e) = &report.expiry {
         t.push_str(&format!(
             "Expiry: {} reservations sharing one deadline: all units back {:.0} ms after it; worst PING {:.2} ms.\n\n",
@@ -1101,6 +1187,12 @@ async fn main() {
     let throughput = phase_throughput(&args, &sz);
     eprintln!("phases 2-3: memory and growth");
     let (growth, memory) = phase_growth(&args, &sz);
+    eprintln!("phase 3b: stall while a key's index grows");
+    let stall = if args.quick {
+        phase_stall(&args, 30_000, 60_000)
+    } else {
+        phase_stall(&args, 1_100_000, 1_500_000)
+    };
     eprintln!("phase 4: expiry");
     let expiry = phase_expiry(&args, sz.expiry);
     eprintln!("phase 5: flash sale");
@@ -1167,6 +1259,7 @@ async fn main() {
         memory,
         growth,
         expiry: Some(expiry),
+        stall: Some(stall),
         scenario,
         ratios,
         goals,

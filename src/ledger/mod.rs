@@ -1,6 +1,7 @@
 //! The inventory ledger: plain Rust, no Redis types. Everything the module
 //! decides lives here and is tested without a server.
 
+mod chunked;
 mod codec;
 mod effect;
 mod error;

@@ -6,6 +6,7 @@
 //! retention is counted from). Each slot's heap position lives in `pos`, so a
 //! record can leave or be re-keyed in either heap in O(log n).
 
+use super::chunked::Chunked;
 use super::index::{self, Index};
 use super::txid::TxId;
 
@@ -172,27 +173,27 @@ fn which(state: State) -> Which {
 /// A binary min-heap of slots keyed by `slab[slot].time`.
 #[derive(Clone, Default)]
 struct SlotHeap {
-    items: Vec<u32>,
+    items: Chunked<u32>,
 }
 
 impl SlotHeap {
-    fn key(&self, i: usize, slab: &[Record]) -> u64 {
+    fn key(&self, i: usize, slab: &Chunked<Record>) -> u64 {
         slab[self.items[i] as usize].time
     }
 
-    fn place(&mut self, i: usize, slot: u32, pos: &mut [u32]) {
+    fn place(&mut self, i: usize, slot: u32, pos: &mut Chunked<u32>) {
         self.items[i] = slot;
         pos[slot as usize] = i as u32;
     }
 
-    fn push(&mut self, slot: u32, slab: &[Record], pos: &mut [u32]) {
+    fn push(&mut self, slot: u32, slab: &Chunked<Record>, pos: &mut Chunked<u32>) {
         self.items.push(slot);
         let i = self.items.len() - 1;
         pos[slot as usize] = i as u32;
         self.sift_up(i, slab, pos);
     }
 
-    fn remove(&mut self, slot: u32, slab: &[Record], pos: &mut [u32]) {
+    fn remove(&mut self, slot: u32, slab: &Chunked<Record>, pos: &mut Chunked<u32>) {
         let i = pos[slot as usize] as usize;
         let Some(last) = self.items.pop() else { return };
         if i < self.items.len() {
@@ -201,12 +202,12 @@ impl SlotHeap {
         }
     }
 
-    fn rekey(&mut self, i: usize, slab: &[Record], pos: &mut [u32]) {
+    fn rekey(&mut self, i: usize, slab: &Chunked<Record>, pos: &mut Chunked<u32>) {
         let i = self.sift_up(i, slab, pos);
         self.sift_down(i, slab, pos);
     }
 
-    fn sift_up(&mut self, mut i: usize, slab: &[Record], pos: &mut [u32]) -> usize {
+    fn sift_up(&mut self, mut i: usize, slab: &Chunked<Record>, pos: &mut Chunked<u32>) -> usize {
         let slot = self.items[i];
         let key = slab[slot as usize].time;
         while i > 0 {
@@ -222,7 +223,7 @@ impl SlotHeap {
         i
     }
 
-    fn sift_down(&mut self, mut i: usize, slab: &[Record], pos: &mut [u32]) {
+    fn sift_down(&mut self, mut i: usize, slab: &Chunked<Record>, pos: &mut Chunked<u32>) {
         let slot = self.items[i];
         let key = slab[slot as usize].time;
         let n = self.items.len();
@@ -254,7 +255,7 @@ impl SlotHeap {
     /// Visits slots whose time is <= `limit` (in heap order, not sorted),
     /// stopping when `visit` returns false. Work is proportional to the
     /// number of slots visited.
-    fn visit_upto(&self, limit: u64, slab: &[Record], mut visit: impl FnMut(u32) -> bool) {
+    fn visit_upto(&self, limit: u64, slab: &Chunked<Record>, mut visit: impl FnMut(u32) -> bool) {
         // The common case, nothing due, costs one comparison and no allocation.
         if self.items.is_empty() || self.key(0, slab) > limit {
             return;
@@ -279,8 +280,8 @@ impl SlotHeap {
 /// All records of one SKU.
 #[derive(Clone)]
 pub(crate) struct Records {
-    slab: Vec<Record>,
-    pos: Vec<u32>,
+    slab: Chunked<Record>,
+    pos: Chunked<u32>,
     free: Vec<u32>,
     index: Index,
     /// The bigger index being filled in steps, while `index` serves.
@@ -299,8 +300,8 @@ pub(crate) struct Records {
 impl Default for Records {
     fn default() -> Self {
         Records {
-            slab: Vec::new(),
-            pos: Vec::new(),
+            slab: Chunked::default(),
+            pos: Chunked::default(),
             free: Vec::new(),
             index: Index::default(),
             next: None,
@@ -453,7 +454,7 @@ impl Records {
         Insert::Added
     }
 
-    fn heap_parts(&mut self, w: Which) -> (&mut SlotHeap, &[Record], &mut [u32]) {
+    fn heap_parts(&mut self, w: Which) -> (&mut SlotHeap, &Chunked<Record>, &mut Chunked<u32>) {
         let heap = match w {
             Which::Open => &mut self.open,
             Which::Done => &mut self.done,
@@ -535,8 +536,8 @@ impl Records {
     }
 
     pub fn reserve(&mut self, n: usize) {
-        self.slab.reserve_exact(n);
-        self.pos.reserve_exact(n);
+        self.slab.reserve(n);
+        self.pos.reserve(n);
         self.index_room(n);
     }
 
@@ -575,8 +576,8 @@ impl Records {
         };
         let end = next.cursor.saturating_add(budget).min(self.slab.len());
         let (slab, long, hasher) = (&self.slab, &self.long, &self.hasher);
-        let live = slab[next.cursor..end]
-            .iter()
+        let live = slab
+            .range(next.cursor, end)
             .enumerate()
             .filter(|(_, r)| !r.is_free())
             .map(|(i, r)| (hasher.hash_one(id_bytes(r, long)), (next.cursor + i) as u32));
@@ -614,13 +615,12 @@ impl Records {
     /// Live records from `slot` on: (slot, record).
     pub fn iter_from(&self, slot: usize) -> impl Iterator<Item = (usize, Rec<'_>)> {
         self.slab
-            .iter()
+            .range(slot, usize::MAX)
             .enumerate()
-            .skip(slot)
             .filter(|(_, r)| !r.is_free())
-            .map(|(i, r)| {
+            .map(move |(i, r)| {
                 (
-                    i,
+                    slot + i,
                     Rec {
                         r,
                         long: &self.long,
