@@ -1,6 +1,7 @@
 //! Housekeeping: expire reservations past their deadline and purge finished
 //! records past retention, on the master only, without any client touching
-//! the key, with bounded work per event-loop turn.
+//! the key, with bounded work per event-loop turn; and, on masters and
+//! replicas alike, grow big txid indexes in steps.
 //!
 //! A registry maps (db, key) to the time that key next has work. Every commit
 //! reschedules its key exactly; keys that arrive by other paths are hinted
@@ -163,10 +164,39 @@ fn arm(ctx: &Context) {
 fn tick(ctx: &Context) {
     super::propagation::settle(ctx);
     let flags = ctx.get_flags();
-    if flags.contains(ContextFlags::MASTER) && !flags.contains(ContextFlags::LOADING) {
-        housekeep(ctx);
+    if !flags.contains(ContextFlags::LOADING) {
+        if flags.contains(ContextFlags::MASTER) {
+            housekeep(ctx);
+        } else {
+            grow_indexes(ctx);
+        }
     }
     arm(ctx);
+}
+
+/// On a replica: only the growth of txid indexes (registered as due at time
+/// 0), which changes no state; expiry and purges come from the master.
+fn grow_indexes(ctx: &Context) {
+    let retention = config::policy().retention_ms;
+    let started = Instant::now();
+    while started.elapsed() < TIME_BOX {
+        let Some((db, key)) = registry().pop_due(0) else {
+            break;
+        };
+        if !select_db(ctx, db) {
+            continue;
+        }
+        let Ok(entry) = Entry::open(ctx, RedisString::create_from_slice(ctx.ctx, &key)) else {
+            continue;
+        };
+        let next = entry.stored().and_then(|sku| {
+            sku.grow_index(GROW_BATCH);
+            let next = sku.next_event(retention);
+            sku.mark_scheduled(next);
+            next
+        });
+        schedule(db, &key, next);
+    }
 }
 
 fn housekeep(ctx: &Context) {

@@ -157,3 +157,57 @@ fn migrate_moves_the_exact_value_and_expiry_follows() {
         (4, 1)
     );
 }
+
+/// A key past 36,864 records grows its txid index in timer steps on the
+/// replica too (growth changes no state, so replicas do it themselves); the
+/// replica stays consistent and equal to its master throughout. 40,000
+/// records stay below the point (43,008) where an unfinished growth would
+/// complete in one go, so only the timer steps can finish it.
+#[test]
+fn a_replica_grows_a_big_keys_index_consistently() {
+    let m = Server::start(&[]);
+    let mc = &mut m.conn();
+    let r = replica_of(&m, &[]);
+    let rc = &mut r.conn();
+    ok(mc, &["INV.SET", "big", "1000000000"]);
+    for chunk in (0..40_000).collect::<Vec<_>>().chunks(5_000) {
+        let mut p = redis::pipe();
+        for i in chunk {
+            p.cmd("INV.RESERVE")
+                .arg("big")
+                .arg(format!("t{i:07}"))
+                .arg(1)
+                .ignore();
+        }
+        let _: () = p.query(mc).unwrap();
+    }
+    wait_replicated(mc);
+    assert_eq!(ok(rc, &["INV.AUDIT", "big"]), redis::Value::Okay);
+    // More records while the replica's index may still be growing.
+    ok(mc, &["INV.CANCEL", "big", "t0000007"]);
+    ok(mc, &["INV.RESERVE", "big", "late", "1"]);
+    wait_replicated(mc);
+    // Finished on both: the old index is gone and both hold the same memory.
+    let usage = |c: &mut redis::Connection| -> i64 {
+        redis::cmd("MEMORY")
+            .arg("USAGE")
+            .arg("big")
+            .query(c)
+            .unwrap()
+    };
+    eventually(
+        "index growth finished on both",
+        Duration::from_secs(5),
+        || usage(rc) == usage(mc),
+    );
+    assert_eq!(ok(rc, &["INV.AUDIT", "big"]), redis::Value::Okay);
+    assert_eq!(digest(rc), digest(mc));
+    assert_eq!(get(rc, "big", "open"), 40_000);
+    for t in ["t0000000", "t0039999", "late"] {
+        assert_eq!(tx_state(rc, "big", t).as_deref(), Some("RESERVED"), "{t}");
+    }
+    assert_eq!(
+        tx_state(rc, "big", "t0000007").as_deref(),
+        Some("CANCELLED")
+    );
+}
