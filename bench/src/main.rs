@@ -12,7 +12,9 @@
 //!    RESERVE, the seed Lua reserve and HINCRBY alternate in one pipeline, so
 //!    all three see the same machine conditions.
 //! 2. Memory per open reservation (16-byte txids) against both Lua layouts.
-//! 3. Growth: cost per call and memory as open reservations per key grow.
+//! 3. Growth: cost per call and memory as open reservations per key grow;
+//!    3b: the worst stall a PING probe sees while one key grows through its
+//!    txid index's growth.
 //! 4. Expiry: many reservations sharing one deadline: time until all units are
 //!    back, and the worst stall a concurrent PING probe sees.
 //! 5. Flash sale through the Rust client against the same through the full
