@@ -126,6 +126,27 @@ fn id_bytes<'a>(r: &'a Record, long: &'a [Box<[u8]>]) -> &'a [u8] {
     }
 }
 
+/// True when `slot` holds a record of `txid`.
+fn holds(slab: &Chunked<Record>, long: &[Box<[u8]>], slot: u32, txid: &[u8]) -> bool {
+    slab.get(slot as usize)
+        .is_some_and(|r| id_bytes(r, long) == txid)
+}
+
+/// (hash of the txid, slot) of the live records in slots `from..to`, in slab
+/// order: what an index is built from.
+fn live_hashes<'a>(
+    slab: &'a Chunked<Record>,
+    long: &'a [Box<[u8]>],
+    hasher: &'a ahash::RandomState,
+    from: usize,
+    to: usize,
+) -> impl Iterator<Item = (u64, u32)> + 'a {
+    slab.range(from, to)
+        .enumerate()
+        .filter(|(_, r)| !r.is_free())
+        .map(move |(i, r)| (hasher.hash_one(id_bytes(r, long)), (from + i) as u32))
+}
+
 /// A live record, readable with its txid.
 #[derive(Clone, Copy)]
 pub(crate) struct Rec<'a> {
@@ -361,13 +382,9 @@ impl Records {
     }
 
     pub fn find(&self, txid: &[u8]) -> Option<u32> {
-        self.index.find(self.hash(txid), |s| self.has_txid(s, txid))
-    }
-
-    fn has_txid(&self, slot: u32, txid: &[u8]) -> bool {
-        self.slab
-            .get(slot as usize)
-            .is_some_and(|r| id_bytes(r, &self.long) == txid)
+        let (slab, long) = (&self.slab, &self.long);
+        self.index
+            .find(self.hash(txid), |s| holds(slab, long, s, txid))
     }
 
     /// The hash of the txid stored in `slot`, for the index's growth.
@@ -399,10 +416,9 @@ impl Records {
         // that looks for the txid.
         let slot = self.free.last().copied().unwrap_or(self.slab.len() as u32);
         let (slab, long) = (&self.slab, &self.long);
-        let probe = self.index.insert(hash, slot, |s| {
-            slab.get(s as usize)
-                .is_some_and(|r| id_bytes(r, long) == bytes)
-        });
+        let probe = self
+            .index
+            .insert(hash, slot, |s| holds(slab, long, s, bytes));
         match probe {
             index::Insert::Added => {}
             index::Insert::Found(_) => return Insert::Exists,
@@ -554,12 +570,7 @@ impl Records {
                 return;
             }
         }
-        let live = self
-            .slab
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| !r.is_free())
-            .map(|(s, r)| (self.hash(id_bytes(r, &self.long)), s as u32));
+        let live = live_hashes(&self.slab, &self.long, &self.hasher, 0, self.slab.len());
         self.index = Index::rebuild(self.len().saturating_add(additional), live);
     }
 
@@ -575,12 +586,7 @@ impl Records {
             return false;
         };
         let end = next.cursor.saturating_add(budget).min(self.slab.len());
-        let (slab, long, hasher) = (&self.slab, &self.long, &self.hasher);
-        let live = slab
-            .range(next.cursor, end)
-            .enumerate()
-            .filter(|(_, r)| !r.is_free())
-            .map(|(i, r)| (hasher.hash_one(id_bytes(r, long)), (next.cursor + i) as u32));
+        let live = live_hashes(&self.slab, &self.long, &self.hasher, next.cursor, end);
         next.index.extend(live);
         next.cursor = end;
         if end < self.slab.len() {
@@ -659,13 +665,9 @@ impl Records {
         self.index.check(|s| self.slot_hash(s))?;
         if let Some(next) = &self.next {
             next.index.check(|s| self.slot_hash(s))?;
-            let below = self.iter_from(0).take_while(|(s, _)| *s < next.cursor);
             let mut count = 0;
-            for (slot, r) in below {
-                let found = next
-                    .index
-                    .find(self.hash(r.txid_bytes()), |s| s == slot as u32);
-                if found.is_none() {
+            for (hash, slot) in live_hashes(&self.slab, &self.long, &self.hasher, 0, next.cursor) {
+                if next.index.find(hash, |s| s == slot).is_none() {
                     return Err(format!("growing index misses the record in slot {slot}"));
                 }
                 count += 1;

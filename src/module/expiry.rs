@@ -177,26 +177,11 @@ fn tick(ctx: &Context) {
 /// On a replica: only the growth of txid indexes (registered as due at time
 /// 0), which changes no state; expiry and purges come from the master.
 fn grow_indexes(ctx: &Context) {
-    let retention = config::policy().retention_ms;
-    let started = Instant::now();
-    while started.elapsed() < TIME_BOX {
-        let Some((db, key)) = registry().pop_due(0) else {
-            break;
-        };
-        if !select_db(ctx, db) {
-            continue;
-        }
-        let Ok(entry) = Entry::open(ctx, RedisString::create_from_slice(ctx.ctx, &key)) else {
-            continue;
-        };
-        let next = entry.stored().and_then(|sku| {
+    visit_due(ctx, 0, |entry| {
+        if let Some(sku) = entry.stored() {
             sku.grow_index(GROW_BATCH);
-            let next = sku.next_event(retention);
-            sku.mark_scheduled(next);
-            next
-        });
-        schedule(db, &key, next);
-    }
+        }
+    });
 }
 
 fn housekeep(ctx: &Context) {
@@ -209,17 +194,7 @@ fn housekeep(ctx: &Context) {
             reg.recheck_all();
         }
     }
-    let started = Instant::now();
-    while started.elapsed() < TIME_BOX {
-        let Some((db, key)) = registry().pop_due(now) else {
-            break;
-        };
-        if !select_db(ctx, db) {
-            continue;
-        }
-        let Ok(entry) = Entry::open(ctx, RedisString::create_from_slice(ctx.ctx, &key)) else {
-            continue;
-        };
+    visit_due(ctx, now, |entry| {
         let effects = entry.sku().plan_housekeeping(now, retention, BATCH);
         STATS.count_effects(&effects);
         if let Err(e) = entry.commit(&effects) {
@@ -228,6 +203,25 @@ fn housekeep(ctx: &Context) {
         if let Some(sku) = entry.stored() {
             sku.grow_index(GROW_BATCH);
         }
+    });
+}
+
+/// Pops the keys due by `due_by` until the time box is spent, runs `work` on
+/// each (opened for writing) and registers its next work.
+fn visit_due(ctx: &Context, due_by: u64, mut work: impl FnMut(&Entry)) {
+    let retention = config::policy().retention_ms;
+    let started = Instant::now();
+    while started.elapsed() < TIME_BOX {
+        let Some((db, key)) = registry().pop_due(due_by) else {
+            break;
+        };
+        if !select_db(ctx, db) {
+            continue;
+        }
+        let Ok(entry) = Entry::open(ctx, RedisString::create_from_slice(ctx.ctx, &key)) else {
+            continue;
+        };
+        work(&entry);
         // The registry entry was popped: register this key's next work under
         // its current name, whatever the value remembered (rename, copy).
         let next = entry.stored().and_then(|sku| {
