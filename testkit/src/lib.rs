@@ -90,6 +90,29 @@ impl Server {
     }
 
     fn start_in(dir: tempfile::TempDir, extra: Vec<String>, build: Build, bin: String) -> Server {
+        let mut server = Self::spawn(dir, extra, build, bin);
+        // A port is free when picked but another test's socket can take it
+        // before the server binds it: then start again on another port.
+        let mut retries = 5;
+        loop {
+            match server.wait_ready() {
+                Ok(()) => return server,
+                Err(log) if retries > 0 && log.contains("Address already in use") => {
+                    retries -= 1;
+                    let dir =
+                        std::mem::replace(&mut server.dir, tempfile::tempdir().expect("temp dir"));
+                    let _ = std::fs::remove_file(dir.path().join("server.log"));
+                    let extra = std::mem::take(&mut server.extra);
+                    let bin = std::mem::take(&mut server.bin);
+                    server = Self::spawn(dir, extra, build, bin);
+                }
+                Err(log) => panic!("{log}"),
+            }
+        }
+    }
+
+    /// Starts the server process on a free port; `wait_ready` says when it serves.
+    fn spawn(dir: tempfile::TempDir, extra: Vec<String>, build: Build, bin: String) -> Server {
         let port = free_port();
         let log = dir.path().join("server.log");
         let module = module_path(build);
@@ -124,16 +147,14 @@ impl Server {
             .unwrap_or_else(|e| {
                 panic!("cannot start '{bin}': {e} (install it with `make deps` or set INVENTORY_SERVER)")
             });
-        let mut server = Server {
+        Server {
             child,
             port,
             dir,
             extra,
             build,
             bin,
-        };
-        server.wait_ready();
-        server
+        }
     }
 
     fn log_tail(&self) -> String {
@@ -142,11 +163,16 @@ impl Server {
         lines[lines.len().saturating_sub(120)..].join("\n")
     }
 
-    fn wait_ready(&mut self) {
+    /// Waits until the server answers and has loaded its data; the reason
+    /// and the log's tail when it exits or does not get there in time.
+    fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("server exited ({status}); log:\n{}", self.log_tail());
+                return Err(format!(
+                    "server exited ({status}); log:\n{}",
+                    self.log_tail()
+                ));
             }
             if let Ok(mut c) = self.try_conn() {
                 if redis::cmd("PING").query::<String>(&mut c).is_ok() {
@@ -155,15 +181,16 @@ impl Server {
                         .query(&mut c)
                         .unwrap_or_default();
                     if loading.contains("loading:0") {
-                        return;
+                        return Ok(());
                     }
                 }
             }
-            assert!(
-                Instant::now() < deadline,
-                "server not ready in time; log:\n{}",
-                self.log_tail()
-            );
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "server not ready in time; log:\n{}",
+                    self.log_tail()
+                ));
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
     }
