@@ -658,17 +658,6 @@ fn phase_growth(args: &Args, sz: &Sizes) -> (Vec<GrowthRow>, Vec<MemoryRow>) {
         })
         .collect();
     let mut cpu = vec![vec![]; rows.len()];
-    let fill = |c: &mut Connection, key: &str, from: usize, n: usize, tag: &str| {
-        run(c, n, 1000, |p, i| {
-            p.cmd("INV.RESERVE")
-                .arg(key)
-                .arg(format!("{tag}{:014}", from + i))
-                .arg(1)
-                .arg("TTL")
-                .arg(TTL)
-                .ignore();
-        });
-    };
     for r in 0..rounds {
         for turn in 0..rows.len() {
             let g = (turn + r) % rows.len();
@@ -722,6 +711,21 @@ fn phase_growth(args: &Args, sz: &Sizes) -> (Vec<GrowthRow>, Vec<MemoryRow>) {
     (rows, memory)
 }
 
+/// Reserves one unit each for `n` fresh txids on `key` (pipelines of 1000):
+/// `tag` then the number `from + i`, zero-padded to 16 bytes together.
+fn fill(c: &mut Connection, key: &str, from: usize, n: usize, tag: &str) {
+    let width = 16usize.saturating_sub(tag.len());
+    run(c, n, 1000, |p, i| {
+        p.cmd("INV.RESERVE")
+            .arg(key)
+            .arg(format!("{tag}{:0width$}", from + i))
+            .arg(1)
+            .arg("TTL")
+            .arg(TTL)
+            .ignore();
+    });
+}
+
 /// PINGs the server about every millisecond on its own connection, keeping
 /// the latencies seen while `armed()` holds.
 struct PingProbe {
@@ -766,18 +770,7 @@ fn phase_stall(args: &Args, from: usize, to: usize) -> StallRow {
     let server = bench_server(&args.server);
     let c = &mut server.conn();
     let _: () = redis::cmd("INV.SET").arg("hot").arg(BIG).query(c).unwrap();
-    let fill = |c: &mut Connection, a: usize, b: usize| {
-        run(c, b - a, 1000, |p, i| {
-            p.cmd("INV.RESERVE")
-                .arg("hot")
-                .arg(format!("{:016}", a + i))
-                .arg(1)
-                .arg("TTL")
-                .arg(TTL)
-                .ignore();
-        });
-    };
-    fill(c, 0, from);
+    fill(c, "hot", 0, from, "");
     let _: () = redis::cmd("CONFIG")
         .arg("SET")
         .arg("slowlog-log-slower-than")
@@ -786,7 +779,7 @@ fn phase_stall(args: &Args, from: usize, to: usize) -> StallRow {
         .unwrap();
     let _: () = redis::cmd("SLOWLOG").arg("RESET").query(c).unwrap();
     let probe = PingProbe::start(server.url(), || true);
-    fill(c, from, to);
+    fill(c, "hot", from, to - from, "");
     std::thread::sleep(Duration::from_millis(200));
     let pings = probe.finish();
     let slow: Vec<Vec<redis::Value>> = redis::cmd("SLOWLOG")

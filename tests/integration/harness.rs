@@ -15,6 +15,26 @@ pub fn call(c: &mut Connection, args: &[&str]) -> redis::RedisResult<Value> {
     cmd.query(c)
 }
 
+/// Calls `add(pipeline, i)` for every `i` in `range`, sending pipelines of
+/// 5,000 (for keys with tens of thousands of records).
+pub fn pipelined(
+    c: &mut Connection,
+    range: std::ops::Range<usize>,
+    mut add: impl FnMut(&mut redis::Pipeline, usize),
+) {
+    let mut i = range.start;
+    while i < range.end {
+        let mut p = redis::pipe();
+        for j in i..(i + 5_000).min(range.end) {
+            add(&mut p, j);
+        }
+        let _: () = p
+            .query(c)
+            .unwrap_or_else(|e| panic!("pipeline failed: {e}"));
+        i += 5_000;
+    }
+}
+
 /// Sends a command that must succeed.
 pub fn ok(c: &mut Connection, args: &[&str]) -> Value {
     call(c, args).unwrap_or_else(|e| panic!("{args:?} failed: {e}"))

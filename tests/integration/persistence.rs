@@ -223,36 +223,30 @@ fn a_big_key_grows_its_index_in_the_background_consistently() {
     let c = &mut s.conn();
     ok(c, &["CONFIG", "SET", "inventory.retention-ms", "1"]);
     ok(c, &["INV.SET", "big", "1000000000"]);
-    let reserve_all = |c: &mut redis::Connection, from: usize, to: usize| {
-        for chunk in (from..to).collect::<Vec<_>>().chunks(5_000) {
-            let mut p = redis::pipe();
-            for i in chunk {
-                let txid = format!("t{i:07}");
-                if i % 10 == 0 {
-                    // Retention counts from the deadline: a short one, so
-                    // these are purged (removed) while the index grows.
-                    p.cmd("INV.RESERVE")
-                        .arg("big")
-                        .arg(&txid)
-                        .arg(1)
-                        .arg("TTL")
-                        .arg(50)
-                        .ignore();
-                    p.cmd("INV.CANCEL").arg("big").arg(&txid).ignore();
-                } else {
-                    p.cmd("INV.RESERVE").arg("big").arg(&txid).arg(1).ignore();
-                }
-            }
-            let _: () = p.query(c).unwrap();
+    let reserve = |p: &mut redis::Pipeline, i: usize| {
+        let txid = format!("t{i:07}");
+        if i % 10 == 0 {
+            // Retention counts from the deadline: a short one, so these are
+            // purged (removed) while the index grows.
+            p.cmd("INV.RESERVE")
+                .arg("big")
+                .arg(&txid)
+                .arg(1)
+                .arg("TTL")
+                .arg(50)
+                .ignore();
+            p.cmd("INV.CANCEL").arg("big").arg(&txid).ignore();
+        } else {
+            p.cmd("INV.RESERVE").arg("big").arg(&txid).arg(1).ignore();
         }
     };
-    reserve_all(c, 0, 40_000);
+    pipelined(c, 0..40_000, reserve);
     // Right after crossing the threshold, usually while the index is still
     // growing: audited, then copied.
     assert_eq!(ok(c, &["INV.AUDIT", "big"]), redis::Value::Okay);
     ok(c, &["COPY", "big", "copy"]);
     assert_eq!(ok(c, &["INV.AUDIT", "copy"]), redis::Value::Okay);
-    reserve_all(c, 40_000, 60_000);
+    pipelined(c, 40_000..60_000, reserve);
     assert_eq!(ok(c, &["INV.AUDIT", "big"]), redis::Value::Okay);
     eventually("cancelled records purged", Duration::from_secs(10), || {
         get(c, "big", "records") == get(c, "big", "open")

@@ -170,17 +170,13 @@ fn a_replica_grows_a_big_keys_index_consistently() {
     let r = replica_of(&m, &[]);
     let rc = &mut r.conn();
     ok(mc, &["INV.SET", "big", "1000000000"]);
-    for chunk in (0..40_000).collect::<Vec<_>>().chunks(5_000) {
-        let mut p = redis::pipe();
-        for i in chunk {
-            p.cmd("INV.RESERVE")
-                .arg("big")
-                .arg(format!("t{i:07}"))
-                .arg(1)
-                .ignore();
-        }
-        let _: () = p.query(mc).unwrap();
-    }
+    pipelined(mc, 0..40_000, |p, i| {
+        p.cmd("INV.RESERVE")
+            .arg("big")
+            .arg(format!("t{i:07}"))
+            .arg(1)
+            .ignore();
+    });
     wait_replicated(mc);
     assert_eq!(ok(rc, &["INV.AUDIT", "big"]), redis::Value::Okay);
     // More records while the replica's index may still be growing.
