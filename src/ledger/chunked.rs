@@ -62,10 +62,6 @@ impl<T> Chunked<T> {
         self.chunks.get(i >> CHUNK_BITS)?.get(i & (CHUNK - 1))
     }
 
-    pub fn first(&self) -> Option<&T> {
-        self.get(0)
-    }
-
     /// Elements from `from` (inclusive) to `to` (exclusive), in order; the
     /// start costs nothing however far in it is.
     pub fn range(&self, from: usize, to: usize) -> impl Iterator<Item = &T> + '_ {
@@ -137,7 +133,7 @@ mod tests {
             assert_eq!(c.pop(), v.pop());
         }
         assert!(c.iter().eq(v.iter()));
-        assert_eq!(c.first(), v.first());
+        assert_eq!(c.get(0), v.first());
         while c.pop().is_some() {}
         assert!(c.is_empty() && c.iter().next().is_none());
         c.push(9);

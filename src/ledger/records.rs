@@ -192,9 +192,29 @@ fn which(state: State) -> Which {
 }
 
 /// A binary min-heap of slots keyed by `slab[slot].time`.
-#[derive(Clone, Default)]
+///
+/// It also keeps its smallest key and a bound on its largest, so that the
+/// operations every command performs read no older record: "is anything
+/// due?" and "when is the next deadline?" read `top`, and a push at or above
+/// `max` (every reserve with the usual TTL) is in order without comparing to
+/// its parent, whose record is long out of cache.
+#[derive(Clone)]
 struct SlotHeap {
     items: Chunked<u32>,
+    /// The key of `items[0]`; `u64::MAX` while empty.
+    top: u64,
+    /// At least every key (0 while empty).
+    max: u64,
+}
+
+impl Default for SlotHeap {
+    fn default() -> Self {
+        SlotHeap {
+            items: Chunked::default(),
+            top: u64::MAX,
+            max: 0,
+        }
+    }
 }
 
 impl SlotHeap {
@@ -208,9 +228,16 @@ impl SlotHeap {
     }
 
     fn push(&mut self, slot: u32, slab: &Chunked<Record>, pos: &mut Chunked<u32>) {
+        let key = slab[slot as usize].time;
         self.items.push(slot);
         let i = self.items.len() - 1;
         pos[slot as usize] = i as u32;
+        self.top = self.top.min(key);
+        if key >= self.max {
+            // Every key, the parent's included, is <= max <= key.
+            self.max = key;
+            return;
+        }
         self.sift_up(i, slab, pos);
     }
 
@@ -220,12 +247,27 @@ impl SlotHeap {
         if i < self.items.len() {
             self.place(i, last, pos);
             self.rekey(i, slab, pos);
+        } else if self.items.is_empty() {
+            *self = SlotHeap {
+                items: std::mem::take(&mut self.items),
+                ..SlotHeap::default()
+            };
         }
     }
 
+    /// Restores the order after the key at `i` changed.
     fn rekey(&mut self, i: usize, slab: &Chunked<Record>, pos: &mut Chunked<u32>) {
-        let i = self.sift_up(i, slab, pos);
-        self.sift_down(i, slab, pos);
+        let key = self.key(i, slab);
+        self.max = self.max.max(key);
+        let at = self.sift_up(i, slab, pos);
+        self.sift_down(at, slab, pos);
+        // Only a change at the top can raise the smallest key; a smaller key
+        // anywhere has just risen to the top.
+        self.top = if i == 0 {
+            self.key(0, slab)
+        } else {
+            self.top.min(key)
+        };
     }
 
     fn sift_up(&mut self, mut i: usize, slab: &Chunked<Record>, pos: &mut Chunked<u32>) -> usize {
@@ -269,8 +311,9 @@ impl SlotHeap {
         self.place(i, slot, pos);
     }
 
-    fn peek(&self) -> Option<u32> {
-        self.items.first().copied()
+    /// The smallest key, without reading its record.
+    fn top(&self) -> Option<u64> {
+        (!self.items.is_empty()).then_some(self.top)
     }
 
     /// Visits slots whose time is <= `limit` (in heap order, not sorted),
@@ -278,7 +321,7 @@ impl SlotHeap {
     /// number of slots visited.
     fn visit_upto(&self, limit: u64, slab: &Chunked<Record>, mut visit: impl FnMut(u32) -> bool) {
         // The common case, nothing due, costs one comparison and no allocation.
-        if self.items.is_empty() || self.key(0, slab) > limit {
+        if self.top().is_none_or(|top| top > limit) {
             return;
         }
         let mut stack = vec![0usize];
@@ -405,7 +448,7 @@ impl Records {
     }
 
     /// Adds a record, with one probe of the index.
-    pub fn insert(&mut self, txid: TxId, state: State, qty: u64, time: u64) -> Insert {
+    pub fn insert(&mut self, txid: &TxId, state: State, qty: u64, time: u64) -> Insert {
         if self.len() >= MAX_RECORDS {
             return Insert::Full;
         }
@@ -546,7 +589,7 @@ impl Records {
         fresh.reserve(old.len());
         for r in old.slab.iter().filter(|r| !r.is_free()) {
             let txid = TxId::from_valid(id_bytes(r, &old.long));
-            let _ = fresh.insert(txid, r.state(), r.qty(), r.time);
+            let _ = fresh.insert(&txid, r.state(), r.qty(), r.time);
         }
         *self = fresh;
     }
@@ -600,12 +643,12 @@ impl Records {
 
     /// Earliest deadline among RESERVED records.
     pub fn first_deadline(&self) -> Option<u64> {
-        self.open.peek().map(|s| self.slab[s as usize].time)
+        self.open.top()
     }
 
     /// Earliest retention reference time among finished records.
     pub fn first_done(&self) -> Option<u64> {
-        self.done.peek().map(|s| self.slab[s as usize].time)
+        self.done.top()
     }
 
     /// RESERVED records with deadline <= now, in no particular order.
@@ -696,6 +739,12 @@ impl Records {
                     return Err(format!("{name} heap out of order at {i}"));
                 }
             }
+            if !heap.items.is_empty() && heap.top != heap.key(0, &self.slab) {
+                return Err(format!("{name} heap's top is not its smallest key"));
+            }
+            if (0..heap.items.len()).any(|i| heap.key(i, &self.slab) > heap.max) {
+                return Err(format!("{name} heap has a key above its bound"));
+            }
         }
         let open = self.iter().filter(|r| r.state() == State::Reserved).count();
         if open != self.open.items.len() || live - open != self.done.items.len() {
@@ -719,15 +768,15 @@ mod tests {
         let mut r = Records::default();
         let long = [b'L'; 100];
         assert_eq!(
-            r.insert(TxId::new(&long).unwrap(), State::Reserved, 5, 9),
+            r.insert(&TxId::new(&long).unwrap(), State::Reserved, 5, 9),
             Insert::Added
         );
         assert_eq!(
-            r.insert(TxId::new(b"short").unwrap(), State::Reserved, 1, 9),
+            r.insert(&TxId::new(b"short").unwrap(), State::Reserved, 1, 9),
             Insert::Added
         );
         assert_eq!(
-            r.insert(TxId::new(&long).unwrap(), State::Reserved, 5, 9),
+            r.insert(&TxId::new(&long).unwrap(), State::Reserved, 5, 9),
             Insert::Exists
         );
         let slot = r.find(&long).unwrap();
@@ -736,7 +785,7 @@ mod tests {
         r.remove(slot);
         assert!(r.find(&long).is_none());
         assert_eq!(
-            r.insert(TxId::new(&[b'M'; 17]).unwrap(), State::Confirmed, 0, 1),
+            r.insert(&TxId::new(&[b'M'; 17]).unwrap(), State::Confirmed, 0, 1),
             Insert::Added
         );
         assert_eq!(r.long.len(), 1, "the freed side-table entry is reused");
@@ -752,7 +801,10 @@ mod tests {
             TxId::new(format!("{i:0len$}").as_bytes()).unwrap()
         };
         for i in 0..20_000 {
-            assert_eq!(r.insert(id(i), State::Reserved, 1, i as u64), Insert::Added);
+            assert_eq!(
+                r.insert(&id(i), State::Reserved, 1, i as u64),
+                Insert::Added
+            );
         }
         for i in (0..20_000).step_by(2) {
             r.remove(r.find(id(i).as_bytes()).unwrap());
@@ -791,7 +843,7 @@ mod tests {
         let mut live = std::collections::BTreeSet::new();
         let (mut started, mut steps) = (0, 0);
         for i in 0..150_000u64 {
-            assert_eq!(r.insert(id(i), State::Reserved, 1, i), Insert::Added);
+            assert_eq!(r.insert(&id(i), State::Reserved, 1, i), Insert::Added);
             live.insert(i);
             if next() % 8 == 0 {
                 // Remove a random earlier record; its slot is reused later.
@@ -834,13 +886,13 @@ mod tests {
         let id = |i: u64| TxId::new(format!("{i:016}").as_bytes()).unwrap();
         let mut i = 0u64;
         while !r.growing() {
-            r.insert(id(i), State::Reserved, 1, i);
+            r.insert(&id(i), State::Reserved, 1, i);
             i += 1;
         }
         r.grow_step(1_000);
         r.check().unwrap();
         while r.growing() {
-            r.insert(id(i), State::Reserved, 1, i);
+            r.insert(&id(i), State::Reserved, 1, i);
             i += 1;
         }
         r.check().unwrap();
@@ -852,7 +904,7 @@ mod tests {
         let mut r = Records::default();
         for (i, t) in [50u64, 10, 30, 20, 40].iter().enumerate() {
             let added = r.insert(
-                TxId::new(format!("t{i}").as_bytes()).unwrap(),
+                &TxId::new(format!("t{i}").as_bytes()).unwrap(),
                 State::Reserved,
                 1,
                 *t,
@@ -879,5 +931,49 @@ mod tests {
         r.compact();
         r.check().unwrap();
         assert_eq!(r.len(), 4);
+    }
+
+    proptest::proptest! {
+        /// The heaps' cached smallest key (and bound on the largest) stay
+        /// exact through every kind of change, in any order: `check` compares
+        /// them with the heap itself, and the earliest deadline and the due
+        /// set with a brute-force scan of the records.
+        #[test]
+        fn heap_tops_stay_exact(ops in proptest::collection::vec((0u8..5, 0usize..40, 0u64..50), 1..300)) {
+            let mut r = Records::default();
+            let id = |i: usize| TxId::new(format!("t{i}").as_bytes()).unwrap();
+            for (op, i, time) in ops {
+                let slot = r.find(id(i).as_bytes());
+                match (op, slot) {
+                    (0 | 1, None) => {
+                        let state = if op == 0 { State::Reserved } else { State::Confirmed };
+                        proptest::prop_assert_eq!(r.insert(&id(i), state, 1, time), Insert::Added);
+                    }
+                    (2, Some(s)) => r.set_time(s, time),
+                    (3, Some(s)) => r.remove(s),
+                    (4, Some(s)) => r.set_state(s, State::Cancelled),
+                    _ => {}
+                }
+                proptest::prop_assert!(r.check().is_ok(), "{:?}", r.check());
+                let min_of = |open: bool| {
+                    r.iter()
+                        .filter(|x| (x.state() == State::Reserved) == open)
+                        .map(|x| x.time())
+                        .min()
+                };
+                proptest::prop_assert_eq!(r.first_deadline(), min_of(true));
+                proptest::prop_assert_eq!(r.first_done(), min_of(false));
+                let mut due = 0;
+                r.visit_due(time, |_| {
+                    due += 1;
+                    true
+                });
+                let expected = r
+                    .iter()
+                    .filter(|x| x.state() == State::Reserved && x.time() <= time)
+                    .count();
+                proptest::prop_assert_eq!(due, expected);
+            }
+        }
     }
 }

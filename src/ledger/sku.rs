@@ -31,19 +31,15 @@ pub enum Status {
 }
 
 impl Status {
+    /// The reply word.
     pub fn as_str(self) -> &'static str {
-        self.as_cstr().to_str().unwrap_or("")
-    }
-
-    /// The reply word, NUL-terminated for the module API.
-    pub fn as_cstr(self) -> &'static std::ffi::CStr {
         match self {
-            Status::Reserved => c"RESERVED",
-            Status::NoStock => c"NOSTOCK",
-            Status::Confirmed => c"CONFIRMED",
-            Status::Cancelled => c"CANCELLED",
-            Status::Expired => c"EXPIRED",
-            Status::Unknown => c"UNKNOWN",
+            Status::Reserved => "RESERVED",
+            Status::NoStock => "NOSTOCK",
+            Status::Confirmed => "CONFIRMED",
+            Status::Cancelled => "CANCELLED",
+            Status::Expired => "EXPIRED",
+            Status::Unknown => "UNKNOWN",
         }
     }
 }
@@ -577,9 +573,9 @@ impl Sku {
                 if qty < 1 || self.stock - self.reserved < qty {
                     return Err(Error::Apply(format!("cannot reserve {qty}")));
                 }
-                let added =
-                    self.records
-                        .insert(txid.clone(), State::Reserved, qty as u64, *deadline);
+                let added = self
+                    .records
+                    .insert(txid, State::Reserved, qty as u64, *deadline);
                 inserted(added, txid)?;
                 self.reserved += qty;
             }
@@ -602,10 +598,7 @@ impl Sku {
                 self.reserved -= qty;
             }
             Effect::Fence { txid, at } => {
-                inserted(
-                    self.records.insert(txid.clone(), State::Cancelled, 0, *at),
-                    txid,
-                )?;
+                inserted(self.records.insert(txid, State::Cancelled, 0, *at), txid)?;
             }
             Effect::Extend { txid, deadline } => {
                 let slot = self.slot_in(txid, State::Reserved)?;
@@ -804,7 +797,7 @@ impl Sku {
         if p.state == State::Reserved && self.stock - self.reserved < qty {
             return Err(Error::invalid("open reservations exceed stock"));
         }
-        match self.records.insert(p.txid, p.state, qty as u64, p.time) {
+        match self.records.insert(&p.txid, p.state, qty as u64, p.time) {
             Insert::Added => {}
             Insert::Exists => return Err(Error::invalid("duplicate txid")),
             Insert::Full => return Err(Error::invalid("too many records")),

@@ -31,13 +31,20 @@ impl<'a> Argv<'a> {
 
     /// The arguments after the command name, on the stack for short commands.
     fn slices(self) -> smallvec::SmallVec<[&'a [u8]; 8]> {
-        (1..self.0.len()).map(|i| self.bytes(i)).collect()
-    }
-
-    /// Argument `i` as an owned (retained) string. Call after parsing, which
-    /// checks the arity.
-    fn string(self, ctx: &Context, i: usize) -> RedisString {
-        RedisString::new(std::ptr::NonNull::new(ctx.ctx), self.raw(i))
+        let rest = self.0.get(1..).unwrap_or(&[]);
+        if rest.len() > 8 {
+            return rest
+                .iter()
+                .map(|&s| RedisString::string_as_slice(s))
+                .collect();
+        }
+        // Filled in place: collecting through the iterator costs more than
+        // the arguments' own lookups on the hottest commands.
+        let mut buf: [&[u8]; 8] = [&[]; 8];
+        for (slot, &s) in buf.iter_mut().zip(rest) {
+            *slot = RedisString::string_as_slice(s);
+        }
+        smallvec::SmallVec::from_buf_and_len(buf, rest.len())
     }
 
     fn raw(self, i: usize) -> *mut raw::RedisModuleString {
@@ -59,7 +66,13 @@ fn dispatch(
         // SAFETY: Redis passes `argc` valid argument strings for the call.
         unsafe { std::slice::from_raw_parts(argv, argc as usize) }
     };
-    context.reply(handler(&context, Argv(args)));
+    match handler(&context, Argv(args)) {
+        // Written by the handler itself (the hot single-key replies).
+        Ok(RedisValue::NoReply) => {}
+        result => {
+            context.reply(result);
+        }
+    }
     raw::REDISMODULE_OK as c_int
 }
 
@@ -171,7 +184,7 @@ fn open_early<'c>(ctx: &'c Context, args: Argv, name: &'static str) -> Result<En
     if args.0.len() < 3 {
         return Err(Error::Arity(name));
     }
-    let entry = Entry::open(ctx, args.string(ctx, 1))?;
+    let entry = Entry::open_arg(ctx, args.raw(1))?;
     entry.sku().prefetch(args.bytes(2));
     Ok(entry)
 }
@@ -194,7 +207,7 @@ fn single(
 pub fn set(ctx: &Context, args: Argv) -> RedisResult {
     let a = args.slices();
     let cmd = parse::set(&a).map_err(reply_err)?;
-    let entry = Entry::open(ctx, key(ctx, a[0])).map_err(reply_err)?;
+    let entry = Entry::open_arg(ctx, args.raw(1)).map_err(reply_err)?;
     let plan = entry
         .sku()
         .plan_set(cmd.stock, cmd.if_version, now_ms())
@@ -208,7 +221,7 @@ pub fn add(ctx: &Context, args: Argv) -> RedisResult {
     let a = args.slices();
     let cmd = parse::add(&a).map_err(reply_err)?;
     let now = now_ms();
-    let entry = Entry::open(ctx, key(ctx, a[0])).map_err(reply_err)?;
+    let entry = Entry::open_arg(ctx, args.raw(1)).map_err(reply_err)?;
     let plan = entry
         .sku()
         .plan_add(cmd.delta, cmd.if_version, now)
@@ -485,7 +498,7 @@ pub fn apply(ctx: &Context, args: Argv) -> RedisResult {
     }
     let a = args.slices();
     let effect = parse::apply(&a).map_err(reply_err)?;
-    let entry = Entry::open(ctx, key(ctx, a[0])).map_err(reply_err)?;
+    let entry = Entry::open_arg(ctx, args.raw(1)).map_err(reply_err)?;
     if let Err(e) = entry.commit(std::slice::from_ref(&effect)) {
         ctx.log_warning(&format!("inventory: INV.APPLY on a key out of step: {e}"));
         return Err(reply_err(e));

@@ -6,7 +6,6 @@
 use super::datatype::INVENTORY_TYPE;
 use super::{config, expiry, STATS};
 use crate::ledger::{Effect, Error, Sku, View};
-use redis_module::key::RedisKeyWritable;
 use redis_module::{raw, Context, KeyType, RedisString};
 
 /// Wall clock in unix milliseconds.
@@ -71,11 +70,100 @@ impl Echo {
     }
 }
 
+/// A key opened for reading and writing with the raw API, closed on drop.
+/// (redis-module's `RedisKeyWritable` checks the type with three calls and a
+/// `RefCell` borrow; a command on a hot key needs one call when it is ours.)
+struct Key(*mut raw::RedisModuleKey);
+
+impl Key {
+    fn open(ctx: &Context, name: *mut raw::RedisModuleString) -> Key {
+        Key(raw::open_key(
+            ctx.ctx,
+            name,
+            raw::KeyMode::READ | raw::KeyMode::WRITE,
+        ))
+    }
+
+    /// The stored SKU: null while the key is missing, WRONGTYPE for another type.
+    fn value(&self) -> Result<*mut Sku, Error> {
+        let ours = *INVENTORY_TYPE.raw_type.borrow();
+        // SAFETY: a key opened by `open` and not yet closed; these API
+        // functions exist in every Redis the module loads on.
+        unsafe {
+            let (Some(get_type), Some(get_value), Some(key_type)) = (
+                raw::RedisModule_ModuleTypeGetType,
+                raw::RedisModule_ModuleTypeGetValue,
+                raw::RedisModule_KeyType,
+            ) else {
+                return Err(Error::Apply("module API missing".into()));
+            };
+            if !ours.is_null() && get_type(self.0) == ours {
+                Ok(get_value(self.0).cast::<Sku>())
+            } else if key_type(self.0) == raw::REDISMODULE_KEYTYPE_EMPTY as i32 {
+                Ok(std::ptr::null_mut())
+            } else {
+                Err(Error::WrongType)
+            }
+        }
+    }
+
+    /// Stores a new empty SKU in the (missing) key and returns it.
+    fn create(&self) -> Result<*mut Sku, Error> {
+        let ours = *INVENTORY_TYPE.raw_type.borrow();
+        let value = Box::into_raw(Box::new(Sku::new()));
+        // SAFETY: a live open key; on success Redis owns `value` and frees it
+        // through the type's free callback, on failure it is still ours.
+        let status = unsafe {
+            raw::RedisModule_ModuleTypeSetValue.map_or(raw::REDISMODULE_ERR as i32, |set| {
+                set(self.0, ours, value.cast())
+            })
+        };
+        if status == raw::REDISMODULE_OK as i32 {
+            Ok(value)
+        } else {
+            // SAFETY: Redis did not take the value.
+            drop(unsafe { Box::from_raw(value) });
+            Err(Error::Apply("cannot create the key".into()))
+        }
+    }
+
+    fn delete(&self) {
+        // SAFETY: a live open key.
+        unsafe {
+            if let Some(delete) = raw::RedisModule_DeleteKey {
+                delete(self.0);
+            }
+        }
+    }
+}
+
+impl Drop for Key {
+    fn drop(&mut self) {
+        raw::close_key(self.0);
+    }
+}
+
+/// A key's name: the calling command's own argument (alive for the whole
+/// command, so nothing is retained or freed) or a string made for it.
+enum Name {
+    Arg(*mut raw::RedisModuleString),
+    Made(RedisString),
+}
+
+impl Name {
+    fn ptr(&self) -> *mut raw::RedisModuleString {
+        match self {
+            Name::Arg(p) => *p,
+            Name::Made(s) => s.inner,
+        }
+    }
+}
+
 /// A key opened for writing.
 pub struct Entry<'c> {
     ctx: &'c Context,
-    name: RedisString,
-    key: RedisKeyWritable,
+    name: Name,
+    key: Key,
     /// The stored value, looked up once (null while the key is missing).
     value: std::cell::Cell<*mut Sku>,
 }
@@ -84,14 +172,21 @@ pub struct Entry<'c> {
 static EMPTY: once_cell::sync::Lazy<Sku> = once_cell::sync::Lazy::new(Sku::new);
 
 impl<'c> Entry<'c> {
+    /// Opens the key named by a string made for it.
     pub fn open(ctx: &'c Context, name: RedisString) -> Result<Self, Error> {
-        let key = ctx.open_key_writable(&name);
+        Self::open_name(ctx, Name::Made(name))
+    }
+
+    /// Opens the key named by the calling command's argument `name`, which
+    /// Redis keeps alive until the command returns.
+    pub fn open_arg(ctx: &'c Context, name: *mut raw::RedisModuleString) -> Result<Self, Error> {
+        Self::open_name(ctx, Name::Arg(name))
+    }
+
+    fn open_name(ctx: &'c Context, name: Name) -> Result<Self, Error> {
+        let key = Key::open(ctx, name.ptr());
         // One lookup tells all three apart: missing, ours, another type.
-        let value = match key.get_value::<Sku>(&INVENTORY_TYPE) {
-            Ok(Some(v)) => v as *mut Sku,
-            Ok(None) => std::ptr::null_mut(),
-            Err(_) => return Err(Error::WrongType),
-        };
+        let value = key.value()?;
         Ok(Entry {
             ctx,
             name,
@@ -136,14 +231,7 @@ impl<'c> Entry<'c> {
             if !first.creates_key() {
                 return Err(Error::Apply("no such key".into()));
             }
-            self.key
-                .set_value(&INVENTORY_TYPE, Sku::new())
-                .map_err(|e| Error::Apply(e.to_string()))?;
-            let value = match self.key.get_value::<Sku>(&INVENTORY_TYPE) {
-                Ok(Some(v)) => v as *mut Sku,
-                _ => std::ptr::null_mut(),
-            };
-            self.value.set(value);
+            self.value.set(self.key.create()?);
             STATS.adjust(1, 0, 0);
         }
         let sku = self
@@ -158,7 +246,7 @@ impl<'c> Entry<'c> {
                 break;
             }
             applied += 1;
-            replicate(self.ctx, &self.name, effect, echo);
+            replicate(self.ctx, self.name.ptr(), effect, echo);
             // SAFETY: live ctx and key name; the event name is a static C string.
             unsafe {
                 if let Some(notify) = raw::RedisModule_NotifyKeyspaceEvent {
@@ -166,7 +254,7 @@ impl<'c> Entry<'c> {
                         self.ctx.ctx,
                         raw::REDISMODULE_NOTIFY_MODULE,
                         effect.event().as_ptr(),
-                        self.name.inner,
+                        self.name.ptr(),
                     );
                 }
             }
@@ -179,16 +267,17 @@ impl<'c> Entry<'c> {
         if sku.version() == 0 {
             // Creation failed before any effect applied: leave no empty key.
             self.value.set(std::ptr::null_mut());
-            let _ = self.key.delete();
+            self.key.delete();
         } else if applied > 0 {
             // SAFETY: ctx and name are live for the duration of the command.
             unsafe {
                 if let Some(signal) = raw::RedisModule_SignalModifiedKey {
-                    signal(self.ctx.ctx, self.name.inner);
+                    signal(self.ctx.ctx, self.name.ptr());
                 }
             }
             if let Some(next) = sku.schedule_change(config::policy().retention_ms) {
-                expiry::schedule(selected_db(self.ctx), self.name.as_slice(), next);
+                let name = RedisString::string_as_slice(self.name.ptr());
+                expiry::schedule(selected_db(self.ctx), name, next);
             }
         }
         result
@@ -230,7 +319,7 @@ fn op(o: Op) -> *mut raw::RedisModuleString {
 /// Propagates one effect as `INV.APPLY key <effect>` to replicas and the AOF.
 /// The frequent single-record effects go through a format string, without
 /// building any argument in Rust; the rest through a string vector.
-fn replicate(ctx: &Context, key: &RedisString, effect: &Effect, echo: &Echo) {
+fn replicate(ctx: &Context, key: *mut raw::RedisModuleString, effect: &Effect, echo: &Echo) {
     if !super::propagation::needed() {
         return;
     }
@@ -267,7 +356,7 @@ fn replicate(ctx: &Context, key: &RedisString, effect: &Effect, echo: &Echo) {
         let Some(rm_replicate) = raw::RedisModule_Replicate else {
             return;
         };
-        let (c, cmd, k) = (ctx.ctx, c"INV.APPLY".as_ptr(), key.inner);
+        let (c, cmd, k) = (ctx.ctx, c"INV.APPLY".as_ptr(), key);
         match effect {
             Effect::Stock(n) => rm_replicate(c, cmd, c"ssl".as_ptr(), k, op(Op::Stock), *n),
             Effect::Add(n) => rm_replicate(c, cmd, c"ssl".as_ptr(), k, op(Op::Add), *n),
