@@ -104,6 +104,8 @@ struct StallRow {
     p999_ping_ms: f64,
     /// Slowest command SLOWLOG kept (0: none over 1 ms).
     slowest_command_ms: f64,
+    /// Its first arguments ("" when none).
+    slowest_command: String,
 }
 
 #[derive(Serialize)]
@@ -797,11 +799,22 @@ fn phase_stall(args: &Args, from: usize, to: usize) -> StallRow {
         .arg(1000)
         .query(c)
         .unwrap_or_default();
-    let slowest_us = slow
+    // Entry: id, time, duration (us), argv, ...
+    let (slowest_us, slowest_command) = slow
         .iter()
-        .filter_map(|e| redis::from_redis_value::<i64>(e.get(2)?).ok())
-        .max()
-        .unwrap_or(0);
+        .filter_map(|e| {
+            let us = redis::from_redis_value::<i64>(e.get(2)?).ok()?;
+            let argv: Vec<String> = e
+                .get(3)
+                .and_then(|a| redis::from_redis_value(a).ok())
+                .unwrap_or_default();
+            Some((
+                us,
+                argv.iter().take(3).cloned().collect::<Vec<_>>().join(" "),
+            ))
+        })
+        .max_by_key(|(us, _)| *us)
+        .unwrap_or_default();
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     StallRow {
         from,
@@ -809,6 +822,7 @@ fn phase_stall(args: &Args, from: usize, to: usize) -> StallRow {
         worst_ping_ms: pings.last().map_or(f64::NAN, |d| ms(*d)),
         p999_ping_ms: pct(&pings, 0.999),
         slowest_command_ms: slowest_us as f64 / 1e3,
+        slowest_command,
     }
 }
 
@@ -1103,8 +1117,9 @@ fn table(report: &Report) -> String {
     ));
     if let Some(g) = &report.stall {
         t.push_str(&format!(
-            "Growth stall: one key taking {} to {} records (its txid index grows on the way): worst PING {:.2} ms, p99.9 {:.2} ms; slowest command in SLOWLOG {:.2} ms.\n\n",
-            g.from, g.to, g.worst_ping_ms, g.p999_ping_ms, g.slowest_command_ms
+            "Growth stall: one key taking {} to {} records (its txid index grows on the way): worst PING {:.2} ms, p99.9 {:.2} ms; slowest command in SLOWLOG {:.2} ms{}.\n\n",
+            g.from, g.to, g.worst_ping_ms, g.p999_ping_ms, g.slowest_command_ms,
+            if g.slowest_command.is_empty() { String::new() } else { format!(" ({})", g.slowest_command) }
         ));
     }
     if let Some(e) = &report.expiry {
