@@ -71,8 +71,8 @@ impl Echo {
 }
 
 /// A key opened for reading and writing with the raw API, closed on drop.
-/// (redis-module's `RedisKeyWritable` checks the type with three calls and a
-/// `RefCell` borrow; a command on a hot key needs one call when it is ours.)
+/// (redis-module's `RedisKeyWritable` makes three API calls to read a value;
+/// reading a key of ours takes two here, and a missing key two.)
 struct Key(*mut raw::RedisModuleKey);
 
 impl Key {
@@ -110,6 +110,9 @@ impl Key {
     /// Stores a new empty SKU in the (missing) key and returns it.
     fn create(&self) -> Result<*mut Sku, Error> {
         let ours = *INVENTORY_TYPE.raw_type.borrow();
+        if self.0.is_null() || ours.is_null() {
+            return Err(Error::Apply("cannot create the key".into()));
+        }
         let value = Box::into_raw(Box::new(Sku::new()));
         // SAFETY: a live open key; on success Redis owns `value` and frees it
         // through the type's free callback, on failure it is still ours.
@@ -128,9 +131,9 @@ impl Key {
     }
 
     fn delete(&self) {
-        // SAFETY: a live open key.
+        // SAFETY: a live open key (checked non-null: the API dereferences it).
         unsafe {
-            if let Some(delete) = raw::RedisModule_DeleteKey {
+            if let (false, Some(delete)) = (self.0.is_null(), raw::RedisModule_DeleteKey) {
                 delete(self.0);
             }
         }
