@@ -53,9 +53,9 @@ client-bench: release ## Client benchmark on a local cluster: batched vs one-at-
 	scripts/cluster.sh start
 	cargo run --release -p redis-inventory-client --example client_bench -- redis://127.0.0.1:7101/; status=$$?; scripts/cluster.sh stop; exit $$status
 
-bench: release ## Benchmark suite vs the Lua scripts (QUICK=1: under a minute; SERVER=valkey for Valkey; RATIOS=1: CPU goals only)
+bench: release ## Benchmark suite vs the Lua scripts (QUICK=1: under a minute; SERVER=valkey for Valkey; RATIOS=1: CPU goals only; HUGE=1: growth also at 10^7)
 	cargo build --release -p redis-inventory-bench
-	target/release/redis-inventory-bench $(if $(QUICK),--quick,--cluster) $(if $(RATIOS),--ratios-only) \
+	target/release/redis-inventory-bench $(if $(QUICK),--quick,--cluster) $(if $(RATIOS),--ratios-only) $(if $(HUGE),--huge) \
 	  --server $(if $(filter valkey,$(SERVER)),$$(scripts/deps.sh),$$(command -v redis-server)) \
 	  --out docs/bench$(if $(filter valkey,$(SERVER)),/valkey,)
 
