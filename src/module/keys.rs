@@ -187,6 +187,10 @@ impl<'c> Entry<'c> {
     }
 
     fn open_name(ctx: &'c Context, name: Name) -> Result<Self, Error> {
+        // Callers pass a parsed key argument; a null one never reaches the API.
+        if name.ptr().is_null() {
+            return Err(Error::Apply("no key name".into()));
+        }
         let key = Key::open(ctx, name.ptr());
         // One lookup tells all three apart: missing, ours, another type.
         let value = key.value()?;
