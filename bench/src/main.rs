@@ -372,9 +372,6 @@ fn phase_ratios(args: &Args, sz: &Sizes) -> Ratios {
     let runs = sz.runs.max(5);
     let (mut inv, mut seed, mut hincrby, mut vs_seed, mut vs_hincrby) =
         (vec![], vec![], vec![], vec![], vec![]);
-    let per_call = |c: &mut Connection, cmd: &str| {
-        command_usec(c, cmd).map_or(f64::NAN, |(calls, usec)| usec as f64 / calls as f64)
-    };
     for r in 0..runs {
         let sku = format!("ratio:{r}");
         fresh_hot(c, &sku);
@@ -391,9 +388,9 @@ fn phase_ratios(args: &Args, sz: &Sizes) -> Ratios {
             }
         });
         let (a, b, h) = (
-            per_call(c, "inv.reserve"),
-            per_call(c, "evalsha"),
-            per_call(c, "hincrby"),
+            usec_per_call(c, "inv.reserve"),
+            usec_per_call(c, "evalsha"),
+            usec_per_call(c, "hincrby"),
         );
         inv.push(a);
         seed.push(b);

@@ -258,20 +258,10 @@ pub fn used_memory(c: &mut Connection) -> i64 {
     info_value(c, "memory", "used_memory").parse().unwrap_or(0)
 }
 
-/// `usec_per_call` of a command since the last CONFIG RESETSTAT.
+/// Microseconds per call of a command since the last CONFIG RESETSTAT, from
+/// the exact totals (`command_usec`); NaN when it has not run.
 pub fn usec_per_call(c: &mut Connection, cmd: &str) -> f64 {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query(c)
-        .unwrap_or_default();
-    info.lines()
-        .find(|l| l.starts_with(&format!("cmdstat_{cmd}:")))
-        .and_then(|l| {
-            l.split(',')
-                .find_map(|kv| kv.strip_prefix("usec_per_call="))
-        })
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(f64::NAN)
+    command_usec(c, cmd).map_or(f64::NAN, |(calls, usec)| usec as f64 / calls as f64)
 }
 
 /// `(calls, usec)` of a command from INFO commandstats: exact totals, where
