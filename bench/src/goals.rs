@@ -1,0 +1,62 @@
+//! The goals `make bench`, `make bench RATIOS=1` and `make budget` judge,
+//! written once. Each check names its figure and its bound, so the report
+//! line and the verdict cannot disagree.
+
+/// RESERVE CPU at most this share of the seed Lua reserve's.
+pub const CPU_VS_SEED: f64 = 0.25;
+/// RESERVE CPU at most this multiple of HINCRBY's.
+pub const CPU_VS_HINCRBY: f64 = 2.5;
+/// P16 RESERVE throughput at least this multiple of the seed Lua's.
+pub const P16_VS_SEED: f64 = 2.5;
+/// Bytes per open reservation (16-byte txids) at most this.
+pub const BYTES_PER_RESERVATION: f64 = 64.0;
+/// Cost per call at most this multiple of its smallest value across sizes.
+pub const FLATNESS: f64 = 1.5;
+/// Largest size the flatness and memory goals cover.
+pub const GOAL_MAX_OPEN: u64 = 1_000_000;
+/// A million reservations sharing one deadline all back within this.
+pub const EXPIRY_BACK_MS: f64 = 2_000.0;
+/// No PING during expiry waits longer than this.
+pub const EXPIRY_PING_MS: f64 = 10.0;
+/// In the edge cases (a flood on one hot key, a big purge, a key growing,
+/// a command naming thousands of keys): no command runs longer than this...
+pub const SLOWEST_COMMAND_MS: f64 = 1.0;
+/// ...and no concurrent PING waits longer than this.
+pub const WORST_PING_MS: f64 = 5.0;
+/// A command naming 40,000 keys costs at most this multiple per key of one
+/// naming 1,000: its work is linear in its input.
+pub const MANY_KEYS_PER_KEY: f64 = 2.0;
+
+/// One goal: what was measured, against which bound, and whether it holds.
+pub struct Goal {
+    pub text: String,
+    pub met: bool,
+}
+
+/// `value <= bound`, described by `what` (which shows the value).
+pub fn at_most(what: String, value: f64, bound: f64) -> Goal {
+    Goal {
+        text: what,
+        met: value <= bound,
+    }
+}
+
+/// `value >= bound`, described by `what`.
+pub fn at_least(what: String, value: f64, bound: f64) -> Goal {
+    Goal {
+        text: what,
+        met: value >= bound,
+    }
+}
+
+/// Prints the goals missed to stderr; true when every goal holds.
+pub fn report_missed(goals: &[Goal]) -> bool {
+    let missed: Vec<&Goal> = goals.iter().filter(|g| !g.met).collect();
+    if !missed.is_empty() {
+        eprintln!("goals missed:");
+        for g in missed {
+            eprintln!("  - {}", g.text);
+        }
+    }
+    goals.iter().all(|g| g.met)
+}

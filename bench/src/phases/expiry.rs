@@ -1,0 +1,56 @@
+//! Phase 4: many reservations sharing one deadline.
+
+use crate::common::*;
+use crate::report::*;
+use crate::Args;
+use std::time::Duration;
+
+/// Phase 4: `n` reservations sharing one deadline.
+pub(crate) fn phase_expiry(args: &Args, n: usize) -> ExpiryRow {
+    let server = bench_server(&args.server);
+    let c = &mut server.conn();
+    let _: () = redis::cmd("INV.SET").arg("hot").arg(BIG).query(c).unwrap();
+    // Leave enough time to fill before the shared deadline.
+    let deadline = now_ms() + 2_000 + (n as u64 / 50);
+    run(c, n, 1000, |p, i| {
+        p.cmd("INV.RESERVE")
+            .arg("hot")
+            .arg(format!("{i:016}"))
+            .arg(1)
+            .arg("PXAT")
+            .arg(deadline)
+            .ignore();
+    });
+    assert!(
+        now_ms() + 200 < deadline,
+        "filling took longer than planned"
+    );
+    let probe = PingProbe::start(server.url(), move || now_ms() + 100 >= deadline);
+    while now_ms() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let back = loop {
+        let reserved: i64 = redis::cmd("INFO")
+            .arg("inventory")
+            .query::<String>(c)
+            .ok()
+            .and_then(|i| {
+                i.lines()
+                    .find_map(|l| l.strip_prefix("inventory_reserved_units:"))
+                    .and_then(|v| v.trim().parse().ok())
+            })
+            .unwrap_or(-1);
+        if reserved == 0 {
+            break now_ms().saturating_sub(deadline);
+        }
+        assert!(now_ms() < deadline + 60_000, "expiry did not finish");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    let worst = probe.finish().last().copied().unwrap_or_default();
+    ExpiryRow {
+        reservations: n,
+        all_back_after_deadline_ms: back as f64,
+        worst_ping_ms: worst.as_secs_f64() * 1e3,
+    }
+}

@@ -1,0 +1,9 @@
+//! One file per phase of `make bench`, in the order they run.
+
+pub mod expiry;
+pub mod growth;
+pub mod ops;
+pub mod ratios;
+pub mod scenario;
+pub mod stall;
+pub mod throughput;
