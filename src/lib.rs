@@ -11,13 +11,16 @@
 pub mod ledger;
 pub mod module;
 pub mod parse;
+pub mod schedule;
 
 use module::datatype::INVENTORY_TYPE;
+use module::server::{log, Level};
 use redis_module::{redis_module, Context, ModuleOptions, RedisString, Status};
 
 fn init(ctx: &Context, args: &[RedisString]) -> Status {
+    module::server::init_log(ctx);
     if let Err(e) = module::config::register(ctx, args) {
-        ctx.log_warning(&format!("inventory: {e}"));
+        log(Level::Warning, &e);
         return Status::Err;
     }
     // Large loads return an error instead of aborting on a short read, and
@@ -32,11 +35,12 @@ fn init(ctx: &Context, args: &[RedisString]) -> Status {
         }
     }
     if let Err(e) = module::commands::register(ctx) {
-        ctx.log_warning(&format!("inventory: {e}"));
+        log(Level::Warning, &e);
         return Status::Err;
     }
     module::propagation::start(ctx);
-    module::expiry::start(ctx);
+    module::schedule::start(ctx);
+    module::housekeeping::start(ctx);
     Status::Ok
 }
 
@@ -57,7 +61,7 @@ redis_module! {
     data_types: [INVENTORY_TYPE],
     init: init,
     event_handlers: [
-        [@GENERIC: module::expiry::on_key_event],
+        [@GENERIC: module::schedule::on_key_event],
     ],
 }
 

@@ -2,17 +2,13 @@
 //! the exact error texts are unit-tested without a server. Each parser
 //! consumes its arguments and rejects anything left over.
 
-use crate::ledger::{Effect, Error, Result, Ttl, TxId, MAX_AMOUNT};
+use crate::ledger::{quote, Effect, Error, Result, Ttl, TxId, MAX_AMOUNT};
 
 /// Cursor over one command's arguments (the command name excluded).
 pub struct Args<'a> {
     cmd: &'static str,
     items: &'a [&'a [u8]],
     pos: usize,
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 /// A decimal integer: optional sign, then digits only.
@@ -74,7 +70,7 @@ impl<'a> Args<'a> {
         int(raw).filter(|v| (lo..=hi).contains(v)).ok_or_else(|| {
             Error::invalid(format!(
                 "{what} must be an integer from {lo} to {hi}, got '{}'",
-                text(raw)
+                quote(raw)
             ))
         })
     }
@@ -91,7 +87,7 @@ impl<'a> Args<'a> {
             .ok_or_else(|| {
                 Error::invalid(format!(
                     "{what} must be a non-negative integer of milliseconds, got '{}'",
-                    text(raw)
+                    quote(raw)
                 ))
             })
     }
@@ -104,7 +100,7 @@ impl<'a> Args<'a> {
             .ok_or_else(|| {
                 Error::invalid(format!(
                     "IFVERSION must be a non-negative integer, got '{}'",
-                    text(raw)
+                    quote(raw)
                 ))
             })
     }
@@ -112,7 +108,7 @@ impl<'a> Args<'a> {
     fn unknown(&self, word: &[u8], accepted: &str) -> Error {
         Error::invalid(format!(
             "unknown option '{}' for '{}'; accepted: {accepted}",
-            text(word),
+            quote(word),
             self.cmd
         ))
     }
@@ -249,10 +245,21 @@ pub fn extend(a: &[&[u8]]) -> Result<Extend> {
     Ok(Extend { txid, ttl_ms })
 }
 
-pub fn mreserve<'a>(a: &'a [&'a [u8]]) -> Result<MReserve<'a>> {
+/// Refuses more keys than `inventory.max-keys-per-command` allows.
+fn key_count(cmd: &str, given: usize, max: usize) -> Result<()> {
+    if given > max {
+        return Err(Error::invalid(format!(
+            "too many keys for '{cmd}': {given}, at most {max} (inventory.max-keys-per-command)"
+        )));
+    }
+    Ok(())
+}
+
+pub fn mreserve<'a>(a: &'a [&'a [u8]], max_keys: usize) -> Result<MReserve<'a>> {
     if a.len() < 4 || a.len() % 2 != 0 {
         return Err(Error::Arity("inv.mreserve"));
     }
+    key_count("inv.mreserve", (a.len() - 2) / 2, max_keys)?;
     let mut a = Args::new("inv.mreserve", a, 4, usize::MAX)?;
     let txid = a.txid()?;
     let ttl = match a.millis("ttl-ms")? {
@@ -260,29 +267,35 @@ pub fn mreserve<'a>(a: &'a [&'a [u8]]) -> Result<MReserve<'a>> {
         ms => Ttl::Millis(ms),
     };
     let mut items: Vec<(&[u8], i64)> = Vec::new();
+    let mut seen: ahash::AHashMap<&[u8], usize> = ahash::AHashMap::new();
     while a.remaining() > 0 {
         let key = a.bytes()?;
         let qty = a.qty()?;
-        match items.iter_mut().find(|(k, _)| *k == key) {
+        match seen.get(key).and_then(|&i| items.get_mut(i)) {
             Some((_, q)) if *q + qty > MAX_AMOUNT => {
                 return Err(Error::invalid(format!(
                     "qty for a key must total at most {MAX_AMOUNT}"
                 )))
             }
             Some((_, q)) => *q += qty,
-            None => items.push((key, qty)),
+            None => {
+                seen.insert(key, items.len());
+                items.push((key, qty));
+            }
         }
     }
     Ok(MReserve { txid, ttl, items })
 }
 
-pub fn multi<'a>(cmd: &'static str, a: &'a [&'a [u8]]) -> Result<Multi<'a>> {
+pub fn multi<'a>(cmd: &'static str, a: &'a [&'a [u8]], max_keys: usize) -> Result<Multi<'a>> {
     let mut a = Args::new(cmd, a, 2, usize::MAX)?;
+    key_count(cmd, a.remaining() - 1, max_keys)?;
     let txid = a.txid()?;
     let mut keys: Vec<&[u8]> = Vec::new();
+    let mut seen: ahash::AHashSet<&[u8]> = ahash::AHashSet::new();
     while a.remaining() > 0 {
         let key = a.bytes()?;
-        if !keys.contains(&key) {
+        if seen.insert(key) {
             keys.push(key);
         }
     }
@@ -404,7 +417,7 @@ mod tests {
             "ERR txid must be 1 to 128 bytes, got 0"
         );
         assert_eq!(
-            err(mreserve(&v("t 0 k"))),
+            err(mreserve(&v("t 0 k"), 10)),
             "ERR wrong number of arguments for 'inv.mreserve' command"
         );
         assert_eq!(
@@ -412,18 +425,88 @@ mod tests {
             "ERR COUNT must be an integer from 1 to 100000, got '0'"
         );
         assert_eq!(err(scan(&v("k nope"))), "ERR invalid cursor");
+        assert_eq!(
+            err(multi("inv.mcancel", &v("t a b c"), 2)),
+            "ERR too many keys for 'inv.mcancel': 3, at most 2 (inventory.max-keys-per-command)"
+        );
+        assert_eq!(
+            err(mreserve(&v("t 0 a 1 b 1 c 1"), 2)),
+            "ERR too many keys for 'inv.mreserve': 3, at most 2 (inventory.max-keys-per-command)"
+        );
     }
 
     #[test]
     fn multi_key_forms_merge_repeats() {
         let args = v("t 0 a 1 b 2 a 3");
-        let m = mreserve(&args).unwrap();
+        let m = mreserve(&args, 10).unwrap();
         assert_eq!(m.items, vec![(&b"a"[..], 4), (&b"b"[..], 2)]);
         assert_eq!(m.ttl, Ttl::Default);
         let args = v("t a b a");
         assert_eq!(
-            multi("inv.mconfirm", &args).unwrap().keys,
+            multi("inv.mconfirm", &args, 10).unwrap().keys,
             vec![&b"a"[..], &b"b"[..]]
         );
+    }
+
+    /// One argument as a hostile client might send it: arbitrary bytes,
+    /// arbitrary UTF-8 (characters whose code point is a multiple of 256
+    /// included), keywords, numbers at and past every bound, long atoms.
+    fn atom() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..12),
+            any::<String>().prop_map(String::into_bytes),
+            proptest::sample::select(vec![
+                "Ā",
+                "\u{3000}",
+                "一",
+                "\0",
+                "\r\n",
+                "%s%n",
+                "TTL",
+                "PXAT",
+                "COUNT",
+                "IFVERSION",
+                "0",
+                "-1",
+                "1",
+                "9007199254740991",
+                "9007199254740992",
+                "9223372036854775807",
+                "18446744073709551616",
+                "k",
+                "t",
+            ])
+            .prop_map(|w| w.as_bytes().to_vec()),
+            (0usize..3000).prop_map(|n| vec![b'9'; n]),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// No argument vector makes a parser panic, and every error it
+        /// returns is one line of bounded length without NUL.
+        #[test]
+        fn parsers_take_any_bytes(args in proptest::collection::vec(atom(), 0..9)) {
+            let a: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+            let errors = [
+                set(&a).err(),
+                add(&a).err(),
+                key_only("inv.get", &a).err(),
+                key_txid("inv.tx", &a).err(),
+                reserve(&a).err(),
+                extend(&a).err(),
+                mreserve(&a, 3).err(),
+                multi("inv.mcancel", &a, 3).err(),
+                scan(&a).err(),
+                apply(&a).err(),
+            ];
+            for e in errors.into_iter().flatten() {
+                let text = e.to_string();
+                proptest::prop_assert!(!text.contains(['\0', '\r', '\n']), "{text:?}");
+                proptest::prop_assert!(text.len() < 400, "{} bytes: {text:?}", text.len());
+            }
+        }
     }
 }

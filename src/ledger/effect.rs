@@ -30,7 +30,13 @@ pub enum Effect {
         txid: TxId,
         deadline: u64,
     },
+    /// Expire these RESERVED records: a change of its own (housekeeping).
     Expire(Vec<TxId>),
+    /// Expire these RESERVED records as the first step of a change whose
+    /// next effect follows (a command that needs their units, or a
+    /// housekeeping pass that purges too): the version moves once, with
+    /// the last effect of the change.
+    ExpireFirst(Vec<TxId>),
     Purge(Vec<TxId>),
     /// Replace the key by an empty one with these counters (AOF rewrite).
     Load {
@@ -61,7 +67,7 @@ impl Effect {
             Effect::Confirm(_) => c"inv.confirm",
             Effect::Cancel(_) | Effect::Fence { .. } => c"inv.cancel",
             Effect::Extend { .. } => c"inv.extend",
-            Effect::Expire(_) => c"inv.expire",
+            Effect::Expire(_) | Effect::ExpireFirst(_) => c"inv.expire",
             Effect::Purge(_) => c"inv.purge",
         }
     }
@@ -97,6 +103,9 @@ impl Effect {
             Effect::Fence { txid, at } => vec![b"FENCE".to_vec(), t(txid), n(at)],
             Effect::Extend { txid, deadline } => vec![b"EXTEND".to_vec(), t(txid), n(deadline)],
             Effect::Expire(ids) => std::iter::once(b"EXPIRE".to_vec())
+                .chain(ids.iter().map(t))
+                .collect(),
+            Effect::ExpireFirst(ids) => std::iter::once(b"EXPIRE-FIRST".to_vec())
                 .chain(ids.iter().map(t))
                 .collect(),
             Effect::Purge(ids) => std::iter::once(b"PURGE".to_vec())
@@ -167,6 +176,7 @@ impl Effect {
                 deadline: time(d)?,
             },
             ("EXPIRE", r) => Effect::Expire(ids(r)?),
+            ("EXPIRE-FIRST", r) => Effect::ExpireFirst(ids(r)?),
             ("PURGE", r) => Effect::Purge(ids(r)?),
             ("LOAD", [s, sold, v]) => Effect::Load {
                 stock: int(s)?,
@@ -219,6 +229,7 @@ mod tests {
                 deadline: 100,
             },
             Effect::Expire(vec![id("a"), id("b")]),
+            Effect::ExpireFirst(vec![id("b")]),
             Effect::Purge(vec![id("c")]),
             Effect::Load {
                 stock: 1,

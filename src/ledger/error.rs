@@ -20,6 +20,10 @@ pub enum Error {
     NoStock(String),
     /// `inventory.max-open-per-key` open reservations already exist.
     Limit { max: u64 },
+    /// The key holds as many records as a key can.
+    Full { max: usize },
+    /// The command cannot run within its bounded work now; a retry soon can.
+    TryAgain(String),
     /// INV.AUDIT found a broken invariant.
     Drift(String),
     /// An INV.APPLY effect does not fit the key's state (replica out of step).
@@ -30,6 +34,43 @@ impl Error {
     pub fn invalid(msg: impl Into<String>) -> Self {
         Error::Invalid(msg.into())
     }
+}
+
+/// Most bytes of client input an error message quotes.
+pub const QUOTE_MAX: usize = 64;
+
+/// Client input as it may appear inside an error reply or a log line:
+/// printable UTF-8 kept, every other byte (controls, DEL, invalid UTF-8)
+/// written as `\xNN`, and at most `QUOTE_MAX` bytes of input followed by
+/// `...`. The result never holds NUL, CR or LF, so no reply or log writer
+/// can choke on it, and its size does not grow with the input.
+pub fn quote(input: &[u8]) -> String {
+    use std::fmt::Write;
+    let (shown, cut) = match input.get(..QUOTE_MAX) {
+        Some(head) if input.len() > QUOTE_MAX => (head, true),
+        _ => (input, false),
+    };
+    let mut out = String::with_capacity(shown.len() + 3);
+    for chunk in shown.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c.is_control() {
+                // Controls are below U+00A0: their UTF-8 bytes escape one by one.
+                let mut buf = [0u8; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    let _ = write!(out, "\\x{b:02x}");
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\x{b:02x}");
+        }
+    }
+    if cut {
+        out.push_str("...");
+    }
+    out
 }
 
 impl fmt::Display for Error {
@@ -52,6 +93,11 @@ impl fmt::Display for Error {
                 f,
                 "LIMIT key already holds {max} open reservations (inventory.max-open-per-key)"
             ),
+            Error::Full { max } => write!(
+                f,
+                "LIMIT key already holds {max} records, the most a key can"
+            ),
+            Error::TryAgain(m) => write!(f, "TRYAGAIN {m}"),
             Error::Drift(m) => write!(f, "DRIFT {m}"),
             Error::Apply(m) => write!(f, "ERR INV.APPLY {m}"),
         }
@@ -61,3 +107,26 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {}
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quote_keeps_printable_text_and_escapes_the_rest() {
+        assert_eq!(quote(b"order-1"), "order-1");
+        assert_eq!(quote("Ā 一\u{3000}".as_bytes()), "Ā 一\u{3000}");
+        assert_eq!(quote(b"a\0b\r\n\x7f"), "a\\x00b\\x0d\\x0a\\x7f");
+        assert_eq!(quote(b"\xc4\xff"), "\\xc4\\xff");
+        assert_eq!(quote("\u{85}".as_bytes()), "\\xc2\\x85");
+        let long = [b'x'; 200];
+        assert_eq!(quote(&long), format!("{}...", "x".repeat(QUOTE_MAX)));
+        // A character cut at the limit is escaped, not dropped.
+        let mut cut = vec![b'x'; QUOTE_MAX - 1];
+        cut.extend_from_slice("Ā".as_bytes());
+        assert_eq!(
+            quote(&cut),
+            format!("{}\\xc4...", "x".repeat(QUOTE_MAX - 1))
+        );
+    }
+}

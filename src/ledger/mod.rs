@@ -1,21 +1,24 @@
 //! The inventory ledger: plain Rust, no Redis types. Everything the module
 //! decides lives here and is tested without a server.
 
-mod chunked;
+mod apply;
 mod codec;
 mod effect;
 mod error;
-mod index;
+mod plan;
 mod records;
+mod restore;
 mod sku;
 mod stats;
 mod txid;
 
+pub use apply::{MAX_TIME, MAX_VERSION};
 pub use codec::{decode, encode, ENCODING_VERSION};
 pub use effect::{Effect, RecordParts};
-pub use error::{Error, Result};
+pub use error::{quote, Error, Result, QUOTE_MAX};
+pub use plan::{Effects, Event, Plan, Policy, Status, Ttl};
 pub use records::State;
-pub use sku::{Effects, Event, Header, Plan, Policy, Sku, Status, Ttl, TxView, View, MAX_AMOUNT};
+pub use sku::{Header, Pending, Sku, TxView, View, MAX_AMOUNT};
 pub use stats::Stats;
 pub use txid::{TxId, MAX_TXID_LEN};
 

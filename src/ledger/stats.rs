@@ -1,7 +1,7 @@
 //! Process-wide counters, shown in the `inventory` INFO section.
 
 use super::effect::Effect;
-use super::sku::{Event, Plan};
+use super::plan::{Event, Plan};
 use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
 
 macro_rules! stats {
@@ -95,7 +95,9 @@ impl Stats {
     pub fn count_effects(&self, effects: &[Effect]) {
         for e in effects {
             match e {
-                Effect::Expire(ids) => add(&self.expired, ids.len() as i64),
+                Effect::Expire(ids) | Effect::ExpireFirst(ids) => {
+                    add(&self.expired, ids.len() as i64)
+                }
                 Effect::Purge(ids) => add(&self.purged, ids.len() as i64),
                 _ => {}
             }

@@ -86,6 +86,13 @@ impl Ord for TxId {
     }
 }
 
+/// As quoted in error messages and logs (see `quote`).
+impl fmt::Display for TxId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&super::error::quote(self.as_bytes()))
+    }
+}
+
 impl fmt::Debug for TxId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "TxId({:?})", String::from_utf8_lossy(self.as_bytes()))

@@ -1,22 +1,19 @@
 //! One handler per command: parse, plan in the ledger, commit, reply.
 //! No business rule lives here.
 
-use super::config::policy;
-use super::keys::{now_ms, read, Echo, Entry};
-use super::STATS;
+use super::config::{max_keys, policy};
+use super::keys::{read, Echo, Entry};
+use super::server::{log, now_ms, Level};
+use super::{reply, STATS};
 use crate::ledger::{Error, Plan, Sku, Status, TxView, View};
 use crate::parse;
-use redis_module::{raw, Context, ContextFlags, RedisError, RedisResult, RedisString, RedisValue};
+use redis_module::{raw, Context, ContextFlags, RedisString, RedisValue};
 use std::ffi::CString;
 use std::os::raw::c_int;
 
-/// The one place ledger errors become Redis error replies.
-fn reply_err(e: Error) -> RedisError {
-    if matches!(e, Error::TxConflict { .. }) {
-        STATS.conflict();
-    }
-    RedisError::String(e.to_string())
-}
+/// What a handler returns: a reply to write (or `NoReply` when it wrote its
+/// own), or the error `reply::error` writes.
+type Handled = Result<RedisValue, Error>;
 
 /// A command's arguments as Redis passed them (the name at 0).
 #[derive(Clone, Copy)]
@@ -57,7 +54,7 @@ fn dispatch(
     ctx: *mut raw::RedisModuleCtx,
     argv: *mut *mut raw::RedisModuleString,
     argc: c_int,
-    handler: fn(&Context, Argv) -> RedisResult,
+    handler: fn(&Context, Argv) -> Handled,
 ) -> c_int {
     let context = Context::new(ctx);
     let args: &[*mut raw::RedisModuleString] = if argv.is_null() || argc <= 0 {
@@ -69,9 +66,12 @@ fn dispatch(
     match handler(&context, Argv(args)) {
         // Written by the handler itself (the hot single-key replies).
         Ok(RedisValue::NoReply) => {}
-        result => {
-            context.reply(result);
+        // Replies of our own words and of client bytes as buffers: nothing
+        // that redis-module turns into a C string.
+        Ok(value) => {
+            context.reply(Ok(value));
         }
+        Err(e) => reply::error(&context, &e),
     }
     raw::REDISMODULE_OK as c_int
 }
@@ -156,7 +156,7 @@ fn status(s: Status) -> RedisValue {
 }
 
 /// `[state, available, version]`, written straight to the client.
-fn outcome(ctx: &Context, s: Status, v: &View) -> RedisResult {
+fn outcome(ctx: &Context, s: Status, v: &View) -> Handled {
     // SAFETY: live command context; an array of 3 followed by 3 replies.
     unsafe {
         if let (Some(array), Some(bulk), Some(int)) = (
@@ -195,46 +195,40 @@ fn single(
     entry: Result<Entry, Error>,
     echo: Echo,
     plan: impl FnOnce(&Sku, u64) -> Result<Plan, Error>,
-) -> RedisResult {
+) -> Handled {
     let now = now_ms();
-    let entry = entry.map_err(reply_err)?;
-    let plan = plan(entry.sku(), now).map_err(reply_err)?;
+    let mut entry = entry?;
+    let plan = plan(entry.sku(), now)?;
     STATS.count_plan(&plan);
-    entry.commit_echo(&plan.effects, &echo).map_err(reply_err)?;
+    entry.commit_echo(&plan.effects, &echo)?;
     outcome(ctx, plan.status, &entry.view(now))
 }
 
-pub fn set(ctx: &Context, args: Argv) -> RedisResult {
+pub fn set(ctx: &Context, args: Argv) -> Handled {
     let a = args.slices();
-    let cmd = parse::set(&a).map_err(reply_err)?;
-    let entry = Entry::open_arg(ctx, args.raw(1)).map_err(reply_err)?;
-    let plan = entry
-        .sku()
-        .plan_set(cmd.stock, cmd.if_version, now_ms())
-        .map_err(reply_err)?;
+    let cmd = parse::set(&a)?;
+    let mut entry = Entry::open_arg(ctx, args.raw(1))?;
+    let plan = entry.sku().plan_set(cmd.stock, cmd.if_version, now_ms())?;
     STATS.count_plan(&plan);
-    entry.commit(&plan.effects).map_err(reply_err)?;
+    entry.commit(&plan.effects)?;
     Ok(RedisValue::SimpleStringStatic("OK"))
 }
 
-pub fn add(ctx: &Context, args: Argv) -> RedisResult {
+pub fn add(ctx: &Context, args: Argv) -> Handled {
     let a = args.slices();
-    let cmd = parse::add(&a).map_err(reply_err)?;
+    let cmd = parse::add(&a)?;
     let now = now_ms();
-    let entry = Entry::open_arg(ctx, args.raw(1)).map_err(reply_err)?;
-    let plan = entry
-        .sku()
-        .plan_add(cmd.delta, cmd.if_version, now)
-        .map_err(reply_err)?;
+    let mut entry = Entry::open_arg(ctx, args.raw(1))?;
+    let plan = entry.sku().plan_add(cmd.delta, cmd.if_version, now)?;
     STATS.count_plan(&plan);
-    entry.commit(&plan.effects).map_err(reply_err)?;
+    entry.commit(&plan.effects)?;
     Ok(RedisValue::Integer(entry.view(now).available))
 }
 
-pub fn reserve(ctx: &Context, args: Argv) -> RedisResult {
+pub fn reserve(ctx: &Context, args: Argv) -> Handled {
     let entry = open_early(ctx, args, "inv.reserve");
     let a = args.slices();
-    let cmd = parse::reserve(&a).map_err(reply_err)?;
+    let cmd = parse::reserve(&a)?;
     let p = policy();
     single(
         ctx,
@@ -247,11 +241,13 @@ pub fn reserve(ctx: &Context, args: Argv) -> RedisResult {
     )
 }
 
-pub fn confirm(ctx: &Context, args: Argv) -> RedisResult {
-    by_txid(ctx, args, "inv.confirm", Sku::plan_confirm)
+pub fn confirm(ctx: &Context, args: Argv) -> Handled {
+    by_txid(ctx, args, "inv.confirm", |sku, txid, now| {
+        Ok(sku.plan_confirm(txid, now))
+    })
 }
 
-pub fn cancel(ctx: &Context, args: Argv) -> RedisResult {
+pub fn cancel(ctx: &Context, args: Argv) -> Handled {
     by_txid(ctx, args, "inv.cancel", Sku::plan_cancel)
 }
 
@@ -260,19 +256,19 @@ fn by_txid(
     ctx: &Context,
     args: Argv,
     name: &'static str,
-    plan: fn(&Sku, &crate::ledger::TxId, u64) -> Plan,
-) -> RedisResult {
+    plan: fn(&Sku, &crate::ledger::TxId, u64) -> Result<Plan, Error>,
+) -> Handled {
     let entry = open_early(ctx, args, name);
-    let txid = parse::key_txid(name, &args.slices()).map_err(reply_err)?;
+    let txid = parse::key_txid(name, &args.slices())?;
     single(ctx, entry, Echo::txid(args.raw(2)), |sku, now| {
-        Ok(plan(sku, &txid, now))
+        plan(sku, &txid, now)
     })
 }
 
-pub fn extend(ctx: &Context, args: Argv) -> RedisResult {
+pub fn extend(ctx: &Context, args: Argv) -> Handled {
     let entry = open_early(ctx, args, "inv.extend");
     let a = args.slices();
-    let cmd = parse::extend(&a).map_err(reply_err)?;
+    let cmd = parse::extend(&a)?;
     let p = policy();
     single(ctx, entry, Echo::txid(args.raw(2)), |sku, now| {
         sku.plan_extend(&cmd.txid, cmd.ttl_ms, now, &p)
@@ -280,12 +276,12 @@ pub fn extend(ctx: &Context, args: Argv) -> RedisResult {
 }
 
 /// Replies field/value pairs in this order: a map in RESP3, a flat array in RESP2.
-fn pairs(ctx: &Context, fields: &[(&'static str, RedisValue)]) -> RedisResult {
+fn pairs(ctx: &Context, fields: &[(&'static str, RedisValue)]) -> Handled {
     // SAFETY: ctx is the live command context; ReplyWithMap is followed by
     // exactly 2 * len replies.
     unsafe {
         let Some(reply_map) = raw::RedisModule_ReplyWithMap else {
-            return Err(RedisError::Str("ERR RESP map replies are not supported"));
+            return Err(Error::invalid("RESP map replies are not supported"));
         };
         reply_map(ctx.ctx, fields.len() as std::os::raw::c_long);
     }
@@ -296,11 +292,11 @@ fn pairs(ctx: &Context, fields: &[(&'static str, RedisValue)]) -> RedisResult {
     Ok(RedisValue::NoReply)
 }
 
-pub fn get(ctx: &Context, args: Argv) -> RedisResult {
+pub fn get(ctx: &Context, args: Argv) -> Handled {
     let a = args.slices();
-    parse::key_only("inv.get", &a).map_err(reply_err)?;
+    parse::key_only("inv.get", &a)?;
     let now = now_ms();
-    let view = read(ctx, &key(ctx, a[0]), |s| s.map(|s| s.view(now))).map_err(reply_err)?;
+    let view = read(ctx, &key(ctx, a[0]), |s| s.map(|s| s.view(now)))?;
     let Some(v) = view else {
         return Ok(RedisValue::Null);
     };
@@ -319,14 +315,13 @@ pub fn get(ctx: &Context, args: Argv) -> RedisResult {
     )
 }
 
-pub fn tx(ctx: &Context, args: Argv) -> RedisResult {
+pub fn tx(ctx: &Context, args: Argv) -> Handled {
     let a = args.slices();
-    let txid = parse::key_txid("inv.tx", &a).map_err(reply_err)?;
+    let txid = parse::key_txid("inv.tx", &a)?;
     let now = now_ms();
     let found = read(ctx, &key(ctx, a[0]), |s| {
         s.and_then(|s| s.tx(txid.as_bytes(), now))
-    })
-    .map_err(reply_err)?;
+    })?;
     let Some(t) = found else {
         return Ok(RedisValue::Null);
     };
@@ -352,29 +347,28 @@ fn record(t: &TxView) -> RedisValue {
     ])
 }
 
-pub fn scan(ctx: &Context, args: Argv) -> RedisResult {
+pub fn scan(ctx: &Context, args: Argv) -> Handled {
     let a = args.slices();
-    let cmd = parse::scan(&a).map_err(reply_err)?;
+    let cmd = parse::scan(&a)?;
     let now = now_ms();
     let (next, recs) = read(ctx, &key(ctx, a[0]), |s| match s {
         Some(s) => s.scan(cmd.cursor, cmd.count, now),
         None => (0, Vec::new()),
-    })
-    .map_err(reply_err)?;
+    })?;
     Ok(RedisValue::Array(vec![
         RedisValue::BulkString(next.to_string()),
         RedisValue::Array(recs.iter().map(record).collect()),
     ]))
 }
 
-pub fn audit(ctx: &Context, args: Argv) -> RedisResult {
+pub fn audit(ctx: &Context, args: Argv) -> Handled {
     let a = args.slices();
-    parse::key_only("inv.audit", &a).map_err(reply_err)?;
-    let result = read(ctx, &key(ctx, a[0]), |s| s.map_or(Ok(()), Sku::audit)).map_err(reply_err)?;
+    parse::key_only("inv.audit", &a)?;
+    let result = read(ctx, &key(ctx, a[0]), |s| s.map_or(Ok(()), Sku::audit))?;
     if result.is_err() {
         STATS.audit_failed();
     }
-    result.map_err(reply_err)?;
+    result?;
     Ok(RedisValue::SimpleStringStatic("OK"))
 }
 
@@ -403,31 +397,31 @@ fn plan_all<'c>(
     ctx: &'c Context,
     keys: &[&[u8]],
     mut plan: impl FnMut(usize, &Sku, u64) -> Result<Plan, Error>,
-) -> Result<(u64, Vec<Entry<'c>>, Vec<Plan>), RedisError> {
+) -> Result<(u64, Vec<Entry<'c>>, Vec<Plan>), Error> {
     let now = now_ms();
     let entries: Vec<Entry> = keys
         .iter()
         .map(|k| Entry::open(ctx, key(ctx, k)))
-        .collect::<Result<_, _>>()
-        .map_err(reply_err)?;
+        .collect::<Result<_, _>>()?;
     let plans = entries
         .iter()
         .enumerate()
         .map(|(i, e)| plan(i, e.sku(), now))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(reply_err)?;
+        .collect::<Result<Vec<_>, _>>()?;
     Ok((now, entries, plans))
 }
 
 /// Commits every plan, or (when `blocked`) only counts the blocking one.
+/// Every key's effects are checked before any key changes, so the command
+/// applies all or nothing.
 fn finish(
     keys: &[&[u8]],
     now: u64,
-    entries: &[Entry],
+    entries: &mut [Entry],
     plans: &[Plan],
     overall: Status,
     blocked: Option<usize>,
-) -> RedisResult {
+) -> Handled {
     match blocked {
         Some(i) => STATS.count_plan(&Plan {
             effects: crate::ledger::Effects::new(),
@@ -435,8 +429,11 @@ fn finish(
         }),
         None => {
             for (e, p) in entries.iter().zip(plans) {
+                e.sku().check(&p.effects)?;
+            }
+            for (e, p) in entries.iter_mut().zip(plans) {
                 STATS.count_plan(p);
-                e.commit(&p.effects).map_err(reply_err)?;
+                e.commit(&p.effects)?;
             }
         }
     }
@@ -448,60 +445,63 @@ fn finish(
     Ok(multi_reply(overall, items))
 }
 
-pub fn mreserve(ctx: &Context, args: Argv) -> RedisResult {
+pub fn mreserve(ctx: &Context, args: Argv) -> Handled {
     let a = args.slices();
-    let cmd = parse::mreserve(&a).map_err(reply_err)?;
+    let cmd = parse::mreserve(&a, max_keys())?;
     let p = policy();
     let keys: Vec<&[u8]> = cmd.items.iter().map(|(k, _)| *k).collect();
-    let (now, entries, plans) = plan_all(ctx, &keys, |i, sku, now| {
+    let (now, mut entries, plans) = plan_all(ctx, &keys, |i, sku, now| {
         sku.plan_reserve(&cmd.txid, cmd.items[i].1, cmd.ttl, now, &p)
     })?;
     let blocked = plans.iter().position(|p| p.status != Status::Reserved);
     let overall = blocked.map_or(Status::Reserved, |i| plans[i].status);
-    finish(&keys, now, &entries, &plans, overall, blocked)
+    finish(&keys, now, &mut entries, &plans, overall, blocked)
 }
 
-pub fn mconfirm(ctx: &Context, args: Argv) -> RedisResult {
+pub fn mconfirm(ctx: &Context, args: Argv) -> Handled {
     let a = args.slices();
-    let cmd = parse::multi("inv.mconfirm", &a).map_err(reply_err)?;
-    let (now, entries, plans) = plan_all(ctx, &cmd.keys, |_, sku, now| {
+    let cmd = parse::multi("inv.mconfirm", &a, max_keys())?;
+    let (now, mut entries, plans) = plan_all(ctx, &cmd.keys, |_, sku, now| {
         Ok(sku.plan_confirm(&cmd.txid, now))
     })?;
     let blocked = plans.iter().position(|p| p.status != Status::Confirmed);
     let overall = blocked.map_or(Status::Confirmed, |i| plans[i].status);
-    finish(&cmd.keys, now, &entries, &plans, overall, blocked)
+    finish(&cmd.keys, now, &mut entries, &plans, overall, blocked)
 }
 
-pub fn mcancel(ctx: &Context, args: Argv) -> RedisResult {
+pub fn mcancel(ctx: &Context, args: Argv) -> Handled {
     let a = args.slices();
-    let cmd = parse::multi("inv.mcancel", &a).map_err(reply_err)?;
-    let (now, entries, plans) = plan_all(ctx, &cmd.keys, |_, sku, now| {
-        Ok(sku.plan_cancel(&cmd.txid, now))
+    let cmd = parse::multi("inv.mcancel", &a, max_keys())?;
+    let (now, mut entries, plans) = plan_all(ctx, &cmd.keys, |_, sku, now| {
+        sku.plan_cancel(&cmd.txid, now)
     })?;
     let overall = if plans.iter().any(|p| p.status == Status::Confirmed) {
         Status::Confirmed
     } else {
         Status::Cancelled
     };
-    finish(&cmd.keys, now, &entries, &plans, overall, None)
+    finish(&cmd.keys, now, &mut entries, &plans, overall, None)
 }
 
 /// `INV.APPLY key <effect>`: the replication and AOF form of every change.
 /// Accepted only from a master's stream or while loading, where it applies
 /// the effect exactly, without consulting any clock or config.
-pub fn apply(ctx: &Context, args: Argv) -> RedisResult {
+pub fn apply(ctx: &Context, args: Argv) -> Handled {
     let flags = ctx.get_flags();
     if !flags.intersects(ContextFlags::REPLICATED | ContextFlags::LOADING) {
-        return Err(RedisError::Str(
-            "ERR INV.APPLY is internal: accepted only from a master's replication stream or an AOF being loaded",
+        return Err(Error::invalid(
+            "INV.APPLY is internal: accepted only from a master's replication stream or an AOF being loaded",
         ));
     }
     let a = args.slices();
-    let effect = parse::apply(&a).map_err(reply_err)?;
-    let entry = Entry::open_arg(ctx, args.raw(1)).map_err(reply_err)?;
+    let effect = parse::apply(&a)?;
+    let mut entry = Entry::open_arg(ctx, args.raw(1))?;
     if let Err(e) = entry.commit(std::slice::from_ref(&effect)) {
-        ctx.log_warning(&format!("inventory: INV.APPLY on a key out of step: {e}"));
-        return Err(reply_err(e));
+        log(
+            Level::Warning,
+            &format!("INV.APPLY on a key out of step: {e}"),
+        );
+        return Err(e);
     }
     Ok(RedisValue::SimpleStringStatic("OK"))
 }

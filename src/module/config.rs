@@ -8,6 +8,7 @@ pub static DEFAULT_TTL_MS: AtomicI64 = AtomicI64::new(600_000);
 pub static MAX_TTL_MS: AtomicI64 = AtomicI64::new(86_400_000);
 pub static RETENTION_MS: AtomicI64 = AtomicI64::new(86_400_000);
 pub static MAX_OPEN_PER_KEY: AtomicI64 = AtomicI64::new(0);
+pub static MAX_KEYS_PER_COMMAND: AtomicI64 = AtomicI64::new(1000);
 
 /// Upper bound of the millisecond configs: ten years.
 pub const MAX_MS: i64 = 10 * 365 * 86_400_000;
@@ -26,12 +27,24 @@ pub fn policy() -> Policy {
     }
 }
 
+/// Most keys one multi-key command may name.
+pub fn max_keys() -> usize {
+    get(&MAX_KEYS_PER_COMMAND) as usize
+}
+
 /// Every config: name (without the `inventory.` prefix), value, default, range.
-pub static CONFIGS: [(&str, &AtomicI64, i64, i64, i64); 4] = [
+pub static CONFIGS: [(&str, &AtomicI64, i64, i64, i64); 5] = [
     ("default-ttl-ms", &DEFAULT_TTL_MS, 600_000, 1, MAX_MS),
     ("max-ttl-ms", &MAX_TTL_MS, 86_400_000, 1, MAX_MS),
     ("retention-ms", &RETENTION_MS, 86_400_000, 0, MAX_MS),
     ("max-open-per-key", &MAX_OPEN_PER_KEY, 0, 0, u32::MAX as i64),
+    (
+        "max-keys-per-command",
+        &MAX_KEYS_PER_COMMAND,
+        1000,
+        1,
+        1_000_000,
+    ),
 ];
 
 /// Registers the configs, loads redis.conf values, then applies module args.
@@ -68,9 +81,9 @@ pub fn apply_module_args(args: &[redis_module::RedisString]) -> Result<(), Strin
         return Err("module arguments must be 'name value' pairs".into());
     }
     for pair in args.chunks_exact(2) {
-        let name = String::from_utf8_lossy(pair[0].as_slice()).to_ascii_lowercase();
+        let name = crate::ledger::quote(pair[0].as_slice()).to_ascii_lowercase();
         let name = name.strip_prefix("inventory.").unwrap_or(&name);
-        let raw = String::from_utf8_lossy(pair[1].as_slice());
+        let raw = crate::ledger::quote(pair[1].as_slice());
         let (_, var, _, lo, hi) = CONFIGS
             .iter()
             .find(|c| c.0 == name)

@@ -2,7 +2,8 @@
 //! RDB load/save (also DUMP/RESTORE and MIGRATE), AOF rewrite, digest,
 //! memory usage, copy, free and free effort.
 
-use super::{expiry, STATS};
+use super::server::{log, Level};
+use super::{schedule, STATS};
 use crate::ledger::{self, Effect, RecordParts, Sku, ENCODING_VERSION};
 use redis_module::native_types::RedisType;
 use redis_module::{raw, RedisString};
@@ -29,7 +30,7 @@ pub static INVENTORY_TYPE: RedisType = RedisType::new(
         defrag: None,
         mem_usage2: None,
         free_effort2: None,
-        unlink2: None,
+        unlink2: Some(schedule::on_unlink),
         copy2: None,
         aux_save2: None,
     },
@@ -44,34 +45,68 @@ fn count(sku: &Sku) {
 }
 
 fn log_warning(msg: &str) {
-    redis_module::logging::log_warning(msg);
+    log(Level::Warning, msg);
 }
 
 unsafe extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_void {
     if encver != ENCODING_VERSION {
         log_warning(&format!(
-            "inventory: cannot load encoding version {encver}; this module reads version {ENCODING_VERSION}"
+            "cannot load encoding version {encver}; this module reads version {ENCODING_VERSION}"
         ));
         return null_mut();
     }
     let load = || raw::load_string_buffer(rdb).map(|b| b.as_ref().to_vec());
-    let header = match load() {
-        Ok(h) => h,
-        Err(_) => return null_mut(),
-    };
-    let decoded = ledger::decode(&header, || {
-        load().map_err(|_| ledger::Error::invalid("truncated inventory payload"))
-    });
+    let truncated = || ledger::Error::invalid("truncated inventory payload");
+    let decoded = load()
+        .map_err(|_| truncated())
+        .and_then(|header| ledger::decode(&header, || load().map_err(|_| truncated())));
     match decoded {
         Ok(sku) => {
             count(&sku);
             remember_loaded_key(rdb);
             Box::into_raw(Box::new(sku)).cast()
         }
-        Err(e) => {
-            log_warning(&format!("inventory: rejected payload: {e}"));
+        // SAFETY: rdb is the live IO handle Redis passed to rdb_load.
+        Err(e) => unsafe {
+            log_rejected(rdb, &e);
             null_mut()
-        }
+        },
+    }
+}
+
+/// Says why a value was not loaded, naming its key. A payload that ends
+/// early (a truncated RDB file) gets its own words: nothing of the key is
+/// loaded, and when the server is loading a file at startup, the RDB check
+/// it runs next hangs if the file ends between two of the value's parts
+/// (a server bug; README, Limits).
+unsafe fn log_rejected(rdb: *mut raw::RedisModuleIO, e: &ledger::Error) {
+    // SAFETY: rdb is the live IO handle Redis passed to rdb_load.
+    let (name, io_error, loading) = unsafe {
+        let name = raw::RedisModule_GetKeyNameFromIO.map_or(null_mut(), |f| f(rdb).cast_mut());
+        let io_error = raw::RedisModule_IsIOError.is_some_and(|f| f(rdb) != 0);
+        let flags = raw::RedisModule_GetContextFlags.map_or(0, |f| f(null_mut()));
+        (
+            name,
+            io_error,
+            flags & raw::REDISMODULE_CTX_FLAGS_LOADING as c_int != 0,
+        )
+    };
+    let key = if name.is_null() {
+        String::from("?")
+    } else {
+        ledger::quote(RedisString::string_as_slice(name))
+    };
+    if io_error {
+        log_warning(&format!(
+            "key '{key}': the payload ends early (a truncated file or payload); nothing of the key is loaded{}",
+            if loading {
+                ". If the server now hangs at 100% CPU in its RDB check, the file ends between two parts of this value: a server bug (README, Limits); stop it with SIGKILL and load a complete file"
+            } else {
+                ""
+            }
+        ));
+    } else {
+        log_warning(&format!("key '{key}': rejected payload: {e}"));
     }
 }
 
@@ -85,7 +120,7 @@ unsafe fn remember_loaded_key(rdb: *mut raw::RedisModuleIO) {
         )
     };
     if !name.is_null() && db >= 0 {
-        expiry::hint(db, RedisString::string_as_slice(name));
+        schedule::look_now(db, RedisString::string_as_slice(name));
     }
 }
 

@@ -4,37 +4,10 @@
 //! gauges, signals WATCH/tracking and reschedules housekeeping.
 
 use super::datatype::INVENTORY_TYPE;
-use super::{config, expiry, STATS};
-use crate::ledger::{Effect, Error, Sku, View};
+use super::server::selected_db;
+use super::{schedule, STATS};
+use crate::ledger::{Effect, Error, Pending, Sku, View};
 use redis_module::{raw, Context, KeyType, RedisString};
-
-/// Wall clock in unix milliseconds.
-/// Wall clock in unix milliseconds, as Redis cached it for the current
-/// command (one time for a whole MULTI or script; no system call).
-pub fn now_ms() -> u64 {
-    // SAFETY: both functions take no arguments and are set at load.
-    let us = unsafe {
-        match raw::RedisModule_CachedMicroseconds {
-            Some(cached) => cached(),
-            None => raw::RedisModule_Milliseconds.map_or(0, |f| f()) * 1000,
-        }
-    };
-    (us.max(0) / 1000) as u64
-}
-
-/// The database the context has selected.
-pub fn selected_db(ctx: &Context) -> i32 {
-    // SAFETY: ctx is a live context handed to us by Redis.
-    unsafe { raw::RedisModule_GetSelectedDb.map_or(0, |f| f(ctx.ctx)) }
-}
-
-/// Selects a database on the context (housekeeping visits every db).
-pub fn select_db(ctx: &Context, db: i32) -> bool {
-    // SAFETY: ctx is a live context; Redis validates the db number.
-    unsafe {
-        raw::RedisModule_SelectDb.is_some_and(|f| f(ctx.ctx, db) == raw::REDISMODULE_OK as i32)
-    }
-}
 
 /// Reads a key: `f(None)` when missing, WRONGTYPE for other types.
 pub fn read<R>(
@@ -162,13 +135,15 @@ impl Name {
     }
 }
 
-/// A key opened for writing.
+/// A key opened for writing. Reading its SKU borrows the entry; changing it
+/// (`commit`, housekeeping steps) borrows it mutably, so no reference to the
+/// value outlives a change.
 pub struct Entry<'c> {
     ctx: &'c Context,
     name: Name,
     key: Key,
     /// The stored value, looked up once (null while the key is missing).
-    value: std::cell::Cell<*mut Sku>,
+    value: *mut Sku,
 }
 
 /// What a missing key reads as: version 0, nothing held.
@@ -198,51 +173,74 @@ impl<'c> Entry<'c> {
             ctx,
             name,
             key,
-            value: std::cell::Cell::new(value),
+            value,
         })
     }
 
-    #[allow(clippy::mut_from_ref)] // the keyspace owns the value, not the Entry
-    pub fn stored(&self) -> Option<&mut Sku> {
+    /// The stored SKU, if the key exists.
+    pub fn stored(&self) -> Option<&Sku> {
         // SAFETY: the pointer came from the open key's value and stays valid
-        // while the key is open: only `commit` replaces or deletes the value,
-        // and it refreshes the pointer when it does.
-        unsafe { self.value.get().as_mut() }
+        // while the key is open: only `commit` (through `&mut self`)
+        // replaces or deletes the value, and it refreshes the pointer.
+        unsafe { self.value.as_ref() }
+    }
+
+    fn stored_mut(&mut self) -> Option<&mut Sku> {
+        // SAFETY: as `stored`; `&mut self` makes this the only reference.
+        unsafe { self.value.as_mut() }
     }
 
     /// The SKU, or an empty one (version 0) when the key is missing.
     pub fn sku(&self) -> &Sku {
-        match self.stored() {
-            Some(s) => s,
-            None => &EMPTY,
-        }
+        self.stored().unwrap_or(&EMPTY)
     }
 
     pub fn view(&self, now: u64) -> View {
         self.sku().view(now)
     }
 
-    /// Applies effects in order, propagating each one that applied. Stops at
-    /// the first that does not apply (a replica out of step) and returns its
-    /// error; what applied before it stays applied and propagated.
-    pub fn commit(&self, effects: &[Effect]) -> Result<(), Error> {
+    /// Housekeeping's work that changes no state: a step of the key's
+    /// background work (index growth or shrink, compaction).
+    pub fn maintain(&mut self, budget: usize) {
+        if let Some(sku) = self.stored_mut() {
+            sku.maintain(budget);
+        }
+    }
+
+    /// What housekeeping has pending on this key (`None`: missing), noted
+    /// on the value so commits can skip unchanged work.
+    pub fn pending(&mut self) -> Option<Pending> {
+        let sku = self.stored_mut()?;
+        let p = sku.pending();
+        sku.mark_scheduled(p);
+        Some(p)
+    }
+
+    /// Applies effects in order, propagating each. A list of several is
+    /// checked as a whole first, so it applies all or nothing; one effect
+    /// checks itself. An error leaves the key as it was.
+    pub fn commit(&mut self, effects: &[Effect]) -> Result<(), Error> {
         self.commit_echo(effects, &Echo::default())
     }
 
     /// `commit`, passing the caller's own argument strings to replication.
-    pub fn commit_echo(&self, effects: &[Effect], echo: &Echo) -> Result<(), Error> {
+    pub fn commit_echo(&mut self, effects: &[Effect], echo: &Echo) -> Result<(), Error> {
         let Some(first) = effects.first() else {
             return Ok(());
         };
-        if self.stored().is_none() {
+        if effects.len() > 1 {
+            self.sku().check(effects)?;
+        }
+        if self.value.is_null() {
             if !first.creates_key() {
                 return Err(Error::Apply("no such key".into()));
             }
-            self.value.set(self.key.create()?);
+            self.value = self.key.create()?;
             STATS.adjust(1, 0, 0);
         }
+        let (ctx, name) = (self.ctx, self.name.ptr());
         let sku = self
-            .stored()
+            .stored_mut()
             .ok_or_else(|| Error::Apply("no such key".into()))?;
         let (open, reserved) = (sku.open_raw() as i64, sku.reserved_raw());
         let mut result = Ok(());
@@ -253,15 +251,15 @@ impl<'c> Entry<'c> {
                 break;
             }
             applied += 1;
-            replicate(self.ctx, self.name.ptr(), effect, echo);
+            replicate(ctx, name, effect, echo);
             // SAFETY: live ctx and key name; the event name is a static C string.
             unsafe {
                 if let Some(notify) = raw::RedisModule_NotifyKeyspaceEvent {
                     notify(
-                        self.ctx.ctx,
+                        ctx.ctx,
                         raw::REDISMODULE_NOTIFY_MODULE,
                         effect.event().as_ptr(),
-                        self.name.ptr(),
+                        name,
                     );
                 }
             }
@@ -271,20 +269,25 @@ impl<'c> Entry<'c> {
             sku.open_raw() as i64 - open,
             sku.reserved_raw() - reserved,
         );
-        if sku.version() == 0 {
+        let created_empty = sku.version() == 0;
+        let next = if applied > 0 && !created_empty {
+            sku.schedule_change()
+        } else {
+            None
+        };
+        if created_empty {
             // Creation failed before any effect applied: leave no empty key.
-            self.value.set(std::ptr::null_mut());
+            self.value = std::ptr::null_mut();
             self.key.delete();
         } else if applied > 0 {
             // SAFETY: ctx and name are live for the duration of the command.
             unsafe {
                 if let Some(signal) = raw::RedisModule_SignalModifiedKey {
-                    signal(self.ctx.ctx, self.name.ptr());
+                    signal(ctx.ctx, name);
                 }
             }
-            if let Some(next) = sku.schedule_change(config::policy().retention_ms) {
-                let name = RedisString::string_as_slice(self.name.ptr());
-                expiry::schedule(selected_db(self.ctx), name, next);
+            if let Some(p) = next {
+                schedule::set(selected_db(ctx), RedisString::string_as_slice(name), p);
             }
         }
         result
@@ -403,7 +406,11 @@ fn replicate(ctx: &Context, key: *mut raw::RedisModuleString, effect: &Effect, e
                 tx,
                 *deadline as i64,
             ),
-            Effect::Expire(_) | Effect::Purge(_) | Effect::Load { .. } | Effect::Records(_) => {
+            Effect::Expire(_)
+            | Effect::ExpireFirst(_)
+            | Effect::Purge(_)
+            | Effect::Load { .. }
+            | Effect::Records(_) => {
                 let (_strings, mut argv) = effect_argv(effect);
                 rm_replicate(c, cmd, c"sv".as_ptr(), k, argv.as_mut_ptr(), argv.len())
             }

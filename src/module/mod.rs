@@ -5,9 +5,12 @@ pub mod alloc;
 pub mod commands;
 pub mod config;
 pub mod datatype;
-pub mod expiry;
+pub mod housekeeping;
 pub mod keys;
 pub mod propagation;
+pub mod reply;
+pub mod schedule;
+pub mod server;
 
 use crate::ledger::Stats;
 use once_cell::sync::Lazy;
@@ -17,9 +20,13 @@ pub static STATS: Lazy<Stats> = Lazy::new(Stats::default);
 
 #[allow(deprecated)] // the builder API cannot name the module's default section
 /// `INFO inventory`: one field per counter, prefixed `inventory_` by Redis.
-pub fn info(ctx: &redis_module::InfoContext, _for_crash_report: bool) {
+pub fn info(ctx: &redis_module::InfoContext, for_crash_report: bool) {
     ctx.add_info_section(None);
     for (name, value) in STATS.fields() {
         ctx.add_info_field_long_long(name, value);
+    }
+    // A crash report may come from inside the registry's lock: not read then.
+    if !for_crash_report {
+        ctx.add_info_field_long_long("scheduled_keys", schedule::registered() as i64);
     }
 }

@@ -214,10 +214,16 @@ impl Server {
     }
 
     /// Stops the server, waits, then starts it again on the same dir.
-    pub fn restart_after(mut self, pause: Duration) -> Server {
+    pub fn restart_after(self, pause: Duration) -> Server {
+        self.restart_with(|_| std::thread::sleep(pause))
+    }
+
+    /// Stops the server, runs `between` on its (stopped) data dir, then
+    /// starts it again there: for editing what it loads at startup.
+    pub fn restart_with(mut self, between: impl FnOnce(&std::path::Path)) -> Server {
         let _ = redis::cmd("SHUTDOWN").arg("NOSAVE").exec(&mut self.conn());
         let _ = self.child.wait();
-        std::thread::sleep(pause);
+        between(self.dir.path());
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
         let extra = std::mem::take(&mut self.extra);
         let bin = std::mem::take(&mut self.bin);

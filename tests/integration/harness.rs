@@ -6,6 +6,33 @@ pub use testkit::{eventually, Server};
 use redis::{Connection, Value};
 use std::time::Duration;
 
+/// A server replicating `master`, its link up.
+pub fn replica_of(master: &Server, extra: &[&str]) -> Server {
+    let r = Server::start(extra);
+    let c = &mut r.conn();
+    ok(c, &["REPLICAOF", "127.0.0.1", &master.port.to_string()]);
+    eventually("replica link up", Duration::from_secs(10), || {
+        let info: String = redis::cmd("INFO").arg("replication").query(c).unwrap();
+        info.contains("master_link_status:up")
+    });
+    r
+}
+
+/// Waits until the one replica has acknowledged everything written so far.
+pub fn wait_replicated(master: &mut Connection) {
+    let acked: i64 = redis::cmd("WAIT").arg(1).arg(5000).query(master).unwrap();
+    assert_eq!(acked, 1);
+}
+
+/// Sends one command of binary arguments and returns the raw reply.
+pub fn call_bytes(c: &mut Connection, args: &[&[u8]]) -> redis::RedisResult<Value> {
+    let mut cmd = redis::Cmd::new();
+    for a in args {
+        cmd.arg(*a);
+    }
+    cmd.query(c)
+}
+
 /// Sends one command and returns the raw reply (errors as `Err`).
 pub fn call(c: &mut Connection, args: &[&str]) -> redis::RedisResult<Value> {
     let mut cmd = redis::cmd(args[0]);

@@ -144,3 +144,88 @@ fn configs_from_the_server_configuration() {
     assert_eq!(got["inventory.max-ttl-ms"], "5000");
     assert_eq!(got["inventory.max-open-per-key"], "3");
 }
+
+/// Fences (one per key) on `n` keys named `{prefix}{i}`: each key is then
+/// registered for its purge, a day later.
+fn fenced_keys(c: &mut redis::Connection, prefix: &str, n: usize) {
+    pipelined(c, 0..n, |p, i| {
+        p.cmd("INV.CANCEL")
+            .arg(format!("{prefix}{i}"))
+            .arg("t")
+            .ignore();
+    });
+}
+
+/// Deleted keys leave the housekeeping registry by every path (DEL,
+/// UNLINK, a key's own TTL, eviction, FLUSHDB, FLUSHALL), and memory goes
+/// back to where it was: repeated rounds do not grow it.
+#[test]
+fn deleted_keys_leave_nothing_behind() {
+    let s = Server::start(&["--maxmemory-policy", "allkeys-random"]);
+    let c = &mut s.conn();
+    let scheduled = |c: &mut redis::Connection| info_field(c, "scheduled_keys");
+    let settle = |c: &mut redis::Connection| {
+        eventually("the registry empties", Duration::from_secs(10), || {
+            scheduled(c) == 0
+        });
+    };
+    fenced_keys(c, "warm", 1_000);
+    ok(c, &["FLUSHALL", "SYNC"]);
+    settle(c);
+    let baseline = testkit::used_memory(c);
+    for round in 0..3 {
+        fenced_keys(c, "a", 50_000);
+        assert_eq!(scheduled(c), 50_000);
+        ok(c, &["FLUSHALL", "SYNC"]);
+        settle(c);
+        fenced_keys(c, "b", 20_000);
+        ok(c, &["SELECT", "1"]);
+        fenced_keys(c, "b", 5_000);
+        ok(c, &["FLUSHDB", "ASYNC"]);
+        ok(c, &["SELECT", "0"]);
+        eventually("db 1 forgotten", Duration::from_secs(10), || {
+            scheduled(c) == 20_000
+        });
+        pipelined(c, 0..20_000, |p, i| {
+            let key = format!("b{i}");
+            match i % 3 {
+                0 => p.cmd("DEL").arg(key).ignore(),
+                1 => p.cmd("UNLINK").arg(key).ignore(),
+                _ => p.cmd("PEXPIRE").arg(key).arg(1).ignore(),
+            };
+        });
+        // Keys with a TTL go when Redis expires them, actively or on access.
+        pipelined(c, 0..20_000, |p, i| {
+            p.cmd("EXISTS").arg(format!("b{i}")).ignore();
+        });
+        settle(c);
+        // Eviction: a maxmemory below what the keys hold evicts some.
+        fenced_keys(c, "e", 20_000);
+        let used = testkit::used_memory(c);
+        ok(
+            c,
+            &[
+                "CONFIG",
+                "SET",
+                "maxmemory",
+                &(used - 1_000_000).to_string(),
+            ],
+        );
+        ok(c, &["SET", "trigger", "x"]);
+        ok(c, &["CONFIG", "SET", "maxmemory", "0"]);
+        let left: i64 = redis::cmd("DBSIZE").query(c).unwrap();
+        assert!(left < 20_001, "nothing was evicted");
+        eventually("evicted keys forgotten", Duration::from_secs(10), || {
+            // The evicted ones go; the rest stay registered for their purge.
+            let keys: i64 = redis::cmd("DBSIZE").query(c).unwrap();
+            scheduled(c) == keys - i64::from(ok(c, &["EXISTS", "trigger"]) == redis::Value::Int(1))
+        });
+        ok(c, &["FLUSHALL", "SYNC"]);
+        settle(c);
+        let used = testkit::used_memory(c);
+        assert!(
+            used < baseline + 1_000_000,
+            "round {round}: used_memory {used} against a baseline of {baseline}"
+        );
+    }
+}

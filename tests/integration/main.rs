@@ -3,8 +3,10 @@
 
 mod harness;
 
+mod bounds;
 mod commands;
 mod expiry;
+mod hostile;
 mod keyspace;
 mod persistence;
 mod replication;

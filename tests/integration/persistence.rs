@@ -266,3 +266,99 @@ fn a_big_key_grows_its_index_in_the_background_consistently() {
     assert_eq!(ok(c, &["INV.AUDIT", "big"]), redis::Value::Okay);
     assert_eq!(ok(c, &["INV.AUDIT", "copy"]), redis::Value::Okay);
 }
+
+/// How a server started on a truncated RDB file ends up.
+#[derive(Debug, PartialEq)]
+enum Startup {
+    /// Serving, with this many keys.
+    Served(i64),
+    /// Exited with an error: the file was refused.
+    Refused,
+    /// Still not serving after the deadline (the server's RDB check hangs
+    /// on a file that ends between two parts of a module value: README,
+    /// Limits); killed.
+    Hung,
+}
+
+fn start_on(rdb: &[u8]) -> Startup {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("dump.rdb"), rdb).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = std::process::Command::new(testkit::server_bin())
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--dir", &dir.path().display().to_string(), "--save", ""])
+        .args(["--logfile", &dir.path().join("log").display().to_string()])
+        .args([
+            "--loadmodule",
+            &testkit::module_path(testkit::Build::Debug)
+                .display()
+                .to_string(),
+        ])
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    let outcome = loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            break Startup::Refused;
+        }
+        // A hung server accepts connections but never answers.
+        let served = redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+            .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(200)))
+            .and_then(|mut c| {
+                c.set_read_timeout(Some(Duration::from_millis(200)))?;
+                redis::cmd("DBSIZE").query::<i64>(&mut c)
+            });
+        if let Ok(keys) = served {
+            break Startup::Served(keys);
+        }
+        if std::time::Instant::now() > deadline {
+            break Startup::Hung;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    outcome
+}
+
+/// An RDB file cut anywhere inside an inventory value never starts a
+/// server with a partial key: the server refuses the file, or (cut between
+/// two parts of the value, where the server's own RDB check loops) never
+/// serves. The whole file starts with both keys.
+#[test]
+fn a_truncated_rdb_never_starts_with_a_partial_key() {
+    let s = Server::start(&[]);
+    let c = &mut s.conn();
+    ok(c, &["SET", "other", "value"]);
+    ok(c, &["INV.SET", "k", "100"]);
+    for i in 0..40 {
+        ok(c, &["INV.RESERVE", "k", &format!("tx{i}"), "1"]);
+    }
+    ok(c, &["SAVE"]);
+    let rdb = std::fs::read(s.dir.path().join("dump.rdb")).unwrap();
+    drop(s);
+    assert_eq!(start_on(&rdb), Startup::Served(2));
+    // The value is the last one: from its key name to the end marker.
+    let start = rdb
+        .windows(3)
+        .position(|w| w == b"\x01k\x81")
+        .expect("the key")
+        + 1;
+    let end = rdb.len() - 9;
+    let mut hung = 0;
+    // Every fifth byte, and each of the last ones (the value's last part,
+    // its end marker).
+    for cut in (start..end).step_by(5).chain(end - 8..end) {
+        match start_on(&rdb[..cut]) {
+            Startup::Refused => {}
+            Startup::Hung => hung += 1,
+            Startup::Served(keys) => panic!("a file cut at {cut} served {keys} keys"),
+        }
+    }
+    eprintln!("{hung} cuts hung in the server's RDB check");
+    assert!(hung < 4, "{hung} cuts hung");
+}

@@ -4,22 +4,6 @@
 use crate::harness::*;
 use std::time::Duration;
 
-fn replica_of(master: &Server, extra: &[&str]) -> Server {
-    let r = Server::start(extra);
-    let c = &mut r.conn();
-    ok(c, &["REPLICAOF", "127.0.0.1", &master.port.to_string()]);
-    eventually("replica link up", Duration::from_secs(10), || {
-        let info: String = redis::cmd("INFO").arg("replication").query(c).unwrap();
-        info.contains("master_link_status:up")
-    });
-    r
-}
-
-fn wait_replicated(master: &mut redis::Connection) {
-    let acked: i64 = redis::cmd("WAIT").arg(1).arg(5000).query(master).unwrap();
-    assert_eq!(acked, 1);
-}
-
 #[test]
 fn replica_digest_equals_master_after_mixed_workload_with_expiry() {
     let m = Server::start(&[]);
@@ -86,18 +70,22 @@ fn a_replica_never_counts_an_expired_reservation() {
     let m = Server::start(&[]);
     let r = replica_of(&m, &[]);
     let mc = &mut m.conn();
-    ok(mc, &["INV.SET", "sku", "5"]);
-    ok(mc, &["INV.RESERVE", "sku", "o", "4", "TTL", "300"]);
-    wait_replicated(mc);
-    let port = m.port;
+    // Connected beforehand, so the stall starts right after the reserve
+    // replicates, well before its deadline even on a loaded machine.
+    let mut sleeper_conn = m.conn();
+    let (go, wait) = std::sync::mpsc::channel::<()>();
     let sleeper = std::thread::spawn(move || {
-        let mut c = redis::Client::open(format!("redis://127.0.0.1:{port}/"))
-            .unwrap()
-            .get_connection()
-            .unwrap();
-        let _: redis::RedisResult<()> = redis::cmd("DEBUG").arg("SLEEP").arg("1.5").query(&mut c);
+        wait.recv().unwrap();
+        let _: redis::RedisResult<()> = redis::cmd("DEBUG")
+            .arg("SLEEP")
+            .arg("3")
+            .query(&mut sleeper_conn);
     });
-    std::thread::sleep(Duration::from_millis(700));
+    ok(mc, &["INV.SET", "sku", "5"]);
+    ok(mc, &["INV.RESERVE", "sku", "o", "4", "TTL", "1000"]);
+    wait_replicated(mc);
+    go.send(()).unwrap();
+    std::thread::sleep(Duration::from_millis(1_500));
     let rc = &mut r.conn();
     assert_eq!(tx_state(rc, "sku", "o").as_deref(), Some("EXPIRED"));
     assert_eq!(

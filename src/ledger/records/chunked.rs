@@ -69,6 +69,7 @@ impl<T> Chunked<T> {
         (from.min(to)..to).map(move |i| &self[i])
     }
 
+    #[cfg(test)]
     pub fn iter(&self) -> impl Iterator<Item = &T> + '_ {
         self.chunks.iter().flatten()
     }
@@ -76,6 +77,16 @@ impl<T> Chunked<T> {
     /// Elements the allocated chunks can hold.
     pub fn capacity(&self) -> usize {
         self.chunks.iter().map(Vec::capacity).sum()
+    }
+
+    /// Releases the chunks past the last element (`pop` keeps them).
+    pub fn shrink(&mut self) {
+        let used = self.len.div_ceil(CHUNK);
+        self.chunks.truncate(used);
+        self.chunks.shrink_to_fit();
+        if let Some(first) = self.chunks.first_mut().filter(|_| used == 1) {
+            first.shrink_to_fit();
+        }
     }
 
     /// Makes room for `additional` more elements in the first chunk, when
@@ -134,8 +145,14 @@ mod tests {
         }
         assert!(c.iter().eq(v.iter()));
         assert_eq!(c.get(0), v.first());
+        let full = c.capacity();
+        c.shrink();
+        assert!(c.capacity() < full && c.capacity() >= c.len());
+        assert!(c.iter().eq(v.iter()));
         while c.pop().is_some() {}
         assert!(c.is_empty() && c.iter().next().is_none());
+        c.shrink();
+        assert_eq!(c.capacity(), 0);
         c.push(9);
         assert_eq!((c.len(), c[0]), (1, 9));
     }

@@ -28,7 +28,7 @@ const LOOKAHEAD: usize = 16;
 const BIG: usize = 1 << 15;
 /// Tables of at least this many buckets (43,008 entries, a rebuild of about
 /// a millisecond) grow in the background instead of in one step.
-const BACKGROUND: usize = 1 << 12;
+pub(super) const BACKGROUND: usize = 1 << 12;
 /// Tag of an empty slot; live tags are 1..=255.
 const EMPTY: u8 = 0;
 
@@ -245,6 +245,20 @@ impl Index {
         Insert::Added
     }
 
+    pub fn buckets(&self) -> usize {
+        self.buckets
+    }
+
+    /// Entries that still fit.
+    pub fn room(&self) -> usize {
+        capacity(self.buckets).saturating_sub(self.len)
+    }
+
+    /// True when `entries` entries in all would fit.
+    pub fn can_hold(&self, entries: usize) -> bool {
+        entries <= capacity(self.buckets)
+    }
+
     /// True when `additional` more entries fit without a rebuild.
     pub fn has_room(&self, additional: usize) -> bool {
         self.len.saturating_add(additional) <= capacity(self.buckets)
@@ -336,6 +350,40 @@ impl Index {
             *count = count.wrapping_add(delta);
             x = self.next(x);
         }
+    }
+
+    /// Points the entry holding `old` under `hash` at `new` instead (a
+    /// record that moved); false when absent.
+    pub fn replace(&mut self, hash: u64, old: u32, new: u32) -> bool {
+        if self.len == 0 {
+            return false;
+        }
+        let tag = tag_of(hash);
+        let mut b = self.home(hash);
+        for _ in 0..self.buckets {
+            let bucket = self.bucket_mut(b);
+            if let Some(i) = matching(bucket, tag).find(|&i| bucket[FIRST_SLOT + i] == old) {
+                bucket[FIRST_SLOT + i] = new;
+                return true;
+            }
+            if bucket[OVERFLOW] == 0 {
+                return false;
+            }
+            b = self.next(b);
+        }
+        false
+    }
+
+    /// An empty index of the size `rebuild` would give `entries`, with room
+    /// to grow before it wants a successor: what a key shrinks to.
+    pub fn sized_for(entries: usize) -> Index {
+        Index::rebuild(entries.saturating_mul(2), std::iter::empty())
+    }
+
+    /// True when this index holds a small share of what it could: a key that
+    /// shrank a lot returns the rest by moving to `sized_for(len)`.
+    pub fn oversized(&self) -> bool {
+        self.buckets >= BACKGROUND && self.len * 8 < capacity(self.buckets)
     }
 
     /// Removes the entry holding `slot` under `hash`; false when absent.

@@ -1,0 +1,553 @@
+//! Planning: each command reads the key and the clock, applies policy (TTL
+//! bounds, limits, idempotency rules) and returns the status to reply with
+//! and the effects that would realise it. A plan never changes anything; the
+//! effects it returns always apply (every bound `apply` checks is checked
+//! here first), so a command applies all of its effects or, on an error,
+//! none.
+//!
+//! A RESERVED record whose deadline has passed is expired for every reader
+//! (`view`, `tx`, plans) even before an `Expire` effect materialises it.
+
+use super::effect::Effect;
+use super::error::{Error, Result};
+use super::records::{State, MAX_RECORDS};
+use super::sku::{Sku, MAX_AMOUNT};
+use super::txid::TxId;
+
+/// Most due records one command expires to make room for itself.
+pub const MAX_EXPIRE_PER_COMMAND: usize = 1000;
+
+/// The state a command replies with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Reserved,
+    NoStock,
+    Confirmed,
+    Cancelled,
+    Expired,
+    Unknown,
+}
+
+impl Status {
+    /// The reply word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Reserved => "RESERVED",
+            Status::NoStock => "NOSTOCK",
+            Status::Confirmed => "CONFIRMED",
+            Status::Cancelled => "CANCELLED",
+            Status::Expired => "EXPIRED",
+            Status::Unknown => "UNKNOWN",
+        }
+    }
+}
+
+impl From<State> for Status {
+    fn from(s: State) -> Status {
+        match s {
+            State::Reserved => Status::Reserved,
+            State::Confirmed => Status::Confirmed,
+            State::Cancelled => Status::Cancelled,
+            State::Expired => Status::Expired,
+        }
+    }
+}
+
+/// What a planned command amounts to, for metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A new reservation.
+    Reserve,
+    /// RESERVE refused for lack of available units.
+    NoStock,
+    /// A retry that found its work already done.
+    Replay,
+    /// RESERVE refused because the txid is already finished (or fenced).
+    Fenced,
+    Confirm,
+    /// CONFIRM that found the reservation expired.
+    ConfirmLate,
+    Cancel,
+    /// CANCEL of an unknown txid: records a fence.
+    EmptyRollback,
+    /// Anything else (stock changes, extends, no-ops).
+    Other,
+}
+
+/// A plan's effects: most commands have one or two, kept inline.
+pub type Effects = smallvec::SmallVec<[Effect; 2]>;
+
+/// The outcome of planning a command.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    pub status: Status,
+    pub event: Event,
+    pub effects: Effects,
+}
+
+impl Plan {
+    pub(super) fn new(status: Status, event: Event) -> Plan {
+        Plan {
+            status,
+            event,
+            effects: Effects::new(),
+        }
+    }
+
+    pub(super) fn with(mut self, effects: Effects) -> Plan {
+        self.effects = effects;
+        self
+    }
+}
+
+/// How long a reservation lives, as asked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ttl {
+    Default,
+    Millis(u64),
+    /// Absolute deadline in unix milliseconds.
+    At(u64),
+}
+
+/// Settings that shape plans (never used by `apply`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Policy {
+    pub default_ttl_ms: u64,
+    pub max_ttl_ms: u64,
+    /// 0 means unlimited.
+    pub max_open_per_key: u64,
+    pub retention_ms: u64,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            default_ttl_ms: 600_000,
+            max_ttl_ms: 7 * 86_400_000,
+            max_open_per_key: 0,
+            retention_ms: 86_400_000,
+        }
+    }
+}
+
+impl Policy {
+    /// The absolute deadline for a TTL asked at `now`.
+    pub fn deadline(&self, ttl: Ttl, now: u64) -> Result<u64> {
+        let max = self.max_ttl_ms;
+        match ttl {
+            Ttl::Default => Ok(now.saturating_add(self.default_ttl_ms.min(max))),
+            Ttl::Millis(ms) if (1..=max).contains(&ms) => Ok(now.saturating_add(ms)),
+            Ttl::Millis(ms) => Err(Error::invalid(format!(
+                "TTL must be 1 to {max} milliseconds (inventory.max-ttl-ms), got {ms}"
+            ))),
+            Ttl::At(at) if at > now && at - now <= max => Ok(at),
+            Ttl::At(at) => Err(Error::invalid(format!(
+                "PXAT must be a unix time in milliseconds after now ({now}) and at most \
+                 {max} ms ahead (inventory.max-ttl-ms), got {at}"
+            ))),
+        }
+    }
+}
+
+impl Sku {
+    fn check_version(&self, expected: Option<u64>) -> Result<()> {
+        match expected {
+            Some(v) if v != self.version => Err(Error::Version {
+                current: self.version,
+                expected: v,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Due records to expire first so that `stock_after - reserved >= need`
+    /// and, when `open_cap` is set, fewer than `open_cap` records stay open.
+    /// The caller has checked, against the view, that expiring every due
+    /// record would do; at most `MAX_EXPIRE_PER_COMMAND` are expired here,
+    /// and when that is not enough the command is refused with TRYAGAIN
+    /// (housekeeping expires the rest within milliseconds).
+    fn make_room(&self, stock_after: i64, need: i64, open_cap: u64, now: u64) -> Result<Effects> {
+        let mut reserved = self.reserved;
+        let mut open = self.open_raw();
+        let done = |reserved: i64, open: u64| {
+            stock_after - reserved >= need && (open_cap == 0 || open < open_cap)
+        };
+        if done(reserved, open) {
+            return Ok(Effects::new());
+        }
+        let mut ids = Vec::new();
+        self.records.visit_due(now, |slot| {
+            if let Some(r) = self.records.get(slot) {
+                ids.push(r.txid());
+                reserved -= r.qty() as i64;
+                open -= 1;
+            }
+            !done(reserved, open) && ids.len() < MAX_EXPIRE_PER_COMMAND
+        });
+        if !done(reserved, open) {
+            return Err(Error::TryAgain(format!(
+                "more than {MAX_EXPIRE_PER_COMMAND} reservations past their deadline must \
+                 expire first; retry shortly"
+            )));
+        }
+        Ok(smallvec::smallvec![Effect::ExpireFirst(ids)])
+    }
+
+    /// Refuses a stock that would take stock + sold past `MAX_AMOUNT`: a
+    /// confirm moves units from stock to sold, so this bound is what keeps
+    /// `sold` in range however many confirms follow.
+    fn check_total(&self, stock_after: i64) -> Result<()> {
+        let total = stock_after.saturating_add(self.sold);
+        if total > MAX_AMOUNT {
+            return Err(Error::invalid(format!(
+                "stock {stock_after} and sold {} would total {total}, above the maximum \
+                 {MAX_AMOUNT}",
+                self.sold
+            )));
+        }
+        Ok(())
+    }
+
+    /// Refuses a new record on a key that holds as many as a key can.
+    fn check_room_for_record(&self) -> Result<()> {
+        if self.records.len() >= MAX_RECORDS {
+            return Err(Error::Full { max: MAX_RECORDS });
+        }
+        Ok(())
+    }
+
+    pub fn plan_set(&self, stock: i64, if_version: Option<u64>, now: u64) -> Result<Plan> {
+        self.check_version(if_version)?;
+        if self.version > 0 && stock == self.stock {
+            return Ok(Plan::new(Status::Reserved, Event::Other));
+        }
+        self.check_total(stock)?;
+        let view = self.view(now);
+        if stock < view.reserved {
+            return Err(Error::NoStock(format!(
+                "stock {stock} is below the {} units held by open reservations",
+                view.reserved
+            )));
+        }
+        let mut effects = self.make_room(stock, 0, 0, now)?;
+        effects.push(Effect::Stock(stock));
+        Ok(Plan::new(Status::Reserved, Event::Other).with(effects))
+    }
+
+    pub fn plan_add(&self, delta: i64, if_version: Option<u64>, now: u64) -> Result<Plan> {
+        self.check_version(if_version)?;
+        if self.version > 0 && delta == 0 {
+            return Ok(Plan::new(Status::Reserved, Event::Other));
+        }
+        let view = self.view(now);
+        let after = self.stock + delta;
+        if after > MAX_AMOUNT {
+            return Err(Error::invalid(format!(
+                "stock would become {after}, above the maximum {MAX_AMOUNT}"
+            )));
+        }
+        self.check_total(after)?;
+        if view.available + delta < 0 {
+            return Err(Error::NoStock(format!(
+                "cannot remove {} units: {} available",
+                -delta, view.available
+            )));
+        }
+        let mut effects = self.make_room(after, 0, 0, now)?;
+        effects.push(Effect::Add(delta));
+        Ok(Plan::new(Status::Reserved, Event::Other).with(effects))
+    }
+
+    /// A retry of a known txid answers its state whatever the time or the
+    /// configs now; the TTL and limits are checked for a new reservation
+    /// only.
+    pub fn plan_reserve(
+        &self,
+        txid: &TxId,
+        qty: i64,
+        ttl: Ttl,
+        now: u64,
+        policy: &Policy,
+    ) -> Result<Plan> {
+        if let Some((state, held, _)) = self.lookup(txid.as_bytes(), now) {
+            return match state {
+                State::Reserved if held == qty => Ok(Plan::new(Status::Reserved, Event::Replay)),
+                State::Reserved => Err(Error::TxConflict { held, asked: qty }),
+                other => Ok(Plan::new(other.into(), Event::Fenced)),
+            };
+        }
+        let deadline = policy.deadline(ttl, now)?;
+        let view = self.view(now);
+        if view.available < qty {
+            return Ok(Plan::new(Status::NoStock, Event::NoStock));
+        }
+        let cap = policy.max_open_per_key;
+        if cap > 0 && view.open >= cap {
+            return Err(Error::Limit { max: cap });
+        }
+        self.check_room_for_record()?;
+        let mut effects = self.make_room(self.stock, qty, cap, now)?;
+        effects.push(Effect::Reserve {
+            txid: txid.clone(),
+            qty,
+            deadline,
+        });
+        Ok(Plan::new(Status::Reserved, Event::Reserve).with(effects))
+    }
+
+    pub fn plan_confirm(&self, txid: &TxId, now: u64) -> Plan {
+        match self.lookup(txid.as_bytes(), now).map(|t| t.0) {
+            None => Plan::new(Status::Unknown, Event::Other),
+            Some(State::Reserved) => Plan::new(Status::Confirmed, Event::Confirm)
+                .with(smallvec::smallvec![Effect::Confirm(txid.clone())]),
+            Some(State::Confirmed) => Plan::new(Status::Confirmed, Event::Replay),
+            Some(State::Expired) => Plan::new(Status::Expired, Event::ConfirmLate),
+            Some(State::Cancelled) => Plan::new(Status::Cancelled, Event::Other),
+        }
+    }
+
+    pub fn plan_cancel(&self, txid: &TxId, now: u64) -> Result<Plan> {
+        Ok(match self.lookup(txid.as_bytes(), now).map(|t| t.0) {
+            None => {
+                self.check_room_for_record()?;
+                Plan::new(Status::Cancelled, Event::EmptyRollback).with(smallvec::smallvec![
+                    Effect::Fence {
+                        txid: txid.clone(),
+                        at: now,
+                    }
+                ])
+            }
+            Some(State::Reserved) => Plan::new(Status::Cancelled, Event::Cancel)
+                .with(smallvec::smallvec![Effect::Cancel(txid.clone())]),
+            Some(State::Cancelled) => Plan::new(Status::Cancelled, Event::Replay),
+            Some(other) => Plan::new(other.into(), Event::Other),
+        })
+    }
+
+    /// Only a RESERVED record's TTL is checked: any other answers its state.
+    pub fn plan_extend(&self, txid: &TxId, ttl_ms: u64, now: u64, policy: &Policy) -> Result<Plan> {
+        Ok(match self.lookup(txid.as_bytes(), now) {
+            None => Plan::new(Status::Unknown, Event::Other),
+            Some((State::Reserved, _, time)) => {
+                let deadline = policy.deadline(Ttl::Millis(ttl_ms), now)?;
+                let plan = Plan::new(Status::Reserved, Event::Other);
+                if time == deadline {
+                    plan
+                } else {
+                    plan.with(smallvec::smallvec![Effect::Extend {
+                        txid: txid.clone(),
+                        deadline,
+                    }])
+                }
+            }
+            Some((state, _, _)) => Plan::new(state.into(), Event::Other),
+        })
+    }
+
+    /// Expiry of due records and purge of records past retention, at most
+    /// `budget` records in all.
+    pub fn plan_housekeeping(&self, now: u64, retention_ms: u64, budget: usize) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        let mut due = Vec::new();
+        self.records.visit_due(now, |slot| {
+            if let Some(r) = self.records.get(slot) {
+                due.push(r.txid());
+            }
+            due.len() < budget
+        });
+        let left = budget - due.len().min(budget);
+        if !due.is_empty() {
+            effects.push(Effect::Expire(due));
+        }
+        if left > 0 && now >= retention_ms {
+            let mut old = Vec::new();
+            self.records.visit_done_upto(now - retention_ms, |slot| {
+                if let Some(r) = self.records.get(slot) {
+                    old.push(r.txid());
+                }
+                old.len() < left
+            });
+            if !old.is_empty() {
+                // One pass is one change: an expiry before a purge moves no version.
+                if let Some(Effect::Expire(ids)) = effects.pop() {
+                    effects.push(Effect::ExpireFirst(ids));
+                }
+                effects.push(Effect::Purge(old));
+            }
+        }
+        effects
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::effect::RecordParts;
+
+    const NOW: u64 = 1_000_000;
+
+    fn id(s: &str) -> TxId {
+        TxId::new(s.as_bytes()).unwrap()
+    }
+
+    fn run(sku: &mut Sku, plan: impl FnOnce(&Sku) -> Result<Plan>) -> Status {
+        let plan = plan(sku).unwrap();
+        for e in &plan.effects {
+            sku.apply(e).unwrap();
+        }
+        plan.status
+    }
+
+    fn stocked(n: i64) -> Sku {
+        let mut s = Sku::new();
+        run(&mut s, |s| s.plan_set(n, None, NOW));
+        s
+    }
+
+    #[test]
+    fn reserve_confirm_cancel_cycle() {
+        let p = Policy::default();
+        let mut s = stocked(10);
+        assert_eq!(s.version(), 1);
+        assert_eq!(
+            run(&mut s, |s| s.plan_reserve(
+                &id("a"),
+                4,
+                Ttl::Default,
+                NOW,
+                &p
+            )),
+            Status::Reserved
+        );
+        assert_eq!(s.view(NOW).available, 6);
+        assert_eq!(s.version(), 2);
+        // Retry: same answer, nothing changes.
+        let replay = s.plan_reserve(&id("a"), 4, Ttl::Default, NOW, &p).unwrap();
+        assert_eq!(
+            (replay.status, replay.event, replay.effects.len()),
+            (Status::Reserved, Event::Replay, 0)
+        );
+        assert_eq!(
+            s.plan_reserve(&id("a"), 5, Ttl::Default, NOW, &p),
+            Err(Error::TxConflict { held: 4, asked: 5 })
+        );
+        assert_eq!(
+            run(&mut s, |s| Ok(s.plan_confirm(&id("a"), NOW))),
+            Status::Confirmed
+        );
+        let v = s.view(NOW);
+        assert_eq!(
+            (v.stock, v.reserved, v.available, v.sold, v.version),
+            (6, 0, 6, 4, 3)
+        );
+        assert_eq!(
+            s.plan_cancel(&id("a"), NOW).unwrap().status,
+            Status::Confirmed
+        );
+        assert_eq!(
+            s.plan_reserve(&id("a"), 4, Ttl::Default, NOW, &p)
+                .unwrap()
+                .status,
+            Status::Confirmed
+        );
+    }
+
+    #[test]
+    fn cancel_before_reserve_fences() {
+        let p = Policy::default();
+        let mut s = stocked(10);
+        assert_eq!(
+            run(&mut s, |s| s.plan_cancel(&id("late"), NOW)),
+            Status::Cancelled
+        );
+        let plan = s
+            .plan_reserve(&id("late"), 1, Ttl::Default, NOW, &p)
+            .unwrap();
+        assert_eq!(
+            (plan.status, plan.event, plan.effects.len()),
+            (Status::Cancelled, Event::Fenced, 0)
+        );
+        assert_eq!(s.view(NOW).available, 10);
+    }
+
+    #[test]
+    fn due_records_count_as_expired_before_materialising() {
+        let p = Policy::default();
+        let mut s = stocked(5);
+        run(&mut s, |s| {
+            s.plan_reserve(&id("a"), 5, Ttl::Millis(100), NOW, &p)
+        });
+        let later = NOW + 100;
+        let v = s.view(later);
+        assert_eq!((v.available, v.reserved, v.open), (5, 0, 0));
+        assert_eq!(s.tx(b"a", later).unwrap().state, State::Expired);
+        assert_eq!(s.plan_confirm(&id("a"), later).status, Status::Expired);
+        // A reserve that needs the units materialises the expiry first.
+        let plan = s
+            .plan_reserve(&id("b"), 5, Ttl::Default, later, &p)
+            .unwrap();
+        assert_eq!(plan.effects[0], Effect::ExpireFirst(vec![id("a")]));
+        run(&mut s, |_| Ok(plan));
+        s.audit().unwrap();
+        assert_eq!(s.tx(b"a", later).unwrap().state, State::Expired);
+    }
+
+    #[test]
+    fn apply_validates_before_changing() {
+        let mut s = stocked(1);
+        let before = s.header();
+        assert!(s
+            .apply(&Effect::Reserve {
+                txid: id("x"),
+                qty: 2,
+                deadline: 1
+            })
+            .is_err());
+        assert!(s.apply(&Effect::Expire(vec![id("nope")])).is_err());
+        assert!(s.apply(&Effect::Stock(-1)).is_err());
+        assert_eq!(s.header(), before);
+    }
+
+    #[test]
+    fn a_bad_records_batch_changes_nothing() {
+        let mut s = stocked(5);
+        let part = |t: &str, state, qty| RecordParts {
+            txid: id(t),
+            state,
+            qty,
+            time: 1,
+        };
+        let good = vec![
+            part("a", State::Reserved, 2),
+            part("b", State::Confirmed, 1),
+        ];
+        s.apply(&Effect::Records(good)).unwrap();
+        let before = s.header();
+        for bad in [
+            vec![
+                part("c", State::Reserved, 1),
+                part("c", State::Cancelled, 0),
+            ],
+            vec![part("d", State::Reserved, 1), part("a", State::Expired, 1)],
+            vec![part("e", State::Reserved, 3), part("f", State::Reserved, 1)],
+            vec![part("g", State::Reserved, 0)],
+        ] {
+            assert!(s.apply(&Effect::Records(bad)).is_err());
+            assert_eq!((s.header(), s.reserved_raw()), (before, 2));
+        }
+        s.audit().unwrap();
+    }
+
+    #[test]
+    fn ttl_bounds() {
+        let p = Policy {
+            max_ttl_ms: 1000,
+            ..Policy::default()
+        };
+        assert!(p.deadline(Ttl::Millis(0), NOW).is_err());
+        assert!(p.deadline(Ttl::Millis(1001), NOW).is_err());
+        assert_eq!(p.deadline(Ttl::At(NOW + 1000), NOW), Ok(NOW + 1000));
+        assert!(p.deadline(Ttl::At(NOW), NOW).is_err());
+        assert_eq!(p.deadline(Ttl::Default, NOW), Ok(NOW + 1000));
+    }
+}

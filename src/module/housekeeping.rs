@@ -1,0 +1,112 @@
+//! Housekeeping: expire reservations past their deadline and purge finished
+//! records past retention, on the master only, without any client touching
+//! the key; and, on masters and replicas alike, each key's background work
+//! (index growth or shrink, compaction), which changes no state.
+//!
+//! A timer pops due keys from the registry (`schedule.rs`), plans
+//! housekeeping for each and commits it like any command, so expirations
+//! and purges reach replicas and the AOF as explicit `INV.APPLY` effects.
+//! Each tick works at most `TIME_BOX`; while due work remains it comes back
+//! after `BUSY_TICK`, otherwise after `TICK`.
+
+use super::keys::Entry;
+use super::server::{log, now_ms, select_db, Level};
+use super::{config, schedule, STATS};
+use redis_module::{Context, ContextFlags, RedisString};
+use std::time::{Duration, Instant};
+
+/// How often the timer runs when nothing is due.
+const TICK: Duration = Duration::from_millis(10);
+/// How soon it runs again when due work is left: clients get the event loop
+/// in between, about half of it while housekeeping is behind.
+const BUSY_TICK: Duration = Duration::from_millis(1);
+/// Longest a tick may work before yielding to clients.
+const TIME_BOX: Duration = Duration::from_micros(1500);
+/// Most records one `INV.APPLY EXPIRE|PURGE` effect names.
+const BATCH: usize = 1000;
+/// Record slots a key's background work takes per visit. Small, because
+/// the first visits to a fresh index also pay its page faults (one per 4 KiB
+/// page the random placements touch): a visit stays well under a
+/// millisecond and the time box decides how many run per tick.
+const GROW_BATCH: usize = 128;
+
+pub fn start(ctx: &Context) {
+    arm(ctx, TICK);
+}
+
+fn arm(ctx: &Context, after: Duration) {
+    ctx.create_timer(after, |ctx: &Context, ()| tick(ctx), ());
+}
+
+fn tick(ctx: &Context) {
+    super::propagation::settle(ctx);
+    let flags = ctx.get_flags();
+    let mut behind = false;
+    if !flags.contains(ContextFlags::LOADING) {
+        behind = if flags.contains(ContextFlags::MASTER) {
+            housekeep(ctx)
+        } else {
+            maintain_keys(ctx)
+        };
+    }
+    arm(ctx, if behind { BUSY_TICK } else { TICK });
+}
+
+/// On a replica: only background work (registered as due now), which
+/// changes no state; expiry and purges come from the master. Replicas never
+/// expire by their own clock, so deadlines count as never due here.
+fn maintain_keys(ctx: &Context) -> bool {
+    let now = now_ms();
+    visit_due(
+        ctx,
+        || schedule::pop_marked(now),
+        |entry| entry.maintain(GROW_BATCH),
+    )
+}
+
+/// Returns whether due work is left for another tick.
+fn housekeep(ctx: &Context) -> bool {
+    let now = now_ms();
+    let retention = config::policy().retention_ms;
+    visit_due(
+        ctx,
+        || schedule::pop_due(now, retention),
+        |entry| {
+            let effects = entry.sku().plan_housekeeping(now, retention, BATCH);
+            STATS.count_effects(&effects);
+            if let Err(e) = entry.commit(&effects) {
+                log(Level::Warning, &format!("housekeeping failed: {e}"));
+            }
+            entry.maintain(GROW_BATCH);
+        },
+    )
+}
+
+/// Pops due keys until the time box is spent, runs `work` on each (opened
+/// for writing) and registers what it has left. Returns whether the time
+/// box ran out with due keys left.
+fn visit_due(
+    ctx: &Context,
+    mut pop: impl FnMut() -> Option<(i32, Box<[u8]>)>,
+    mut work: impl FnMut(&mut Entry),
+) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < TIME_BOX {
+        let Some((db, key)) = pop() else {
+            return false;
+        };
+        if !select_db(ctx, db) {
+            continue;
+        }
+        let Ok(mut entry) = Entry::open(ctx, RedisString::create_from_slice(ctx.ctx, &key)) else {
+            continue;
+        };
+        work(&mut entry);
+        // The registry entry was popped: register this key's next work under
+        // its current name, whatever the value remembered (rename, copy).
+        if let Some(p) = entry.pending() {
+            schedule::set(db, &key, p);
+        }
+    }
+    true
+}

@@ -1,0 +1,155 @@
+//! The server's housekeeping registry (`crate::schedule::Registry`) and
+//! what keeps it true: every commit reschedules its key; keys that arrive or
+//! leave by other paths are marked to be looked at now (rdb_load for RDB,
+//! RESTORE, MIGRATE and full syncs; the unlink callback for DEL, UNLINK,
+//! eviction, a key's own TTL and overwrites; the `rename_to`, `move_to` and
+//! `copy_to` keyspace events); SWAPDB swaps two databases' schedules and
+//! FLUSHDB/FLUSHALL drop them. A look finds the key's real state, so a mark
+//! is always safe: a deleted key is forgotten, a replaced one rescheduled.
+
+use super::server::{now_ms, select_db, selected_db};
+use crate::ledger::Pending;
+use crate::schedule::{Registry, Work};
+use once_cell::sync::Lazy;
+use redis_module::{raw, Context, NotifyEvent};
+use std::os::raw::c_void;
+use std::sync::atomic::{AtomicI32, Ordering::Relaxed};
+use std::sync::Mutex;
+
+static REGISTRY: Lazy<Mutex<Registry>> = Lazy::new(|| Mutex::new(Registry::default()));
+
+fn registry() -> std::sync::MutexGuard<'static, Registry> {
+    REGISTRY
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Registers a key's pending work as its value reports it.
+pub fn set(db: i32, key: &[u8], p: Pending) {
+    let work = Work {
+        deadline: p.deadline,
+        done: p.done,
+        now: p.busy.then(now_ms),
+    };
+    registry().set(db, key, work);
+}
+
+/// Asks housekeeping to look at a key soon.
+pub fn look_now(db: i32, key: &[u8]) {
+    registry().set(db, key, Work::now(now_ms()));
+}
+
+/// A key whose work is due at `now` with this retention, taken out of the
+/// registry: the caller visits it and registers what remains.
+pub fn pop_due(now: u64, retention: u64) -> Option<(i32, Box<[u8]>)> {
+    registry().pop_due(now, retention)
+}
+
+/// A key marked to be looked at by `now`, taken out of the registry
+/// (replicas: they do background work only; expiry comes from the master).
+pub fn pop_marked(now: u64) -> Option<(i32, Box<[u8]>)> {
+    registry().pop_marked(now)
+}
+
+/// Keys registered (INFO).
+pub fn registered() -> usize {
+    registry().len()
+}
+
+/// The db of the last `move_from` event: the db MOVE was called in.
+static MOVE_FROM_DB: AtomicI32 = AtomicI32::new(-1);
+
+/// Keyspace events that bring an existing value under a new name.
+pub fn on_key_event(ctx: &Context, _kind: NotifyEvent, event: &str, key: &[u8]) {
+    let db = selected_db(ctx);
+    match event {
+        "rename_to" | "copy_to" => look_now(db, key),
+        "move_from" => MOVE_FROM_DB.store(db, Relaxed),
+        "move_to" => {
+            look_now(db, key);
+            // Valkey 8.1 runs this callback on a context whose client the
+            // caller's connection shares, selected to the target db; select
+            // the caller's db back so MOVE does not switch its connection.
+            let from = MOVE_FROM_DB.swap(-1, Relaxed);
+            if from >= 0 {
+                select_db(ctx, from);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// SWAPDB exchanges two databases' keys.
+unsafe extern "C" fn on_swapdb(
+    _ctx: *mut raw::RedisModuleCtx,
+    _eid: raw::RedisModuleEvent,
+    _sub: u64,
+    data: *mut c_void,
+) {
+    if data.is_null() {
+        return;
+    }
+    // SAFETY: for the SwapDB event Redis passes a RedisModuleSwapDbInfo.
+    let info = unsafe { &*data.cast::<raw::RedisModuleSwapDbInfo>() };
+    registry().swap(info.dbnum_first, info.dbnum_second);
+}
+
+/// Schedules bigger than this are dropped on a thread of their own.
+const DROP_APART: usize = 10_000;
+
+/// FLUSHDB and FLUSHALL (also before a full sync and DEBUG RELOAD): the
+/// flushed databases' schedules go.
+unsafe extern "C" fn on_flush(
+    _ctx: *mut raw::RedisModuleCtx,
+    _eid: raw::RedisModuleEvent,
+    sub: u64,
+    data: *mut c_void,
+) {
+    if sub != raw::REDISMODULE_SUBEVENT_FLUSHDB_START || data.is_null() {
+        return;
+    }
+    // SAFETY: for the FlushDB event Redis passes a RedisModuleFlushInfo.
+    let info = unsafe { &*data.cast::<raw::RedisModuleFlushInfo>() };
+    let flushed = registry().flush((info.dbnum >= 0).then_some(info.dbnum));
+    // Freeing goes through Redis's allocator, which any thread may call.
+    if flushed.len() > DROP_APART {
+        std::thread::spawn(move || drop(flushed));
+    }
+}
+
+/// The data type's unlink callback: the key is deleted or overwritten.
+///
+/// # Safety
+/// Called by Redis only, with the key's option context.
+pub unsafe extern "C" fn on_unlink(ctx: *mut raw::RedisModuleKeyOptCtx, _value: *const c_void) {
+    // SAFETY: ctx is the option context Redis passes for this key.
+    let (name, db) = unsafe {
+        (
+            raw::RedisModule_GetKeyNameFromOptCtx.map_or(std::ptr::null(), |f| f(ctx)),
+            raw::RedisModule_GetDbIdFromOptCtx.map_or(-1, |f| f(ctx)),
+        )
+    };
+    if !name.is_null() && db >= 0 {
+        look_now(
+            db,
+            redis_module::RedisString::string_as_slice(name.cast_mut()),
+        );
+    }
+}
+
+/// Subscribes to SWAPDB and FLUSHDB.
+pub fn start(ctx: &Context) {
+    let events: [(u64, raw::RedisModuleEventCallback); 2] = [
+        (raw::REDISMODULE_EVENT_SWAPDB, Some(on_swapdb)),
+        (raw::REDISMODULE_EVENT_FLUSHDB, Some(on_flush)),
+    ];
+    for (id, callback) in events {
+        let event = raw::RedisModuleEvent { id, dataver: 1 };
+        // SAFETY: ctx is the module's load context; the callbacks live forever.
+        unsafe {
+            if let Some(subscribe) = raw::RedisModule_SubscribeToServerEvent {
+                subscribe(ctx.ctx, event, callback);
+            }
+        }
+    }
+}
