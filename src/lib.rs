@@ -39,7 +39,10 @@ fn init(ctx: &Context, args: &[RedisString]) -> Status {
         return Status::Err;
     }
     module::propagation::start(ctx);
-    module::schedule::start(ctx);
+    if let Err(e) = module::schedule::start(ctx) {
+        log(Level::Warning, &e);
+        return Status::Err;
+    }
     module::housekeeping::start(ctx);
     Status::Ok
 }
@@ -60,9 +63,6 @@ redis_module! {
     allocator: (Allocator, ALLOCATOR),
     data_types: [INVENTORY_TYPE],
     init: init,
-    event_handlers: [
-        [@GENERIC: module::schedule::on_key_event],
-    ],
 }
 
 extern "C" fn info_callback(

@@ -11,8 +11,9 @@ use super::server::{now_ms, select_db, selected_db};
 use crate::ledger::Pending;
 use crate::schedule::{Registry, Work};
 use once_cell::sync::Lazy;
-use redis_module::{raw, Context, NotifyEvent};
-use std::os::raw::c_void;
+use redis_module::{raw, Context, RedisString};
+use std::ffi::CStr;
+use std::os::raw::{c_char, c_int, c_void};
 use std::sync::atomic::{AtomicI32, Ordering::Relaxed};
 use std::sync::Mutex;
 
@@ -59,24 +60,43 @@ pub fn registered() -> usize {
 /// The db of the last `move_from` event: the db MOVE was called in.
 static MOVE_FROM_DB: AtomicI32 = AtomicI32::new(-1);
 
-/// Keyspace events that bring an existing value under a new name.
-pub fn on_key_event(ctx: &Context, _kind: NotifyEvent, event: &str, key: &[u8]) {
-    let db = selected_db(ctx);
+/// Generic keyspace events that bring an existing value under a new name.
+/// (Subscribed with the raw API: redis-module's handler unwraps the event
+/// name as UTF-8, and any module may raise events of any name.)
+unsafe extern "C" fn on_key_event(
+    ctx: *mut raw::RedisModuleCtx,
+    _kind: c_int,
+    event: *const c_char,
+    key: *mut raw::RedisModuleString,
+) -> c_int {
+    if event.is_null() || key.is_null() {
+        return raw::REDISMODULE_OK as c_int;
+    }
+    let ctx = Context::new(ctx);
+    // SAFETY: Redis passes a NUL-terminated event name and a live key name.
+    let (event, key) = unsafe {
+        (
+            CStr::from_ptr(event).to_bytes(),
+            RedisString::string_as_slice(key),
+        )
+    };
+    let db = selected_db(&ctx);
     match event {
-        "rename_to" | "copy_to" => look_now(db, key),
-        "move_from" => MOVE_FROM_DB.store(db, Relaxed),
-        "move_to" => {
+        b"rename_to" | b"copy_to" => look_now(db, key),
+        b"move_from" => MOVE_FROM_DB.store(db, Relaxed),
+        b"move_to" => {
             look_now(db, key);
             // Valkey 8.1 runs this callback on a context whose client the
             // caller's connection shares, selected to the target db; select
             // the caller's db back so MOVE does not switch its connection.
             let from = MOVE_FROM_DB.swap(-1, Relaxed);
             if from >= 0 {
-                select_db(ctx, from);
+                select_db(&ctx, from);
             }
         }
         _ => {}
     }
+    raw::REDISMODULE_OK as c_int
 }
 
 /// SWAPDB exchanges two databases' keys.
@@ -137,8 +157,21 @@ pub unsafe extern "C" fn on_unlink(ctx: *mut raw::RedisModuleKeyOptCtx, _value: 
     }
 }
 
-/// Subscribes to SWAPDB and FLUSHDB.
-pub fn start(ctx: &Context) {
+/// Subscribes to generic keyspace events, SWAPDB and FLUSHDB.
+pub fn start(ctx: &Context) -> Result<(), String> {
+    // SAFETY: ctx is the module's load context; the callback lives forever.
+    let subscribed = unsafe {
+        raw::RedisModule_SubscribeToKeyspaceEvents.is_some_and(|subscribe| {
+            subscribe(
+                ctx.ctx,
+                raw::REDISMODULE_NOTIFY_GENERIC as c_int,
+                Some(on_key_event),
+            ) == raw::REDISMODULE_OK as c_int
+        })
+    };
+    if !subscribed {
+        return Err("cannot subscribe to keyspace events".into());
+    }
     let events: [(u64, raw::RedisModuleEventCallback); 2] = [
         (raw::REDISMODULE_EVENT_SWAPDB, Some(on_swapdb)),
         (raw::REDISMODULE_EVENT_FLUSHDB, Some(on_flush)),
@@ -152,4 +185,5 @@ pub fn start(ctx: &Context) {
             }
         }
     }
+    Ok(())
 }
