@@ -12,7 +12,7 @@
 
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
-use redis_inventory_client::{Client, Outcome};
+use redis_inventory_client::{redact_url, Client, Outcome};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
@@ -63,9 +63,12 @@ async fn main() -> redis_inventory_client::Result<()> {
     let (client, mode) = match &args.cluster {
         Some(node) => (
             Client::cluster(&[node.as_str()]).await?,
-            format!("cluster via {node}"),
+            format!("cluster via {}", redact_url(node)),
         ),
-        None => (Client::standalone(&url).await?, format!("standalone {url}")),
+        None => (
+            Client::standalone(&url).await?,
+            format!("standalone {}", redact_url(&url)),
+        ),
     };
     let run = std::process::id();
     let skus: Vec<String> = (0..args.skus)

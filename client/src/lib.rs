@@ -36,7 +36,7 @@ mod types;
 
 pub use order::{Blocked, LineResult, OrderLine, OrderResult};
 pub use slot::slot;
-pub use types::{Error, Outcome, Reply, Result, Stock, TxRecord};
+pub use types::{Error, Outcome, Reply, Result, ServerError, Stock, TxRecord};
 
 use futures::StreamExt;
 use redis::aio::ConnectionManager;
@@ -123,8 +123,135 @@ pub(crate) fn parse_reply(v: Value) -> Result<Reply> {
     })
 }
 
+/// How a [`Client`] connects and behaves: the retry policy (which also
+/// bounds connecting), durability, the batch window. [`Client::standalone`]
+/// and [`Client::cluster`] use the defaults.
+///
+/// ```no_run
+/// # async fn demo() -> redis_inventory_client::Result<()> {
+/// use redis_inventory_client::{Client, RetryPolicy};
+/// use std::time::Duration;
+/// let client = Client::builder()
+///     .retry(RetryPolicy { deadline: Duration::from_secs(3), ..Default::default() })
+///     .standalone("redis://127.0.0.1:6379/")
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct ClientBuilder {
+    retry: RetryPolicy,
+    durability: Option<Durability>,
+    window: usize,
+}
+
+impl Default for ClientBuilder {
+    fn default() -> Self {
+        ClientBuilder {
+            retry: RetryPolicy::default(),
+            durability: None,
+            window: 256,
+        }
+    }
+}
+
+impl ClientBuilder {
+    /// How idempotent commands are retried, and how long connecting may take.
+    pub fn retry(mut self, retry: RetryPolicy) -> ClientBuilder {
+        self.retry = retry;
+        self
+    }
+
+    /// Wait for replicas after each write (see [`Client::with_durability`]).
+    pub fn durability(mut self, durability: Durability) -> ClientBuilder {
+        self.durability = Some(durability);
+        self
+    }
+
+    /// How many commands a batch keeps in flight (default 256).
+    pub fn window(mut self, window: usize) -> ClientBuilder {
+        self.window = window.max(1);
+        self
+    }
+
+    /// How long one attempt to connect or to get a reply may take: the
+    /// retry deadline bounds the whole.
+    fn attempt_timeout(&self) -> Duration {
+        self.retry.deadline.min(Duration::from_secs(2))
+    }
+
+    /// Connects to one server, e.g. `redis://127.0.0.1:6379/`, retrying
+    /// until the retry deadline while it cannot be reached; then a
+    /// [`Error::Connection`]. A refused login is [`Error::NotAllowed`] at once.
+    pub async fn standalone(self, url: &str) -> Result<Client> {
+        let client = redis::Client::open(url).map_err(|e| Error::InvalidInput(e.to_string()))?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(self.attempt_timeout())
+            .set_response_timeout(self.attempt_timeout())
+            .set_number_of_retries(0);
+        let manager = self
+            .connect(|| client.get_connection_manager_with_config(config.clone()))
+            .await?;
+        Ok(self.build(Backend::Standalone(manager)))
+    }
+
+    /// Connects to a Redis Cluster from one or more node URLs, retrying
+    /// until the retry deadline as [`ClientBuilder::standalone`] does.
+    pub async fn cluster(self, urls: &[&str]) -> Result<Client> {
+        let client = redis::cluster::ClusterClient::builder(urls.to_vec())
+            .retries(6)
+            .min_retry_wait(10)
+            .max_retry_wait(500)
+            .connection_timeout(self.attempt_timeout())
+            .response_timeout(self.attempt_timeout())
+            .build()
+            .map_err(|e| Error::InvalidInput(e.to_string()))?;
+        let conn = self.connect(|| client.get_async_connection()).await?;
+        Ok(self.build(Backend::Cluster(conn)))
+    }
+
+    /// Runs `attempt` until it connects, fails for good, or the deadline.
+    async fn connect<T, F>(&self, mut attempt: impl FnMut() -> F) -> Result<T>
+    where
+        F: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let started = Instant::now();
+        let mut backoff = self.retry.initial_backoff;
+        loop {
+            let left = self.retry.deadline.saturating_sub(started.elapsed());
+            let error = match tokio::time::timeout(left, attempt()).await {
+                Ok(Ok(connection)) => return Ok(connection),
+                Ok(Err(e)) => Error::from_redis(e),
+                Err(_) => Error::Connection(redis::RedisError::from(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("not connected within {:?}", self.retry.deadline),
+                ))),
+            };
+            if !error.is_transient() || started.elapsed() + backoff >= self.retry.deadline {
+                return Err(error);
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(self.retry.max_backoff);
+        }
+    }
+
+    fn build(self, backend: Backend) -> Client {
+        Client {
+            backend,
+            retry: self.retry,
+            durability: self.durability,
+            window: self.window,
+        }
+    }
+}
+
 impl Client {
-    /// Connects to one server, e.g. `redis://127.0.0.1:6379/`.
+    /// Options for connecting: retries, durability, batch window.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// Connects to one server, e.g. `redis://127.0.0.1:6379/`, with the
+    /// default options ([`ClientBuilder::standalone`]).
     ///
     /// ```no_run
     /// # async fn demo() -> redis_inventory_client::Result<()> {
@@ -132,15 +259,11 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn standalone(url: &str) -> Result<Client> {
-        let client = redis::Client::open(url).map_err(|e| Error::InvalidInput(e.to_string()))?;
-        let manager = client
-            .get_connection_manager()
-            .await
-            .map_err(Error::Connection)?;
-        Ok(Client::with_backend(Backend::Standalone(manager)))
+        Client::builder().standalone(url).await
     }
 
-    /// Connects to a Redis Cluster from one or more node URLs.
+    /// Connects to a Redis Cluster from one or more node URLs, with the
+    /// default options ([`ClientBuilder::cluster`]).
     ///
     /// ```no_run
     /// # async fn demo() -> redis_inventory_client::Result<()> {
@@ -148,28 +271,7 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn cluster(urls: &[&str]) -> Result<Client> {
-        let client = redis::cluster::ClusterClient::builder(urls.to_vec())
-            .retries(6)
-            .min_retry_wait(10)
-            .max_retry_wait(500)
-            .connection_timeout(Duration::from_secs(2))
-            .response_timeout(Duration::from_secs(2))
-            .build()
-            .map_err(|e| Error::InvalidInput(e.to_string()))?;
-        let conn = client
-            .get_async_connection()
-            .await
-            .map_err(Error::Connection)?;
-        Ok(Client::with_backend(Backend::Cluster(conn)))
-    }
-
-    fn with_backend(backend: Backend) -> Client {
-        Client {
-            backend,
-            retry: RetryPolicy::default(),
-            durability: None,
-            window: 256,
-        }
+        Client::builder().cluster(urls).await
     }
 
     /// Sets how idempotent commands are retried.
@@ -444,6 +546,23 @@ impl Client {
             .buffered(self.window)
             .collect()
             .await
+    }
+}
+
+/// A server URL fit to print or log: the user name and password are
+/// replaced by `***`.
+///
+/// ```
+/// use redis_inventory_client::redact_url;
+/// assert_eq!(redact_url("redis://app:s3cret@10.0.0.5:6379/0"), "redis://***@10.0.0.5:6379/0");
+/// assert_eq!(redact_url("redis://127.0.0.1:6379/"), "redis://127.0.0.1:6379/");
+/// ```
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_string(),
     }
 }
 

@@ -229,7 +229,7 @@ impl Client {
         // Compensate: cancel (and fence) every group, whatever it answered.
         let cancel = self.cancel_order(txid, &skus).await?;
         if let Some(b) = cancel.blocked.as_ref().filter(|b| b.error.is_some()) {
-            return Err(Error::Cluster(format!(
+            return Err(Error::CompensationFailed(format!(
                 "order {txid} was blocked and its compensation failed on {}: {}; call cancel_order again",
                 b.sku,
                 b.error.clone().unwrap_or_default()

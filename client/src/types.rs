@@ -80,25 +80,94 @@ pub struct TxRecord {
     pub deadline: u64,
 }
 
-/// Everything that can go wrong.
+/// An error reply from the server: its code (`TXCONFLICT`, `NOPERM`, ...),
+/// its message, and the redis-rs error it arrived as (the `source`).
 #[derive(Debug)]
+pub struct ServerError {
+    code: String,
+    message: String,
+    source: redis::RedisError,
+}
+
+impl ServerError {
+    fn new(e: redis::RedisError) -> ServerError {
+        // redis-rs keeps no code for a refused login (WRONGPASS or NOAUTH).
+        let code = match (e.code(), e.kind()) {
+            (Some(code), _) => code,
+            (None, redis::ErrorKind::AuthenticationFailed) => "AUTH",
+            (None, _) => "",
+        };
+        ServerError {
+            code: code.to_string(),
+            message: e.detail().unwrap_or("").to_string(),
+            source: e,
+        }
+    }
+
+    /// The error code, the reply's first word.
+    pub fn code(&self) -> &str {
+        &self.code
+    }
+
+    /// What the server said after the code.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for ServerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for ServerError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+/// Everything that can go wrong. Only [`Error::Connection`] and
+/// [`Error::Unavailable`] are transient ([`Error::is_transient`]): the
+/// idempotent commands retry those until their deadline; every other error
+/// is returned at once.
+#[derive(Debug)]
+#[non_exhaustive]
 pub enum Error {
     /// The txid is already reserved with another quantity (`TXCONFLICT`).
-    Conflict(String),
+    Conflict(ServerError),
     /// `IFVERSION` did not match (`VERSION`).
-    Version(String),
+    Version(ServerError),
     /// A stock change would take units that are not available (`NOSTOCK`),
-    /// or a key holds too many open reservations (`LIMIT`).
-    Refused(String),
-    /// The server rejected the arguments (`ERR`, `WRONGTYPE`), or the call was
-    /// malformed before it was sent.
-    InvalidInput(String),
-    /// The cluster could not serve the call (`CLUSTERDOWN`, `CROSSSLOT`,
-    /// redirects that did not settle) within the retry deadline.
-    Cluster(String),
-    /// Connecting, sending or reading failed, or timed out, within the retry
-    /// deadline. For SET/ADD the outcome is unknown: read, then use IFVERSION.
+    /// or a key holds as many reservations or records as allowed (`LIMIT`).
+    Refused(ServerError),
+    /// The server rejected the call's arguments (`ERR`).
+    Rejected(ServerError),
+    /// The key holds another type (`WRONGTYPE`).
+    WrongType(ServerError),
+    /// The connection's user may not run the command or touch the key
+    /// (`NOPERM`), or is not authenticated (`NOAUTH`, `WRONGPASS`; a login
+    /// refused while connecting has the code `AUTH`).
+    NotAllowed(ServerError),
+    /// The server is at `maxmemory` and refuses writes (`OOM`).
+    OutOfMemory(ServerError),
+    /// The server or cluster cannot serve the call for now: `TRYAGAIN`,
+    /// `CLUSTERDOWN`, `LOADING`, `READONLY` (a failover demoted the node),
+    /// `MASTERDOWN`, `BUSY`, or `MOVED`/`ASK` that did not settle. Retried
+    /// until the deadline.
+    Unavailable(ServerError),
+    /// Any other error reply (`NOSCRIPT`, `CROSSSLOT`, a code this client
+    /// does not know).
+    Server(ServerError),
+    /// Connecting, sending or reading failed or timed out, until the retry
+    /// deadline (connecting included). For SET/ADD the outcome is unknown:
+    /// read, then use IFVERSION.
     Connection(redis::RedisError),
+    /// The call was malformed before it was sent.
+    InvalidInput(String),
+    /// An order was blocked and cancelling its other lines failed too: call
+    /// `cancel_order` again (it is idempotent).
+    CompensationFailed(String),
     /// An unexpected reply shape.
     Protocol(String),
 }
@@ -106,53 +175,100 @@ pub enum Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Conflict(m) => write!(f, "conflict: {m}"),
-            Error::Version(m) => write!(f, "version mismatch: {m}"),
-            Error::Refused(m) => write!(f, "refused: {m}"),
-            Error::InvalidInput(m) => write!(f, "invalid input: {m}"),
-            Error::Cluster(m) => write!(f, "cluster: {m}"),
+            Error::Conflict(e) => write!(f, "conflict: {e}"),
+            Error::Version(e) => write!(f, "version mismatch: {e}"),
+            Error::Refused(e) => write!(f, "refused: {e}"),
+            Error::Rejected(e) => write!(f, "rejected: {e}"),
+            Error::WrongType(e) => write!(f, "wrong type: {e}"),
+            Error::NotAllowed(e) => write!(f, "not allowed: {e}"),
+            Error::OutOfMemory(e) => write!(f, "out of memory: {e}"),
+            Error::Unavailable(e) => write!(f, "unavailable: {e}"),
+            Error::Server(e) => write!(f, "server error: {e}"),
             Error::Connection(e) => write!(f, "connection: {e}"),
+            Error::InvalidInput(m) => write!(f, "invalid input: {m}"),
+            Error::CompensationFailed(m) => write!(f, "compensation failed: {m}"),
             Error::Protocol(m) => write!(f, "unexpected reply: {m}"),
         }
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Conflict(e)
+            | Error::Version(e)
+            | Error::Refused(e)
+            | Error::Rejected(e)
+            | Error::WrongType(e)
+            | Error::NotAllowed(e)
+            | Error::OutOfMemory(e)
+            | Error::Unavailable(e)
+            | Error::Server(e) => Some(e),
+            Error::Connection(e) => Some(e),
+            Error::InvalidInput(_) | Error::CompensationFailed(_) | Error::Protocol(_) => None,
+        }
+    }
+}
 
 impl Error {
     /// Maps a redis-rs error by its reply code.
     pub(crate) fn from_redis(e: redis::RedisError) -> Error {
-        let detail = || {
-            format!("{} {}", e.code().unwrap_or(""), e.detail().unwrap_or(""))
-                .trim()
-                .to_string()
-        };
-        match e.code() {
-            Some("TXCONFLICT") => Error::Conflict(detail()),
-            Some("VERSION") => Error::Version(detail()),
-            Some("NOSTOCK") | Some("LIMIT") => Error::Refused(detail()),
-            Some("ERR") | Some("WRONGTYPE") => Error::InvalidInput(detail()),
-            Some("MOVED") | Some("ASK") | Some("TRYAGAIN") | Some("CLUSTERDOWN")
-            | Some("CROSSSLOT") => Error::Cluster(detail()),
-            _ if e.is_io_error()
-                || e.is_timeout()
-                || e.is_connection_dropped()
-                || e.is_connection_refusal() =>
-            {
+        let io = e.is_io_error()
+            || e.is_timeout()
+            || e.is_connection_dropped()
+            || e.is_connection_refusal();
+        if e.kind() == redis::ErrorKind::AuthenticationFailed {
+            return Error::NotAllowed(ServerError::new(e));
+        }
+        let Some(code) = e.code().map(str::to_string) else {
+            return if io {
                 Error::Connection(e)
-            }
-            _ => Error::Cluster(e.to_string()),
+            } else {
+                Error::Protocol(e.to_string())
+            };
+        };
+        let server = ServerError::new(e);
+        match code.as_str() {
+            "TXCONFLICT" => Error::Conflict(server),
+            "VERSION" => Error::Version(server),
+            "NOSTOCK" | "LIMIT" => Error::Refused(server),
+            "ERR" => Error::Rejected(server),
+            "WRONGTYPE" => Error::WrongType(server),
+            "NOPERM" | "NOAUTH" | "WRONGPASS" => Error::NotAllowed(server),
+            "OOM" => Error::OutOfMemory(server),
+            "TRYAGAIN" | "CLUSTERDOWN" | "LOADING" | "READONLY" | "MASTERDOWN" | "BUSY"
+            | "MOVED" | "ASK" => Error::Unavailable(server),
+            _ if io => Error::Connection(server.source),
+            _ => Error::Server(server),
         }
     }
 
-    /// True for failures a retry of an idempotent command may cure.
+    /// True for failures a retry of an idempotent command may cure: a
+    /// connection that failed or timed out, a server or cluster that cannot
+    /// serve for now.
     ///
     /// ```
     /// use redis_inventory_client::Error;
     /// assert!(!Error::InvalidInput("qty".into()).is_transient());
     /// ```
     pub fn is_transient(&self) -> bool {
-        matches!(self, Error::Connection(_) | Error::Cluster(_))
+        matches!(self, Error::Connection(_) | Error::Unavailable(_))
+    }
+
+    /// The server's error reply, when the error is one.
+    pub fn server_error(&self) -> Option<&ServerError> {
+        match self {
+            Error::Conflict(e)
+            | Error::Version(e)
+            | Error::Refused(e)
+            | Error::Rejected(e)
+            | Error::WrongType(e)
+            | Error::NotAllowed(e)
+            | Error::OutOfMemory(e)
+            | Error::Unavailable(e)
+            | Error::Server(e) => Some(e),
+            _ => None,
+        }
     }
 }
 
