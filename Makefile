@@ -1,8 +1,6 @@
 # redis-inventory: `make run` to try it, `make test` to check everything.
 SHELL := /bin/bash
 PORT ?= 6379
-MODULE_DEBUG := target/debug/libinventory.so
-MODULE_RELEASE := target/release/libinventory.so
 
 .DEFAULT_GOAL := help
 
@@ -20,9 +18,9 @@ release: ## Build the module (release)
 	@scripts/deps.sh libclang
 	cargo build --release
 
-run: release ## Start redis-server with the module in the foreground (PORT=6379)
+run: release ## Start redis-server with the module in the foreground (PORT=6379; AOF and config in data/)
 	@scripts/deps.sh redis >/dev/null
-	redis-server redis.conf --port $(PORT) --loadmodule $(abspath $(MODULE_RELEASE))
+	scripts/run.sh $(PORT)
 
 test: deps ## fmt, clippy, unit + property tests, then integration and cluster tests on Redis 7.0, Valkey 8.1 and Valkey 9.1
 	cargo fmt --check
@@ -37,16 +35,19 @@ test: deps ## fmt, clippy, unit + property tests, then integration and cluster t
 	  || exit 1; \
 	done
 
-budget: release ## Measure issue #2's budget: memory and CPU per INV.RESERVE vs the Lua script
+budget: release ## Measure the budget: memory and CPU per INV.RESERVE vs the Lua script
+	@scripts/deps.sh redis >/dev/null
 	cargo run --release -p redis-inventory-bench --bin budget
 
-cluster: release ## Start a local cluster (3 masters + 3 replicas, ports 7101-7106) with the module
+cluster: release ## Start a local cluster (3 masters + 3 replicas, ports PORT_BASE..+5, default 7101-7106) with the module
+	@scripts/deps.sh redis >/dev/null
 	scripts/cluster.sh start
 
 cluster-stop: ## Stop the local cluster
 	scripts/cluster.sh stop
 
 demo: release ## Flash sale through the client (CLUSTER=1 on a fresh local cluster)
+	@scripts/deps.sh redis >/dev/null
 	@if [ -n "$(CLUSTER)" ]; then \
 	  scripts/cluster.sh start && \
 	  cargo run --release -p redis-inventory-client --example flash_sale -- --cluster redis://127.0.0.1:7101/; \
@@ -56,6 +57,7 @@ demo: release ## Flash sale through the client (CLUSTER=1 on a fresh local clust
 	fi
 
 client-bench: release ## Client benchmark on a local cluster: batched vs one-at-a-time, order latency
+	@scripts/deps.sh redis >/dev/null
 	scripts/cluster.sh start
 	cargo run --release -p redis-inventory-client --example client_bench -- redis://127.0.0.1:7101/; status=$$?; scripts/cluster.sh stop; exit $$status
 

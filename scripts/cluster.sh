@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Starts (or stops) a local Redis Cluster with the module: 3 masters + 3
-# replicas on 127.0.0.1, ports $PORT_BASE..$PORT_BASE+5 (default 7101),
-# data under tmp/cluster/. Usage: scripts/cluster.sh start|stop
+# replicas on 127.0.0.1, ports PORT_BASE..PORT_BASE+5 (default 7101; their
+# cluster bus ports are each +10000), data under tmp/cluster/. The server is
+# INVENTORY_SERVER (default redis-server). Every wait is bounded: a node that
+# does not come up within 10 s, or a cluster not healthy within 30 s, stops
+# the script with that node's log.
+# Usage: scripts/cluster.sh start|stop
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BASE=${PORT_BASE:-7101}
@@ -9,9 +13,28 @@ SERVER=${INVENTORY_SERVER:-redis-server}
 MODULE=$(pwd)/target/release/libinventory.so
 DIR=$(pwd)/tmp/cluster
 
+# Waits up to $1 seconds for the command after it to succeed (each try at
+# most a second: a port something else holds may accept and never answer).
+wait_for() {
+  local deadline=$((SECONDS + $1))
+  shift
+  while [ "$SECONDS" -lt "$deadline" ]; do
+    timeout 1 "$@" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+fail_with_log() {
+  echo "$1; its log ($2):" >&2
+  tail -n 30 "$2" >&2 2>/dev/null || echo "(no log)" >&2
+  "$0" stop >/dev/null 2>&1 || true
+  exit 1
+}
+
 case "${1:-}" in
 start)
-  [ -f "$MODULE" ] || { echo "build first: cargo build --release" >&2; exit 1; }
+  [ -f "$MODULE" ] || { echo "build first: make release" >&2; exit 1; }
   mkdir -p "$DIR"
   addrs=()
   for i in 0 1 2 3 4 5; do
@@ -19,18 +42,23 @@ start)
     "$SERVER" --port "$port" --bind 127.0.0.1 --daemonize yes --dir "$d" \
       --pidfile "$d/pid" --logfile "$d/log" --save "" --appendonly no \
       --cluster-enabled yes --cluster-config-file "$d/nodes.conf" --cluster-node-timeout 2000 \
-      --loadmodule "$MODULE"
+      --loadmodule "$MODULE" ||
+      fail_with_log "node $port did not start" "$d/log"
     addrs+=("127.0.0.1:$port")
   done
   for i in 0 1 2 3 4 5; do
-    until redis-cli -p $((BASE + i)) ping >/dev/null 2>&1; do sleep 0.1; done
+    port=$((BASE + i))
+    wait_for 10 redis-cli -p "$port" ping ||
+      fail_with_log "node $port does not answer after 10 s" "$DIR/$port/log"
   done
-  redis-cli --cluster create "${addrs[@]}" --cluster-replicas 1 --cluster-yes >/dev/null
-  until redis-cli -p "$BASE" cluster info | grep -q cluster_state:ok; do sleep 0.2; done
+  timeout 60 redis-cli --cluster create "${addrs[@]}" --cluster-replicas 1 --cluster-yes >/dev/null ||
+    fail_with_log "cluster create failed" "$DIR/$BASE/log"
+  wait_for 30 sh -c "redis-cli -p $BASE cluster info | grep -q cluster_state:ok" ||
+    fail_with_log "the cluster is not healthy after 30 s" "$DIR/$BASE/log"
   echo "cluster up: ${addrs[*]} (stop with: make cluster-stop)"
   ;;
 stop)
-  for i in 0 1 2 3 4 5; do redis-cli -p $((BASE + i)) shutdown nosave >/dev/null 2>&1 || true; done
+  for i in 0 1 2 3 4 5; do timeout 2 redis-cli -p $((BASE + i)) shutdown nosave >/dev/null 2>&1 || true; done
   rm -rf "$DIR"
   echo "cluster stopped"
   ;;

@@ -9,12 +9,13 @@
 #       samples under the module command dispatcher grouped by part.
 #
 # server: a redis-server or valkey-server binary (default: redis-server from
-# PATH). Needs valgrind or perf, and the release module (make release).
+# PATH). Needs valgrind or perf, and the release module (make release), or
+# the module INVENTORY_MODULE names.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:?usage: scripts/profile.sh callgrind|perf [server]}
 server=${2:-$(command -v redis-server)}
-module=$PWD/target/release/libinventory.so
+module=${INVENTORY_MODULE:-$PWD/target/release/libinventory.so}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 

@@ -2,24 +2,14 @@
 //! module loaded, created with `redis-cli --cluster create`, killed on drop.
 
 use crate::eventually;
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-fn free(port: u16) -> bool {
-    TcpListener::bind(("127.0.0.1", port)).is_ok()
-}
-
-/// A base port with `n` consecutive ports and their bus ports (+10000) free.
+/// A base port with `n` consecutive ports and their bus ports (+10000)
+/// free, all below the ephemeral range: nodes in 20000-22999, bus ports in
+/// 30000-32999.
 fn free_ports(n: u16) -> u16 {
-    let seed = (std::process::id() as u16).wrapping_mul(7919);
-    for attempt in 0..500u16 {
-        let base = 20000 + (seed.wrapping_add(attempt.wrapping_mul(97)) % 9000);
-        if (0..n).all(|i| free(base + i) && free(base + i + 10000)) {
-            return base;
-        }
-    }
-    panic!("no free ports for a cluster");
+    crate::free_ports_in(20_000..23_000, n, true)
 }
 
 pub struct Node {

@@ -50,11 +50,32 @@ pub fn module_path(build: Build) -> PathBuf {
     path
 }
 
+/// Ports the tests' standalone servers take: below Linux's ephemeral range
+/// (32768 and up), where client sockets could take a port between its pick
+/// and the server's bind, and apart from the clusters' ports and their bus
+/// ports (`cluster.rs`: 20000-22999, bus 30000-32999).
+const SERVER_PORTS: std::ops::Range<u16> = 10_000..20_000;
+
+/// Picks `n` consecutive ports in `range`, each free (and, with `bus`, each
+/// port + 10000 too), starting from a place that differs per process and
+/// per call so parallel tests spread out.
+pub(crate) fn free_ports_in(range: std::ops::Range<u16>, n: u16, bus: bool) -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+    let free = |p: u16| TcpListener::bind(("127.0.0.1", p)).is_ok();
+    let span = u32::from(range.end - range.start - n);
+    let seed = std::process::id().wrapping_mul(7919) + CALLS.fetch_add(1, Ordering::Relaxed) * 977;
+    for attempt in 0..span {
+        let base = range.start + ((seed + attempt * 7) % span) as u16;
+        if (0..n).all(|i| free(base + i) && (!bus || free(base + i + 10_000))) {
+            return base;
+        }
+    }
+    panic!("no free ports in {range:?}");
+}
+
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    free_ports_in(SERVER_PORTS, 1, false)
 }
 
 pub struct Server {
@@ -64,6 +85,8 @@ pub struct Server {
     extra: Vec<String>,
     build: Build,
     bin: String,
+    /// A configuration file given before every other argument.
+    conf: Option<String>,
 }
 
 impl Server {
@@ -81,16 +104,28 @@ impl Server {
     /// A given server binary with the chosen build of the module.
     pub fn start_with(bin: &str, build: Build, extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().expect("temp dir");
-        Self::start_in(
-            dir,
-            extra.iter().map(|s| s.to_string()).collect(),
-            build,
-            bin.to_string(),
-        )
+        let extra = extra.iter().map(|s| s.to_string()).collect();
+        Self::start_in(dir, extra, build, bin.to_string(), None)
     }
 
-    fn start_in(dir: tempfile::TempDir, extra: Vec<String>, build: Build, bin: String) -> Server {
-        let mut server = Self::spawn(dir, extra, build, bin);
+    /// `INVENTORY_SERVER` with the debug module started from a
+    /// configuration file (as `make run` starts from redis.conf); the
+    /// harness's own arguments (port, dir, log) override the file's.
+    pub fn start_conf(conf: &std::path::Path, extra: &[&str]) -> Server {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let extra = extra.iter().map(|s| s.to_string()).collect();
+        let conf = Some(conf.display().to_string());
+        Self::start_in(dir, extra, Build::Debug, server_bin(), conf)
+    }
+
+    fn start_in(
+        dir: tempfile::TempDir,
+        extra: Vec<String>,
+        build: Build,
+        bin: String,
+        conf: Option<String>,
+    ) -> Server {
+        let mut server = Self::spawn(dir, extra, build, bin, conf);
         // A port is free when picked but another test's socket can take it
         // before the server binds it: then start again on another port.
         let mut retries = 5;
@@ -104,7 +139,8 @@ impl Server {
                     let _ = std::fs::remove_file(dir.path().join("server.log"));
                     let extra = std::mem::take(&mut server.extra);
                     let bin = std::mem::take(&mut server.bin);
-                    server = Self::spawn(dir, extra, build, bin);
+                    let conf = server.conf.take();
+                    server = Self::spawn(dir, extra, build, bin, conf);
                 }
                 Err(log) => panic!("{log}"),
             }
@@ -112,11 +148,18 @@ impl Server {
     }
 
     /// Starts the server process on a free port; `wait_ready` says when it serves.
-    fn spawn(dir: tempfile::TempDir, extra: Vec<String>, build: Build, bin: String) -> Server {
+    fn spawn(
+        dir: tempfile::TempDir,
+        extra: Vec<String>,
+        build: Build,
+        bin: String,
+        conf: Option<String>,
+    ) -> Server {
         let port = free_port();
         let log = dir.path().join("server.log");
         let module = module_path(build);
-        let mut args: Vec<String> = vec![
+        let mut args: Vec<String> = conf.iter().cloned().collect();
+        args.extend([
             "--port".into(),
             port.to_string(),
             "--bind".into(),
@@ -131,7 +174,7 @@ impl Server {
             "yes".into(),
             "--loadmodule".into(),
             module.display().to_string(),
-        ];
+        ]);
         // Module arguments must follow --loadmodule directly.
         let split = extra
             .iter()
@@ -154,6 +197,7 @@ impl Server {
             extra,
             build,
             bin,
+            conf,
         }
     }
 
@@ -213,6 +257,14 @@ impl Server {
         self.restart_after(Duration::ZERO)
     }
 
+    /// Kills the server (SIGKILL: no shutdown, no final fsync) and starts it
+    /// again on the same dir: what survives is what reached the disk.
+    pub fn kill_and_restart(mut self) -> Server {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.relaunch()
+    }
+
     /// Stops the server, waits, then starts it again on the same dir.
     pub fn restart_after(self, pause: Duration) -> Server {
         self.restart_with(|_| std::thread::sleep(pause))
@@ -224,10 +276,16 @@ impl Server {
         let _ = redis::cmd("SHUTDOWN").arg("NOSAVE").exec(&mut self.conn());
         let _ = self.child.wait();
         between(self.dir.path());
+        self.relaunch()
+    }
+
+    /// Starts a stopped server again on its dir and arguments.
+    fn relaunch(mut self) -> Server {
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
         let extra = std::mem::take(&mut self.extra);
         let bin = std::mem::take(&mut self.bin);
-        Server::start_in(dir, extra, self.build, bin)
+        let conf = self.conf.take();
+        Server::start_in(dir, extra, self.build, bin, conf)
     }
 
     pub fn log(&self) -> String {
