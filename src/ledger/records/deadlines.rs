@@ -25,6 +25,11 @@ struct Bucket {
 /// kept in atomics: reads take `&self`); it is never persisted.
 #[derive(Default)]
 pub(crate) struct Deadlines {
+    /// The latest deadline's bucket, kept out of the tree: reservations
+    /// with one TTL end in order, many in the same millisecond, so nearly
+    /// every reserve lands here without a search.
+    latest: Option<(u64, Bucket)>,
+    /// Every earlier deadline's bucket.
     buckets: BTreeMap<u64, Bucket>,
     upto: AtomicU64,
     due_count: AtomicU64,
@@ -34,6 +39,7 @@ pub(crate) struct Deadlines {
 impl Clone for Deadlines {
     fn clone(&self) -> Self {
         Deadlines {
+            latest: self.latest,
             buckets: self.buckets.clone(),
             upto: AtomicU64::new(self.upto.load(Relaxed)),
             due_count: AtomicU64::new(self.due_count.load(Relaxed)),
@@ -58,7 +64,16 @@ impl Deadlines {
 
     /// An open record of `units` ending at `time`.
     pub fn add(&mut self, time: u64, units: i64) {
-        let b = self.buckets.entry(time).or_default();
+        let b = match &mut self.latest {
+            Some((t, b)) if *t == time => b,
+            Some((t, _)) if *t > time => self.buckets.entry(time).or_default(),
+            latest => {
+                if let Some((t, b)) = latest.take() {
+                    self.buckets.insert(t, b);
+                }
+                &mut latest.insert((time, Bucket::default())).1
+            }
+        };
         b.count += 1;
         b.units += units;
         self.count_due(time, 1, units);
@@ -66,14 +81,37 @@ impl Deadlines {
 
     /// An open record of `units` ending at `time` is no longer open.
     pub fn remove(&mut self, time: u64, units: i64) {
-        if let Some(b) = self.buckets.get_mut(&time) {
-            b.count = b.count.saturating_sub(1);
-            b.units -= units;
-            if b.count == 0 {
-                self.buckets.remove(&time);
+        let emptied = match &mut self.latest {
+            Some((t, b)) if *t == time => {
+                b.count = b.count.saturating_sub(1);
+                b.units -= units;
+                if b.count == 0 {
+                    self.latest = self.buckets.pop_last();
+                }
+                true
             }
+            _ => match self.buckets.get_mut(&time) {
+                Some(b) => {
+                    b.count = b.count.saturating_sub(1);
+                    b.units -= units;
+                    if b.count == 0 {
+                        self.buckets.remove(&time);
+                    }
+                    true
+                }
+                None => false,
+            },
+        };
+        if emptied {
             self.count_due(time, -1, -units);
         }
+    }
+
+    /// Every bucket, in time order.
+    fn all(&self) -> impl Iterator<Item = (&u64, &Bucket)> + '_ {
+        self.buckets
+            .iter()
+            .chain(self.latest.as_ref().map(|(t, b)| (t, b)))
     }
 
     /// `(count, units)` of the open records ending at or before `now`.
@@ -90,7 +128,12 @@ impl Deadlines {
             } else {
                 (now.saturating_add(1)..=upto, -1)
             };
-            for b in self.buckets.range(range).map(|(_, b)| b) {
+            let latest = self
+                .latest
+                .as_ref()
+                .filter(|(t, _)| range.contains(t))
+                .map(|(_, b)| b);
+            for b in self.buckets.range(range).map(|(_, b)| b).chain(latest) {
                 count += sign * b.count as i64;
                 units += sign * b.units;
             }
@@ -114,12 +157,18 @@ impl Deadlines {
             b.count += 1;
             b.units += units;
         }
-        if recount != self.buckets {
+        let ours: BTreeMap<u64, Bucket> = self.all().map(|(t, b)| (*t, *b)).collect();
+        if recount != ours {
             return Err("deadline sums do not match the open records".into());
         }
+        if self
+            .latest
+            .is_some_and(|(t, _)| self.buckets.last_key_value().is_some_and(|(e, _)| *e >= t))
+        {
+            return Err("the latest deadline's bucket is not the latest".into());
+        }
         let upto = self.upto.load(Relaxed);
-        let (count, units) = self
-            .buckets
+        let (count, units) = ours
             .range(..=upto)
             .fold((0, 0), |(c, u), (_, b)| (c + b.count, u + b.units));
         if (count, units) != (self.due_count.load(Relaxed), self.due_units.load(Relaxed)) {
