@@ -26,7 +26,7 @@ test: deps ## fmt, clippy, unit + property tests, then integration and cluster t
 	cargo fmt --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo build
-	cargo test --lib
+	cargo test -p inventory-core
 	cargo test -p redis-inventory-client --doc
 	for s in redis valkey8 valkey9; do \
 	  server=$$(scripts/deps.sh $$s) && echo "== integration and cluster tests on $$server" && \

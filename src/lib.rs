@@ -1,17 +1,14 @@
 //! redis-inventory: atomic, idempotent, never-oversold stock reservations
 //! (Try-Confirm-Cancel) as a Redis module.
 //!
-//! - `ledger`: the pure core (no Redis types), unit- and property-tested.
-//! - `parse`: typed parsing of every command's arguments.
-//! - `module`: the Redis shell (commands, data type, housekeeping, INFO).
+//! This crate is the Redis shell (commands, data type, housekeeping, INFO)
+//! around `inventory_core` (core/), which decides everything and holds no
+//! Redis types. docs/architecture.md maps the layers.
 //!
 //! Commands are registered through the legacy command table (no `#[command]`
 //! proc-macro) so the module loads on Redis 7.0 as well as Valkey 8.1.
 
-pub mod ledger;
 pub mod module;
-pub mod parse;
-pub mod schedule;
 
 use module::datatype::INVENTORY_TYPE;
 use module::server::{log, Level};
@@ -47,20 +44,10 @@ fn init(ctx: &Context, args: &[RedisString]) -> Status {
     Status::Ok
 }
 
-// Plain `#[test]`s run outside Redis, where the Redis allocator would abort.
-#[cfg(not(test))]
-type Allocator = module::alloc::ModuleAlloc;
-#[cfg(not(test))]
-const ALLOCATOR: Allocator = module::alloc::ModuleAlloc;
-#[cfg(test)]
-type Allocator = std::alloc::System;
-#[cfg(test)]
-const ALLOCATOR: Allocator = std::alloc::System;
-
 redis_module! {
     name: "inventory",
     version: 1,
-    allocator: (Allocator, ALLOCATOR),
+    allocator: (module::alloc::ModuleAlloc, module::alloc::ModuleAlloc),
     data_types: [INVENTORY_TYPE],
     init: init,
 }

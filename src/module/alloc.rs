@@ -22,7 +22,10 @@ unsafe impl GlobalAlloc for ModuleAlloc {
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        match raw::RedisModule_Calloc {
+        // SAFETY: the API table is filled once at load, before any
+        // allocation goes through it, and never written again.
+        let calloc = unsafe { raw::RedisModule_Calloc };
+        match calloc {
             // SAFETY: as `realloc` below: Redis's allocators align every
             // block to at least 8 bytes. calloc hands out fresh zero pages
             // for big blocks instead of writing 16 MB of zeros (a txid
@@ -47,7 +50,9 @@ unsafe impl GlobalAlloc for ModuleAlloc {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        match raw::RedisModule_Realloc {
+        // SAFETY: as in `alloc_zeroed`.
+        let realloc = unsafe { raw::RedisModule_Realloc };
+        match realloc {
             // SAFETY: `ptr` is a live block from Redis's allocator, and both
             // of its allocators (jemalloc, libc malloc) align every block to
             // at least 8 bytes, so the moved block still fits `layout`.

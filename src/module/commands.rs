@@ -5,8 +5,8 @@ use super::config::{max_keys, policy};
 use super::keys::{read, Echo, Entry};
 use super::server::{log, now_ms, Level};
 use super::{reply, STATS};
-use crate::ledger::{Error, Plan, Sku, Status, TxView, View};
-use crate::parse;
+use inventory_core::ledger::{Error, Plan, Sku, Status, TxView, View};
+use inventory_core::parse;
 use redis_module::{raw, Context, ContextFlags, RedisString, RedisValue};
 use std::ffi::CString;
 use std::os::raw::c_int;
@@ -258,7 +258,7 @@ fn by_txid(
     ctx: &Context,
     args: Argv,
     name: &'static str,
-    plan: fn(&Sku, &crate::ledger::TxId, u64) -> Result<Plan, Error>,
+    plan: fn(&Sku, &inventory_core::ledger::TxId, u64) -> Result<Plan, Error>,
 ) -> Handled {
     let entry = open_early(ctx, args, name);
     let txid = parse::key_txid(name, &args.slices())?;
@@ -426,7 +426,7 @@ fn finish(
 ) -> Handled {
     match blocked {
         Some(i) => STATS.count_plan(&Plan {
-            effects: crate::ledger::Effects::new(),
+            effects: inventory_core::ledger::Effects::new(),
             ..plans[i].clone()
         }),
         None => {

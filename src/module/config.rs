@@ -1,7 +1,7 @@
 //! Module configs (`inventory.*`): settable in redis.conf, as loadmodule
 //! arguments (`name value` pairs) and with CONFIG SET/GET.
 
-use crate::ledger::Policy;
+use inventory_core::ledger::Policy;
 use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
 
 pub static DEFAULT_TTL_MS: AtomicI64 = AtomicI64::new(600_000);
@@ -81,9 +81,9 @@ pub fn apply_module_args(args: &[redis_module::RedisString]) -> Result<(), Strin
         return Err("module arguments must be 'name value' pairs".into());
     }
     for pair in args.chunks_exact(2) {
-        let name = crate::ledger::quote(pair[0].as_slice()).to_ascii_lowercase();
+        let name = inventory_core::ledger::quote(pair[0].as_slice()).to_ascii_lowercase();
         let name = name.strip_prefix("inventory.").unwrap_or(&name);
-        let raw = crate::ledger::quote(pair[1].as_slice());
+        let raw = inventory_core::ledger::quote(pair[1].as_slice());
         let (_, var, _, lo, hi) = CONFIGS
             .iter()
             .find(|c| c.0 == name)

@@ -4,7 +4,7 @@
 
 use super::server::{log, Level};
 use super::{schedule, STATS};
-use crate::ledger::{self, Effect, RecordParts, Sku, ENCODING_VERSION};
+use inventory_core::ledger::{self, Effect, RecordParts, Sku, ENCODING_VERSION};
 use redis_module::native_types::RedisType;
 use redis_module::{raw, RedisString};
 use std::os::raw::{c_int, c_void};
@@ -63,7 +63,8 @@ unsafe extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *m
     match decoded {
         Ok(sku) => {
             count(&sku);
-            remember_loaded_key(rdb);
+            // SAFETY: rdb is the live IO handle Redis passed to rdb_load.
+            unsafe { remember_loaded_key(rdb) };
             Box::into_raw(Box::new(sku)).cast()
         }
         // SAFETY: rdb is the live IO handle Redis passed to rdb_load.
@@ -181,16 +182,22 @@ fn emit(aof: *mut raw::RedisModuleIO, key: *mut raw::RedisModuleString, effect: 
 unsafe extern "C" fn digest(md: *mut raw::RedisModuleDigest, value: *mut c_void) {
     // SAFETY: Redis hands back a value this module created; md is live.
     let sku = unsafe { &*value.cast::<Sku>() };
-    let (Some(add_buf), Some(add_ll), Some(end)) = (
-        unsafe { raw::RedisModule_DigestAddStringBuffer },
-        unsafe { raw::RedisModule_DigestAddLongLong },
-        unsafe { raw::RedisModule_DigestEndSequence },
-    ) else {
+    // SAFETY: the API table is filled once at load and never written again.
+    let api = unsafe {
+        (
+            raw::RedisModule_DigestAddStringBuffer,
+            raw::RedisModule_DigestAddLongLong,
+            raw::RedisModule_DigestEndSequence,
+        )
+    };
+    let (Some(add_buf), Some(add_ll), Some(end)) = api else {
         return;
     };
     let h = sku.header();
     // Each sequence is mixed in order; sequences combine without order, so
     // master and replica agree whatever their slot layout.
+    // SAFETY: md is the live digest Redis passed; every buffer outlives the
+    // call that reads it.
     unsafe {
         add_buf(md, c"inventory".as_ptr().cast_mut().cast(), 9);
         add_ll(md, h.stock);

@@ -6,7 +6,7 @@
 use super::datatype::INVENTORY_TYPE;
 use super::server::selected_db;
 use super::{schedule, STATS};
-use crate::ledger::{Effect, Error, Pending, Sku, View};
+use inventory_core::ledger::{Effect, Error, Pending, Sku, View};
 use redis_module::{raw, Context, KeyType, RedisString};
 
 /// Reads a key: `f(None)` when missing, WRONGTYPE for other types.
@@ -336,7 +336,7 @@ fn replicate(ctx: &Context, key: *mut raw::RedisModuleString, effect: &Effect, e
     // The caller's own txid (and qty) strings are passed by reference when
     // they are what the effect names; otherwise a string is made once here.
     let made;
-    let txid_string = |id: &crate::ledger::TxId| -> *mut raw::RedisModuleString {
+    let txid_string = |id: &inventory_core::ledger::TxId| -> *mut raw::RedisModuleString {
         match echo.txid {
             Some(s) if !s.is_null() && RedisString::string_as_slice(s) == id.as_bytes() => s,
             _ => std::ptr::null_mut(),

@@ -12,7 +12,7 @@ pub mod reply;
 pub mod schedule;
 pub mod server;
 
-use crate::ledger::Stats;
+use inventory_core::ledger::Stats;
 use once_cell::sync::Lazy;
 
 /// The INFO counters of this process.

@@ -1,4 +1,4 @@
-//! The server's housekeeping registry (`crate::schedule::Registry`) and
+//! The server's housekeeping registry (`inventory_core::schedule::Registry`) and
 //! what keeps it true: every commit reschedules its key; keys that arrive or
 //! leave by other paths are marked to be looked at now (rdb_load for RDB,
 //! RESTORE, MIGRATE and full syncs; the unlink callback for DEL, UNLINK,
@@ -8,8 +8,8 @@
 //! is always safe: a deleted key is forgotten, a replaced one rescheduled.
 
 use super::server::{now_ms, select_db, selected_db};
-use crate::ledger::Pending;
-use crate::schedule::{Registry, Work};
+use inventory_core::ledger::Pending;
+use inventory_core::schedule::{Registry, Work};
 use once_cell::sync::Lazy;
 use redis_module::{raw, Context, RedisString};
 use std::ffi::CStr;

@@ -36,6 +36,28 @@ impl Error {
     }
 }
 
+impl Error {
+    /// The error as Redis sends it back: its text with NUL, CR and LF (which
+    /// an error line cannot hold) replaced by spaces, then a NUL, for the C
+    /// API that takes it.
+    pub fn reply_line(&self) -> Vec<u8> {
+        let mut line: Vec<u8> = self
+            .to_string()
+            .into_bytes()
+            .into_iter()
+            .map(|b| {
+                if matches!(b, b'\0' | b'\r' | b'\n') {
+                    b' '
+                } else {
+                    b
+                }
+            })
+            .collect();
+        line.push(0);
+        line
+    }
+}
+
 /// Most bytes of client input an error message quotes.
 pub const QUOTE_MAX: usize = 64;
 
@@ -111,6 +133,19 @@ pub type Result<T> = std::result::Result<T, Error>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reply_line_never_holds_nul_cr_or_lf_but_at_its_end() {
+        for text in ["a\0b", "a\r\nb", "Ā\u{3000}", ""] {
+            let line = Error::invalid(text).reply_line();
+            let (end, body) = line.split_last().unwrap();
+            assert_eq!(*end, 0);
+            assert!(
+                !body.iter().any(|b| matches!(b, b'\0' | b'\r' | b'\n')),
+                "{text:?}"
+            );
+        }
+    }
 
     #[test]
     fn quote_keeps_printable_text_and_escapes_the_rest() {
