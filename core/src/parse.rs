@@ -1,13 +1,28 @@
-//! Typed parsing of every command's arguments. Pure: works on byte slices, so
-//! the exact error texts are unit-tested without a server. Each parser
-//! consumes its arguments and rejects anything left over.
+//! Typed parsing of every command's arguments. Pure: the exact error texts
+//! are unit-tested without a server. A parser takes the arguments after the
+//! command name as handles of any type that shows its bytes (`Arg`): the
+//! parsed command keeps the handles of the arguments it needs, so the shell
+//! opens its key, prefetches its txid and echoes its strings into
+//! replication through them, never by position. Each parser consumes its
+//! arguments and ends with one `finish()`, which rejects anything left over.
 
 use crate::ledger::{quote, Effect, Error, Result, Ttl, TxId, MAX_AMOUNT};
 
+/// One argument as the parsers see it: a handle to its bytes.
+pub trait Arg: Copy {
+    fn bytes(&self) -> &[u8];
+}
+
+impl Arg for &[u8] {
+    fn bytes(&self) -> &[u8] {
+        self
+    }
+}
+
 /// Cursor over one command's arguments (the command name excluded).
-pub struct Args<'a> {
+pub struct Args<'a, A> {
     cmd: &'static str,
-    items: &'a [&'a [u8]],
+    items: &'a [A],
     pos: usize,
 }
 
@@ -36,17 +51,16 @@ fn int(b: &[u8]) -> Option<i64> {
     }
 }
 
-impl<'a> Args<'a> {
-    /// Checks arity: at least `min` arguments after the name, then `step`
-    /// more at a time (0: exactly `min`..=`max`).
-    pub fn new(cmd: &'static str, items: &'a [&'a [u8]], min: usize, max: usize) -> Result<Self> {
+impl<'a, A: Arg> Args<'a, A> {
+    /// Checks arity: between `min` and `max` arguments after the name.
+    pub fn new(cmd: &'static str, items: &'a [A], min: usize, max: usize) -> Result<Self> {
         if items.len() < min || items.len() > max {
             return Err(Error::Arity(cmd));
         }
         Ok(Args { cmd, items, pos: 0 })
     }
 
-    fn next(&mut self) -> Option<&'a [u8]> {
+    fn next(&mut self) -> Option<A> {
         let item = self.items.get(self.pos).copied();
         self.pos += 1;
         item
@@ -56,31 +70,37 @@ impl<'a> Args<'a> {
         self.items.len().saturating_sub(self.pos)
     }
 
-    pub fn bytes(&mut self) -> Result<&'a [u8]> {
+    /// The next argument, whatever it holds (a key).
+    pub fn arg(&mut self) -> Result<A> {
         self.next().ok_or(Error::Arity(self.cmd))
     }
 
-    pub fn txid(&mut self) -> Result<TxId> {
-        TxId::new(self.bytes()?)
+    /// The next argument as a txid, with its handle.
+    pub fn txid(&mut self) -> Result<(TxId, A)> {
+        let a = self.arg()?;
+        Ok((TxId::new(a.bytes())?, a))
     }
 
-    /// An integer in `lo..=hi`, named `what` in the error.
-    pub fn int_in(&mut self, what: &str, lo: i64, hi: i64) -> Result<i64> {
-        let raw = self.bytes()?;
-        int(raw).filter(|v| (lo..=hi).contains(v)).ok_or_else(|| {
+    /// An integer in `lo..=hi`, named `what` in the error, with its handle.
+    pub fn int_in(&mut self, what: &str, lo: i64, hi: i64) -> Result<(i64, A)> {
+        let a = self.arg()?;
+        let raw = a.bytes();
+        let v = int(raw).filter(|v| (lo..=hi).contains(v)).ok_or_else(|| {
             Error::invalid(format!(
                 "{what} must be an integer from {lo} to {hi}, got '{}'",
                 quote(raw)
             ))
-        })
+        })?;
+        Ok((v, a))
     }
 
-    pub fn qty(&mut self) -> Result<i64> {
+    pub fn qty(&mut self) -> Result<(i64, A)> {
         self.int_in("qty", 1, MAX_AMOUNT)
     }
 
     fn millis(&mut self, what: &str) -> Result<u64> {
-        let raw = self.bytes()?;
+        let a = self.arg()?;
+        let raw = a.bytes();
         int(raw)
             .filter(|v| *v >= 0)
             .map(|v| v as u64)
@@ -93,7 +113,8 @@ impl<'a> Args<'a> {
     }
 
     fn version(&mut self) -> Result<u64> {
-        let raw = self.bytes()?;
+        let a = self.arg()?;
+        let raw = a.bytes();
         int(raw)
             .filter(|v| *v >= 0)
             .map(|v| v as u64)
@@ -117,132 +138,199 @@ impl<'a> Args<'a> {
     fn if_version(&mut self) -> Result<Option<u64>> {
         let mut v = None;
         while let Some(word) = self.next() {
-            if word.eq_ignore_ascii_case(b"IFVERSION") && v.is_none() {
+            if word.bytes().eq_ignore_ascii_case(b"IFVERSION") && v.is_none() {
                 v = Some(self.version()?);
             } else {
-                return Err(self.unknown(word, "IFVERSION version"));
+                return Err(self.unknown(word.bytes(), "IFVERSION version"));
             }
         }
         Ok(v)
     }
 
-    /// Rejects leftover arguments.
+    /// The arguments left, taken as they are (an effect's words).
+    fn rest(&mut self) -> &'a [A] {
+        let rest = self.items.get(self.pos..).unwrap_or(&[]);
+        self.pos = self.items.len();
+        rest
+    }
+
+    /// Ends a parse: rejects leftover arguments.
     pub fn finish(&mut self) -> Result<()> {
         match self.next() {
             None => Ok(()),
-            Some(word) => Err(self.unknown(word, "no further arguments")),
+            Some(word) => Err(self.unknown(word.bytes(), "no further arguments")),
         }
     }
 }
 
 /// `INV.SET key stock [IFVERSION v]`
 #[derive(Debug, PartialEq, Eq)]
-pub struct Set {
+pub struct Set<A> {
+    pub key: A,
     pub stock: i64,
     pub if_version: Option<u64>,
 }
 
 /// `INV.ADD key delta [IFVERSION v]`
 #[derive(Debug, PartialEq, Eq)]
-pub struct Add {
+pub struct Add<A> {
+    pub key: A,
     pub delta: i64,
     pub if_version: Option<u64>,
 }
 
+/// `INV.GET key`, `INV.AUDIT key`
+#[derive(Debug, PartialEq, Eq)]
+pub struct KeyOnly<A> {
+    pub key: A,
+}
+
+/// `INV.CONFIRM|INV.CANCEL|INV.TX key txid`
+#[derive(Debug, PartialEq, Eq)]
+pub struct KeyTxid<A> {
+    pub key: A,
+    pub txid: TxId,
+    /// The txid's own argument, echoed into replication.
+    pub txid_arg: A,
+}
+
 /// `INV.RESERVE key txid qty [TTL ms | PXAT unix-ms]`
 #[derive(Debug, PartialEq, Eq)]
-pub struct Reserve {
+pub struct Reserve<A> {
+    pub key: A,
     pub txid: TxId,
+    pub txid_arg: A,
     pub qty: i64,
+    /// The qty's own argument, echoed into replication.
+    pub qty_arg: A,
     pub ttl: Ttl,
 }
 
 /// `INV.EXTEND key txid ttl-ms`
 #[derive(Debug, PartialEq, Eq)]
-pub struct Extend {
+pub struct Extend<A> {
+    pub key: A,
     pub txid: TxId,
+    pub txid_arg: A,
     pub ttl_ms: u64,
 }
 
-/// `INV.MRESERVE txid ttl-ms key qty [key qty ...]`: keys with summed quantities,
-/// in first-seen order.
+/// `INV.MRESERVE txid ttl-ms key qty [key qty ...]`: keys with summed
+/// quantities, in first-seen order.
 #[derive(Debug, PartialEq, Eq)]
-pub struct MReserve<'a> {
+pub struct MReserve<A> {
     pub txid: TxId,
     pub ttl: Ttl,
-    pub items: Vec<(&'a [u8], i64)>,
+    pub items: Vec<(A, i64)>,
 }
 
-/// `INV.MCONFIRM|INV.MCANCEL txid key [key ...]`: distinct keys in first-seen order.
+/// `INV.MCONFIRM|INV.MCANCEL txid key [key ...]`: distinct keys in
+/// first-seen order.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Multi<'a> {
+pub struct Multi<A> {
     pub txid: TxId,
-    pub keys: Vec<&'a [u8]>,
+    pub keys: Vec<A>,
 }
 
 /// `INV.SCAN key cursor [COUNT n]`
 #[derive(Debug, PartialEq, Eq)]
-pub struct Scan {
+pub struct Scan<A> {
+    pub key: A,
     pub cursor: u64,
     pub count: usize,
+}
+
+/// `INV.APPLY key <effect...>`
+#[derive(Debug, PartialEq, Eq)]
+pub struct Apply<A> {
+    pub key: A,
+    pub effect: Effect,
 }
 
 /// Largest COUNT INV.SCAN accepts.
 pub const MAX_SCAN_COUNT: i64 = 100_000;
 
-pub fn set(a: &[&[u8]]) -> Result<Set> {
+pub fn set<A: Arg>(a: &[A]) -> Result<Set<A>> {
     let mut a = Args::new("inv.set", a, 2, 4)?;
-    a.bytes()?;
-    let stock = a.int_in("stock", 0, MAX_AMOUNT)?;
+    let key = a.arg()?;
+    let (stock, _) = a.int_in("stock", 0, MAX_AMOUNT)?;
+    let if_version = a.if_version()?;
+    a.finish()?;
     Ok(Set {
+        key,
         stock,
-        if_version: a.if_version()?,
+        if_version,
     })
 }
 
-pub fn add(a: &[&[u8]]) -> Result<Add> {
+pub fn add<A: Arg>(a: &[A]) -> Result<Add<A>> {
     let mut a = Args::new("inv.add", a, 2, 4)?;
-    a.bytes()?;
-    let delta = a.int_in("delta", -MAX_AMOUNT, MAX_AMOUNT)?;
+    let key = a.arg()?;
+    let (delta, _) = a.int_in("delta", -MAX_AMOUNT, MAX_AMOUNT)?;
+    let if_version = a.if_version()?;
+    a.finish()?;
     Ok(Add {
+        key,
         delta,
-        if_version: a.if_version()?,
+        if_version,
     })
 }
 
 /// Commands that take only `key` (INV.GET, INV.AUDIT).
-pub fn key_only(cmd: &'static str, a: &[&[u8]]) -> Result<()> {
-    Args::new(cmd, a, 1, 1).map(|_| ())
+pub fn key_only<A: Arg>(cmd: &'static str, a: &[A]) -> Result<KeyOnly<A>> {
+    let mut a = Args::new(cmd, a, 1, 1)?;
+    let key = a.arg()?;
+    a.finish()?;
+    Ok(KeyOnly { key })
 }
 
 /// Commands that take `key txid` (INV.CONFIRM, INV.CANCEL, INV.TX).
-pub fn key_txid(cmd: &'static str, a: &[&[u8]]) -> Result<TxId> {
+pub fn key_txid<A: Arg>(cmd: &'static str, a: &[A]) -> Result<KeyTxid<A>> {
     let mut a = Args::new(cmd, a, 2, 2)?;
-    a.bytes()?;
-    a.txid()
+    let key = a.arg()?;
+    let (txid, txid_arg) = a.txid()?;
+    a.finish()?;
+    Ok(KeyTxid {
+        key,
+        txid,
+        txid_arg,
+    })
 }
 
-pub fn reserve(a: &[&[u8]]) -> Result<Reserve> {
+pub fn reserve<A: Arg>(a: &[A]) -> Result<Reserve<A>> {
     let mut a = Args::new("inv.reserve", a, 3, 5)?;
-    a.bytes()?;
-    let txid = a.txid()?;
-    let qty = a.qty()?;
+    let key = a.arg()?;
+    let (txid, txid_arg) = a.txid()?;
+    let (qty, qty_arg) = a.qty()?;
     let ttl = match a.next() {
         None => Ttl::Default,
-        Some(w) if w.eq_ignore_ascii_case(b"TTL") => Ttl::Millis(a.millis("TTL")?),
-        Some(w) if w.eq_ignore_ascii_case(b"PXAT") => Ttl::At(a.millis("PXAT")?),
-        Some(w) => return Err(a.unknown(w, "TTL ms | PXAT unix-ms")),
+        Some(w) if w.bytes().eq_ignore_ascii_case(b"TTL") => Ttl::Millis(a.millis("TTL")?),
+        Some(w) if w.bytes().eq_ignore_ascii_case(b"PXAT") => Ttl::At(a.millis("PXAT")?),
+        Some(w) => return Err(a.unknown(w.bytes(), "TTL ms | PXAT unix-ms")),
     };
     a.finish()?;
-    Ok(Reserve { txid, qty, ttl })
+    Ok(Reserve {
+        key,
+        txid,
+        txid_arg,
+        qty,
+        qty_arg,
+        ttl,
+    })
 }
 
-pub fn extend(a: &[&[u8]]) -> Result<Extend> {
+pub fn extend<A: Arg>(a: &[A]) -> Result<Extend<A>> {
     let mut a = Args::new("inv.extend", a, 3, 3)?;
-    a.bytes()?;
-    let txid = a.txid()?;
+    let key = a.arg()?;
+    let (txid, txid_arg) = a.txid()?;
     let ttl_ms = a.millis("ttl-ms")?;
-    Ok(Extend { txid, ttl_ms })
+    a.finish()?;
+    Ok(Extend {
+        key,
+        txid,
+        txid_arg,
+        ttl_ms,
+    })
 }
 
 /// Refuses more keys than `inventory.max-keys-per-command` allows.
@@ -255,23 +343,27 @@ fn key_count(cmd: &str, given: usize, max: usize) -> Result<()> {
     Ok(())
 }
 
-pub fn mreserve<'a>(a: &'a [&'a [u8]], max_keys: usize) -> Result<MReserve<'a>> {
+pub fn mreserve<A: Arg>(a: &[A], max_keys: usize) -> Result<MReserve<A>> {
     if a.len() < 4 || a.len() % 2 != 0 {
         return Err(Error::Arity("inv.mreserve"));
     }
     key_count("inv.mreserve", (a.len() - 2) / 2, max_keys)?;
     let mut a = Args::new("inv.mreserve", a, 4, usize::MAX)?;
-    let txid = a.txid()?;
+    let (txid, _) = a.txid()?;
     let ttl = match a.millis("ttl-ms")? {
         0 => Ttl::Default,
         ms => Ttl::Millis(ms),
     };
-    let mut items: Vec<(&[u8], i64)> = Vec::new();
+    let mut items: Vec<(A, i64)> = Vec::new();
     let mut seen: ahash::AHashMap<&[u8], usize> = ahash::AHashMap::new();
+    let all = a.items;
     while a.remaining() > 0 {
-        let key = a.bytes()?;
-        let qty = a.qty()?;
-        match seen.get(key).and_then(|&i| items.get_mut(i)) {
+        let i = a.pos;
+        let key = a.arg()?;
+        let (qty, _) = a.qty()?;
+        // The map borrows the key's bytes from the caller's slice.
+        let bytes = all.get(i).map_or(&[][..], Arg::bytes);
+        match seen.get(bytes).and_then(|&i| items.get_mut(i)) {
             Some((_, q)) if *q + qty > MAX_AMOUNT => {
                 return Err(Error::invalid(format!(
                     "qty for a key must total at most {MAX_AMOUNT}"
@@ -279,54 +371,60 @@ pub fn mreserve<'a>(a: &'a [&'a [u8]], max_keys: usize) -> Result<MReserve<'a>> 
             }
             Some((_, q)) => *q += qty,
             None => {
-                seen.insert(key, items.len());
+                seen.insert(bytes, items.len());
                 items.push((key, qty));
             }
         }
     }
+    a.finish()?;
     Ok(MReserve { txid, ttl, items })
 }
 
-pub fn multi<'a>(cmd: &'static str, a: &'a [&'a [u8]], max_keys: usize) -> Result<Multi<'a>> {
+pub fn multi<A: Arg>(cmd: &'static str, a: &[A], max_keys: usize) -> Result<Multi<A>> {
     let mut a = Args::new(cmd, a, 2, usize::MAX)?;
     key_count(cmd, a.remaining() - 1, max_keys)?;
-    let txid = a.txid()?;
-    let mut keys: Vec<&[u8]> = Vec::new();
+    let (txid, _) = a.txid()?;
+    let mut keys: Vec<A> = Vec::new();
     let mut seen: ahash::AHashSet<&[u8]> = ahash::AHashSet::new();
+    let all = a.items;
     while a.remaining() > 0 {
-        let key = a.bytes()?;
-        if seen.insert(key) {
+        let i = a.pos;
+        let key = a.arg()?;
+        if seen.insert(all.get(i).map_or(&[][..], Arg::bytes)) {
             keys.push(key);
         }
     }
+    a.finish()?;
     Ok(Multi { txid, keys })
 }
 
-pub fn scan(a: &[&[u8]]) -> Result<Scan> {
+pub fn scan<A: Arg>(a: &[A]) -> Result<Scan<A>> {
     let mut a = Args::new("inv.scan", a, 2, 4)?;
-    a.bytes()?;
-    let raw = a.bytes()?;
-    let cursor = std::str::from_utf8(raw)
+    let key = a.arg()?;
+    let cursor = std::str::from_utf8(a.arg()?.bytes())
         .ok()
         .and_then(|s| s.parse::<u64>().ok())
         .ok_or_else(|| Error::invalid("invalid cursor"))?;
     let mut count = 10;
     while let Some(w) = a.next() {
-        if w.eq_ignore_ascii_case(b"COUNT") {
-            count = a.int_in("COUNT", 1, MAX_SCAN_COUNT)? as usize;
+        if w.bytes().eq_ignore_ascii_case(b"COUNT") {
+            count = a.int_in("COUNT", 1, MAX_SCAN_COUNT)?.0 as usize;
         } else {
-            return Err(a.unknown(w, "COUNT n"));
+            return Err(a.unknown(w.bytes(), "COUNT n"));
         }
     }
-    Ok(Scan { cursor, count })
+    a.finish()?;
+    Ok(Scan { key, cursor, count })
 }
 
 /// `INV.APPLY key <effect...>`
-pub fn apply(a: &[&[u8]]) -> Result<Effect> {
-    if a.len() < 2 {
-        return Err(Error::Arity("inv.apply"));
-    }
-    Effect::parse(&a[1..])
+pub fn apply<A: Arg>(a: &[A]) -> Result<Apply<A>> {
+    let mut a = Args::new("inv.apply", a, 2, usize::MAX)?;
+    let key = a.arg()?;
+    let words: Vec<&[u8]> = a.rest().iter().map(Arg::bytes).collect();
+    let effect = Effect::parse(&words)?;
+    a.finish()?;
+    Ok(Apply { key, effect })
 }
 
 #[cfg(test)]
@@ -367,6 +465,10 @@ mod tests {
     #[test]
     fn reserve_forms() {
         let r = reserve(&v("k t 3")).unwrap();
+        assert_eq!(
+            (r.key, r.txid_arg, r.qty_arg),
+            (&b"k"[..], &b"t"[..], &b"3"[..])
+        );
         assert_eq!((r.qty, r.ttl), (3, Ttl::Default));
         assert_eq!(reserve(&v("k t 3 ttl 50")).unwrap().ttl, Ttl::Millis(50));
         assert_eq!(reserve(&v("k t 3 PXAT 99")).unwrap().ttl, Ttl::At(99));
@@ -409,11 +511,11 @@ mod tests {
         assert_eq!(err(add(&v("k 9007199254740992"))), "ERR delta must be an integer from -9007199254740991 to 9007199254740991, got '9007199254740992'");
         let long = [b'x'; 129];
         assert_eq!(
-            err(key_txid("inv.confirm", &[b"k", &long])),
+            err(key_txid("inv.confirm", &[&b"k"[..], &long[..]])),
             "ERR txid must be 1 to 128 bytes, got 129"
         );
         assert_eq!(
-            err(key_txid("inv.confirm", &[b"k", b""])),
+            err(key_txid("inv.confirm", &[&b"k"[..], &b""[..]])),
             "ERR txid must be 1 to 128 bytes, got 0"
         );
         assert_eq!(

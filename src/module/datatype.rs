@@ -162,7 +162,7 @@ unsafe extern "C" fn aof_rewrite(
 
 /// Writes `INV.APPLY key <effect>` to a rewritten AOF.
 fn emit(aof: *mut raw::RedisModuleIO, key: *mut raw::RedisModuleString, effect: &Effect) {
-    let (_strings, mut argv) = super::keys::effect_argv(effect);
+    let (_strings, mut argv) = super::propagation::effect_argv(effect);
     // SAFETY: "sv" reads one RedisModuleString* then an array pointer and its
     // length; all strings stay alive until the call returns.
     unsafe {

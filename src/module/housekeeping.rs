@@ -9,7 +9,7 @@
 //! Each tick works at most `TIME_BOX`; while due work remains it comes back
 //! after `BUSY_TICK`, otherwise after `TICK`.
 
-use super::keys::Entry;
+use super::key::Entry;
 use super::server::{log, now_ms, select_db, Level};
 use super::{config, schedule, STATS};
 use redis_module::{Context, ContextFlags, RedisString};

@@ -2,11 +2,12 @@
 //! callbacks, housekeeping (expiry and purge), command handlers and INFO.
 
 pub mod alloc;
+pub mod arg;
 pub mod commands;
 pub mod config;
 pub mod datatype;
 pub mod housekeeping;
-pub mod keys;
+pub mod key;
 pub mod propagation;
 pub mod reply;
 pub mod schedule;

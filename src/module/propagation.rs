@@ -1,4 +1,6 @@
-//! Whether changes must be propagated at all.
+//! How a change reaches replicas and the AOF: each applied effect is sent
+//! as `INV.APPLY key <effect>` (`replicate`; AOF rewrites use the same
+//! encoding, `effect_argv`), and whether that is needed at all.
 //!
 //! Redis propagates a command only when something consumes it: the AOF is on,
 //! or this master has replicas or a replication backlog. Native commands skip
@@ -17,7 +19,9 @@
 //!   CONFIG SET of `appendonly` (server event, before any later command) turns
 //!   it to "needed" for good.
 
-use redis_module::{raw, Context, ContextFlags};
+use super::arg::Arg;
+use inventory_core::ledger::{Effect, TxId};
+use redis_module::{raw, Context, ContextFlags, RedisString};
 use std::ffi::CStr;
 use std::os::raw::c_void;
 use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
@@ -167,4 +171,167 @@ pub fn start(ctx: &Context) {
             mark_needed();
         }
     }
+}
+
+/// Argument strings of the calling command that replication may reuse.
+/// `qty` must be the string the effect's quantity was parsed from.
+#[derive(Default)]
+pub struct Echo {
+    pub txid: Option<*mut raw::RedisModuleString>,
+    pub qty: Option<*mut raw::RedisModuleString>,
+}
+
+impl Echo {
+    /// Only the txid string is reusable.
+    pub fn txid(txid: Arg) -> Echo {
+        Echo {
+            txid: Some(txid.raw()),
+            qty: None,
+        }
+    }
+
+    /// A reserve's txid and qty strings.
+    pub fn reserve(txid: Arg, qty: Arg) -> Echo {
+        Echo {
+            txid: Some(txid.raw()),
+            qty: Some(qty.raw()),
+        }
+    }
+}
+
+/// Effect names used on every replicated change, created once and shared
+/// (passing a RedisModuleString only bumps its refcount).
+#[derive(Clone, Copy)]
+enum Op {
+    Stock,
+    Add,
+    Reserve,
+    Confirm,
+    Cancel,
+    Fence,
+    Extend,
+}
+
+static OPS: once_cell::sync::Lazy<[usize; 7]> = once_cell::sync::Lazy::new(|| {
+    [
+        "STOCK", "ADD", "RESERVE", "CONFIRM", "CANCEL", "FENCE", "EXTEND",
+    ]
+    .map(|name| {
+        // SAFETY: a context-free string that is never freed; only touched on
+        // the main thread.
+        unsafe {
+            raw::RedisModule_CreateString.map_or(0, |create| {
+                create(std::ptr::null_mut(), name.as_ptr().cast(), name.len()) as usize
+            })
+        }
+    })
+});
+
+fn op(o: Op) -> *mut raw::RedisModuleString {
+    OPS[o as usize] as *mut raw::RedisModuleString
+}
+
+/// Propagates one effect as `INV.APPLY key <effect>` to replicas and the AOF.
+/// The frequent single-record effects go through a format string, without
+/// building any argument in Rust; the rest through a string vector.
+pub fn replicate(ctx: &Context, key: *mut raw::RedisModuleString, effect: &Effect, echo: &Echo) {
+    if !needed() {
+        return;
+    }
+    // The caller's own txid (and qty) strings are passed by reference when
+    // they are what the effect names; otherwise a string is made once here.
+    let made;
+    let txid_string = |id: &TxId| -> *mut raw::RedisModuleString {
+        match echo.txid {
+            Some(s) if !s.is_null() && RedisString::string_as_slice(s) == id.as_bytes() => s,
+            _ => std::ptr::null_mut(),
+        }
+    };
+    let tx = match effect {
+        Effect::Reserve { txid, .. }
+        | Effect::Confirm(txid)
+        | Effect::Cancel(txid)
+        | Effect::Fence { txid, .. }
+        | Effect::Extend { txid, .. } => {
+            let echoed = txid_string(txid);
+            if echoed.is_null() {
+                made = RedisString::create_from_slice(std::ptr::null_mut(), txid.as_bytes());
+                made.inner
+            } else {
+                echoed
+            }
+        }
+        _ => std::ptr::null_mut(),
+    };
+    // SAFETY: RM_Replicate is variadic; each format letter is matched by the
+    // argument type the module API documents: s = RedisModuleString*,
+    // l = long long, v = (RedisModuleString**, size_t). Every pointer
+    // outlives the call.
+    unsafe {
+        let Some(rm_replicate) = raw::RedisModule_Replicate else {
+            return;
+        };
+        let (c, cmd, k) = (ctx.ctx, c"INV.APPLY".as_ptr(), key);
+        match effect {
+            Effect::Stock(n) => rm_replicate(c, cmd, c"ssl".as_ptr(), k, op(Op::Stock), *n),
+            Effect::Add(n) => rm_replicate(c, cmd, c"ssl".as_ptr(), k, op(Op::Add), *n),
+            Effect::Reserve { qty, deadline, .. } => match echo.qty.filter(|q| !q.is_null()) {
+                Some(q) => rm_replicate(
+                    c,
+                    cmd,
+                    c"ssssl".as_ptr(),
+                    k,
+                    op(Op::Reserve),
+                    tx,
+                    q,
+                    *deadline as i64,
+                ),
+                None => rm_replicate(
+                    c,
+                    cmd,
+                    c"sssll".as_ptr(),
+                    k,
+                    op(Op::Reserve),
+                    tx,
+                    *qty,
+                    *deadline as i64,
+                ),
+            },
+            Effect::Confirm(_) => rm_replicate(c, cmd, c"sss".as_ptr(), k, op(Op::Confirm), tx),
+            Effect::Cancel(_) => rm_replicate(c, cmd, c"sss".as_ptr(), k, op(Op::Cancel), tx),
+            Effect::Fence { at, .. } => {
+                rm_replicate(c, cmd, c"sssl".as_ptr(), k, op(Op::Fence), tx, *at as i64)
+            }
+            Effect::Extend { deadline, .. } => rm_replicate(
+                c,
+                cmd,
+                c"sssl".as_ptr(),
+                k,
+                op(Op::Extend),
+                tx,
+                *deadline as i64,
+            ),
+            Effect::Expire(_)
+            | Effect::ExpireFirst(_)
+            | Effect::Purge(_)
+            | Effect::Load { .. }
+            | Effect::Records(_) => {
+                let (_strings, mut argv) = effect_argv(effect);
+                rm_replicate(c, cmd, c"sv".as_ptr(), k, argv.as_mut_ptr(), argv.len())
+            }
+        };
+    }
+}
+
+/// An effect's arguments as module strings (binary safe), for the "v"
+/// format of RM_Replicate and RM_EmitAOF. Keep the strings alive while the
+/// pointers are in use.
+pub fn effect_argv(effect: &Effect) -> (Vec<RedisString>, Vec<*mut raw::RedisModuleString>) {
+    let strings: Vec<RedisString> = effect
+        .to_args()
+        .into_iter()
+        .map(|a| RedisString::create_from_slice(std::ptr::null_mut(), &a))
+        .collect();
+    let argv = strings.iter().map(|s| s.inner).collect();
+    (strings, argv)
 }

@@ -3,58 +3,31 @@
 //! replicates it as `INV.APPLY`, raises its keyspace event, keeps the INFO
 //! gauges, signals WATCH/tracking and reschedules housekeeping.
 
+use super::arg::Arg;
 use super::datatype::INVENTORY_TYPE;
+use super::propagation::{replicate, Echo};
 use super::server::selected_db;
 use super::{schedule, STATS};
 use inventory_core::ledger::{Effect, Error, Pending, Sku, View};
-use redis_module::{raw, Context, KeyType, RedisString};
+use redis_module::{raw, Context, RedisString};
 
-/// Reads a key: `f(None)` when missing, WRONGTYPE for other types.
-pub fn read<R>(
-    ctx: &Context,
-    name: &RedisString,
-    f: impl FnOnce(Option<&Sku>) -> R,
-) -> Result<R, Error> {
-    let key = ctx.open_key(name);
-    if key.key_type() == KeyType::Empty {
-        return Ok(f(None));
-    }
-    let value: Option<&Sku> = key
-        .get_value(&INVENTORY_TYPE)
-        .map_err(|_| Error::WrongType)?;
-    Ok(f(value))
+/// Reads the key a command names, opened for reading: `f(None)` when
+/// missing, WRONGTYPE for another type.
+pub fn read<R>(ctx: &Context, name: Arg, f: impl FnOnce(Option<&Sku>) -> R) -> Result<R, Error> {
+    let key = Key::open(ctx, name.raw(), raw::KeyMode::READ);
+    // SAFETY: the value belongs to the open key and is only read while the
+    // key stays open, within this call.
+    Ok(f(unsafe { key.value()?.as_ref() }))
 }
 
-/// Argument strings of the calling command that replication may reuse.
-/// `qty` must be the string the effect's quantity was parsed from.
-#[derive(Default)]
-pub struct Echo {
-    pub txid: Option<*mut raw::RedisModuleString>,
-    pub qty: Option<*mut raw::RedisModuleString>,
-}
-
-impl Echo {
-    /// Only the txid string is reusable.
-    pub fn txid(txid: *mut raw::RedisModuleString) -> Echo {
-        Echo {
-            txid: Some(txid),
-            qty: None,
-        }
-    }
-}
-
-/// A key opened for reading and writing with the raw API, closed on drop.
-/// (redis-module's `RedisKeyWritable` makes three API calls to read a value;
-/// reading a key of ours takes two here, and a missing key two.)
+/// A key opened with the raw API, closed on drop. (redis-module's
+/// `RedisKeyWritable` makes three API calls to read a value; reading a key
+/// of ours takes two here, and a missing key two.)
 struct Key(*mut raw::RedisModuleKey);
 
 impl Key {
-    fn open(ctx: &Context, name: *mut raw::RedisModuleString) -> Key {
-        Key(raw::open_key(
-            ctx.ctx,
-            name,
-            raw::KeyMode::READ | raw::KeyMode::WRITE,
-        ))
+    fn open(ctx: &Context, name: *mut raw::RedisModuleString, mode: raw::KeyMode) -> Key {
+        Key(raw::open_key(ctx.ctx, name, mode))
     }
 
     /// The stored SKU: null while the key is missing, WRONGTYPE for another type.
@@ -157,8 +130,8 @@ impl<'c> Entry<'c> {
 
     /// Opens the key named by the calling command's argument `name`, which
     /// Redis keeps alive until the command returns.
-    pub fn open_arg(ctx: &'c Context, name: *mut raw::RedisModuleString) -> Result<Self, Error> {
-        Self::open_name(ctx, Name::Arg(name))
+    pub fn open_arg(ctx: &'c Context, name: Arg) -> Result<Self, Error> {
+        Self::open_name(ctx, Name::Arg(name.raw()))
     }
 
     fn open_name(ctx: &'c Context, name: Name) -> Result<Self, Error> {
@@ -166,7 +139,7 @@ impl<'c> Entry<'c> {
         if name.ptr().is_null() {
             return Err(Error::Apply("no key name".into()));
         }
-        let key = Key::open(ctx, name.ptr());
+        let key = Key::open(ctx, name.ptr(), raw::KeyMode::READ | raw::KeyMode::WRITE);
         // One lookup tells all three apart: missing, ours, another type.
         let value = key.value()?;
         Ok(Entry {
@@ -292,141 +265,4 @@ impl<'c> Entry<'c> {
         }
         result
     }
-}
-
-/// Effect names used on every replicated change, created once and shared
-/// (passing a RedisModuleString only bumps its refcount).
-#[derive(Clone, Copy)]
-enum Op {
-    Stock,
-    Add,
-    Reserve,
-    Confirm,
-    Cancel,
-    Fence,
-    Extend,
-}
-
-static OPS: once_cell::sync::Lazy<[usize; 7]> = once_cell::sync::Lazy::new(|| {
-    [
-        "STOCK", "ADD", "RESERVE", "CONFIRM", "CANCEL", "FENCE", "EXTEND",
-    ]
-    .map(|name| {
-        // SAFETY: a context-free string that is never freed; only touched on
-        // the main thread.
-        unsafe {
-            raw::RedisModule_CreateString.map_or(0, |create| {
-                create(std::ptr::null_mut(), name.as_ptr().cast(), name.len()) as usize
-            })
-        }
-    })
-});
-
-fn op(o: Op) -> *mut raw::RedisModuleString {
-    OPS[o as usize] as *mut raw::RedisModuleString
-}
-
-/// Propagates one effect as `INV.APPLY key <effect>` to replicas and the AOF.
-/// The frequent single-record effects go through a format string, without
-/// building any argument in Rust; the rest through a string vector.
-fn replicate(ctx: &Context, key: *mut raw::RedisModuleString, effect: &Effect, echo: &Echo) {
-    if !super::propagation::needed() {
-        return;
-    }
-    // The caller's own txid (and qty) strings are passed by reference when
-    // they are what the effect names; otherwise a string is made once here.
-    let made;
-    let txid_string = |id: &inventory_core::ledger::TxId| -> *mut raw::RedisModuleString {
-        match echo.txid {
-            Some(s) if !s.is_null() && RedisString::string_as_slice(s) == id.as_bytes() => s,
-            _ => std::ptr::null_mut(),
-        }
-    };
-    let tx = match effect {
-        Effect::Reserve { txid, .. }
-        | Effect::Confirm(txid)
-        | Effect::Cancel(txid)
-        | Effect::Fence { txid, .. }
-        | Effect::Extend { txid, .. } => {
-            let echoed = txid_string(txid);
-            if echoed.is_null() {
-                made = RedisString::create_from_slice(std::ptr::null_mut(), txid.as_bytes());
-                made.inner
-            } else {
-                echoed
-            }
-        }
-        _ => std::ptr::null_mut(),
-    };
-    // SAFETY: RM_Replicate is variadic; each format letter is matched by the
-    // argument type the module API documents: s = RedisModuleString*,
-    // l = long long, v = (RedisModuleString**, size_t). Every pointer
-    // outlives the call.
-    unsafe {
-        let Some(rm_replicate) = raw::RedisModule_Replicate else {
-            return;
-        };
-        let (c, cmd, k) = (ctx.ctx, c"INV.APPLY".as_ptr(), key);
-        match effect {
-            Effect::Stock(n) => rm_replicate(c, cmd, c"ssl".as_ptr(), k, op(Op::Stock), *n),
-            Effect::Add(n) => rm_replicate(c, cmd, c"ssl".as_ptr(), k, op(Op::Add), *n),
-            Effect::Reserve { qty, deadline, .. } => match echo.qty.filter(|q| !q.is_null()) {
-                Some(q) => rm_replicate(
-                    c,
-                    cmd,
-                    c"ssssl".as_ptr(),
-                    k,
-                    op(Op::Reserve),
-                    tx,
-                    q,
-                    *deadline as i64,
-                ),
-                None => rm_replicate(
-                    c,
-                    cmd,
-                    c"sssll".as_ptr(),
-                    k,
-                    op(Op::Reserve),
-                    tx,
-                    *qty,
-                    *deadline as i64,
-                ),
-            },
-            Effect::Confirm(_) => rm_replicate(c, cmd, c"sss".as_ptr(), k, op(Op::Confirm), tx),
-            Effect::Cancel(_) => rm_replicate(c, cmd, c"sss".as_ptr(), k, op(Op::Cancel), tx),
-            Effect::Fence { at, .. } => {
-                rm_replicate(c, cmd, c"sssl".as_ptr(), k, op(Op::Fence), tx, *at as i64)
-            }
-            Effect::Extend { deadline, .. } => rm_replicate(
-                c,
-                cmd,
-                c"sssl".as_ptr(),
-                k,
-                op(Op::Extend),
-                tx,
-                *deadline as i64,
-            ),
-            Effect::Expire(_)
-            | Effect::ExpireFirst(_)
-            | Effect::Purge(_)
-            | Effect::Load { .. }
-            | Effect::Records(_) => {
-                let (_strings, mut argv) = effect_argv(effect);
-                rm_replicate(c, cmd, c"sv".as_ptr(), k, argv.as_mut_ptr(), argv.len())
-            }
-        };
-    }
-}
-
-/// An effect's arguments as module strings (binary safe), for the "v"
-/// format of RM_Replicate and RM_EmitAOF. Keep the strings alive while the
-/// pointers are in use.
-pub fn effect_argv(effect: &Effect) -> (Vec<RedisString>, Vec<*mut raw::RedisModuleString>) {
-    let strings: Vec<RedisString> = effect
-        .to_args()
-        .into_iter()
-        .map(|a| RedisString::create_from_slice(std::ptr::null_mut(), &a))
-        .collect();
-    let argv = strings.iter().map(|s| s.inner).collect();
-    (strings, argv)
 }

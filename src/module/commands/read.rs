@@ -1,0 +1,99 @@
+//! Reads: INV.GET, INV.TX, INV.SCAN, INV.AUDIT. They open their key for
+//! reading and change nothing.
+
+use super::{Handled, Request};
+use crate::module::key::read;
+use crate::module::server::now_ms;
+use crate::module::STATS;
+use inventory_core::ledger::{Error, Sku, TxView};
+use inventory_core::parse;
+use redis_module::{raw, Context, RedisValue};
+
+/// Replies field/value pairs in this order: a map in RESP3, a flat array in RESP2.
+fn pairs(ctx: &Context, fields: &[(&'static str, RedisValue)]) -> Handled {
+    // SAFETY: ctx is the live command context; ReplyWithMap is followed by
+    // exactly 2 * len replies.
+    unsafe {
+        let Some(reply_map) = raw::RedisModule_ReplyWithMap else {
+            return Err(Error::invalid("RESP map replies are not supported"));
+        };
+        reply_map(ctx.ctx, fields.len() as std::os::raw::c_long);
+    }
+    for (name, value) in fields {
+        ctx.reply(Ok(RedisValue::BulkString((*name).to_string())));
+        ctx.reply(Ok(value.clone()));
+    }
+    Ok(RedisValue::NoReply)
+}
+
+pub fn get(ctx: &Context, req: &Request) -> Handled {
+    let cmd = parse::key_only("inv.get", req.args())?;
+    let now = now_ms();
+    let Some(v) = read(ctx, cmd.key, |s| s.map(|s| s.view(now)))? else {
+        return Ok(RedisValue::Null);
+    };
+    let i = RedisValue::Integer;
+    pairs(
+        ctx,
+        &[
+            ("stock", i(v.stock)),
+            ("reserved", i(v.reserved)),
+            ("available", i(v.available)),
+            ("sold", i(v.sold)),
+            ("version", i(v.version as i64)),
+            ("open", i(v.open as i64)),
+            ("records", i(v.records as i64)),
+        ],
+    )
+}
+
+pub fn tx(ctx: &Context, req: &Request) -> Handled {
+    let cmd = parse::key_txid("inv.tx", req.args())?;
+    let now = now_ms();
+    let found = read(ctx, cmd.key, |s| {
+        s.and_then(|s| s.tx(cmd.txid.as_bytes(), now))
+    })?;
+    let Some(t) = found else {
+        return Ok(RedisValue::Null);
+    };
+    pairs(
+        ctx,
+        &[
+            ("state", super::status(t.state.into())),
+            ("qty", RedisValue::Integer(t.qty)),
+            ("deadline", RedisValue::Integer(t.time as i64)),
+        ],
+    )
+}
+
+fn record(t: &TxView) -> RedisValue {
+    RedisValue::Array(vec![
+        RedisValue::StringBuffer(t.txid.as_bytes().to_vec()),
+        super::status(t.state.into()),
+        RedisValue::Integer(t.qty),
+        RedisValue::Integer(t.time as i64),
+    ])
+}
+
+pub fn scan(ctx: &Context, req: &Request) -> Handled {
+    let cmd = parse::scan(req.args())?;
+    let now = now_ms();
+    let (next, recs) = read(ctx, cmd.key, |s| match s {
+        Some(s) => s.scan(cmd.cursor, cmd.count, now),
+        None => (0, Vec::new()),
+    })?;
+    Ok(RedisValue::Array(vec![
+        RedisValue::BulkString(next.to_string()),
+        RedisValue::Array(recs.iter().map(record).collect()),
+    ]))
+}
+
+pub fn audit(ctx: &Context, req: &Request) -> Handled {
+    let cmd = parse::key_only("inv.audit", req.args())?;
+    let result = read(ctx, cmd.key, |s| s.map_or(Ok(()), Sku::audit))?;
+    if result.is_err() {
+        STATS.audit_failed();
+    }
+    result?;
+    Ok(RedisValue::SimpleStringStatic("OK"))
+}

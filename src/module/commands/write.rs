@@ -1,0 +1,110 @@
+//! Writes to one key: INV.SET, INV.ADD, INV.RESERVE, INV.CONFIRM,
+//! INV.CANCEL, INV.EXTEND.
+
+use super::{Handled, Request};
+use crate::module::config::policy;
+use crate::module::key::Entry;
+use crate::module::propagation::Echo;
+use crate::module::server::now_ms;
+use crate::module::STATS;
+use inventory_core::ledger::{Error, Plan, Sku, Status, TxId, View};
+use inventory_core::parse;
+use redis_module::{raw, Context, RedisValue};
+
+/// `[state, available, version]`, written straight to the client.
+fn outcome(ctx: &Context, s: Status, v: &View) -> Handled {
+    // SAFETY: live command context; an array of 3 followed by 3 replies.
+    unsafe {
+        if let (Some(array), Some(bulk), Some(int)) = (
+            raw::RedisModule_ReplyWithArray,
+            raw::RedisModule_ReplyWithStringBuffer,
+            raw::RedisModule_ReplyWithLongLong,
+        ) {
+            array(ctx.ctx, 3);
+            // A bulk string: the simple-string API copies and scans its input.
+            let word = s.as_str();
+            bulk(ctx.ctx, word.as_ptr().cast(), word.len());
+            int(ctx.ctx, v.available);
+            int(ctx.ctx, v.version as i64);
+        }
+    }
+    Ok(RedisValue::NoReply)
+}
+
+/// Plans on a key opened early, commits, and replies `[state, available,
+/// version]`.
+fn single(
+    ctx: &Context,
+    entry: Result<Entry, Error>,
+    echo: Echo,
+    plan: impl FnOnce(&Sku, u64) -> Result<Plan, Error>,
+) -> Handled {
+    let now = now_ms();
+    let mut entry = entry?;
+    let plan = plan(entry.sku(), now)?;
+    STATS.count_plan(&plan);
+    entry.commit_echo(&plan.effects, &echo)?;
+    outcome(ctx, plan.status, &entry.view(now))
+}
+
+pub fn set(ctx: &Context, req: &Request) -> Handled {
+    let cmd = parse::set(req.args())?;
+    let mut entry = Entry::open_arg(ctx, cmd.key)?;
+    let plan = entry.sku().plan_set(cmd.stock, cmd.if_version, now_ms())?;
+    STATS.count_plan(&plan);
+    entry.commit(&plan.effects)?;
+    Ok(RedisValue::SimpleStringStatic("OK"))
+}
+
+pub fn add(ctx: &Context, req: &Request) -> Handled {
+    let cmd = parse::add(req.args())?;
+    let now = now_ms();
+    let mut entry = Entry::open_arg(ctx, cmd.key)?;
+    let plan = entry.sku().plan_add(cmd.delta, cmd.if_version, now)?;
+    STATS.count_plan(&plan);
+    entry.commit(&plan.effects)?;
+    Ok(RedisValue::Integer(entry.view(now).available))
+}
+
+pub fn reserve(ctx: &Context, req: &Request) -> Handled {
+    let entry = req.open_early(ctx, "inv.reserve");
+    let cmd = parse::reserve(req.args())?;
+    let p = policy();
+    let echo = Echo::reserve(cmd.txid_arg, cmd.qty_arg);
+    single(ctx, entry, echo, |sku, now| {
+        sku.plan_reserve(&cmd.txid, cmd.qty, cmd.ttl, now, &p)
+    })
+}
+
+pub fn confirm(ctx: &Context, req: &Request) -> Handled {
+    by_txid(ctx, req, "inv.confirm", |sku, txid, now| {
+        Ok(sku.plan_confirm(txid, now))
+    })
+}
+
+pub fn cancel(ctx: &Context, req: &Request) -> Handled {
+    by_txid(ctx, req, "inv.cancel", Sku::plan_cancel)
+}
+
+/// `CMD key txid`: commands whose only argument is the txid.
+fn by_txid(
+    ctx: &Context,
+    req: &Request,
+    name: &'static str,
+    plan: fn(&Sku, &TxId, u64) -> Result<Plan, Error>,
+) -> Handled {
+    let entry = req.open_early(ctx, name);
+    let cmd = parse::key_txid(name, req.args())?;
+    single(ctx, entry, Echo::txid(cmd.txid_arg), |sku, now| {
+        plan(sku, &cmd.txid, now)
+    })
+}
+
+pub fn extend(ctx: &Context, req: &Request) -> Handled {
+    let entry = req.open_early(ctx, "inv.extend");
+    let cmd = parse::extend(req.args())?;
+    let p = policy();
+    single(ctx, entry, Echo::txid(cmd.txid_arg), |sku, now| {
+        sku.plan_extend(&cmd.txid, cmd.ttl_ms, now, &p)
+    })
+}
