@@ -49,18 +49,12 @@ fn log_warning(msg: &str) {
 }
 
 unsafe extern "C" fn rdb_load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> *mut c_void {
-    if encver != ENCODING_VERSION {
-        log_warning(&format!(
-            "cannot load encoding version {encver}; this module reads version {ENCODING_VERSION}"
-        ));
-        return null_mut();
-    }
-    let load = || raw::load_string_buffer(rdb).map(|b| b.as_ref().to_vec());
-    let truncated = || ledger::Error::invalid("truncated inventory payload");
-    let decoded = load()
-        .map_err(|_| truncated())
-        .and_then(|header| ledger::decode(&header, || load().map_err(|_| truncated())));
-    match decoded {
+    let load = || {
+        raw::load_string_buffer(rdb)
+            .map(|b| b.as_ref().to_vec())
+            .map_err(|_| ledger::Error::invalid("truncated inventory payload"))
+    };
+    match ledger::decode(encver, load) {
         Ok(sku) => {
             count(&sku);
             // SAFETY: rdb is the live IO handle Redis passed to rdb_load.

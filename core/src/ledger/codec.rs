@@ -11,7 +11,9 @@ use super::sku::{Header, Sku};
 use super::txid::TxId;
 use bincode::{Decode, Encode};
 
-/// Encoding version written with every key; `decode` accepts only this one.
+/// Encoding version written with every key (the data type's encver).
+/// `decode` dispatches on the version a payload carries to one decoder per
+/// version, so a new format adds a decoder and keeps reading the old ones.
 pub const ENCODING_VERSION: i32 = 1;
 /// Records per chunk.
 pub const CHUNK: usize = 1024;
@@ -98,10 +100,21 @@ fn decode_chunk(buf: &[u8]) -> Result<Vec<RecordParts>> {
         .collect()
 }
 
-/// Rebuilds a key from a header and the chunks that follow it, pulling each
-/// chunk from `next_chunk`. Any inconsistency is an error, never a partial key.
-pub fn decode(header: &[u8], mut next_chunk: impl FnMut() -> Result<Vec<u8>>) -> Result<Sku> {
-    let h = decode_header(header)?;
+/// Rebuilds a key saved with encoding `version`, pulling each of its
+/// buffers from `next`. Any inconsistency is an error, never a partial key;
+/// an unknown version is refused before anything is read.
+pub fn decode(version: i32, next: impl FnMut() -> Result<Vec<u8>>) -> Result<Sku> {
+    match version {
+        1 => decode_v1(next),
+        _ => Err(Error::invalid(format!(
+            "cannot load encoding version {version}; this module reads versions 1 to {ENCODING_VERSION}"
+        ))),
+    }
+}
+
+/// Version 1: a header buffer, then chunks of at most `CHUNK` records.
+fn decode_v1(mut next_chunk: impl FnMut() -> Result<Vec<u8>>) -> Result<Sku> {
+    let h = decode_header(&next_chunk()?)?;
     let mut sku = Sku::from_header(h).map_err(malformed)?;
     let mut loaded = 0u64;
     while loaded < h.records {

@@ -264,8 +264,8 @@ proptest! {
             if sku.version() > 0 {
                 let mut bufs = Vec::new();
                 encode(&sku, |b| bufs.push(b.to_vec()));
-                let mut rest = bufs[1..].iter().cloned();
-                let loaded = decode(&bufs[0], || rest.next().ok_or(Error::invalid("short"))).unwrap();
+                let mut all = bufs.iter().cloned();
+                let loaded = decode(ENCODING_VERSION, || all.next().ok_or(Error::invalid("short"))).unwrap();
                 prop_assert_eq!(snapshot(&loaded), snapshot(&sku));
             }
         }
@@ -274,8 +274,8 @@ proptest! {
     #[test]
     fn decode_never_panics_on_garbage(header in proptest::collection::vec(any::<u8>(), 0..64),
                                       chunk in proptest::collection::vec(any::<u8>(), 0..256)) {
-        let mut once = Some(chunk);
-        let _ = decode(&header, || once.take().ok_or(Error::invalid("short")));
+        let mut bufs = vec![header, chunk].into_iter();
+        let _ = decode(ENCODING_VERSION, || bufs.next().ok_or(Error::invalid("short")));
     }
 
     #[test]
@@ -357,4 +357,21 @@ fn purge_of_most_records_compacts_and_stays_consistent() {
 
 fn tx_n(i: u32) -> TxId {
     TxId::new(format!("order-{i:010}").as_bytes()).unwrap()
+}
+
+#[test]
+fn decode_refuses_an_unknown_version_before_reading() {
+    let mut reads = 0;
+    let r = decode(ENCODING_VERSION + 1, || {
+        reads += 1;
+        Err(Error::invalid("read"))
+    });
+    assert_eq!(
+        r.err().map(|e| e.to_string()),
+        Some(format!(
+            "ERR cannot load encoding version {}; this module reads versions 1 to {ENCODING_VERSION}",
+            ENCODING_VERSION + 1
+        ))
+    );
+    assert_eq!(reads, 0);
 }
