@@ -1,43 +1,17 @@
 //! Typed replies and errors.
 
+use inventory_core::ledger::code;
 use std::fmt;
 
-/// The state a reservation command answers with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Outcome {
-    /// Units are held for the txid.
-    Reserved,
-    /// Not enough units were available; nothing was recorded.
-    NoStock,
-    /// The units were sold.
-    Confirmed,
-    /// The reservation was cancelled (or the txid fenced by an early cancel).
-    Cancelled,
-    /// The reservation's deadline passed; its units went back.
-    Expired,
-    /// No record of the txid on this SKU.
-    Unknown,
-}
-
-impl Outcome {
-    /// Parses the module's state word.
-    ///
-    /// ```
-    /// use redis_inventory_client::Outcome;
-    /// assert_eq!(Outcome::parse("RESERVED"), Some(Outcome::Reserved));
-    /// ```
-    pub fn parse(word: &str) -> Option<Outcome> {
-        Some(match word {
-            "RESERVED" => Outcome::Reserved,
-            "NOSTOCK" => Outcome::NoStock,
-            "CONFIRMED" => Outcome::Confirmed,
-            "CANCELLED" => Outcome::Cancelled,
-            "EXPIRED" => Outcome::Expired,
-            "UNKNOWN" => Outcome::Unknown,
-            _ => return None,
-        })
-    }
-}
+/// The state a reservation command answers with: the module's own type
+/// (`inventory_core::ledger::Status`), so the words cannot drift apart.
+///
+/// ```
+/// use redis_inventory_client::Outcome;
+/// assert_eq!(Outcome::parse("RESERVED"), Some(Outcome::Reserved));
+/// assert_eq!(Outcome::Expired.as_str(), "EXPIRED");
+/// ```
+pub use inventory_core::ledger::Status as Outcome;
 
 /// The reply of a single-SKU reservation command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -229,15 +203,21 @@ impl Error {
         };
         let server = ServerError::new(e);
         match code.as_str() {
-            "TXCONFLICT" => Error::Conflict(server),
-            "VERSION" => Error::Version(server),
-            "NOSTOCK" | "LIMIT" => Error::Refused(server),
+            code::TXCONFLICT => Error::Conflict(server),
+            code::VERSION => Error::Version(server),
+            code::NOSTOCK | code::LIMIT => Error::Refused(server),
             "ERR" => Error::Rejected(server),
             "WRONGTYPE" => Error::WrongType(server),
             "NOPERM" | "NOAUTH" | "WRONGPASS" => Error::NotAllowed(server),
             "OOM" => Error::OutOfMemory(server),
-            "TRYAGAIN" | "CLUSTERDOWN" | "LOADING" | "READONLY" | "MASTERDOWN" | "BUSY"
-            | "MOVED" | "ASK" => Error::Unavailable(server),
+            code::TRYAGAIN
+            | "CLUSTERDOWN"
+            | "LOADING"
+            | "READONLY"
+            | "MASTERDOWN"
+            | "BUSY"
+            | "MOVED"
+            | "ASK" => Error::Unavailable(server),
             _ if io => Error::Connection(server.source),
             _ => Error::Server(server),
         }

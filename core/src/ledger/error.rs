@@ -3,6 +3,23 @@
 
 use std::fmt;
 
+/// The error codes of the module's own errors (each reply's first word),
+/// shared with clients.
+pub mod code {
+    /// The txid is already reserved with another quantity.
+    pub const TXCONFLICT: &str = "TXCONFLICT";
+    /// IFVERSION did not match.
+    pub const VERSION: &str = "VERSION";
+    /// A stock change would take units that are not available.
+    pub const NOSTOCK: &str = "NOSTOCK";
+    /// A key holds as many open reservations, or records, as allowed.
+    pub const LIMIT: &str = "LIMIT";
+    /// The command cannot run within its bounded work now; a retry can.
+    pub const TRYAGAIN: &str = "TRYAGAIN";
+    /// INV.AUDIT found a broken invariant.
+    pub const DRIFT: &str = "DRIFT";
+}
+
 /// Everything that can go wrong, from malformed arguments to broken invariants.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Error {
@@ -105,22 +122,29 @@ impl fmt::Display for Error {
             }
             Error::TxConflict { held, asked } => write!(
                 f,
-                "TXCONFLICT txid is already reserved with qty {held}, not {asked}"
+                "{} txid is already reserved with qty {held}, not {asked}",
+                code::TXCONFLICT
             ),
             Error::Version { current, expected } => {
-                write!(f, "VERSION key is at version {current}, not {expected}")
+                write!(
+                    f,
+                    "{} key is at version {current}, not {expected}",
+                    code::VERSION
+                )
             }
-            Error::NoStock(m) => write!(f, "NOSTOCK {m}"),
+            Error::NoStock(m) => write!(f, "{} {m}", code::NOSTOCK),
             Error::Limit { max } => write!(
                 f,
-                "LIMIT key already holds {max} open reservations (inventory.max-open-per-key)"
+                "{} key already holds {max} open reservations (inventory.max-open-per-key)",
+                code::LIMIT
             ),
             Error::Full { max } => write!(
                 f,
-                "LIMIT key already holds {max} records, the most a key can"
+                "{} key already holds {max} records, the most a key can",
+                code::LIMIT
             ),
-            Error::TryAgain(m) => write!(f, "TRYAGAIN {m}"),
-            Error::Drift(m) => write!(f, "DRIFT {m}"),
+            Error::TryAgain(m) => write!(f, "{} {m}", code::TRYAGAIN),
+            Error::Drift(m) => write!(f, "{} {m}", code::DRIFT),
             Error::Apply(m) => write!(f, "ERR INV.APPLY {m}"),
         }
     }

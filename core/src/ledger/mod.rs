@@ -10,16 +10,18 @@ mod records;
 mod restore;
 mod sku;
 mod stats;
+mod status;
 mod txid;
 
 pub use apply::{MAX_TIME, MAX_VERSION};
 pub use codec::{decode, encode, ENCODING_VERSION};
 pub use effect::{Effect, RecordParts};
-pub use error::{quote, Error, Result, QUOTE_MAX};
-pub use plan::{Effects, Event, Plan, Policy, Status, Ttl};
+pub use error::{code, quote, Error, Result, QUOTE_MAX};
+pub use plan::{Effects, Event, Plan, Policy, Ttl};
 pub use records::State;
 pub use sku::{Header, Pending, Sku, TxView, View, MAX_AMOUNT};
 pub use stats::Stats;
+pub use status::Status;
 pub use txid::{TxId, MAX_TXID_LEN};
 
 #[cfg(test)]

@@ -12,46 +12,11 @@ use super::effect::Effect;
 use super::error::{Error, Result};
 use super::records::{State, MAX_RECORDS};
 use super::sku::{Sku, MAX_AMOUNT};
+use super::status::Status;
 use super::txid::TxId;
 
 /// Most due records one command expires to make room for itself.
 pub const MAX_EXPIRE_PER_COMMAND: usize = 1000;
-
-/// The state a command replies with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Status {
-    Reserved,
-    NoStock,
-    Confirmed,
-    Cancelled,
-    Expired,
-    Unknown,
-}
-
-impl Status {
-    /// The reply word.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Reserved => "RESERVED",
-            Status::NoStock => "NOSTOCK",
-            Status::Confirmed => "CONFIRMED",
-            Status::Cancelled => "CANCELLED",
-            Status::Expired => "EXPIRED",
-            Status::Unknown => "UNKNOWN",
-        }
-    }
-}
-
-impl From<State> for Status {
-    fn from(s: State) -> Status {
-        match s {
-            State::Reserved => Status::Reserved,
-            State::Confirmed => Status::Confirmed,
-            State::Cancelled => Status::Cancelled,
-            State::Expired => Status::Expired,
-        }
-    }
-}
 
 /// What a planned command amounts to, for metrics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
