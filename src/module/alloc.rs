@@ -4,7 +4,7 @@
 //!
 //! redis-module's `RedisAlloc` leaves `realloc` to the default (allocate,
 //! copy, free), so each doubling of a big key's record slab copied it whole
-//! (32 MB at a million records, a ~20 ms stall); Redis's realloc grows a
+//! (a stall measured in docs/benchmarks.md); Redis's realloc grows a
 //! large block in place or by remapping pages instead.
 
 use redis_module::alloc::RedisAlloc;

@@ -9,4 +9,5 @@ mod expiry;
 mod hostile;
 mod keyspace;
 mod persistence;
+mod readme;
 mod replication;

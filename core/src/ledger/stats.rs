@@ -63,7 +63,7 @@ stats!(
     audits_failed,
 );
 
-/// Main-thread update: a plain load and store (a locked add costs ~20 cycles
+/// Main-thread update: a plain load and store (a locked add costs more
 /// on every command).
 fn add(c: &AtomicI64, n: i64) {
     if n != 0 {

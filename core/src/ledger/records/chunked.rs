@@ -1,6 +1,6 @@
 //! A growable array in fixed-size chunks: pushing never moves what is
 //! already stored. A `Vec` doubles by reallocating, and with jemalloc (Redis
-//! 7.0) that copies a big key's record slab whole: ~30 ms at 2^20 records.
+//! 7.0) that copies a big key's record slab whole (docs/benchmarks.md).
 //! Here only the first chunk grows by doubling (so a small key stays small);
 //! every later chunk is allocated at full size once.
 

@@ -1,0 +1,78 @@
+//! README's redis-cli examples cannot drift: every ```console block is run
+//! against a fresh server through the real redis-cli, and what it prints
+//! must be what README shows.
+
+use crate::harness::*;
+use std::process::Command;
+
+/// A step of a console block: a command line and the output README shows.
+struct Step {
+    line: String,
+    output: String,
+}
+
+fn console_blocks(readme: &str) -> Vec<Vec<Step>> {
+    let mut blocks = Vec::new();
+    let mut lines = readme.lines();
+    while let Some(line) = lines.next() {
+        if line.trim() != "```console" {
+            continue;
+        }
+        let mut steps: Vec<Step> = Vec::new();
+        for line in lines.by_ref() {
+            if line.trim() == "```" {
+                break;
+            }
+            match line.strip_prefix("$ ") {
+                Some(command) => steps.push(Step {
+                    line: command.to_string(),
+                    output: String::new(),
+                }),
+                None => {
+                    let step = steps.last_mut().expect("output before any command");
+                    step.output.push_str(line);
+                    step.output.push('\n');
+                }
+            }
+        }
+        blocks.push(steps);
+    }
+    blocks
+}
+
+/// Runs one line as a user would in a terminal: `redis-cli ...` (its
+/// terminal formatting, forced with --no-raw since the output is captured)
+/// or `sleep N`.
+fn run(line: &str, port: u16) -> String {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    match words.as_slice() {
+        ["sleep", secs] => {
+            let secs: f64 = secs.parse().expect("sleep seconds");
+            std::thread::sleep(std::time::Duration::from_secs_f64(secs));
+            String::new()
+        }
+        ["redis-cli", args @ ..] => {
+            let out = Command::new("redis-cli")
+                .args(["-p", &port.to_string(), "--no-raw"])
+                .args(args)
+                .output()
+                .expect("redis-cli (make deps installs it)");
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        }
+        _ => panic!("README console line not understood: {line}"),
+    }
+}
+
+#[test]
+fn readme_console_examples_print_what_readme_shows() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let blocks = console_blocks(&readme);
+    assert!(!blocks.is_empty(), "README has no console block");
+    for steps in blocks {
+        let s = Server::start(&[]);
+        for step in steps {
+            assert_eq!(run(&step.line, s.port), step.output, "$ {}", step.line);
+        }
+    }
+}
