@@ -60,6 +60,7 @@ impl<'a, A: Arg> Args<'a, A> {
         Ok(Args { cmd, items, pos: 0 })
     }
 
+    #[inline]
     fn next(&mut self) -> Option<A> {
         let item = self.items.get(self.pos).copied();
         self.pos += 1;
@@ -155,6 +156,7 @@ impl<'a, A: Arg> Args<'a, A> {
     }
 
     /// Ends a parse: rejects leftover arguments.
+    #[inline]
     pub fn finish(&mut self) -> Result<()> {
         match self.next() {
             None => Ok(()),

@@ -13,6 +13,13 @@ pub struct Arg<'a> {
 }
 
 impl<'a> Arg<'a> {
+    /// A placeholder (a null string of no bytes) for unused slots of a
+    /// fixed array; never handed to the module API.
+    pub const EMPTY: Arg<'static> = Arg {
+        raw: std::ptr::null_mut(),
+        bytes: &[],
+    };
+
     /// Reads one of the command's argument strings (non-null: Redis passes
     /// `argc` valid strings).
     pub fn new(raw: *mut raw::RedisModuleString) -> Arg<'a> {

@@ -73,6 +73,7 @@ fn add(c: &AtomicI64, n: i64) {
 
 impl Stats {
     /// Counts what a planned command did (on the node that planned it).
+    #[inline]
     pub fn count_plan(&self, plan: &Plan) {
         let counter = match plan.event {
             Event::Reserve => Some(&self.reserves),

@@ -30,8 +30,19 @@ pub struct Request<'a> {
 impl<'a> Request<'a> {
     fn new(argv: &'a [*mut raw::RedisModuleString]) -> Request<'a> {
         let rest = argv.get(1..).unwrap_or(&[]);
+        if rest.len() > 8 {
+            return Request {
+                args: rest.iter().map(|&s| Arg::new(s)).collect(),
+            };
+        }
+        // Filled in place: collecting through the iterator costs more than
+        // the arguments' own lookups on the hottest commands.
+        let mut buf = [Arg::EMPTY; 8];
+        for (slot, &s) in buf.iter_mut().zip(rest) {
+            *slot = Arg::new(s);
+        }
         Request {
-            args: rest.iter().map(|&s| Arg::new(s)).collect(),
+            args: smallvec::SmallVec::from_buf_and_len(buf, rest.len()),
         }
     }
 

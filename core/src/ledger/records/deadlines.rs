@@ -115,6 +115,7 @@ impl Deadlines {
     }
 
     /// `(count, units)` of the open records ending at or before `now`.
+    #[inline]
     pub fn due(&self, now: u64) -> (u64, i64) {
         let upto = self.upto.load(Relaxed);
         let (mut count, mut units) = (
