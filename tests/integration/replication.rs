@@ -172,6 +172,11 @@ fn a_replica_grows_a_big_keys_index_consistently() {
     ok(mc, &["INV.RESERVE", "big", "late", "1"]);
     wait_replicated(mc);
     // Finished on both: the old index is gone and both hold the same memory.
+    // Compared within 1 KiB, far below any index this move allocates (the
+    // smallest grown in the background is 256 KiB): Valkey 9.1's own share
+    // of MEMORY USAGE (the key's object, not the module's value) sometimes
+    // differs between master and replica by 16 bytes under load, while the
+    // value's parts, logged from the module, were identical on both.
     let usage = |c: &mut redis::Connection| -> i64 {
         redis::cmd("MEMORY")
             .arg("USAGE")
@@ -179,13 +184,11 @@ fn a_replica_grows_a_big_keys_index_consistently() {
             .query(c)
             .unwrap()
     };
-    // 10 s: under the whole Valkey suite on 2 cores this once took longer
-    // than 5 s (cause not found); the message says which side was behind.
     let mut seen = (0, 0);
     let converged = (0..500).any(|_| {
         seen = (usage(rc), usage(mc));
         std::thread::sleep(Duration::from_millis(20));
-        seen.0 == seen.1
+        seen.0.abs_diff(seen.1) < 1024
     });
     assert!(converged, "MEMORY USAGE replica / master: {seen:?}");
     assert_eq!(ok(rc, &["INV.AUDIT", "big"]), redis::Value::Okay);
