@@ -32,6 +32,10 @@ pub(crate) struct Deadlines {
     /// Every earlier deadline's bucket.
     buckets: BTreeMap<u64, Bucket>,
     upto: AtomicU64,
+    /// No bucket ends after `upto` and before `next`: until the clock
+    /// reaches it, asking at a later time changes nothing, and costs no
+    /// search of the tree.
+    next: AtomicU64,
     due_count: AtomicU64,
     due_units: AtomicI64,
 }
@@ -42,6 +46,7 @@ impl Clone for Deadlines {
             latest: self.latest,
             buckets: self.buckets.clone(),
             upto: AtomicU64::new(self.upto.load(Relaxed)),
+            next: AtomicU64::new(self.next.load(Relaxed)),
             due_count: AtomicU64::new(self.due_count.load(Relaxed)),
             due_units: AtomicI64::new(self.due_units.load(Relaxed)),
         }
@@ -64,6 +69,10 @@ impl Deadlines {
 
     /// An open record of `units` ending at `time`.
     pub fn add(&mut self, time: u64, units: i64) {
+        let next = self.next.get_mut();
+        if time < *next && time > *self.upto.get_mut() {
+            *next = time;
+        }
         let b = match &mut self.latest {
             Some((t, b)) if *t == time => b,
             Some((t, _)) if *t > time => self.buckets.entry(time).or_default(),
@@ -122,7 +131,9 @@ impl Deadlines {
             self.due_count.load(Relaxed) as i64,
             self.due_units.load(Relaxed),
         );
-        if now != upto {
+        if now > upto && now < self.next.load(Relaxed) {
+            self.upto.store(now, Relaxed);
+        } else if now != upto {
             // Only the buckets between the two times change the sum.
             let (range, sign) = if now > upto {
                 (upto.saturating_add(1)..=now, 1)
@@ -141,8 +152,20 @@ impl Deadlines {
             self.upto.store(now, Relaxed);
             self.due_count.store(count.max(0) as u64, Relaxed);
             self.due_units.store(units, Relaxed);
+            self.next.store(self.first_after(now), Relaxed);
         }
         (count.max(0) as u64, units)
+    }
+
+    /// The earliest deadline after `now` (u64::MAX when none).
+    fn first_after(&self, now: u64) -> u64 {
+        let after = now.saturating_add(1);
+        self.buckets
+            .range(after..)
+            .map(|(t, _)| *t)
+            .next()
+            .or(self.latest.map(|(t, _)| t).filter(|t| *t >= after))
+            .unwrap_or(u64::MAX)
     }
 
     pub fn mem_usage(&self) -> usize {
@@ -169,6 +192,10 @@ impl Deadlines {
             return Err("the latest deadline's bucket is not the latest".into());
         }
         let upto = self.upto.load(Relaxed);
+        let next = self.next.load(Relaxed);
+        if ours.keys().any(|t| *t > upto && *t < next) {
+            return Err("a deadline lies before the next one noted".into());
+        }
         let (count, units) = ours
             .range(..=upto)
             .fold((0, 0), |(c, u), (_, b)| (c + b.count, u + b.units));
