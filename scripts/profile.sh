@@ -59,14 +59,14 @@ perf)
 import collections, sys
 groups = [
     ("replies (array, bulk status word, two integers)", ["RM_ReplyWith", "moduleReplyWithCollection", "Status::as_str"]),
-    ("key open and close", ["Key::open", "Key::value", "drop_in_place<inventory::module::keys::Key>", "Key as core::ops::drop::Drop"]),
+    ("key open and close", ["Entry::open_name", "Key::open", "Key::value", "drop_in_place<inventory::module::key::Key>", "Key as core::ops::drop::Drop"]),
     ("the module's clock (now_ms)", ["now_ms"]),
     ("context creation and release", ["moduleCreateContext", "moduleFreeContext"]),
     ("keyspace event and WATCH signal", ["RM_NotifyKeyspaceEvent", "RM_SignalModifiedKey"]),
     ("index rebuilds of small keys, in the command", ["Index::rebuild", "index_room"]),
-    ("applying the effect (append, index insert, heap push)", ["Sku::apply"]),
+    ("applying the effect (append, index insert, heap push)", ["Sku::apply", "Entry::commit"]),
     ("planning (txid lookup, availability)", ["plan_reserve"]),
-    ("parsing and argument access", ["parse::", "Argv::slices", "Argv::bytes"]),
+    ("parsing and argument access", ["parse::", "Request::new", "Request::open_early"]),
 ]
 counts, n = collections.Counter(), 0
 for sample in open(sys.argv[1]).read().split("\n\n"):

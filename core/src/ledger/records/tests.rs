@@ -72,7 +72,7 @@ fn index_survives_growth_removal_and_compaction() {
     }
 }
 
-/// Big enough that the index grows in the background (>= 4096 buckets),
+/// Big enough that the index grows in the background (>= 1024 buckets),
 /// with removals, slot reuse, small steps and a forced finish mixed in.
 #[test]
 fn index_grows_in_steps_while_records_change() {
