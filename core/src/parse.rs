@@ -478,65 +478,28 @@ mod tests {
 
     #[test]
     fn bad_input_texts() {
-        assert_eq!(
-            err(reserve(&v("k t"))),
-            "ERR wrong number of arguments for 'inv.reserve' command"
-        );
-        assert_eq!(
-            err(reserve(&v("k t 0"))),
-            "ERR qty must be an integer from 1 to 9007199254740991, got '0'"
-        );
-        assert_eq!(
-            err(reserve(&v("k t x"))),
-            "ERR qty must be an integer from 1 to 9007199254740991, got 'x'"
-        );
-        assert_eq!(
-            err(reserve(&v("k t 1 EX 5"))),
-            "ERR unknown option 'EX' for 'inv.reserve'; accepted: TTL ms | PXAT unix-ms"
-        );
-        assert_eq!(
-            err(reserve(&v("k t 1 TTL -5"))),
-            "ERR TTL must be a non-negative integer of milliseconds, got '-5'"
-        );
-        assert_eq!(
-            err(set(&v("k -1"))),
-            "ERR stock must be an integer from 0 to 9007199254740991, got '-1'"
-        );
-        assert_eq!(
-            err(set(&v("k 1 IFVERSION x"))),
-            "ERR IFVERSION must be a non-negative integer, got 'x'"
-        );
-        assert_eq!(
-            err(set(&v("k 1 NX"))),
-            "ERR unknown option 'NX' for 'inv.set'; accepted: IFVERSION version"
-        );
-        assert_eq!(err(add(&v("k 9007199254740992"))), "ERR delta must be an integer from -9007199254740991 to 9007199254740991, got '9007199254740992'");
         let long = [b'x'; 129];
-        assert_eq!(
-            err(key_txid("inv.confirm", &[&b"k"[..], &long[..]])),
-            "ERR txid must be 1 to 128 bytes, got 129"
-        );
-        assert_eq!(
-            err(key_txid("inv.confirm", &[&b"k"[..], &b""[..]])),
-            "ERR txid must be 1 to 128 bytes, got 0"
-        );
-        assert_eq!(
-            err(mreserve(&v("t 0 k"), 10)),
-            "ERR wrong number of arguments for 'inv.mreserve' command"
-        );
-        assert_eq!(
-            err(scan(&v("k 0 COUNT 0"))),
-            "ERR COUNT must be an integer from 1 to 100000, got '0'"
-        );
-        assert_eq!(err(scan(&v("k nope"))), "ERR invalid cursor");
-        assert_eq!(
-            err(multi("inv.mcancel", &v("t a b c"), 2)),
-            "ERR too many keys for 'inv.mcancel': 3, at most 2 (inventory.max-keys-per-command)"
-        );
-        assert_eq!(
-            err(mreserve(&v("t 0 a 1 b 1 c 1"), 2)),
-            "ERR too many keys for 'inv.mreserve': 3, at most 2 (inventory.max-keys-per-command)"
-        );
+        let cases = [
+            (err(reserve(&v("k t"))), "ERR wrong number of arguments for 'inv.reserve' command"),
+            (err(reserve(&v("k t 0"))), "ERR qty must be an integer from 1 to 9007199254740991, got '0'"),
+            (err(reserve(&v("k t x"))), "ERR qty must be an integer from 1 to 9007199254740991, got 'x'"),
+            (err(reserve(&v("k t 1 EX 5"))), "ERR unknown option 'EX' for 'inv.reserve'; accepted: TTL ms | PXAT unix-ms"),
+            (err(reserve(&v("k t 1 TTL -5"))), "ERR TTL must be a non-negative integer of milliseconds, got '-5'"),
+            (err(set(&v("k -1"))), "ERR stock must be an integer from 0 to 9007199254740991, got '-1'"),
+            (err(set(&v("k 1 IFVERSION x"))), "ERR IFVERSION must be a non-negative integer, got 'x'"),
+            (err(set(&v("k 1 NX"))), "ERR unknown option 'NX' for 'inv.set'; accepted: IFVERSION version"),
+            (err(add(&v("k 9007199254740992"))), "ERR delta must be an integer from -9007199254740991 to 9007199254740991, got '9007199254740992'"),
+            (err(key_txid("inv.confirm", &[&b"k"[..], &long[..]])), "ERR txid must be 1 to 128 bytes, got 129"),
+            (err(key_txid("inv.confirm", &[&b"k"[..], &b""[..]])), "ERR txid must be 1 to 128 bytes, got 0"),
+            (err(mreserve(&v("t 0 k"), 10)), "ERR wrong number of arguments for 'inv.mreserve' command"),
+            (err(scan(&v("k 0 COUNT 0"))), "ERR COUNT must be an integer from 1 to 100000, got '0'"),
+            (err(scan(&v("k nope"))), "ERR invalid cursor"),
+            (err(multi("inv.mcancel", &v("t a b c"), 2)), "ERR too many keys for 'inv.mcancel': 3, at most 2 (inventory.max-keys-per-command)"),
+            (err(mreserve(&v("t 0 a 1 b 1 c 1"), 2)), "ERR too many keys for 'inv.mreserve': 3, at most 2 (inventory.max-keys-per-command)"),
+        ];
+        for (got, want) in cases {
+            assert_eq!(got, want);
+        }
     }
 
     #[test]

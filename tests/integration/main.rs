@@ -1,8 +1,9 @@
-//! Integration tests against real servers (Redis 7.0 or Valkey 8.1, chosen by
-//! INVENTORY_SERVER), each started and stopped by the harness.
+//! Integration tests against real servers (Redis 7.0, Valkey 8.1 or Valkey 9.1,
+//! chosen by INVENTORY_SERVER), each started and stopped by the harness.
 
 mod harness;
 
+mod acl;
 mod bounds;
 mod commands;
 mod expiry;

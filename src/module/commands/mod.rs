@@ -4,6 +4,7 @@
 //! commands in `multi.rs`, the replication form in `apply.rs`.
 
 mod apply;
+mod info;
 mod multi;
 mod read;
 mod write;
@@ -130,9 +131,11 @@ fn create(
 }
 
 macro_rules! command_table {
-    ($($name:literal => $handler:path, $flags:literal, $keys:expr;)*) => {
-        /// Registers every command.
+    ($($name:literal => $handler:path, $flags:literal, $keys:expr, $arity:literal, $key_flags:expr,
+       $categories:literal, $summary:literal, $complexity:literal;)*) => {
+        /// Registers every command and describes it to the server.
         pub fn register(ctx: &Context) -> Result<(), String> {
+            let with_category = info::add_category(ctx);
             $({
                 extern "C" fn trampoline(
                     ctx: *mut raw::RedisModuleCtx,
@@ -142,6 +145,15 @@ macro_rules! command_table {
                     dispatch(ctx, argv, argc, $handler)
                 }
                 create(ctx, $name, Some(trampoline), $flags, $keys)?;
+                let described = info::Info {
+                    arity: $arity,
+                    key_flags: $key_flags,
+                    categories: $categories,
+                    summary: $summary,
+                    complexity: $complexity,
+                };
+                let name = CString::new($name).map_err(|_| format!("bad command name {}", $name))?;
+                info::describe(ctx, &name, $keys, &described, with_category)?;
             })*
             Ok(())
         }
@@ -149,21 +161,37 @@ macro_rules! command_table {
 }
 
 // Keys first so cluster routing, COMMAND GETKEYS and ACL key patterns work.
+// Columns: handler, flags, legacy key positions, arity (negative: at least),
+// what the command does to its keys, ACL categories, summary, complexity.
 command_table! {
-    "inv.set" => write::set, "write deny-oom", (1, 1, 1);
-    "inv.add" => write::add, "write deny-oom", (1, 1, 1);
-    "inv.get" => read::get, "readonly fast", (1, 1, 1);
-    "inv.reserve" => write::reserve, "write deny-oom", (1, 1, 1);
-    "inv.confirm" => write::confirm, "write deny-oom", (1, 1, 1);
-    "inv.cancel" => write::cancel, "write deny-oom", (1, 1, 1);
-    "inv.extend" => write::extend, "write deny-oom", (1, 1, 1);
-    "inv.tx" => read::tx, "readonly fast", (1, 1, 1);
-    "inv.mreserve" => multi::mreserve, "write deny-oom", (3, -1, 2);
-    "inv.mconfirm" => multi::mconfirm, "write deny-oom", (2, -1, 1);
-    "inv.mcancel" => multi::mcancel, "write deny-oom", (2, -1, 1);
-    "inv.scan" => read::scan, "readonly", (1, 1, 1);
-    "inv.audit" => read::audit, "readonly", (1, 1, 1);
-    "inv.apply" => apply::apply, "write", (1, 1, 1);
+    "inv.set" => write::set, "write deny-oom", (1, 1, 1), -3, info::WRITE, "write",
+        c"Sets a SKU's stock, creating the key", c"O(log N) for N records on the key, plus at most 1,000 due reservations expired on the way";
+    "inv.add" => write::add, "write deny-oom", (1, 1, 1), -3, info::UPDATE, "write",
+        c"Adds to (or takes from) a SKU's stock", c"O(log N) for N records on the key, plus at most 1,000 due reservations expired on the way";
+    "inv.get" => read::get, "readonly fast", (1, 1, 1), 2, info::READ, "read fast",
+        c"Returns a SKU's stock, reserved, available, sold, version and record counts", c"O(1)";
+    "inv.reserve" => write::reserve, "write deny-oom", (1, 1, 1), -4, info::INSERT, "write",
+        c"Reserves units for a transaction id, idempotently, until a deadline", c"O(log N) for N records on the key, plus at most 1,000 due reservations expired on the way";
+    "inv.confirm" => write::confirm, "write deny-oom", (1, 1, 1), 3, info::UPDATE, "write",
+        c"Confirms a reservation: its units become sold", c"O(log N) for N records on the key";
+    "inv.cancel" => write::cancel, "write deny-oom", (1, 1, 1), 3, info::UPDATE, "write",
+        c"Cancels a reservation, or fences a transaction id that has not reserved yet", c"O(log N) for N records on the key";
+    "inv.extend" => write::extend, "write deny-oom", (1, 1, 1), 4, info::UPDATE, "write",
+        c"Moves an open reservation's deadline", c"O(log N) for N records on the key";
+    "inv.tx" => read::tx, "readonly fast", (1, 1, 1), 3, info::READ, "read fast",
+        c"Returns one transaction id's state, quantity and deadline", c"O(1)";
+    "inv.mreserve" => multi::mreserve, "write deny-oom", (3, -1, 2), -5, info::INSERT, "write",
+        c"Reserves units on several SKUs of one slot, all or nothing", c"O(K log N) for K keys of at most N records each";
+    "inv.mconfirm" => multi::mconfirm, "write deny-oom", (2, -1, 1), -3, info::UPDATE, "write",
+        c"Confirms a transaction id on several SKUs of one slot, all or nothing", c"O(K log N) for K keys of at most N records each";
+    "inv.mcancel" => multi::mcancel, "write deny-oom", (2, -1, 1), -3, info::UPDATE, "write",
+        c"Cancels or fences a transaction id on several SKUs of one slot", c"O(K log N) for K keys of at most N records each";
+    "inv.scan" => read::scan, "readonly", (1, 1, 1), -3, info::READ, "read",
+        c"Iterates over a SKU's transaction records", c"O(COUNT) per call";
+    "inv.audit" => read::audit, "readonly", (1, 1, 1), 2, info::READ, "read",
+        c"Checks a SKU's invariants against its records", c"O(N) where N is the records";
+    "inv.apply" => apply::apply, "write", (1, 1, 1), -3, info::WRITE, "write",
+        c"Internal: how every change reaches replicas and the AOF; refused from clients", c"O(log N) for N records on the key";
 }
 
 /// A state word as a bulk string.

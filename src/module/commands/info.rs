@@ -1,0 +1,145 @@
+//! What the server, `COMMAND` and ACL are told about each command: exact
+//! arity, key specs (what it does to each key), a summary and complexity,
+//! and, where the server offers them, ACL categories. Registered with the
+//! raw `RedisModule_SetCommandInfo` (Redis 7.0 has it) and
+//! `RedisModule_SetCommandACLCategories` (Redis 7.2+, Valkey), each looked
+//! up at run time.
+
+use redis_module::{raw, Context};
+use std::ffi::CStr;
+use std::os::raw::c_int;
+
+/// The module's own ACL category, `@inventory`.
+const CATEGORY: &CStr = c"inventory";
+
+/// What a command does to its keys and what it is about.
+pub struct Info {
+    /// Positive: exactly this many arguments, the name included; negative:
+    /// at least that many.
+    pub arity: c_int,
+    /// `REDISMODULE_CMD_KEY_*` flags of every key the command names.
+    pub key_flags: u32,
+    /// ACL categories besides `@inventory` (Redis 7.2+ and Valkey).
+    pub categories: &'static str,
+    pub summary: &'static CStr,
+    pub complexity: &'static CStr,
+}
+
+/// Read-only access to the key's data.
+pub const READ: u32 = raw::REDISMODULE_CMD_KEY_RO | raw::REDISMODULE_CMD_KEY_ACCESS;
+/// Changes the key and returns some of its data.
+pub const UPDATE: u32 =
+    raw::REDISMODULE_CMD_KEY_RW | raw::REDISMODULE_CMD_KEY_ACCESS | raw::REDISMODULE_CMD_KEY_UPDATE;
+/// Adds a reservation to the key and returns some of its data (the server
+/// takes one of INSERT, UPDATE and DELETE per key spec).
+pub const INSERT: u32 =
+    raw::REDISMODULE_CMD_KEY_RW | raw::REDISMODULE_CMD_KEY_ACCESS | raw::REDISMODULE_CMD_KEY_INSERT;
+/// Changes the key, returning nothing of it.
+pub const WRITE: u32 = raw::REDISMODULE_CMD_KEY_RW | raw::REDISMODULE_CMD_KEY_UPDATE;
+
+const VERSION: raw::RedisModuleCommandInfoVersion = raw::RedisModuleCommandInfoVersion {
+    version: 1,
+    sizeof_historyentry: std::mem::size_of::<raw::RedisModuleCommandHistoryEntry>(),
+    sizeof_keyspec: std::mem::size_of::<raw::RedisModuleCommandKeySpec>(),
+    sizeof_arg: std::mem::size_of::<raw::RedisModuleCommandArg>(),
+};
+
+/// The key spec for legacy positions (first, last, step): `first` is an
+/// argument index; `last` is `first` (one key) or -1 (through the end).
+fn key_spec(
+    flags: u32,
+    (first, last, step): (c_int, c_int, c_int),
+) -> raw::RedisModuleCommandKeySpec {
+    raw::RedisModuleCommandKeySpec {
+        notes: std::ptr::null(),
+        flags: u64::from(flags),
+        begin_search_type: raw::RedisModuleKeySpecBeginSearchType_REDISMODULE_KSPEC_BS_INDEX,
+        bs: raw::RedisModuleCommandKeySpec__bindgen_ty_1 {
+            index: raw::RedisModuleCommandKeySpec__bindgen_ty_1__bindgen_ty_1 { pos: first },
+        },
+        find_keys_type: raw::RedisModuleKeySpecFindKeysType_REDISMODULE_KSPEC_FK_RANGE,
+        fk: raw::RedisModuleCommandKeySpec__bindgen_ty_2 {
+            range: raw::RedisModuleCommandKeySpec__bindgen_ty_2__bindgen_ty_1 {
+                lastkey: if last == first { 0 } else { -1 },
+                keystep: step,
+                limit: 0,
+            },
+        },
+    }
+}
+
+/// The terminating entry of a key-spec array: all zero.
+fn no_key_spec() -> raw::RedisModuleCommandKeySpec {
+    // SAFETY: the struct is plain C data (pointers, integers, unions of
+    // integers); all zero is the terminator the API documents.
+    unsafe { std::mem::zeroed() }
+}
+
+/// Creates `@inventory` where the server lets modules add categories
+/// (Valkey 8.1+, Redis 7.4+). True when it exists afterwards.
+pub fn add_category(ctx: &Context) -> bool {
+    // SAFETY: called from OnLoad with the load context, as the API requires;
+    // the name is a static C string.
+    unsafe {
+        raw::RedisModule_AddACLCategory
+            .is_some_and(|f| f(ctx.ctx, CATEGORY.as_ptr()) == raw::REDISMODULE_OK as c_int)
+    }
+}
+
+/// Tells the server about one registered command. `with_category` adds
+/// `@inventory` to its categories.
+pub fn describe(
+    ctx: &Context,
+    name: &CStr,
+    keys: (c_int, c_int, c_int),
+    info: &Info,
+    with_category: bool,
+) -> Result<(), String> {
+    let label = name.to_string_lossy();
+    // SAFETY: ctx is the load context and the name a registered command's.
+    let command = unsafe {
+        raw::RedisModule_GetCommand.map_or(std::ptr::null_mut(), |f| f(ctx.ctx, name.as_ptr()))
+    };
+    if command.is_null() {
+        return Err(format!("cannot find {label} to describe it"));
+    }
+    let mut specs = [key_spec(info.key_flags, keys), no_key_spec()];
+    let command_info = raw::RedisModuleCommandInfo {
+        version: &VERSION,
+        summary: info.summary.as_ptr(),
+        complexity: info.complexity.as_ptr(),
+        since: c"0.1.0".as_ptr(),
+        history: std::ptr::null_mut(),
+        tips: std::ptr::null(),
+        arity: info.arity,
+        key_specs: specs.as_mut_ptr(),
+        args: std::ptr::null_mut(),
+    };
+    // SAFETY: command is live; the server copies what it keeps from the info
+    // during the call, and every pointer in it is valid for the call.
+    let status = unsafe {
+        raw::RedisModule_SetCommandInfo
+            .map_or(raw::REDISMODULE_ERR as c_int, |f| f(command, &command_info))
+    };
+    if status != raw::REDISMODULE_OK as c_int {
+        return Err(format!("the server refused the description of {label}"));
+    }
+    let categories = match (with_category, info.categories.is_empty()) {
+        (true, true) => CATEGORY.to_string_lossy().into_owned(),
+        (true, false) => format!("{} {}", info.categories, CATEGORY.to_string_lossy()),
+        (false, _) => info.categories.to_owned(),
+    };
+    // SAFETY: as above; the string is a C string built here, valid for the
+    // call. Servers without the API (Redis 7.0) skip this.
+    unsafe {
+        if let (Some(set), Ok(c)) = (
+            raw::RedisModule_SetCommandACLCategories,
+            std::ffi::CString::new(categories),
+        ) {
+            if set(command, c.as_ptr()) != raw::REDISMODULE_OK as c_int {
+                return Err(format!("the server refused the ACL categories of {label}"));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,277 @@
+//! What the server and ACL know of each command: exact arity, key specs
+//! (read or write, per key), docs, and the ACL categories where the server
+//! lets a module set them (Valkey; not Redis 7.0). Checked with real ACL
+//! users.
+
+use crate::harness::*;
+use redis::{Connection, Value};
+use testkit::version;
+
+/// A connection logged in as a new user with `rules` (password "pw").
+fn user(s: &Server, name: &str, rules: &[&str]) -> Connection {
+    let admin = &mut s.conn();
+    let mut setuser = vec!["ACL", "SETUSER", name, "reset", "on", ">pw"];
+    setuser.extend_from_slice(rules);
+    ok(admin, &setuser);
+    let mut c = s.conn();
+    ok(&mut c, &["AUTH", name, "pw"]);
+    c
+}
+
+fn refused(c: &mut Connection, args: &[&str]) -> bool {
+    match call(c, args) {
+        Err(e) => e.code() == Some("NOPERM"),
+        Ok(_) => false,
+    }
+}
+
+fn allowed(c: &mut Connection, args: &[&str]) -> bool {
+    match call(c, args) {
+        Err(e) => e.code() != Some("NOPERM"),
+        Ok(_) => true,
+    }
+}
+
+/// `COMMAND INFO name`'s fields as text: arity and ACL categories.
+fn arity_and_categories(c: &mut Connection, name: &str) -> (i64, Vec<String>) {
+    let v: Value = redis::cmd("COMMAND")
+        .arg("INFO")
+        .arg(name)
+        .query(c)
+        .unwrap();
+    let Value::Array(outer) = v else {
+        panic!("{v:?}")
+    };
+    let Some(Value::Array(info)) = outer.first() else {
+        panic!("{outer:?}")
+    };
+    let arity = match &info[1] {
+        Value::Int(n) => *n,
+        other => panic!("{other:?}"),
+    };
+    let categories = match &info[6] {
+        Value::Array(items) | Value::Set(items) => items
+            .iter()
+            .map(|i| redis::from_redis_value::<String>(i).unwrap())
+            .collect(),
+        other => panic!("{other:?}"),
+    };
+    (arity, categories)
+}
+
+/// Each key `COMMAND GETKEYSANDFLAGS` finds, with its flags joined.
+fn keys_and_flags(c: &mut Connection, args: &[&str]) -> Vec<(String, String)> {
+    let v: Vec<(String, Vec<String>)> = redis::cmd("COMMAND")
+        .arg("GETKEYSANDFLAGS")
+        .arg(args)
+        .query(c)
+        .unwrap();
+    v.into_iter().map(|(k, f)| (k, f.join(" "))).collect()
+}
+
+#[test]
+fn every_command_has_its_exact_arity_and_what_it_does_to_each_key() {
+    let s = Server::start(&[]);
+    let c = &mut s.conn();
+    for (name, arity) in [
+        ("inv.set", -3),
+        ("inv.add", -3),
+        ("inv.get", 2),
+        ("inv.reserve", -4),
+        ("inv.confirm", 3),
+        ("inv.cancel", 3),
+        ("inv.extend", 4),
+        ("inv.tx", 3),
+        ("inv.mreserve", -5),
+        ("inv.mconfirm", -3),
+        ("inv.mcancel", -3),
+        ("inv.scan", -3),
+        ("inv.audit", 2),
+        ("inv.apply", -3),
+    ] {
+        assert_eq!(arity_and_categories(c, name).0, arity, "{name}");
+    }
+    let e = call(c, &["INV.GET", "a", "b"]).unwrap_err();
+    assert!(e.to_string().contains("wrong number of arguments"), "{e}");
+
+    let ro = |k: &str| (k.to_string(), "RO access".to_string());
+    assert_eq!(keys_and_flags(c, &["INV.GET", "k"]), [ro("k")]);
+    assert_eq!(keys_and_flags(c, &["INV.TX", "k", "t"]), [ro("k")]);
+    assert_eq!(keys_and_flags(c, &["INV.SCAN", "k", "0"]), [ro("k")]);
+    assert_eq!(keys_and_flags(c, &["INV.AUDIT", "k"]), [ro("k")]);
+    let ins = |k: &str| (k.to_string(), "RW access insert".to_string());
+    assert_eq!(
+        keys_and_flags(c, &["INV.RESERVE", "k", "t", "1"]),
+        [ins("k")]
+    );
+    assert_eq!(
+        keys_and_flags(c, &["INV.MRESERVE", "t", "0", "a", "1", "b", "2"]),
+        [ins("a"), ins("b")]
+    );
+    let upd = |k: &str| (k.to_string(), "RW access update".to_string());
+    assert_eq!(keys_and_flags(c, &["INV.CONFIRM", "k", "t"]), [upd("k")]);
+    assert_eq!(
+        keys_and_flags(c, &["INV.MCANCEL", "t", "a", "b"]),
+        [upd("a"), upd("b")]
+    );
+    assert_eq!(
+        keys_and_flags(c, &["INV.SET", "k", "1"]),
+        [("k".to_string(), "RW update".to_string())]
+    );
+
+    let docs: Value = redis::cmd("COMMAND")
+        .arg("DOCS")
+        .arg("inv.reserve")
+        .query(c)
+        .unwrap();
+    let text = format!("{docs:?}");
+    assert!(text.contains("idempotently"), "{text}");
+    assert!(text.contains("O(log N)"), "{text}");
+}
+
+#[test]
+fn a_read_only_key_user_reads_and_cannot_write() {
+    let s = Server::start(&[]);
+    ok(&mut s.conn(), &["INV.SET", "k", "5"]);
+    let version_now = || {
+        let v: Vec<Value> = redis::cmd("INV.GET").arg("k").query(&mut s.conn()).unwrap();
+        redis::from_redis_value::<i64>(&v[9]).unwrap()
+    };
+    let before = version_now();
+    let r = &mut user(&s, "reader", &["%R~*", "+@all"]);
+    for args in [
+        &["INV.GET", "k"][..],
+        &["INV.TX", "k", "t"],
+        &["INV.SCAN", "k", "0"],
+        &["INV.AUDIT", "k"],
+    ] {
+        assert!(allowed(r, args), "{args:?}");
+    }
+    for args in [
+        &["INV.SET", "k", "9"][..],
+        &["INV.ADD", "k", "1"],
+        &["INV.RESERVE", "k", "t", "1"],
+        &["INV.CONFIRM", "k", "t"],
+        &["INV.CANCEL", "k", "t"],
+        &["INV.EXTEND", "k", "t", "1000"],
+        &["INV.MRESERVE", "t", "0", "k", "1"],
+        &["INV.MCONFIRM", "t", "k"],
+        &["INV.MCANCEL", "t", "k"],
+    ] {
+        assert!(refused(r, args), "{args:?}");
+    }
+    assert_eq!(version_now(), before, "nothing changed");
+}
+
+#[test]
+fn a_key_pattern_confines_single_and_multi_key_commands() {
+    let s = Server::start(&[]);
+    let admin = &mut s.conn();
+    ok(admin, &["INV.SET", "{shop}A:1", "5"]);
+    ok(admin, &["INV.SET", "{shop}B:1", "5"]);
+    let a = &mut user(&s, "shopa", &["~{shop}A:*", "+@all"]);
+    assert!(allowed(a, &["INV.RESERVE", "{shop}A:1", "t", "1"]));
+    for args in [
+        &["INV.GET", "{shop}B:1"][..],
+        &["INV.RESERVE", "{shop}B:1", "t", "1"],
+        &["INV.CANCEL", "{shop}B:1", "t"],
+        &["INV.MRESERVE", "u", "0", "{shop}A:1", "1", "{shop}B:1", "1"],
+        &["INV.MCONFIRM", "t", "{shop}A:1", "{shop}B:1"],
+        &["INV.MCANCEL", "t", "{shop}B:1"],
+    ] {
+        assert!(refused(a, args), "{args:?}");
+    }
+    assert!(allowed(a, &["INV.MCONFIRM", "t", "{shop}A:1"]));
+}
+
+#[test]
+fn acl_categories_where_the_server_has_them() {
+    let s = Server::start(&[]);
+    let c = &mut s.conn();
+    ok(c, &["INV.SET", "k", "5"]);
+    let (_, categories) = arity_and_categories(c, "inv.get");
+    if version(c).starts_with("Redis 7.0") {
+        // No RedisModule_SetCommandACLCategories before Redis 7.2: README
+        // gives the rules by command name for this server.
+        assert!(categories.is_empty(), "{categories:?}");
+        return;
+    }
+    assert_eq!(categories, ["@read", "@fast", "@inventory"]);
+    let (_, categories) = arity_and_categories(c, "inv.reserve");
+    assert_eq!(categories, ["@write", "@inventory"]);
+
+    let reader = &mut user(&s, "reader", &["~*", "+@read"]);
+    assert!(allowed(reader, &["INV.GET", "k"]));
+    assert!(allowed(reader, &["INV.TX", "k", "t"]));
+    assert!(refused(reader, &["INV.RESERVE", "k", "t", "1"]));
+
+    let no_writes = &mut user(&s, "nowrites", &["~*", "+@all", "-@write", "-@dangerous"]);
+    assert!(allowed(no_writes, &["INV.GET", "k"]));
+    for args in [
+        &["INV.SET", "k", "9"][..],
+        &["INV.RESERVE", "k", "t", "1"],
+        &["INV.MCANCEL", "t", "k"],
+    ] {
+        assert!(refused(no_writes, args), "{args:?}");
+    }
+
+    let inventory_reader = &mut user(&s, "invreader", &["~*", "+@inventory", "-@write"]);
+    assert!(allowed(inventory_reader, &["INV.SCAN", "k", "0"]));
+    assert!(refused(inventory_reader, &["INV.CONFIRM", "k", "t"]));
+    assert!(refused(inventory_reader, &["GET", "k"]));
+}
+
+/// README's ACL rules for each role, in the column for this server.
+fn readme_rules(redis_7_0: bool) -> Vec<(String, Vec<String>)> {
+    let readme = include_str!("../../README.md");
+    let section = readme
+        .split("### ACL")
+        .nth(1)
+        .expect("README has an ACL section");
+    ["order service", "restock job", "read-only dashboard"]
+        .iter()
+        .map(|role| {
+            let row = section
+                .lines()
+                .find(|l| l.starts_with(&format!("| {role} |")))
+                .unwrap_or_else(|| panic!("README has no rules for {role}"));
+            let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+            let valkey = cells[2];
+            let cell = match cells[3] {
+                "the same" => valkey,
+                other if redis_7_0 => other,
+                _ => valkey,
+            };
+            let rules = cell
+                .trim_matches('`')
+                .split_whitespace()
+                .map(String::from)
+                .collect();
+            (role.to_string(), rules)
+        })
+        .collect()
+}
+
+#[test]
+fn the_readme_rules_give_each_role_what_it_says() {
+    let s = Server::start(&[]);
+    let c = &mut s.conn();
+    ok(c, &["INV.SET", "sku:1", "5"]);
+    let redis_7_0 = version(c).starts_with("Redis 7.0");
+    for (role, rules) in readme_rules(redis_7_0) {
+        let rules: Vec<&str> = rules.iter().map(String::as_str).collect();
+        let u = &mut user(&s, &role.replace(' ', "-"), &rules);
+        let (reserve, set, get) = (
+            allowed(u, &["INV.RESERVE", "sku:1", "t", "1"]),
+            allowed(u, &["INV.SET", "sku:1", "5"]),
+            allowed(u, &["INV.GET", "sku:1"]),
+        );
+        let expected = match role.as_str() {
+            "order service" => (true, false, true),
+            "restock job" => (false, true, true),
+            _ => (false, false, true),
+        };
+        assert_eq!((reserve, set, get), expected, "{role}: {rules:?}");
+        assert!(refused(u, &["INV.GET", "other:1"]), "{role}: other keys");
+    }
+}
