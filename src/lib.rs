@@ -44,9 +44,25 @@ fn init(ctx: &Context, args: &[RedisString]) -> Status {
     Status::Ok
 }
 
+/// The crate's version as `MODULE LIST` shows it: major * 10000 + minor *
+/// 100 + patch (0.1.0 is 100), the usual encoding of Redis modules.
+const MODULE_VERSION: i32 = {
+    const fn number(s: &str) -> i32 {
+        let (b, mut i, mut n) = (s.as_bytes(), 0, 0);
+        while i < b.len() {
+            n = n * 10 + (b[i] - b'0') as i32;
+            i += 1;
+        }
+        n
+    }
+    number(env!("CARGO_PKG_VERSION_MAJOR")) * 10_000
+        + number(env!("CARGO_PKG_VERSION_MINOR")) * 100
+        + number(env!("CARGO_PKG_VERSION_PATCH"))
+};
+
 redis_module! {
     name: "inventory",
-    version: 1,
+    version: MODULE_VERSION,
     allocator: (module::alloc::ModuleAlloc, module::alloc::ModuleAlloc),
     data_types: [INVENTORY_TYPE],
     init: init,

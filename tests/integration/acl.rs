@@ -1,7 +1,7 @@
-//! What the server and ACL know of each command: exact arity, key specs
-//! (read or write, per key), docs, and the ACL categories where the server
-//! lets a module set them (Valkey; not Redis 7.0). Checked with real ACL
-//! users.
+//! What the server and ACL know of the module and each command: its version,
+//! exact arity, key specs (read or write, per key), docs, and the ACL
+//! categories where the server lets a module set them (Valkey; not Redis
+//! 7.0). Checked with real ACL users.
 
 use crate::harness::*;
 use redis::{Connection, Value};
@@ -119,14 +119,51 @@ fn every_command_has_its_exact_arity_and_what_it_does_to_each_key() {
         [("k".to_string(), "RW update".to_string())]
     );
 
-    let docs: Value = redis::cmd("COMMAND")
-        .arg("DOCS")
-        .arg("inv.reserve")
-        .query(c)
-        .unwrap();
-    let text = format!("{docs:?}");
-    assert!(text.contains("idempotently"), "{text}");
-    assert!(text.contains("O(log N)"), "{text}");
+    let words = |c: &mut Connection, name: &str| {
+        let docs: Value = redis::cmd("COMMAND")
+            .arg("DOCS")
+            .arg(name)
+            .query(c)
+            .unwrap();
+        let mut out = Vec::new();
+        flatten(&docs, &mut out);
+        out
+    };
+    let reserve = words(c, "inv.reserve");
+    for w in [
+        "Reserves units for a transaction id, idempotently, until a deadline",
+        "TTL",
+        "PXAT",
+        "oneof",
+        "optional",
+        "unix-time",
+    ] {
+        assert!(reserve.iter().any(|x| x == w), "{w} in {reserve:?}");
+    }
+    assert!(
+        reserve.iter().any(|x| x.starts_with("O(log N)")),
+        "{reserve:?}"
+    );
+    assert!(words(c, "inv.set").iter().any(|x| x == "IFVERSION"));
+    assert!(words(c, "inv.scan").iter().any(|x| x == "COUNT"));
+    let mreserve = words(c, "inv.mreserve");
+    for w in ["block", "multiple", "key", "qty"] {
+        assert!(mreserve.iter().any(|x| x == w), "{w} in {mreserve:?}");
+    }
+}
+
+/// Every string in a reply, depth first.
+fn flatten(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::BulkString(b) => out.push(String::from_utf8_lossy(b).into_owned()),
+        Value::SimpleString(s) => out.push(s.clone()),
+        Value::Array(items) | Value::Set(items) => items.iter().for_each(|i| flatten(i, out)),
+        Value::Map(pairs) => pairs.iter().for_each(|(k, v)| {
+            flatten(k, out);
+            flatten(v, out);
+        }),
+        _ => {}
+    }
 }
 
 #[test]
@@ -274,4 +311,23 @@ fn the_readme_rules_give_each_role_what_it_says() {
         assert_eq!((reserve, set, get), expected, "{role}: {rules:?}");
         assert!(refused(u, &["INV.GET", "other:1"]), "{role}: other keys");
     }
+}
+
+#[test]
+fn module_list_reports_the_crate_version() {
+    let s = Server::start(&[]);
+    let modules: Vec<Vec<Value>> = redis::cmd("MODULE")
+        .arg("LIST")
+        .query(&mut s.conn())
+        .unwrap();
+    let ours = modules
+        .iter()
+        .find(|m| matches!(&m[1], Value::BulkString(b) if b == b"inventory"))
+        .expect("MODULE LIST names inventory");
+    let parts: Vec<i64> = env!("CARGO_PKG_VERSION")
+        .split('.')
+        .map(|p| p.parse().unwrap())
+        .collect();
+    let expected = parts[0] * 10_000 + parts[1] * 100 + parts[2];
+    assert_eq!(ours[3], Value::Int(expected), "{ours:?}");
 }

@@ -1,6 +1,7 @@
 //! What the server, `COMMAND` and ACL are told about each command: exact
-//! arity, key specs (what it does to each key), a summary and complexity,
-//! and, where the server offers them, ACL categories. Registered with the
+//! arity, key specs (what it does to each key), a summary, complexity and
+//! arguments (redis-cli's hints come from them), and, where the server
+//! offers them, ACL categories. Registered with the
 //! raw `RedisModule_SetCommandInfo` (Redis 7.0 has it) and
 //! `RedisModule_SetCommandACLCategories` (Redis 7.2+, Valkey), each looked
 //! up at run time.
@@ -23,6 +24,124 @@ pub struct Info {
     pub categories: &'static str,
     pub summary: &'static CStr,
     pub complexity: &'static CStr,
+    pub args: &'static [Arg],
+}
+
+/// One argument as `COMMAND DOCS` lists it.
+pub struct Arg {
+    name: &'static CStr,
+    kind: Kind,
+    token: Option<&'static CStr>,
+    flags: u32,
+    sub: &'static [Arg],
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Key,
+    Text,
+    Integer,
+    UnixTime,
+    OneOf,
+    Block,
+}
+
+impl Arg {
+    const fn new(name: &'static CStr, kind: Kind) -> Arg {
+        Arg {
+            name,
+            kind,
+            token: None,
+            flags: raw::REDISMODULE_CMD_ARG_NONE,
+            sub: &[],
+        }
+    }
+    /// The command's key (its only key spec).
+    pub const fn key(name: &'static CStr) -> Arg {
+        Arg::new(name, Kind::Key)
+    }
+    pub const fn text(name: &'static CStr) -> Arg {
+        Arg::new(name, Kind::Text)
+    }
+    pub const fn int(name: &'static CStr) -> Arg {
+        Arg::new(name, Kind::Integer)
+    }
+    pub const fn unix_time(name: &'static CStr) -> Arg {
+        Arg::new(name, Kind::UnixTime)
+    }
+    pub const fn one_of(name: &'static CStr, sub: &'static [Arg]) -> Arg {
+        Arg {
+            sub,
+            ..Arg::new(name, Kind::OneOf)
+        }
+    }
+    pub const fn block(name: &'static CStr, sub: &'static [Arg]) -> Arg {
+        Arg {
+            sub,
+            ..Arg::new(name, Kind::Block)
+        }
+    }
+    /// Preceded by the word `token`.
+    pub const fn token(self, token: &'static CStr) -> Arg {
+        Arg {
+            token: Some(token),
+            ..self
+        }
+    }
+    pub const fn optional(self) -> Arg {
+        Arg {
+            flags: self.flags | raw::REDISMODULE_CMD_ARG_OPTIONAL,
+            ..self
+        }
+    }
+    pub const fn multiple(self) -> Arg {
+        Arg {
+            flags: self.flags | raw::REDISMODULE_CMD_ARG_MULTIPLE,
+            ..self
+        }
+    }
+}
+
+/// The raw, zero-terminated form of `args`; nested arrays are kept in
+/// `store` (their buffers do not move when `store` grows).
+fn raw_args(
+    args: &[Arg],
+    store: &mut Vec<Vec<raw::RedisModuleCommandArg>>,
+) -> *mut raw::RedisModuleCommandArg {
+    let mut out: Vec<raw::RedisModuleCommandArg> = args
+        .iter()
+        .map(|a| {
+            let subargs = if a.sub.is_empty() {
+                std::ptr::null_mut()
+            } else {
+                raw_args(a.sub, store)
+            };
+            raw::RedisModuleCommandArg {
+                name: a.name.as_ptr(),
+                type_: match a.kind {
+                    Kind::Key => raw::RedisModuleCommandArgType_REDISMODULE_ARG_TYPE_KEY,
+                    Kind::Text => raw::RedisModuleCommandArgType_REDISMODULE_ARG_TYPE_STRING,
+                    Kind::Integer => raw::RedisModuleCommandArgType_REDISMODULE_ARG_TYPE_INTEGER,
+                    Kind::UnixTime => raw::RedisModuleCommandArgType_REDISMODULE_ARG_TYPE_UNIX_TIME,
+                    Kind::OneOf => raw::RedisModuleCommandArgType_REDISMODULE_ARG_TYPE_ONEOF,
+                    Kind::Block => raw::RedisModuleCommandArgType_REDISMODULE_ARG_TYPE_BLOCK,
+                },
+                key_spec_index: if matches!(a.kind, Kind::Key) { 0 } else { -1 },
+                token: a.token.map_or(std::ptr::null(), CStr::as_ptr),
+                summary: std::ptr::null(),
+                since: std::ptr::null(),
+                flags: a.flags as c_int,
+                deprecated_since: std::ptr::null(),
+                subargs,
+                display_text: std::ptr::null(),
+            }
+        })
+        .collect();
+    // SAFETY: plain C data; all zero ends the array, as the API documents.
+    out.push(unsafe { std::mem::zeroed() });
+    let ptr = out.as_mut_ptr();
+    store.push(out);
+    ptr
 }
 
 /// Read-only access to the key's data.
@@ -104,6 +223,8 @@ pub fn describe(
         return Err(format!("cannot find {label} to describe it"));
     }
     let mut specs = [key_spec(info.key_flags, keys), no_key_spec()];
+    let mut store = Vec::new();
+    let args = raw_args(info.args, &mut store);
     let command_info = raw::RedisModuleCommandInfo {
         version: &VERSION,
         summary: info.summary.as_ptr(),
@@ -113,10 +234,11 @@ pub fn describe(
         tips: std::ptr::null(),
         arity: info.arity,
         key_specs: specs.as_mut_ptr(),
-        args: std::ptr::null_mut(),
+        args,
     };
     // SAFETY: command is live; the server copies what it keeps from the info
-    // during the call, and every pointer in it is valid for the call.
+    // during the call, and every pointer in it (specs, the argument arrays
+    // in `store`, static strings) is valid for the call.
     let status = unsafe {
         raw::RedisModule_SetCommandInfo
             .map_or(raw::REDISMODULE_ERR as c_int, |f| f(command, &command_info))

@@ -12,6 +12,7 @@ mod write;
 use super::arg::Arg;
 use super::key::Entry;
 use super::reply;
+use info::Arg as DocArg;
 use inventory_core::ledger::{Error, Status};
 use inventory_core::parse::Arg as _;
 use redis_module::{raw, Context, RedisValue};
@@ -132,7 +133,7 @@ fn create(
 
 macro_rules! command_table {
     ($($name:literal => $handler:path, $flags:literal, $keys:expr, $arity:literal, $key_flags:expr,
-       $categories:literal, $summary:literal, $complexity:literal;)*) => {
+       $categories:literal, $summary:literal, $complexity:literal, $args:expr;)*) => {
         /// Registers every command and describes it to the server.
         pub fn register(ctx: &Context) -> Result<(), String> {
             let with_category = info::add_category(ctx);
@@ -151,6 +152,7 @@ macro_rules! command_table {
                     categories: $categories,
                     summary: $summary,
                     complexity: $complexity,
+                    args: $args,
                 };
                 let name = CString::new($name).map_err(|_| format!("bad command name {}", $name))?;
                 info::describe(ctx, &name, $keys, &described, with_category)?;
@@ -160,38 +162,74 @@ macro_rules! command_table {
     };
 }
 
+// The arguments `COMMAND DOCS` lists (redis-cli's hints).
+const KEY: DocArg = DocArg::key(c"key");
+const TXID: DocArg = DocArg::text(c"txid");
+const IFVERSION: DocArg = DocArg::int(c"version").token(c"IFVERSION").optional();
+const SET: &[DocArg] = &[KEY, DocArg::int(c"stock"), IFVERSION];
+const ADD: &[DocArg] = &[KEY, DocArg::int(c"delta"), IFVERSION];
+const ONE_KEY: &[DocArg] = &[KEY];
+const KEY_TXID: &[DocArg] = &[KEY, TXID];
+const RESERVE: &[DocArg] = &[
+    KEY,
+    TXID,
+    DocArg::int(c"qty"),
+    DocArg::one_of(
+        c"deadline",
+        &[
+            DocArg::int(c"ms").token(c"TTL"),
+            DocArg::unix_time(c"unix-time-milliseconds").token(c"PXAT"),
+        ],
+    )
+    .optional(),
+];
+const EXTEND: &[DocArg] = &[KEY, TXID, DocArg::int(c"ttl-ms")];
+const MRESERVE: &[DocArg] = &[
+    TXID,
+    DocArg::int(c"ttl-ms"),
+    DocArg::block(c"item", &[KEY, DocArg::int(c"qty")]).multiple(),
+];
+const MULTI: &[DocArg] = &[TXID, KEY.multiple()];
+const SCAN: &[DocArg] = &[
+    KEY,
+    DocArg::int(c"cursor"),
+    DocArg::int(c"count").token(c"COUNT").optional(),
+];
+const APPLY: &[DocArg] = &[KEY, DocArg::text(c"effect").multiple()];
+
 // Keys first so cluster routing, COMMAND GETKEYS and ACL key patterns work.
 // Columns: handler, flags, legacy key positions, arity (negative: at least),
-// what the command does to its keys, ACL categories, summary, complexity.
+// what the command does to its keys, ACL categories, summary, complexity,
+// arguments.
 command_table! {
     "inv.set" => write::set, "write deny-oom", (1, 1, 1), -3, info::WRITE, "write",
-        c"Sets a SKU's stock, creating the key", c"O(log N) for N records on the key, plus at most 1,000 due reservations expired on the way";
+        c"Sets a SKU's stock, creating the key", c"O(log N) for N records on the key, plus at most 1,000 due reservations expired on the way", SET;
     "inv.add" => write::add, "write deny-oom", (1, 1, 1), -3, info::UPDATE, "write",
-        c"Adds to (or takes from) a SKU's stock", c"O(log N) for N records on the key, plus at most 1,000 due reservations expired on the way";
+        c"Adds to (or takes from) a SKU's stock", c"O(log N) for N records on the key, plus at most 1,000 due reservations expired on the way", ADD;
     "inv.get" => read::get, "readonly fast", (1, 1, 1), 2, info::READ, "read fast",
-        c"Returns a SKU's stock, reserved, available, sold, version and record counts", c"O(1)";
+        c"Returns a SKU's stock, reserved, available, sold, version and record counts", c"O(1)", ONE_KEY;
     "inv.reserve" => write::reserve, "write deny-oom", (1, 1, 1), -4, info::INSERT, "write",
-        c"Reserves units for a transaction id, idempotently, until a deadline", c"O(log N) for N records on the key, plus at most 1,000 due reservations expired on the way";
+        c"Reserves units for a transaction id, idempotently, until a deadline", c"O(log N) for N records on the key, plus at most 1,000 due reservations expired on the way", RESERVE;
     "inv.confirm" => write::confirm, "write deny-oom", (1, 1, 1), 3, info::UPDATE, "write",
-        c"Confirms a reservation: its units become sold", c"O(log N) for N records on the key";
+        c"Confirms a reservation: its units become sold", c"O(log N) for N records on the key", KEY_TXID;
     "inv.cancel" => write::cancel, "write deny-oom", (1, 1, 1), 3, info::UPDATE, "write",
-        c"Cancels a reservation, or fences a transaction id that has not reserved yet", c"O(log N) for N records on the key";
+        c"Cancels a reservation, or fences a transaction id that has not reserved yet", c"O(log N) for N records on the key", KEY_TXID;
     "inv.extend" => write::extend, "write deny-oom", (1, 1, 1), 4, info::UPDATE, "write",
-        c"Moves an open reservation's deadline", c"O(log N) for N records on the key";
+        c"Moves an open reservation's deadline", c"O(log N) for N records on the key", EXTEND;
     "inv.tx" => read::tx, "readonly fast", (1, 1, 1), 3, info::READ, "read fast",
-        c"Returns one transaction id's state, quantity and deadline", c"O(1)";
+        c"Returns one transaction id's state, quantity and deadline", c"O(1)", KEY_TXID;
     "inv.mreserve" => multi::mreserve, "write deny-oom", (3, -1, 2), -5, info::INSERT, "write",
-        c"Reserves units on several SKUs of one slot, all or nothing", c"O(K log N) for K keys of at most N records each";
+        c"Reserves units on several SKUs of one slot, all or nothing", c"O(K log N) for K keys of at most N records each", MRESERVE;
     "inv.mconfirm" => multi::mconfirm, "write deny-oom", (2, -1, 1), -3, info::UPDATE, "write",
-        c"Confirms a transaction id on several SKUs of one slot, all or nothing", c"O(K log N) for K keys of at most N records each";
+        c"Confirms a transaction id on several SKUs of one slot, all or nothing", c"O(K log N) for K keys of at most N records each", MULTI;
     "inv.mcancel" => multi::mcancel, "write deny-oom", (2, -1, 1), -3, info::UPDATE, "write",
-        c"Cancels or fences a transaction id on several SKUs of one slot", c"O(K log N) for K keys of at most N records each";
+        c"Cancels or fences a transaction id on several SKUs of one slot", c"O(K log N) for K keys of at most N records each", MULTI;
     "inv.scan" => read::scan, "readonly", (1, 1, 1), -3, info::READ, "read",
-        c"Iterates over a SKU's transaction records", c"O(COUNT) per call";
+        c"Iterates over a SKU's transaction records", c"O(COUNT) per call", SCAN;
     "inv.audit" => read::audit, "readonly", (1, 1, 1), 2, info::READ, "read",
-        c"Checks a SKU's invariants against its records", c"O(N) where N is the records";
+        c"Checks a SKU's invariants against its records", c"O(N) where N is the records", ONE_KEY;
     "inv.apply" => apply::apply, "write", (1, 1, 1), -3, info::WRITE, "write",
-        c"Internal: how every change reaches replicas and the AOF; refused from clients", c"O(log N) for N records on the key";
+        c"Internal: how every change reaches replicas and the AOF; refused from clients", c"O(log N) for N records on the key", APPLY;
 }
 
 /// A state word as a bulk string.
