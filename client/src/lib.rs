@@ -31,11 +31,13 @@
 //! [redis-inventory]: ../README.md
 
 mod builder;
+mod commands;
 mod order;
 mod slot;
 mod types;
 
 pub use builder::ClientBuilder;
+pub use commands::{InventoryCommands, ScanPage};
 pub use order::{Blocked, LineResult, OrderLine, OrderResult};
 pub use slot::slot;
 pub use types::{Error, Outcome, Reply, Result, ServerError, Stock, TxRecord};
@@ -115,14 +117,7 @@ fn ttl_ms(ttl: Duration) -> u64 {
 }
 
 pub(crate) fn parse_reply(v: Value) -> Result<Reply> {
-    let (state, available, version): (String, i64, i64) =
-        redis::from_redis_value(&v).map_err(|e| Error::Protocol(e.to_string()))?;
-    Ok(Reply {
-        outcome: Outcome::parse(&state).ok_or_else(|| Error::Protocol(format!("state {state}")))?,
-        available,
-        version: version.max(0) as u64,
-        acked_replicas: None,
-    })
+    redis::from_redis_value(&v).map_err(|e| Error::Protocol(e.to_string()))
 }
 
 impl Client {
@@ -229,6 +224,12 @@ impl Client {
         }
     }
 
+    /// An idempotent command to `sku`'s node, its reply typed.
+    async fn query<T: redis::FromRedisValue>(&self, sku: &str, c: &Cmd) -> Result<T> {
+        let v = self.send_idempotent(sku.as_bytes(), c).await?;
+        redis::from_redis_value(&v).map_err(|e| Error::Protocol(e.to_string()))
+    }
+
     /// After a write: `WAIT` on the node that took it, when durability is set.
     async fn settle(&self, key: &[u8], mut reply: Reply) -> Result<Reply> {
         if let Some(d) = self.durability {
@@ -289,24 +290,7 @@ impl Client {
     pub async fn get(&self, sku: &str) -> Result<Option<Stock>> {
         let mut c = cmd("INV.GET");
         c.arg(sku);
-        let v = self.send_idempotent(sku.as_bytes(), &c).await?;
-        let pairs: Option<Vec<(String, i64)>> =
-            redis::from_redis_value(&v).map_err(|e| Error::Protocol(e.to_string()))?;
-        Ok(pairs.map(|pairs| {
-            let mut s = Stock::default();
-            for (k, v) in pairs {
-                match k.as_str() {
-                    "stock" => s.stock = v,
-                    "reserved" => s.reserved = v,
-                    "available" => s.available = v,
-                    "sold" => s.sold = v,
-                    "version" => s.version = v.max(0) as u64,
-                    "open" => s.open = v.max(0) as u64,
-                    _ => {}
-                }
-            }
-            s
-        }))
+        self.query(sku, &c).await
     }
 
     /// `INV.RESERVE`: holds `qty` units for `txid`. Idempotent: a retry
@@ -384,25 +368,35 @@ impl Client {
     pub async fn tx(&self, sku: &str, txid: &str) -> Result<Option<TxRecord>> {
         let mut c = cmd("INV.TX");
         c.arg(sku).arg(txid);
+        self.query(sku, &c).await
+    }
+
+    /// `INV.SCAN`: one page of the SKU's records from `cursor` (start at 0;
+    /// the page's cursor is 0 when done).
+    ///
+    /// ```no_run
+    /// # async fn demo(c: redis_inventory_client::Client) -> redis_inventory_client::Result<()> {
+    /// let mut cursor = 0;
+    /// loop {
+    ///     let page = c.scan("sku:tee", cursor, Some(500)).await?;
+    ///     for (txid, record) in &page.records { /* ... */ }
+    ///     cursor = page.cursor;
+    ///     if cursor == 0 { break; }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn scan(&self, sku: &str, cursor: u64, count: Option<u64>) -> Result<ScanPage> {
+        let c = commands::scan_cmd(sku, cursor, count);
+        self.query(sku, &c).await
+    }
+
+    /// `INV.AUDIT`: `None` when the SKU's invariants hold, else the
+    /// server's `DRIFT ...` line.
+    pub async fn audit(&self, sku: &str) -> Result<Option<String>> {
+        let mut c = cmd("INV.AUDIT");
+        c.arg(sku);
         let v = self.send_idempotent(sku.as_bytes(), &c).await?;
-        let pairs: Option<Vec<(String, Value)>> =
-            redis::from_redis_value(&v).map_err(|e| Error::Protocol(e.to_string()))?;
-        let Some(pairs) = pairs else { return Ok(None) };
-        let mut rec = TxRecord {
-            outcome: Outcome::Unknown,
-            qty: 0,
-            deadline: 0,
-        };
-        for (k, v) in pairs {
-            let text: String = redis::from_redis_value(&v).unwrap_or_default();
-            match k.as_str() {
-                "state" => rec.outcome = Outcome::parse(&text).unwrap_or(Outcome::Unknown),
-                "qty" => rec.qty = text.parse().unwrap_or(0),
-                "deadline" => rec.deadline = text.parse().unwrap_or(0),
-                _ => {}
-            }
-        }
-        Ok(Some(rec))
+        commands::audit_result(v).map_err(|e| Error::Protocol(e.to_string()))
     }
 
     /// Many independent reserves (different SKUs and txids), sent

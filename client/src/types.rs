@@ -41,6 +41,8 @@ pub struct Stock {
     pub version: u64,
     /// Open reservations.
     pub open: u64,
+    /// Transaction records the key holds (open, finished and fences).
+    pub records: u64,
 }
 
 /// One transaction record (`INV.TX`).

@@ -12,3 +12,4 @@ mod keyspace;
 mod persistence;
 mod readme;
 mod replication;
+mod resp3;
