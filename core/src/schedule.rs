@@ -246,6 +246,15 @@ impl Registry {
         }
     }
 
+    /// The earliest open deadline of any key, all databases: once it is in
+    /// the past, how far expiry is behind.
+    pub fn earliest_deadline(&self) -> Option<u64> {
+        self.dbs
+            .values()
+            .filter_map(|s| s.by_deadline.first().map(|&(t, _)| t))
+            .min()
+    }
+
     /// Keys registered, all databases.
     pub fn len(&self) -> usize {
         self.dbs.values().map(Schedule::len).sum()
@@ -415,5 +424,19 @@ mod tests {
             }
             assert_eq!(r.len(), model.len(), "step {step}");
         }
+    }
+
+    #[test]
+    fn the_earliest_deadline_spans_every_database() {
+        let mut r = Registry::default();
+        assert_eq!(r.earliest_deadline(), None);
+        r.set(0, b"a", at(Some(50), None));
+        r.set(3, b"b", at(Some(20), Some(5)));
+        r.set(0, b"c", at(None, Some(1)));
+        assert_eq!(r.earliest_deadline(), Some(20));
+        r.remove(3, b"b");
+        assert_eq!(r.earliest_deadline(), Some(50));
+        r.set(0, b"a", at(Some(70), None));
+        assert_eq!(r.earliest_deadline(), Some(70));
     }
 }

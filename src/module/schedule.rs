@@ -57,6 +57,15 @@ pub fn registered() -> usize {
     registry().len()
 }
 
+/// How long the earliest open deadline has passed without its reservation
+/// expiring, in milliseconds (0 when none is due): expiry falling behind
+/// (INFO).
+pub fn expiry_lag_ms(now: u64) -> u64 {
+    registry()
+        .earliest_deadline()
+        .map_or(0, |t| now.saturating_sub(t))
+}
+
 /// The db of the last `move_from` event: the db MOVE was called in.
 static MOVE_FROM_DB: AtomicI32 = AtomicI32::new(-1);
 

@@ -243,6 +243,11 @@ impl Server {
         redis::Client::open(format!("redis://127.0.0.1:{}/", self.port))?.get_connection()
     }
 
+    /// The server's process id (to stop and continue it in a test).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
     }

@@ -150,3 +150,50 @@ fn binary_key_names_and_txids_work_everywhere() {
     assert_eq!(digest(c), before);
     assert_eq!(tx_state(c, a, "\x00order").as_deref(), Some("EXPIRED"));
 }
+
+/// `kill -SIG pid`.
+fn signal(sig: &str, pid: u32) {
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{sig} {pid}");
+}
+
+fn expiry_lag_ms(c: &mut redis::Connection) -> u64 {
+    testkit::info_value(c, "inventory", "inventory_expiry_lag_ms")
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn info_shows_expiry_falling_behind_and_catching_up() {
+    let m = Server::start(&[]);
+    let mc = &mut m.conn();
+    let r = replica_of(&m, &[]);
+    let rc = &mut r.conn();
+    ok(mc, &["INV.SET", "k", "10"]);
+    ok(mc, &["INV.RESERVE", "k", "t", "1", "TTL", "300"]);
+    wait_replicated(mc);
+    assert_eq!(expiry_lag_ms(rc), 0);
+    // A healthy master expires on time: its lag comes back to 0.
+    eventually("the master expires t", Duration::from_secs(5), || {
+        let tx: Vec<String> = redis::from_redis_value(&ok(mc, &["INV.TX", "k", "t"])).unwrap();
+        tx[1] == "EXPIRED"
+    });
+    assert_eq!(expiry_lag_ms(mc), 0);
+
+    // The replica expires only what its master sends. With the master
+    // stopped, a reservation passes its deadline there and stays open.
+    ok(mc, &["INV.RESERVE", "k", "u", "1", "TTL", "300"]);
+    wait_replicated(mc);
+    signal("STOP", m.pid());
+    std::thread::sleep(Duration::from_millis(900));
+    let lag = expiry_lag_ms(rc);
+    signal("CONT", m.pid());
+    assert!((500..60_000).contains(&lag), "lag {lag} ms");
+    eventually("the replica catches up", Duration::from_secs(10), || {
+        expiry_lag_ms(rc) == 0
+    });
+}
