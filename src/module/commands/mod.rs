@@ -16,7 +16,7 @@ use info::Arg as DocArg;
 use inventory_core::ledger::{Error, Status};
 use inventory_core::parse::Arg as _;
 use redis_module::{raw, Context, RedisValue};
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::os::raw::c_int;
 
 /// What a handler returns: a reply to write (or `NoReply` when it wrote its
@@ -133,7 +133,7 @@ fn create(
 
 macro_rules! command_table {
     ($($name:literal => $handler:path, $flags:literal, $keys:expr, $arity:literal, $key_flags:expr,
-       $categories:literal, $summary:literal, $complexity:literal, $args:expr;)*) => {
+       $categories:literal, $summary:literal, $complexity:expr, $args:expr;)*) => {
         /// Registers every command and describes it to the server.
         pub fn register(ctx: &Context) -> Result<(), String> {
             let with_category = info::add_category(ctx);
@@ -197,39 +197,47 @@ const SCAN: &[DocArg] = &[
 ];
 const APPLY: &[DocArg] = &[KEY, DocArg::text(c"effect").multiple()];
 
+// Complexities `COMMAND DOCS` states: a change planned on a key (which may
+// first expire due reservations, at most 1,000), a change of one record,
+// and the multi-key commands.
+const PLANNED: &CStr =
+    c"O(log N) for N records on the key, plus at most 1,000 due reservations expired on the way";
+const ONE_RECORD: &CStr = c"O(log N) for N records on the key";
+const PER_KEY: &CStr = c"O(K log N) for K keys of at most N records each";
+
 // Keys first so cluster routing, COMMAND GETKEYS and ACL key patterns work.
 // Columns: handler, flags, legacy key positions, arity (negative: at least),
 // what the command does to its keys, ACL categories, summary, complexity,
 // arguments.
 command_table! {
     "inv.set" => write::set, "write deny-oom", (1, 1, 1), -3, info::WRITE, "write",
-        c"Sets a SKU's stock, creating the key", c"O(log N) for N records on the key, plus at most 1,000 due reservations expired on the way", SET;
+        c"Sets a SKU's stock, creating the key", PLANNED, SET;
     "inv.add" => write::add, "write deny-oom", (1, 1, 1), -3, info::UPDATE, "write",
-        c"Adds to (or takes from) a SKU's stock", c"O(log N) for N records on the key, plus at most 1,000 due reservations expired on the way", ADD;
+        c"Adds to (or takes from) a SKU's stock", PLANNED, ADD;
     "inv.get" => read::get, "readonly fast", (1, 1, 1), 2, info::READ, "read fast",
         c"Returns a SKU's stock, reserved, available, sold, version and record counts", c"O(1)", ONE_KEY;
     "inv.reserve" => write::reserve, "write deny-oom", (1, 1, 1), -4, info::INSERT, "write",
-        c"Reserves units for a transaction id, idempotently, until a deadline", c"O(log N) for N records on the key, plus at most 1,000 due reservations expired on the way", RESERVE;
+        c"Reserves units for a transaction id, idempotently, until a deadline", PLANNED, RESERVE;
     "inv.confirm" => write::confirm, "write deny-oom", (1, 1, 1), 3, info::UPDATE, "write",
-        c"Confirms a reservation: its units become sold", c"O(log N) for N records on the key", KEY_TXID;
+        c"Confirms a reservation: its units become sold", ONE_RECORD, KEY_TXID;
     "inv.cancel" => write::cancel, "write deny-oom", (1, 1, 1), 3, info::UPDATE, "write",
-        c"Cancels a reservation, or fences a transaction id that has not reserved yet", c"O(log N) for N records on the key", KEY_TXID;
+        c"Cancels a reservation, or fences a transaction id that has not reserved yet", ONE_RECORD, KEY_TXID;
     "inv.extend" => write::extend, "write deny-oom", (1, 1, 1), 4, info::UPDATE, "write",
-        c"Moves an open reservation's deadline", c"O(log N) for N records on the key", EXTEND;
+        c"Moves an open reservation's deadline", ONE_RECORD, EXTEND;
     "inv.tx" => read::tx, "readonly fast", (1, 1, 1), 3, info::READ, "read fast",
         c"Returns one transaction id's state, quantity and deadline", c"O(1)", KEY_TXID;
     "inv.mreserve" => multi::mreserve, "write deny-oom", (3, -1, 2), -5, info::INSERT, "write",
-        c"Reserves units on several SKUs of one slot, all or nothing", c"O(K log N) for K keys of at most N records each", MRESERVE;
+        c"Reserves units on several SKUs of one slot, all or nothing", PER_KEY, MRESERVE;
     "inv.mconfirm" => multi::mconfirm, "write deny-oom", (2, -1, 1), -3, info::UPDATE, "write",
-        c"Confirms a transaction id on several SKUs of one slot, all or nothing", c"O(K log N) for K keys of at most N records each", MULTI;
+        c"Confirms a transaction id on several SKUs of one slot, all or nothing", PER_KEY, MULTI;
     "inv.mcancel" => multi::mcancel, "write deny-oom", (2, -1, 1), -3, info::UPDATE, "write",
-        c"Cancels or fences a transaction id on several SKUs of one slot", c"O(K log N) for K keys of at most N records each", MULTI;
+        c"Cancels or fences a transaction id on several SKUs of one slot", PER_KEY, MULTI;
     "inv.scan" => read::scan, "readonly", (1, 1, 1), -3, info::READ, "read",
         c"Iterates over a SKU's transaction records", c"O(COUNT) per call", SCAN;
     "inv.audit" => read::audit, "readonly", (1, 1, 1), 2, info::READ, "read",
         c"Checks a SKU's invariants against its records", c"O(N) where N is the records", ONE_KEY;
     "inv.apply" => apply::apply, "write", (1, 1, 1), -3, info::WRITE, "write",
-        c"Internal: how every change reaches replicas and the AOF; refused from clients", c"O(log N) for N records on the key", APPLY;
+        c"Internal: how every change reaches replicas and the AOF; refused from clients", ONE_RECORD, APPLY;
 }
 
 /// A state word as a bulk string.
