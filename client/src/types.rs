@@ -171,17 +171,8 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Conflict(e)
-            | Error::Version(e)
-            | Error::Refused(e)
-            | Error::Rejected(e)
-            | Error::WrongType(e)
-            | Error::NotAllowed(e)
-            | Error::OutOfMemory(e)
-            | Error::Unavailable(e)
-            | Error::Server(e) => Some(e),
             Error::Connection(e) => Some(e),
-            Error::InvalidInput(_) | Error::CompensationFailed(_) | Error::Protocol(_) => None,
+            _ => self.server_error().map(|e| e as _),
         }
     }
 }

@@ -69,7 +69,15 @@ async fn a_user_without_permission_is_refused_at_once_not_retried() {
     let c = Client::standalone(&url).await.unwrap();
     let started = Instant::now();
     match c.reserve("sku", "o1", 1, None).await {
-        Err(Error::NotAllowed(e)) => assert_eq!(e.code(), "NOPERM"),
+        Err(err @ Error::NotAllowed(_)) => {
+            let Error::NotAllowed(e) = &err else {
+                unreachable!()
+            };
+            assert_eq!(e.code(), "NOPERM");
+            // The typed error carries the server's error as its source.
+            let source = std::error::Error::source(&err).expect("a source");
+            assert!(source.to_string().contains("NOPERM"), "{source}");
+        }
         other => panic!("expected NotAllowed, got {other:?}"),
     }
     // The default deadline is 10 s: refused at once means no retries.
