@@ -11,3 +11,26 @@
 pub mod ledger;
 pub mod parse;
 pub mod schedule;
+
+/// The tests' deterministic random numbers (xorshift64, fixed seed).
+#[cfg(test)]
+pub(crate) struct TestRng(u64);
+
+#[cfg(test)]
+impl TestRng {
+    pub(crate) fn new() -> TestRng {
+        TestRng(0x2545_f491_4f6c_dd1d)
+    }
+
+    pub(crate) fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A number below `n`.
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}

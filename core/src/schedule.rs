@@ -371,13 +371,8 @@ mod tests {
     fn agrees_with_a_map() {
         let mut r = Registry::default();
         let mut model: HashMap<(i32, Vec<u8>), Work> = HashMap::new();
-        let mut rng = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = |n: u64| {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng % n
-        };
+        let mut rng = crate::TestRng::new();
+        let mut next = |n: u64| rng.below(n);
         for step in 0..20_000 {
             let db = next(3) as i32;
             let key = format!("k{}", next(200)).into_bytes();

@@ -134,12 +134,8 @@ impl Server {
                 Ok(()) => return server,
                 Err(log) if retries > 0 && log.contains("Address already in use") => {
                     retries -= 1;
-                    let dir =
-                        std::mem::replace(&mut server.dir, tempfile::tempdir().expect("temp dir"));
+                    let (dir, extra, bin, conf) = server.take_parts();
                     let _ = std::fs::remove_file(dir.path().join("server.log"));
-                    let extra = std::mem::take(&mut server.extra);
-                    let bin = std::mem::take(&mut server.bin);
-                    let conf = server.conf.take();
                     server = Self::spawn(dir, extra, build, bin, conf);
                 }
                 Err(log) => panic!("{log}"),
@@ -286,11 +282,20 @@ impl Server {
 
     /// Starts a stopped server again on its dir and arguments.
     fn relaunch(mut self) -> Server {
-        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
-        let extra = std::mem::take(&mut self.extra);
-        let bin = std::mem::take(&mut self.bin);
-        let conf = self.conf.take();
+        let (dir, extra, bin, conf) = self.take_parts();
         Server::start_in(dir, extra, self.build, bin, conf)
+    }
+
+    /// What starting the server again needs (its data dir, arguments,
+    /// binary and config), taken out of this handle.
+    fn take_parts(&mut self) -> (tempfile::TempDir, Vec<String>, String, Option<String>) {
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
+        (
+            dir,
+            std::mem::take(&mut self.extra),
+            std::mem::take(&mut self.bin),
+            self.conf.take(),
+        )
     }
 
     pub fn log(&self) -> String {

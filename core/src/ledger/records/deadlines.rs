@@ -216,13 +216,8 @@ mod tests {
     fn due_sums_match_a_recount() {
         let mut d = Deadlines::default();
         let mut open: Vec<(u64, i64)> = Vec::new();
-        let mut rng = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = |n: u64| {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng % n
-        };
+        let mut rng = crate::TestRng::new();
+        let mut next = |n: u64| rng.below(n);
         for step in 0..20_000 {
             match next(4) {
                 0 | 1 => {

@@ -78,13 +78,8 @@ fn index_survives_growth_removal_and_compaction() {
 fn index_grows_in_steps_while_records_change() {
     let mut r = Records::default();
     let id = |i: u64| TxId::new(format!("{i:016}").as_bytes()).unwrap();
-    let mut rng = 0x2545_f491_4f6c_dd1d_u64;
-    let mut next = || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng
-    };
+    let mut rng = crate::TestRng::new();
+    let mut next = || rng.next();
     let mut live = std::collections::BTreeSet::new();
     let (mut started, mut steps) = (0, 0);
     for i in 0..150_000u64 {
