@@ -60,11 +60,28 @@ impl ClientBuilder {
         self.retry.deadline.min(Duration::from_secs(2))
     }
 
-    /// Connects to one server, e.g. `redis://127.0.0.1:6379/`, retrying
-    /// until the retry deadline while it cannot be reached; then a
-    /// [`Error::Connection`]. A refused login is [`Error::NotAllowed`] at once.
+    /// Connects to one server, e.g. `redis://127.0.0.1:6379/` (or
+    /// `rediss://` for TLS, checked against the system's root
+    /// certificates), retrying until the retry deadline while it cannot be
+    /// reached; then a [`Error::Connection`]. A refused login is
+    /// [`Error::NotAllowed`] and a refused certificate [`Error::Tls`], at once.
     pub async fn standalone(self, url: &str) -> Result<Client> {
         let client = redis::Client::open(url).map_err(|e| Error::InvalidInput(e.to_string()))?;
+        self.standalone_from(client).await
+    }
+
+    /// Connects through a `redis::Client` you configured yourself, e.g. one
+    /// built with `redis::Client::build_with_tls` for a private CA or a
+    /// client certificate; otherwise as [`ClientBuilder::standalone`].
+    ///
+    /// ```no_run
+    /// # async fn demo(ca_pem: Vec<u8>) -> Result<(), Box<dyn std::error::Error>> {
+    /// let tls = redis::TlsCertificates { client_tls: None, root_cert: Some(ca_pem) };
+    /// let redis = redis::Client::build_with_tls("rediss://db.internal:6380/", tls)?;
+    /// let client = redis_inventory_client::Client::builder().standalone_from(redis).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn standalone_from(self, client: redis::Client) -> Result<Client> {
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(self.attempt_timeout())
             .set_response_timeout(self.attempt_timeout())
@@ -86,6 +103,13 @@ impl ClientBuilder {
             .response_timeout(self.attempt_timeout())
             .build()
             .map_err(|e| Error::InvalidInput(e.to_string()))?;
+        self.cluster_from(client).await
+    }
+
+    /// Connects through a `redis::cluster::ClusterClient` you configured
+    /// yourself (TLS certificates, credentials; its own retry and timeout
+    /// settings then apply as you set them).
+    pub async fn cluster_from(self, client: redis::cluster::ClusterClient) -> Result<Client> {
         let conn = self.connect(|| client.get_async_connection()).await?;
         Ok(self.build(Backend::Cluster(conn)))
     }
@@ -97,21 +121,28 @@ impl ClientBuilder {
     {
         let started = Instant::now();
         let mut backoff = self.retry.initial_backoff;
+        let mut last: Option<Error> = None;
         loop {
             let left = self.retry.deadline.saturating_sub(started.elapsed());
             let error = match tokio::time::timeout(left, attempt()).await {
                 Ok(Ok(connection)) => return Ok(connection),
                 Ok(Err(e)) => Error::from_redis(e),
-                Err(_) => Error::Connection(redis::RedisError::from(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("not connected within {:?}", self.retry.deadline),
-                ))),
+                Err(_) => {
+                    let why = last.map_or(String::new(), |e| format!(" (last error: {e})"));
+                    return Err(Error::Connection(redis::RedisError::from(
+                        std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            format!("not connected within {:?}{why}", self.retry.deadline),
+                        ),
+                    )));
+                }
             };
             if !error.is_transient() || started.elapsed() + backoff >= self.retry.deadline {
                 return Err(error);
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(self.retry.max_backoff);
+            last = Some(error);
         }
     }
 

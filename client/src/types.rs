@@ -139,6 +139,10 @@ pub enum Error {
     /// deadline (connecting included). For SET/ADD the outcome is unknown:
     /// read, then use IFVERSION.
     Connection(redis::RedisError),
+    /// The TLS handshake failed: the server's certificate is not trusted
+    /// (unknown CA, wrong name, expired) or the peers share no protocol.
+    /// Not retried: it does not heal by waiting.
+    Tls(redis::RedisError),
     /// The call was malformed before it was sent.
     InvalidInput(String),
     /// An order was blocked and cancelling its other lines failed too: call
@@ -161,6 +165,7 @@ impl fmt::Display for Error {
             Error::Unavailable(e) => write!(f, "unavailable: {e}"),
             Error::Server(e) => write!(f, "server error: {e}"),
             Error::Connection(e) => write!(f, "connection: {e}"),
+            Error::Tls(e) => write!(f, "TLS: {e}"),
             Error::InvalidInput(m) => write!(f, "invalid input: {m}"),
             Error::CompensationFailed(m) => write!(f, "compensation failed: {m}"),
             Error::Protocol(m) => write!(f, "unexpected reply: {m}"),
@@ -171,7 +176,7 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Connection(e) => Some(e),
+            Error::Connection(e) | Error::Tls(e) => Some(e),
             _ => self.server_error().map(|e| e as _),
         }
     }
@@ -188,7 +193,9 @@ impl Error {
             return Error::NotAllowed(ServerError::new(e));
         }
         let Some(code) = e.code().map(str::to_string) else {
-            return if io {
+            return if is_tls_failure(&e) {
+                Error::Tls(e)
+            } else if io {
                 Error::Connection(e)
             } else {
                 Error::Protocol(e.to_string())
@@ -242,6 +249,22 @@ impl Error {
             | Error::Server(e) => Some(e),
             _ => None,
         }
+    }
+}
+
+/// A TLS handshake that failed (rustls's error inside the I/O error
+/// redis-rs reports).
+fn is_tls_failure(e: &redis::RedisError) -> bool {
+    #[cfg(feature = "tls")]
+    {
+        let io = std::error::Error::source(e).and_then(|s| s.downcast_ref::<std::io::Error>());
+        io.and_then(|io| io.get_ref())
+            .is_some_and(|inner| inner.is::<rustls::Error>())
+    }
+    #[cfg(not(feature = "tls"))]
+    {
+        let _ = e;
+        false
     }
 }
 

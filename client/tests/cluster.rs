@@ -33,7 +33,11 @@ fn spread(cluster: &Cluster, prefix: &str, n: usize) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_1000_skus_across_3_shards_in_input_order() {
     let cluster = Cluster::start();
-    let c = client(&cluster).await;
+    // Through a redis-rs ClusterClient the service configured itself.
+    let c = Client::builder()
+        .cluster_from(redis::cluster::ClusterClient::new(cluster.urls()).unwrap())
+        .await
+        .expect("connect to the cluster");
     let sets = (0..1000).map(|i| {
         let c = c.clone();
         async move { c.set(&format!("sku:{i}"), 10, None).await }

@@ -74,7 +74,8 @@ pub(crate) fn free_ports_in(range: std::ops::Range<u16>, n: u16, bus: bool) -> u
     panic!("no free ports in {range:?}");
 }
 
-fn free_port() -> u16 {
+/// A free loopback port for a server (e.g. a second, TLS, port).
+pub fn free_port() -> u16 {
     free_ports_in(SERVER_PORTS, 1, false)
 }
 
@@ -94,6 +95,14 @@ impl Server {
     /// arguments first, then `--options`).
     pub fn start(extra: &[&str]) -> Server {
         Self::start_build(Build::Debug, extra)
+    }
+
+    /// Like `start`, but a server that will not start (an option it was
+    /// not built with, say) is the reason and its log's tail, not a panic.
+    pub fn try_start(extra: &[&str]) -> Result<Server, String> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let extra = extra.iter().map(|s| s.to_string()).collect();
+        Self::try_start_in(dir, extra, Build::Debug, server_bin(), None)
     }
 
     /// Like `start`, with the chosen build of the module.
@@ -125,20 +134,30 @@ impl Server {
         bin: String,
         conf: Option<String>,
     ) -> Server {
+        Self::try_start_in(dir, extra, build, bin, conf).unwrap_or_else(|log| panic!("{log}"))
+    }
+
+    fn try_start_in(
+        dir: tempfile::TempDir,
+        extra: Vec<String>,
+        build: Build,
+        bin: String,
+        conf: Option<String>,
+    ) -> Result<Server, String> {
         let mut server = Self::spawn(dir, extra, build, bin, conf);
         // A port is free when picked but another test's socket can take it
         // before the server binds it: then start again on another port.
         let mut retries = 5;
         loop {
             match server.wait_ready() {
-                Ok(()) => return server,
+                Ok(()) => return Ok(server),
                 Err(log) if retries > 0 && log.contains("Address already in use") => {
                     retries -= 1;
                     let (dir, extra, bin, conf) = server.take_parts();
                     let _ = std::fs::remove_file(dir.path().join("server.log"));
                     server = Self::spawn(dir, extra, build, bin, conf);
                 }
-                Err(log) => panic!("{log}"),
+                Err(log) => return Err(log),
             }
         }
     }
