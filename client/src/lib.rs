@@ -9,6 +9,8 @@
 //! - Retries with backoff under a deadline for the commands that are
 //!   idempotent by txid; SET and ADD are never retried.
 //! - Optional durability: wait for N replicas after writes.
+//! - An opt-in local stock cache ([`StockCache`]) kept true by the server's
+//!   invalidations (`CLIENT TRACKING`).
 //!
 //! Built on redis-rs (`redis` crate): its async cluster connection keeps the
 //! slot map, follows MOVED/ASK and multiplexes concurrent commands per node.
@@ -31,12 +33,14 @@
 //! [redis-inventory]: ../README.md
 
 mod builder;
+mod cache;
 mod commands;
 mod order;
 mod slot;
 mod types;
 
 pub use builder::ClientBuilder;
+pub use cache::{CacheStats, StockCache};
 pub use commands::{InventoryCommands, ScanPage};
 pub use order::{Blocked, LineResult, OrderLine, OrderResult};
 pub use slot::slot;
