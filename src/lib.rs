@@ -12,10 +12,18 @@ pub mod module;
 
 use module::datatype::INVENTORY_TYPE;
 use module::server::{log, Level};
-use redis_module::{redis_module, Context, ModuleOptions, RedisString, Status};
+use redis_module::{raw, Context, ModuleOptions, RedisString, Status};
+use std::os::raw::c_int;
 
 fn init(ctx: &Context, args: &[RedisString]) -> Status {
     module::server::init_log(ctx);
+    // Said once, at notice level: none of the supported servers as packaged
+    // can run active defrag (each is built without the patched jemalloc it
+    // needs), so a callback could never run or be tested.
+    log(
+        Level::Notice,
+        "active defrag does not move inventory values (no defrag callback)",
+    );
     if let Err(e) = module::config::register(ctx, args) {
         log(Level::Warning, &e);
         return Status::Err;
@@ -46,7 +54,7 @@ fn init(ctx: &Context, args: &[RedisString]) -> Status {
 
 /// The crate's version as `MODULE LIST` shows it: major * 10000 + minor *
 /// 100 + patch (0.1.0 is 100), the usual encoding of Redis modules.
-const MODULE_VERSION: i32 = {
+const MODULE_VERSION: c_int = {
     const fn number(s: &str) -> i32 {
         let (b, mut i, mut n) = (s.as_bytes(), 0, 0);
         while i < b.len() {
@@ -60,12 +68,55 @@ const MODULE_VERSION: i32 = {
         + number(env!("CARGO_PKG_VERSION_PATCH"))
 };
 
-redis_module! {
-    name: "inventory",
-    version: MODULE_VERSION,
-    allocator: (module::alloc::ModuleAlloc, module::alloc::ModuleAlloc),
-    data_types: [INVENTORY_TYPE],
-    init: init,
+#[global_allocator]
+static ALLOCATOR: module::alloc::ModuleAlloc = module::alloc::ModuleAlloc;
+
+/// Loads the module. Written out instead of redis-module's `redis_module!`
+/// macro, which logs a warning on every start on every supported server
+/// ("Skip register defrag callbacks ...": it probes an API of Redis 8) and
+/// registers things this module does not use (its own command, event and
+/// config tables, all empty here).
+///
+/// # Safety
+/// Called by the server once, with its load context and arguments.
+#[no_mangle]
+#[allow(non_snake_case)]
+pub unsafe extern "C" fn RedisModule_OnLoad(
+    ctx: *mut raw::RedisModuleCtx,
+    argv: *mut *mut raw::RedisModuleString,
+    argc: c_int,
+) -> c_int {
+    // SAFETY: ctx is the server's load context; the name is a static C
+    // string (nothing may be allocated before Init fills the API table).
+    let status = unsafe {
+        raw::Export_RedisModule_Init(
+            ctx,
+            c"inventory".as_ptr(),
+            MODULE_VERSION,
+            raw::REDISMODULE_APIVER_1 as c_int,
+        )
+    };
+    if status == raw::Status::Err as c_int {
+        return raw::Status::Err as c_int;
+    }
+    let context = Context::new(ctx);
+    let _ = redis_module::MODULE_CONTEXT.set_context(&context);
+    let args = redis_module::decode_args(ctx, argv, argc);
+    if INVENTORY_TYPE.create_data_type(ctx).is_err() {
+        return raw::Status::Err as c_int;
+    }
+    match init(&context, &args) {
+        Status::Ok => raw::Status::Ok as c_int,
+        Status::Err => raw::Status::Err as c_int,
+    }
+}
+
+/// `MODULE UNLOAD`: the server refuses it for a module with a data type
+/// before calling this; nothing to release otherwise.
+#[no_mangle]
+#[allow(non_snake_case)]
+pub extern "C" fn RedisModule_OnUnload(_ctx: *mut raw::RedisModuleCtx) -> c_int {
+    raw::Status::Ok as c_int
 }
 
 extern "C" fn info_callback(

@@ -255,6 +255,24 @@ impl Registry {
             .min()
     }
 
+    /// Keys holding an open deadline at or before `now` (reservations due
+    /// but not yet expired), all databases, counted up to `cap` so the
+    /// count's cost is bounded when expiry is far behind.
+    pub fn due_keys(&self, now: u64, cap: usize) -> usize {
+        let mut n = 0;
+        for s in self.dbs.values() {
+            n += s
+                .by_deadline
+                .range(..=(now, u32::MAX))
+                .take(cap - n)
+                .count();
+            if n >= cap {
+                break;
+            }
+        }
+        n
+    }
+
     /// Keys registered, all databases.
     pub fn len(&self) -> usize {
         self.dbs.values().map(Schedule::len).sum()
@@ -419,6 +437,24 @@ mod tests {
             }
             assert_eq!(r.len(), model.len(), "step {step}");
         }
+    }
+
+    #[test]
+    fn due_keys_count_deadlines_at_or_before_now_up_to_the_cap() {
+        let mut r = Registry::default();
+        assert_eq!(r.due_keys(100, 10), 0);
+        r.set(0, b"a", at(Some(50), None));
+        r.set(0, b"b", at(Some(100), None));
+        r.set(0, b"c", at(Some(101), None));
+        r.set(2, b"d", at(Some(10), None));
+        r.set(2, b"e", at(None, Some(1)));
+        r.set(1, b"f", Work::now(5));
+        assert_eq!(r.due_keys(9, 10), 0);
+        assert_eq!(r.due_keys(100, 10), 3);
+        assert_eq!(r.due_keys(1000, 10), 4);
+        assert_eq!(r.due_keys(1000, 2), 2);
+        r.set(0, b"a", at(Some(500), None));
+        assert_eq!(r.due_keys(100, 10), 2);
     }
 
     #[test]

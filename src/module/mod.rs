@@ -29,7 +29,9 @@ pub fn info(ctx: &redis_module::InfoContext, for_crash_report: bool) {
     // A crash report may come from inside the registry's lock: not read then.
     if !for_crash_report {
         ctx.add_info_field_long_long("scheduled_keys", schedule::registered() as i64);
-        let lag = schedule::expiry_lag_ms(server::now_ms());
+        let now = server::now_ms();
+        let lag = schedule::expiry_lag_ms(now);
         ctx.add_info_field_long_long("expiry_lag_ms", i64::try_from(lag).unwrap_or(i64::MAX));
+        ctx.add_info_field_long_long("due_keys", schedule::due_keys(now) as i64);
     }
 }

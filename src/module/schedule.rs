@@ -66,6 +66,16 @@ pub fn expiry_lag_ms(now: u64) -> u64 {
         .map_or(0, |t| now.saturating_sub(t))
 }
 
+/// Keys counted by `due_keys`, at most: INFO stays cheap however far
+/// expiry is behind.
+pub const DUE_KEYS_CAP: usize = 10_000;
+
+/// Keys with a reservation past its deadline and not yet expired, up to
+/// `DUE_KEYS_CAP` (INFO).
+pub fn due_keys(now: u64) -> usize {
+    registry().due_keys(now, DUE_KEYS_CAP)
+}
+
 /// The db of the last `move_from` event: the db MOVE was called in.
 static MOVE_FROM_DB: AtomicI32 = AtomicI32::new(-1);
 

@@ -331,3 +331,19 @@ fn module_list_reports_the_crate_version() {
     let expected = parts[0] * 10_000 + parts[1] * 100 + parts[2];
     assert_eq!(ours[3], Value::Int(expected), "{ours:?}");
 }
+
+#[test]
+fn loading_logs_no_warning_and_says_once_that_defrag_is_not_done() {
+    let s = Server::start(&[]);
+    let log = s.log();
+    // Redis's log lines: "pid:role date time level message", where the
+    // level mark is '#' for warnings and '*' for notices.
+    let ours: Vec<&str> = log.lines().filter(|l| l.contains("<inventory>")).collect();
+    assert!(!ours.is_empty(), "no module line in:\n{log}");
+    for line in &ours {
+        let level = line.split_whitespace().nth(3);
+        assert_ne!(level, Some("#"), "a warning at load: {line}");
+    }
+    let defrag = ours.iter().filter(|l| l.contains("active defrag")).count();
+    assert_eq!(defrag, 1, "{ours:#?}");
+}

@@ -161,6 +161,12 @@ fn signal(sig: &str, pid: u32) {
     assert!(status.success(), "kill -{sig} {pid}");
 }
 
+fn due_keys(c: &mut redis::Connection) -> i64 {
+    testkit::info_value(c, "inventory", "inventory_due_keys")
+        .parse()
+        .expect("inventory_due_keys")
+}
+
 fn expiry_lag_ms(c: &mut redis::Connection) -> u64 {
     testkit::info_value(c, "inventory", "inventory_expiry_lag_ms")
         .parse()
@@ -187,14 +193,21 @@ fn info_shows_expiry_falling_behind_and_catching_up() {
 
     // The replica expires only what its master sends. With the master
     // stopped, a reservation passes its deadline there and stays open.
-    ok(mc, &["INV.RESERVE", "k", "u", "1", "TTL", "1000"]);
+    // (TTL 2 s: a loaded test machine may take over 1 s to get from the
+    // reserves to the replica's INFO, and this must read nothing due yet.)
+    ok(mc, &["INV.SET", "k2", "10"]);
+    ok(mc, &["INV.RESERVE", "k", "u", "1", "TTL", "2000"]);
+    ok(mc, &["INV.RESERVE", "k2", "u", "1", "TTL", "2000"]);
+    ok(mc, &["INV.RESERVE", "k2", "v", "1", "TTL", "60000"]);
     wait_replicated(mc);
+    assert_eq!(due_keys(rc), 0);
     signal("STOP", m.pid());
-    std::thread::sleep(Duration::from_millis(1800));
-    let lag = expiry_lag_ms(rc);
+    std::thread::sleep(Duration::from_millis(2800));
+    let (lag, due) = (expiry_lag_ms(rc), due_keys(rc));
     signal("CONT", m.pid());
     assert!((500..60_000).contains(&lag), "lag {lag} ms");
+    assert_eq!(due, 2, "k and k2 each hold a due reservation");
     eventually("the replica catches up", Duration::from_secs(10), || {
-        expiry_lag_ms(rc) == 0
+        expiry_lag_ms(rc) == 0 && due_keys(rc) == 0
     });
 }

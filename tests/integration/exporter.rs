@@ -103,3 +103,40 @@ fn the_real_exporter_publishes_every_inventory_field() {
         );
     }
 }
+
+/// The `inventory_*` names a monitoring file queries (`key="..."`, also
+/// JSON-escaped).
+fn queried_fields(text: &str) -> Vec<String> {
+    text.split("key=")
+        .skip(1)
+        .filter_map(|rest| {
+            let rest = rest.trim_start_matches(['\\', '"']);
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            name.starts_with("inventory_").then_some(name)
+        })
+        .collect()
+}
+
+#[test]
+fn the_dashboard_and_the_alerts_query_only_fields_info_has() {
+    let s = Server::start(&[]);
+    let info: String = redis::cmd("INFO")
+        .arg("inventory")
+        .query(&mut s.conn())
+        .unwrap();
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/monitoring/");
+    for file in ["grafana-dashboard.json", "alerts.yml"] {
+        let text = std::fs::read_to_string(format!("{dir}{file}")).unwrap();
+        let fields = queried_fields(&text);
+        assert!(fields.len() >= 5, "{file} queries {fields:?}");
+        for field in fields {
+            assert!(
+                info.lines().any(|l| l.starts_with(&format!("{field}:"))),
+                "{file} queries {field}, which INFO inventory does not have"
+            );
+        }
+    }
+}

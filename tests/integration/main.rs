@@ -12,5 +12,6 @@ mod hostile;
 mod keyspace;
 mod persistence;
 mod readme;
+mod redispy;
 mod replication;
 mod resp3;

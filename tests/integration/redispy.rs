@@ -1,0 +1,34 @@
+//! The commands through redis-py, Python's client (pinned in scripts/deps.sh;
+//! RESP3 is its default from 8.x), under its default, RESP2 and RESP3: the
+//! checks are in redispy_check.py, run by the real Python interpreter.
+
+use crate::harness::*;
+use std::process::Command;
+
+fn redispy_path() -> String {
+    std::env::var("INVENTORY_REDISPY").unwrap_or_else(|_| {
+        panic!("INVENTORY_REDISPY is unset: run `make test`, which installs redis-py into .deps/redispy and sets it")
+    })
+}
+
+#[test]
+fn redis_py_reads_maps_under_resp3_pairs_under_resp2_and_the_same_replies() {
+    let s = Server::start(&[]);
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/integration/redispy_check.py"
+    );
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(s.port.to_string())
+        .env("PYTHONPATH", redispy_path())
+        .output()
+        .expect("python3 (make deps installs it)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout, "ok protocol=3\nok protocol=2\nok protocol=3\n");
+}
