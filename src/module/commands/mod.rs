@@ -11,6 +11,7 @@ mod write;
 
 use super::arg::Arg;
 use super::key::Entry;
+use super::propagation::CallArgv;
 use super::reply;
 use info::Arg as DocArg;
 use inventory_core::ledger::{Error, Status};
@@ -27,14 +28,18 @@ type Handled = Result<RedisValue, Error>;
 /// the short commands.
 pub struct Request<'a> {
     args: smallvec::SmallVec<[Arg<'a>; 8]>,
+    /// The call's own argument array (the command name included), for
+    /// replication to pass on (`CallArgv`).
+    argv: CallArgv,
 }
 
 impl<'a> Request<'a> {
-    fn new(argv: &'a [*mut raw::RedisModuleString]) -> Request<'a> {
+    fn new(raw: CallArgv, argv: &'a [*mut raw::RedisModuleString]) -> Request<'a> {
         let rest = argv.get(1..).unwrap_or(&[]);
         if rest.len() > 8 {
             return Request {
                 args: rest.iter().map(|&s| Arg::new(s)).collect(),
+                argv: raw,
             };
         }
         // Filled in place: collecting through the iterator costs more than
@@ -45,7 +50,13 @@ impl<'a> Request<'a> {
         }
         Request {
             args: smallvec::SmallVec::from_buf_and_len(buf, rest.len()),
+            argv: raw,
         }
+    }
+
+    /// The call's argument array, for `Echo::reserve`.
+    pub fn call_argv(&self) -> CallArgv {
+        self.argv
     }
 
     /// For the parsers.
@@ -79,13 +90,20 @@ fn dispatch(
     handler: fn(&Context, &Request) -> Handled,
 ) -> c_int {
     let context = Context::new(ctx);
-    let argv: &[*mut raw::RedisModuleString] = if argv.is_null() || argc <= 0 {
-        &[]
-    } else {
-        // SAFETY: Redis passes `argc` valid argument strings for the call.
-        unsafe { std::slice::from_raw_parts(argv, argc as usize) }
-    };
-    match handler(&context, &Request::new(argv)) {
+    let (raw_argv, argv): (CallArgv, &[*mut raw::RedisModuleString]) =
+        if argv.is_null() || argc <= 0 {
+            (CallArgv::NONE, &[])
+        } else {
+            // SAFETY: Redis passes `argc` valid argument strings for the
+            // call, in the calling client's own array, alive until it returns.
+            unsafe {
+                (
+                    CallArgv::new(argv, argc as usize),
+                    std::slice::from_raw_parts(argv, argc as usize),
+                )
+            }
+        };
+    match handler(&context, &Request::new(raw_argv, argv)) {
         // Written by the handler itself (the hot single-key replies).
         Ok(RedisValue::NoReply) => {}
         // Replies of our own words and of client bytes as buffers: nothing

@@ -70,7 +70,7 @@ pub fn reserve(ctx: &Context, req: &Request) -> Handled {
     let entry = req.open_early(ctx, "inv.reserve");
     let cmd = parse::reserve(req.args())?;
     let p = policy();
-    let echo = Echo::reserve(cmd.txid_arg, cmd.qty_arg);
+    let echo = Echo::reserve(cmd.txid_arg, cmd.qty_arg, req.call_argv());
     single(ctx, entry, echo, |sku, now| {
         sku.plan_reserve(&cmd.txid, cmd.qty, cmd.ttl, now, &p)
     })
