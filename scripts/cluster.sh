@@ -2,7 +2,8 @@
 # Starts (or stops) a local Redis Cluster with the module: 3 masters + 3
 # replicas on 127.0.0.1, ports PORT_BASE..PORT_BASE+5 (default 7101; their
 # cluster bus ports are each +10000), data under tmp/cluster/. The server is
-# INVENTORY_SERVER (default redis-server). Every wait is bounded: a node that
+# INVENTORY_SERVER (default redis-server); APPENDONLY=yes turns the AOF on
+# (everysec), as make bench does for its flash sale. Every wait is bounded: a node that
 # does not come up within 10 s, or a cluster not healthy within 30 s, stops
 # the script with that node's log.
 # Usage: scripts/cluster.sh start|stop
@@ -40,7 +41,7 @@ start)
   for i in 0 1 2 3 4 5; do
     port=$((BASE + i)); d="$DIR/$port"; mkdir -p "$d"
     "$SERVER" --port "$port" --bind 127.0.0.1 --daemonize yes --dir "$d" \
-      --pidfile "$d/pid" --logfile "$d/log" --save "" --appendonly no \
+      --pidfile "$d/pid" --logfile "$d/log" --save "" --appendonly "${APPENDONLY:-no}" \
       --cluster-enabled yes --cluster-config-file "$d/nodes.conf" --cluster-node-timeout 2000 \
       --loadmodule "$MODULE" ||
       fail_with_log "node $port did not start" "$d/log"

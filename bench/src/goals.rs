@@ -6,6 +6,16 @@
 pub const CPU_VS_SEED: f64 = 0.25;
 /// RESERVE CPU at most this multiple of HINCRBY's.
 pub const CPU_VS_HINCRBY: f64 = 2.5;
+/// As deployed (AOF everysec + one replica), RESERVE CPU at most this
+/// multiple of HINCRBY's, stocked and sold out...
+pub const DEPLOYED_VS_HINCRBY: f64 = 2.0;
+pub const DEPLOYED_VS_HINCRBY_SOLD_OUT: f64 = 1.2;
+/// ...of TairString's `EXINCRBY ... MIN 0`, stocked and sold out...
+pub const DEPLOYED_VS_TAIR: f64 = 1.0;
+pub const DEPLOYED_VS_TAIR_SOLD_OUT: f64 = 0.5;
+/// ...and of the barrier Lua and the seed Lua, stocked.
+pub const DEPLOYED_VS_BARRIER: f64 = 0.2;
+pub const DEPLOYED_VS_SEED: f64 = 0.15;
 /// P16 RESERVE throughput at least this multiple of the seed Lua's.
 pub const P16_VS_SEED: f64 = 2.5;
 /// Bytes per open reservation (16-byte txids) at most this.

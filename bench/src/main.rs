@@ -11,6 +11,9 @@
 //!    many keys. The CPU goals use a separate interleaved measurement (1c):
 //!    RESERVE, the seed Lua reserve and HINCRBY alternate in one pipeline, so
 //!    all three see the same machine conditions.
+//!    1d: the same interleaved method as deployed: bare and production
+//!    (AOF everysec + one replica), stocked and sold out, against HINCRBY,
+//!    the seed Lua, a barrier Lua try and (TAIRSTRING_MODULE) TairString.
 //! 2. Memory per open reservation (16-byte txids) against both Lua layouts.
 //! 3. Growth: cost per call and memory as open reservations per key grow;
 //!    3b: the worst stall a PING probe sees while one key grows through its
@@ -29,6 +32,7 @@ mod report;
 use clap::Parser;
 use common::*;
 use goals::{at_least, at_most, Goal};
+use phases::deployed::phase_deployed;
 use phases::expiry::phase_expiry;
 use phases::growth::phase_growth;
 use phases::ops::phase_ops;
@@ -65,6 +69,12 @@ pub(crate) struct Args {
     /// it is missed. Writes nothing.
     #[arg(long)]
     pub edges_only: bool,
+    /// Run only phase 1d (CPU ratios bare and as deployed, stocked and sold
+    /// out, against HINCRBY, the Lua scripts and TairString when
+    /// TAIRSTRING_MODULE is set), print it and exit non-zero if a goal of it
+    /// is missed. Writes nothing.
+    #[arg(long)]
+    pub deployed_only: bool,
     /// Also measure growth at 10^7 open reservations on one key (one round:
     /// about 1 GB of server memory and a minute or two more). Reported, not
     /// part of the flatness goal, which the issue sets from 10^3 to 10^6.
@@ -129,6 +139,15 @@ async fn main() {
         }
         std::process::exit(if goals::report_missed(&goals) { 0 } else { 1 });
     }
+    if args.deployed_only {
+        let rows = phase_deployed(&args, &sz);
+        println!("{}", deployed_table(&rows));
+        let goals = deployed_goals(&rows);
+        for g in &goals {
+            println!("{}: {}", if g.met { "met" } else { "MISSED" }, g.text);
+        }
+        std::process::exit(if goals::report_missed(&goals) { 0 } else { 1 });
+    }
     if args.edges_only {
         let (edges, many) = phase_edges(&args, &sz);
         for e in &edges {
@@ -148,6 +167,8 @@ async fn main() {
     ops.extend(phase_ops(&args, &sz, sz.many_keys));
     eprintln!("phase 1c: interleaved hot-key CPU ratios");
     let ratios = phase_ratios(&args, &sz);
+    eprintln!("phase 1d: CPU ratios bare and as deployed (AOF + replica)");
+    let deployed = phase_deployed(&args, &sz);
     eprintln!("phase 1b: server throughput (redis-benchmark)");
     let throughput = phase_throughput(&args, &sz);
     eprintln!("phases 2-3: memory and growth");
@@ -156,18 +177,27 @@ async fn main() {
     eprintln!("phase 4: expiry");
     let expiry = phase_expiry(&args, sz.expiry);
     eprintln!("phase 5: flash sale");
-    let standalone = bench_server(&args.server);
-    let mut scenario = phase_scenario("standalone", &[standalone.url()], false, &sz).await;
-    drop(standalone);
+    // As deployed: AOF everysec and a replica (the cluster's masters each
+    // have one, and AOF on too).
+    let (standalone, replica) = phases::deployed::servers(&args, true);
+    let mut scenario = phase_scenario(
+        "standalone (AOF everysec + 1 replica)",
+        &[standalone.url()],
+        false,
+        &sz,
+    )
+    .await;
+    drop((standalone, replica));
     if args.cluster {
         let up = std::process::Command::new("scripts/cluster.sh")
             .arg("start")
             .env("PORT_BASE", "7201")
+            .env("APPENDONLY", "yes")
             .status();
         if up.is_ok_and(|s| s.success()) {
             scenario.extend(
                 phase_scenario(
-                    "3-shard cluster",
+                    "3-shard cluster (AOF everysec + 1 replica per master)",
                     &["redis://127.0.0.1:7201/".into()],
                     true,
                     &sz,
@@ -210,7 +240,8 @@ async fn main() {
     let costs: Vec<f64> = in_goal.iter().map(|g| g.usec_per_call).collect();
     let flat = costs.iter().cloned().fold(0.0, f64::max)
         / costs.iter().cloned().fold(f64::INFINITY, f64::min);
-    let mut goals = cpu_goals(r);
+    let mut goals = deployed_goals(&deployed);
+    goals.extend(cpu_goals(r));
     goals.extend([
         at_least(format!("P16 RESERVE throughput >= {}x seed Lua (hot key, redis-benchmark; medians {inv_p16:.0} / {seed_p16:.0} ops/s; median of per-run ratios) = {p16_ratio:.2}", goals::P16_VS_SEED), p16_ratio, goals::P16_VS_SEED),
         at_most(format!("<= {} bytes per open reservation: {mem_inv:.1}", goals::BYTES_PER_RESERVATION), mem_inv, goals::BYTES_PER_RESERVATION),
@@ -242,6 +273,7 @@ async fn main() {
         many_keys: Some(many_keys),
         scenario,
         ratios,
+        deployed,
         goals: goals.iter().map(|g| (g.text.clone(), g.met)).collect(),
     };
     let text = table(&report);
@@ -318,6 +350,59 @@ fn edge_goals(edges: &[EdgeRow], m: &ManyKeysRow) -> Vec<Goal> {
         ));
     }
     goals.push(at_most(format!("one command naming 40,000 keys costs at most {}x per key what one naming 1,000 does: {:.2} / {:.2} us", goals::MANY_KEYS_PER_KEY, m.per_key_us_40k, m.per_key_us_1k), m.per_key_us_40k / m.per_key_us_1k, goals::MANY_KEYS_PER_KEY));
+    goals
+}
+
+/// Phase 1d's goals, judged in the production setup.
+fn deployed_goals(rows: &[DeployedRow]) -> Vec<Goal> {
+    let mut goals = Vec::new();
+    for r in rows.iter().filter(|r| r.setup.starts_with("production")) {
+        let stocked = r.case == "stocked";
+        let (hincrby, tair) = if stocked {
+            (goals::DEPLOYED_VS_HINCRBY, goals::DEPLOYED_VS_TAIR)
+        } else {
+            (
+                goals::DEPLOYED_VS_HINCRBY_SOLD_OUT,
+                goals::DEPLOYED_VS_TAIR_SOLD_OUT,
+            )
+        };
+        let case = format!("{}, {}; median of {} runs", r.setup, r.case, r.runs);
+        goals.push(at_most(
+            format!(
+                "RESERVE CPU <= {hincrby}x HINCRBY ({case}): {:.3} / {:.3} us, ratio {:.2}",
+                r.reserve_usec, r.hincrby_usec, r.vs_hincrby
+            ),
+            r.vs_hincrby,
+            hincrby,
+        ));
+        if let (Some(vs), Some(us)) = (r.vs_tair, r.tair_usec) {
+            goals.push(at_most(format!("RESERVE CPU <= {tair}x TairString EXINCRBY MIN 0 ({case}): {:.3} / {us:.3} us, ratio {vs:.2}", r.reserve_usec), vs, tair));
+        }
+        if stocked {
+            goals.push(at_most(
+                format!(
+                    "RESERVE CPU <= {}x the barrier Lua ({case}): {:.3} / {:.3} us, ratio {:.3}",
+                    goals::DEPLOYED_VS_BARRIER,
+                    r.reserve_usec,
+                    r.barrier_usec,
+                    r.vs_barrier
+                ),
+                r.vs_barrier,
+                goals::DEPLOYED_VS_BARRIER,
+            ));
+            goals.push(at_most(
+                format!(
+                    "RESERVE CPU <= {}x the seed Lua ({case}): {:.3} / {:.3} us, ratio {:.3}",
+                    goals::DEPLOYED_VS_SEED,
+                    r.reserve_usec,
+                    r.seed_usec,
+                    r.vs_seed
+                ),
+                r.vs_seed,
+                goals::DEPLOYED_VS_SEED,
+            ));
+        }
+    }
     goals
 }
 

@@ -98,7 +98,67 @@ pub(crate) struct Report {
     pub many_keys: Option<ManyKeysRow>,
     pub scenario: Vec<ScenarioRow>,
     pub ratios: Ratios,
+    pub deployed: Vec<DeployedRow>,
     pub goals: Vec<(String, bool)>,
+}
+
+/// Phase 1d: one setup (bare or production) and case (stocked or sold
+/// out): medians of each command's usec and of INV.RESERVE's per-run ratios.
+#[derive(Serialize, Clone)]
+pub(crate) struct DeployedRow {
+    pub setup: String,
+    pub case: String,
+    pub runs: usize,
+    pub calls_per_run: usize,
+    pub reserve_usec: f64,
+    pub hincrby_usec: f64,
+    pub seed_usec: f64,
+    pub barrier_usec: f64,
+    pub tair_usec: Option<f64>,
+    pub vs_hincrby: f64,
+    pub vs_seed: f64,
+    pub vs_barrier: f64,
+    pub vs_tair: Option<f64>,
+}
+
+/// Phase 1d's table: the production rows first.
+pub(crate) fn deployed_table(rows: &[DeployedRow]) -> String {
+    let mut sorted: Vec<&DeployedRow> = rows.iter().collect();
+    sorted.sort_by_key(|r| !r.setup.starts_with("production"));
+    let tair = |v: Option<f64>, digits: usize| {
+        v.map_or("not loaded".to_string(), |v| format!("{v:.digits$}"))
+    };
+    let mut t = String::from("INV.RESERVE (fresh txid, TTL) server CPU per call divided by each peer's, interleaved call by call in one pipeline (INFO commandstats; medians of per-run ratios). Production: `appendonly yes`, `appendfsync everysec`, one replica attached. TairString `EXINCRBY key -1 MIN 0` when TAIRSTRING_MODULE names a built module:\n\n");
+    t.push_str(&md_table(
+        &[
+            "setup",
+            "case",
+            "vs HINCRBY",
+            "vs TairString EXINCRBY",
+            "vs barrier Lua",
+            "vs seed Lua",
+            "usec: INV.RESERVE / HINCRBY / EXINCRBY / barrier / seed",
+        ],
+        sorted.iter().map(|r| {
+            vec![
+                r.setup.clone(),
+                r.case.clone(),
+                format!("{:.2}x", r.vs_hincrby),
+                tair(r.vs_tair, 2),
+                format!("{:.3}x", r.vs_barrier),
+                format!("{:.3}x", r.vs_seed),
+                format!(
+                    "{:.2} / {:.2} / {} / {:.2} / {:.2}",
+                    r.reserve_usec,
+                    r.hincrby_usec,
+                    tair(r.tair_usec, 2),
+                    r.barrier_usec,
+                    r.seed_usec
+                ),
+            ]
+        }),
+    ));
+    t
 }
 
 /// Phase 1c: the hot-key CPU ratios the goals are judged on.
@@ -132,6 +192,7 @@ pub(crate) fn table(report: &Report) -> String {
         "Machine: {}. Server: {}. Command: `{}`.\n\n",
         report.machine, report.server, report.command
     );
+    t.push_str(&deployed_table(&report.deployed));
     t.push_str(
         "Server throughput, hot key (redis-benchmark: 50 connections, random 12-digit txids; the commands take turns; medians of the runs):\n\n",
     );
