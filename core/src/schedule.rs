@@ -273,6 +273,27 @@ impl Registry {
         n
     }
 
+    /// Up to `cap` keys holding an open deadline at or before `now`, as
+    /// (database, key), for a caller to look into.
+    pub fn due_list(&self, now: u64, cap: usize) -> Vec<(i32, Box<[u8]>)> {
+        let mut out = Vec::new();
+        for (&db, s) in &self.dbs {
+            for &(_, id) in s
+                .by_deadline
+                .range(..=(now, u32::MAX))
+                .take(cap - out.len())
+            {
+                if let Some(slot) = s.slot(id) {
+                    out.push((db, slot.key.clone()));
+                }
+            }
+            if out.len() >= cap {
+                break;
+            }
+        }
+        out
+    }
+
     /// Keys registered, all databases.
     pub fn len(&self) -> usize {
         self.dbs.values().map(Schedule::len).sum()
@@ -455,6 +476,10 @@ mod tests {
         assert_eq!(r.due_keys(1000, 2), 2);
         r.set(0, b"a", at(Some(500), None));
         assert_eq!(r.due_keys(100, 10), 2);
+        let mut listed = r.due_list(100, 10);
+        listed.sort();
+        assert_eq!(listed, [(0, b"b"[..].into()), (2, b"d"[..].into())]);
+        assert_eq!(r.due_list(100, 1).len(), 1);
     }
 
     #[test]

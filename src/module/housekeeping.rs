@@ -13,6 +13,7 @@ use super::key::Entry;
 use super::server::{log, now_ms, select_db, Level};
 use super::{config, schedule, STATS};
 use redis_module::{Context, ContextFlags, RedisString};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 /// How often the timer runs when nothing is due.
@@ -48,8 +49,50 @@ fn tick(ctx: &Context) {
         } else {
             maintain_keys(ctx)
         };
+        count_due(ctx);
     }
     arm(ctx, if behind { BUSY_TICK } else { TICK });
+}
+
+/// Keys looked into for `due_reservations`, at most, per count.
+pub const DUE_SAMPLE: usize = 100;
+/// How often the count is refreshed while reservations are due.
+const DUE_REFRESH_MS: u64 = 100;
+
+static DUE_RESERVATIONS: AtomicU64 = AtomicU64::new(0);
+static DUE_COUNTED_AT: AtomicU64 = AtomicU64::new(0);
+
+/// Reservations past their deadline and not yet expired, as last counted
+/// (INFO): exact while at most `DUE_SAMPLE` keys hold some, otherwise what
+/// the `DUE_SAMPLE` keys with the earliest deadlines hold.
+pub fn due_reservations() -> u64 {
+    DUE_RESERVATIONS.load(Relaxed)
+}
+
+/// After a tick: 0 at once when no key is due (the usual case, one
+/// registry lookup); otherwise, at most every `DUE_REFRESH_MS`, the sum of
+/// what the due keys hold (each key keeps that sum, so a look is O(1)).
+fn count_due(ctx: &Context) {
+    let now = now_ms();
+    let keys = schedule::due_list(now, DUE_SAMPLE);
+    if keys.is_empty() {
+        DUE_RESERVATIONS.store(0, Relaxed);
+        return;
+    }
+    if now.saturating_sub(DUE_COUNTED_AT.load(Relaxed)) < DUE_REFRESH_MS {
+        return;
+    }
+    let mut due = 0;
+    for (db, key) in keys {
+        if !select_db(ctx, db) {
+            continue;
+        }
+        if let Ok(entry) = Entry::open(ctx, RedisString::create_from_slice(ctx.ctx, &key)) {
+            due += entry.sku().due(now).0;
+        }
+    }
+    DUE_RESERVATIONS.store(due, Relaxed);
+    DUE_COUNTED_AT.store(now, Relaxed);
 }
 
 /// On a replica: only background work (registered as due now), which

@@ -33,5 +33,7 @@ pub fn info(ctx: &redis_module::InfoContext, for_crash_report: bool) {
         let lag = schedule::expiry_lag_ms(now);
         ctx.add_info_field_long_long("expiry_lag_ms", i64::try_from(lag).unwrap_or(i64::MAX));
         ctx.add_info_field_long_long("due_keys", schedule::due_keys(now) as i64);
+        let due = housekeeping::due_reservations();
+        ctx.add_info_field_long_long("due_reservations", i64::try_from(due).unwrap_or(i64::MAX));
     }
 }

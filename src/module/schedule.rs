@@ -76,6 +76,12 @@ pub fn due_keys(now: u64) -> usize {
     registry().due_keys(now, DUE_KEYS_CAP)
 }
 
+/// Up to `cap` keys with a reservation past its deadline and not yet
+/// expired, to count what they hold.
+pub fn due_list(now: u64, cap: usize) -> Vec<(i32, Box<[u8]>)> {
+    registry().due_list(now, cap)
+}
+
 /// The db of the last `move_from` event: the db MOVE was called in.
 static MOVE_FROM_DB: AtomicI32 = AtomicI32::new(-1);
 

@@ -167,6 +167,12 @@ fn due_keys(c: &mut redis::Connection) -> i64 {
         .expect("inventory_due_keys")
 }
 
+fn due_reservations(c: &mut redis::Connection) -> i64 {
+    testkit::info_value(c, "inventory", "inventory_due_reservations")
+        .parse()
+        .expect("inventory_due_reservations")
+}
+
 fn expiry_lag_ms(c: &mut redis::Connection) -> u64 {
     testkit::info_value(c, "inventory", "inventory_expiry_lag_ms")
         .parse()
@@ -203,11 +209,12 @@ fn info_shows_expiry_falling_behind_and_catching_up() {
     assert_eq!(due_keys(rc), 0);
     signal("STOP", m.pid());
     std::thread::sleep(Duration::from_millis(2800));
-    let (lag, due) = (expiry_lag_ms(rc), due_keys(rc));
+    let (lag, due, held) = (expiry_lag_ms(rc), due_keys(rc), due_reservations(rc));
     signal("CONT", m.pid());
     assert!((500..60_000).contains(&lag), "lag {lag} ms");
     assert_eq!(due, 2, "k and k2 each hold a due reservation");
+    assert_eq!(held, 2, "u on k and u on k2 (v on k2 is not due)");
     eventually("the replica catches up", Duration::from_secs(10), || {
-        expiry_lag_ms(rc) == 0 && due_keys(rc) == 0
+        expiry_lag_ms(rc) == 0 && due_keys(rc) == 0 && due_reservations(rc) == 0
     });
 }

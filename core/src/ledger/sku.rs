@@ -96,6 +96,12 @@ impl Sku {
         self.records.len()
     }
 
+    /// `(count, units)` of reservations past their deadline at `now` that
+    /// housekeeping has not expired yet (O(1) amortised).
+    pub fn due(&self, now: u64) -> (u64, i64) {
+        self.records.due(now)
+    }
+
     pub fn view(&self, now: u64) -> View {
         let (due_count, due_units) = self.records.due(now);
         let reserved = self.reserved - due_units;
