@@ -202,3 +202,68 @@ fn a_replica_grows_a_big_keys_index_consistently() {
         Some("CANCELLED")
     );
 }
+
+/// A reserve reaches replicas and the AOF as its effect with an absolute
+/// deadline, never as the call itself (which a replica would decide again
+/// by its own clock): from a client, a script and MULTI alike, and in the
+/// TTL form whose effect is replicated through the call's own argument
+/// slots. Checked where it cannot pass by luck: the replica never ran
+/// INV.RESERVE, the AOF never names it, and the replica holds the master's
+/// exact deadlines.
+#[test]
+fn reserves_replicate_as_effects_from_calls_scripts_and_multi() {
+    let m = Server::start(&["--appendonly", "yes"]);
+    let mc = &mut m.conn();
+    let r = replica_of(&m, &[]);
+    let rc = &mut r.conn();
+    ok(mc, &["INV.SET", "k", "100"]);
+    ok(mc, &["INV.RESERVE", "k", "plain", "1", "TTL", "60000"]);
+    ok(mc, &["INV.RESERVE", "k", "default", "1"]);
+    let at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        + 60_000;
+    ok(
+        mc,
+        &["INV.RESERVE", "k", "at", "1", "PXAT", &at.to_string()],
+    );
+    ok(
+        mc,
+        &[
+            "EVAL",
+            "return redis.call('INV.RESERVE', KEYS[1], 'lua', 2, 'TTL', 60000)",
+            "1",
+            "k",
+        ],
+    );
+    let _: redis::Value = redis::pipe()
+        .atomic()
+        .cmd("INV.RESERVE")
+        .arg(&["k", "multi", "3", "TTL", "5000"])
+        .cmd("INV.CONFIRM")
+        .arg(&["k", "plain"])
+        .query(mc)
+        .unwrap();
+    wait_replicated(mc);
+    for txid in ["plain", "default", "at", "lua", "multi"] {
+        let (a, b) = (
+            ok(mc, &["INV.TX", "k", txid]),
+            ok(rc, &["INV.TX", "k", txid]),
+        );
+        assert_eq!(a, b, "{txid}");
+    }
+    let stats: String = redis::cmd("INFO").arg("commandstats").query(rc).unwrap();
+    assert!(!stats.contains("cmdstat_inv.reserve"), "{stats}");
+    assert!(stats.contains("cmdstat_inv.apply"), "{stats}");
+    let aof_dir = m.dir.path().join("appendonlydir");
+    let mut aof = String::new();
+    for f in std::fs::read_dir(&aof_dir).unwrap() {
+        let path = f.unwrap().path();
+        if path.to_string_lossy().ends_with(".incr.aof") {
+            aof.push_str(&String::from_utf8_lossy(&std::fs::read(path).unwrap()));
+        }
+    }
+    assert!(aof.contains("INV.APPLY"), "{aof}");
+    assert!(!aof.to_uppercase().contains("INV.RESERVE"), "{aof}");
+}
