@@ -22,7 +22,7 @@ run: release ## Start redis-server with the module in the foreground (PORT=6379;
 	@scripts/deps.sh redis >/dev/null
 	scripts/run.sh $(PORT)
 
-test: deps ## fmt, clippy, unit + property tests, then integration and cluster tests on Redis 7.0, Valkey 8.1 and Valkey 9.1
+test: deps ## fmt, clippy, unit + property tests, 15 s of fuzzing per target, then integration and cluster tests on Redis 7.0, Valkey 8.1 and Valkey 9.1
 	cargo fmt --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo build
@@ -31,6 +31,7 @@ test: deps ## fmt, clippy, unit + property tests, then integration and cluster t
 	$$(scripts/deps.sh promtool) check rules docs/monitoring/alerts.yml
 	scripts/dashboard-rules.py docs/monitoring/grafana-dashboard.json > target/dashboard-queries.yml
 	$$(scripts/deps.sh promtool) check rules target/dashboard-queries.yml
+	scripts/fuzz.sh 15
 	for s in redis valkey8 valkey9; do \
 	  server=$$(scripts/deps.sh $$s) && echo "== integration and cluster tests on $$server" && \
 	  INVENTORY_SERVER=$$server INVENTORY_EXPORTER=$$(scripts/deps.sh exporter) INVENTORY_REDISPY=$$(scripts/deps.sh redispy) cargo test --test integration && \
@@ -70,7 +71,10 @@ bench: release ## Benchmark suite vs the Lua scripts (QUICK=1: under a minute; S
 	  --server $$(scripts/deps.sh $(if $(filter valkey valkey8,$(SERVER)),valkey8,$(if $(filter valkey9,$(SERVER)),valkey9,redis))) \
 	  --out docs/bench$(if $(filter valkey valkey8,$(SERVER)),/valkey,$(if $(filter valkey9,$(SERVER)),/valkey9,))
 
+fuzz: ## Fuzz the argument parsers, planning and applying, and the RDB decoder (FUZZ_SECONDS per target, default 300; make test runs 15)
+	scripts/fuzz.sh $(or $(FUZZ_SECONDS),300)
+
 clean: ## Remove build output
 	cargo clean
 
-.PHONY: help deps build release run test budget bench cluster cluster-stop demo client-bench clean
+.PHONY: help deps build release run test budget bench cluster cluster-stop demo client-bench fuzz clean

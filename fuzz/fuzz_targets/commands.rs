@@ -1,0 +1,130 @@
+//! Any argument vector, for every command: the parser answers (never a
+//! panic), and a write that parses is planned and applied to a key holding
+//! records in every state, which must still pass its audit. INV.APPLY's
+//! effects (what an AOF or a master can send) are applied as they come.
+//! Input: byte 0 picks the command; the rest, split on 0xFF, are its
+//! arguments after the command name.
+#![no_main]
+
+use inventory_core::ledger::{Plan, Policy, Result, Sku, Ttl, TxId};
+use inventory_core::parse;
+use libfuzzer_sys::fuzz_target;
+
+const NOW: u64 = 1_800_000_000_000;
+
+/// A key with stock, an open reservation, a confirmed, a cancelled and a
+/// fenced record.
+fn seeded() -> Sku {
+    let mut sku = Sku::new();
+    let p = Policy::default();
+    let tx = |t: &str| TxId::new(t.as_bytes()).expect("txid");
+    let plan = sku.plan_set(100, None, NOW);
+    seed(&mut sku, plan);
+    for (t, q) in [("open", 2), ("paid", 3), ("gone", 4)] {
+        let plan = sku.plan_reserve(&tx(t), q, Ttl::Millis(60_000), NOW, &p);
+        seed(&mut sku, plan);
+    }
+    let plan = Ok(sku.plan_confirm(&tx("paid"), NOW));
+    seed(&mut sku, plan);
+    let plan = sku.plan_cancel(&tx("gone"), NOW);
+    seed(&mut sku, plan);
+    let plan = sku.plan_cancel(&tx("fence"), NOW);
+    seed(&mut sku, plan);
+    sku
+}
+
+fn seed(sku: &mut Sku, plan: Result<Plan>) {
+    for e in plan.expect("seed plan").effects.iter() {
+        sku.apply(e).expect("seed effect");
+    }
+}
+
+fn commit(sku: &mut Sku, plan: Result<Plan>) {
+    let Ok(plan) = plan else { return };
+    if sku.check(&plan.effects).is_err() {
+        return;
+    }
+    for e in plan.effects.iter() {
+        sku.apply(e).expect("a checked plan applies");
+    }
+    sku.audit()
+        .expect("a committed plan leaves the key consistent");
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&which, rest)) = data.split_first() else {
+        return;
+    };
+    let args: Vec<&[u8]> = rest.split(|&b| b == 0xFF).collect();
+    let mut sku = seeded();
+    let p = Policy::default();
+    let now = NOW + 1_000;
+    match which % 12 {
+        0 => {
+            if let Ok(c) = parse::set(&args) {
+                let plan = sku.plan_set(c.stock, c.if_version, now);
+                commit(&mut sku, plan);
+            }
+        }
+        1 => {
+            if let Ok(c) = parse::add(&args) {
+                let plan = sku.plan_add(c.delta, c.if_version, now);
+                commit(&mut sku, plan);
+            }
+        }
+        2 => {
+            if let Ok(c) = parse::reserve(&args) {
+                let plan = sku.plan_reserve(&c.txid, c.qty, c.ttl, now, &p);
+                commit(&mut sku, plan);
+            }
+        }
+        3 => {
+            if let Ok(c) = parse::key_txid("inv.confirm", &args) {
+                let plan = Ok(sku.plan_confirm(&c.txid, now));
+                commit(&mut sku, plan);
+            }
+        }
+        4 => {
+            if let Ok(c) = parse::key_txid("inv.cancel", &args) {
+                let plan = sku.plan_cancel(&c.txid, now);
+                commit(&mut sku, plan);
+            }
+        }
+        5 => {
+            if let Ok(c) = parse::extend(&args) {
+                let plan = sku.plan_extend(&c.txid, c.ttl_ms, now, &p);
+                commit(&mut sku, plan);
+            }
+        }
+        6 => {
+            if let Ok(c) = parse::apply(&args) {
+                if sku.apply(&c.effect).is_ok() {
+                    sku.audit()
+                        .expect("an applied effect leaves the key consistent");
+                }
+            }
+        }
+        7 => {
+            let _ = parse::mreserve(&args, 64);
+        }
+        8 => {
+            let _ = parse::multi("inv.mcancel", &args, 64);
+        }
+        9 => {
+            if let Ok(c) = parse::scan(&args) {
+                let _ = sku.scan(c.cursor, c.count, now);
+            }
+        }
+        10 => {
+            let _ = parse::key_only("inv.get", &args);
+        }
+        _ => {
+            // Housekeeping long after every deadline, then its effects.
+            let effects = sku.plan_housekeeping(now + 10_000_000, 0, 1000);
+            for e in &effects {
+                sku.apply(e).expect("housekeeping applies");
+            }
+            sku.audit().expect("housekeeping leaves the key consistent");
+        }
+    }
+});
