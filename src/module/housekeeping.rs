@@ -74,14 +74,14 @@ pub fn due_reservations() -> u64 {
 /// what the due keys hold (each key keeps that sum, so a look is O(1)).
 fn count_due(ctx: &Context) {
     let now = now_ms();
-    let keys = schedule::due_list(now, DUE_SAMPLE);
-    if keys.is_empty() {
+    if !schedule::any_due(now) {
         DUE_RESERVATIONS.store(0, Relaxed);
         return;
     }
     if now.saturating_sub(DUE_COUNTED_AT.load(Relaxed)) < DUE_REFRESH_MS {
         return;
     }
+    let keys = schedule::due_list(now, DUE_SAMPLE);
     let mut due = 0;
     for (db, key) in keys {
         if !select_db(ctx, db) {

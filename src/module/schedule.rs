@@ -76,6 +76,11 @@ pub fn due_keys(now: u64) -> usize {
     registry().due_keys(now, DUE_KEYS_CAP)
 }
 
+/// Whether any key holds a reservation past its deadline, not yet expired.
+pub fn any_due(now: u64) -> bool {
+    registry().due_keys(now, 1) > 0
+}
+
 /// Up to `cap` keys with a reservation past its deadline and not yet
 /// expired, to count what they hold.
 pub fn due_list(now: u64, cap: usize) -> Vec<(i32, Box<[u8]>)> {
