@@ -6,6 +6,7 @@ mod harness;
 mod acl;
 mod bounds;
 mod commands;
+mod concurrency;
 mod expiry;
 mod exporter;
 mod hostile;
