@@ -318,3 +318,70 @@ async fn a_slot_migrated_while_orders_stream_loses_and_doubles_nothing() {
         "reserved units equal the orders' units: nothing lost or doubled"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn carts_racing_across_shards_hold_all_or_nothing_and_never_oversell() {
+    const STOCK: i64 = 50;
+    const ORDERS: usize = 120;
+    let cluster = Cluster::start();
+    let c = client(&cluster).await;
+    let skus = spread(&cluster, "cart", 3);
+    for s in &skus {
+        c.set(s, STOCK, None).await.unwrap();
+    }
+    // Each cart takes 1 or 2 units of every SKU (one per shard): about
+    // 180 units of each are asked for 50, so most carts are blocked and
+    // compensated while others race them.
+    let qty = |order: usize, line: usize| 1 + ((order * 7 + line * 3) % 2) as i64;
+    let orders = (0..ORDERS).map(|o| {
+        let (c, skus) = (c.clone(), skus.clone());
+        tokio::spawn(async move {
+            let lines: Vec<OrderLine> = skus
+                .iter()
+                .enumerate()
+                .map(|(l, s)| OrderLine::new(s, qty(o, l)))
+                .collect();
+            let r = c
+                .reserve_order(&format!("cart-{o}"), &lines, None)
+                .await
+                .unwrap();
+            (o, r.outcome)
+        })
+    });
+    let results: Vec<(usize, Outcome)> = futures::future::join_all(orders)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let won: Vec<usize> = results
+        .iter()
+        .filter(|(_, out)| *out == Outcome::Reserved)
+        .map(|(o, _)| *o)
+        .collect();
+    assert!(
+        !won.is_empty() && won.len() < ORDERS,
+        "{} carts won",
+        won.len()
+    );
+    for (l, s) in skus.iter().enumerate() {
+        let stock = c.get(s).await.unwrap().unwrap();
+        let held: i64 = won.iter().map(|&o| qty(o, l)).sum();
+        assert_eq!(
+            stock.reserved, held,
+            "{s}: exactly the winning carts hold units"
+        );
+        assert!(
+            stock.reserved + stock.sold <= STOCK,
+            "{s} oversold: {stock:?}"
+        );
+        for (o, outcome) in &results {
+            let tx = c.tx(s, &format!("cart-{o}")).await.unwrap();
+            let holds = tx.is_some_and(|t| t.outcome == Outcome::Reserved);
+            assert_eq!(
+                holds,
+                *outcome == Outcome::Reserved,
+                "cart-{o} ({outcome:?}) on {s}: all lines or none"
+            );
+        }
+    }
+}
