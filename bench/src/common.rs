@@ -14,20 +14,16 @@ pub(crate) const TCC_RESERVE: &str = include_str!("../lua/tcc_reserve.lua");
 pub(crate) const TCC_CONFIRM: &str = include_str!("../lua/tcc_confirm.lua");
 pub(crate) const TCC_CANCEL: &str = include_str!("../lua/tcc_cancel.lua");
 
+/// The options every measured server starts with (no client limit in the
+/// way, no per-command latency histograms).
+pub(crate) const MEASURING: [&str; 4] = ["--maxclients", "10000", "--latency-tracking", "no"];
+
 /// A server of the given binary with the release module, for measuring.
 pub(crate) fn bench_server(bin: &str) -> Server {
     std::env::set_var("INVENTORY_SERVER", bin);
-    Server::start_build(
-        Build::Release,
-        &[
-            "--maxclients",
-            "10000",
-            "--latency-tracking",
-            "no",
-            "--appendonly",
-            "no",
-        ],
-    )
+    let mut args = MEASURING.to_vec();
+    args.extend(["--appendonly", "no"]);
+    Server::start_build(Build::Release, &args)
 }
 
 pub(crate) fn now_ms() -> u64 {

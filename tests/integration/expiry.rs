@@ -161,22 +161,11 @@ fn signal(sig: &str, pid: u32) {
     assert!(status.success(), "kill -{sig} {pid}");
 }
 
-fn due_keys(c: &mut redis::Connection) -> i64 {
-    testkit::info_value(c, "inventory", "inventory_due_keys")
+/// One of INFO inventory's gauges.
+fn gauge(c: &mut redis::Connection, field: &str) -> i64 {
+    testkit::info_value(c, "inventory", field)
         .parse()
-        .expect("inventory_due_keys")
-}
-
-fn due_reservations(c: &mut redis::Connection) -> i64 {
-    testkit::info_value(c, "inventory", "inventory_due_reservations")
-        .parse()
-        .expect("inventory_due_reservations")
-}
-
-fn expiry_lag_ms(c: &mut redis::Connection) -> u64 {
-    testkit::info_value(c, "inventory", "inventory_expiry_lag_ms")
-        .parse()
-        .unwrap()
+        .unwrap_or_else(|_| panic!("{field}"))
 }
 
 #[test]
@@ -188,13 +177,13 @@ fn info_shows_expiry_falling_behind_and_catching_up() {
     ok(mc, &["INV.SET", "k", "10"]);
     ok(mc, &["INV.RESERVE", "k", "t", "1", "TTL", "1000"]);
     wait_replicated(mc);
-    assert_eq!(expiry_lag_ms(rc), 0);
+    assert_eq!(gauge(rc, "inventory_expiry_lag_ms"), 0);
     // A healthy master expires on time: past the deadline its lag comes
     // back to 0 (reads answer EXPIRED as soon as the deadline passes; the
     // record itself expires in housekeeping's next step).
     eventually("the master expires t", Duration::from_secs(5), || {
         let tx: Vec<String> = redis::from_redis_value(&ok(mc, &["INV.TX", "k", "t"])).unwrap();
-        tx[1] == "EXPIRED" && expiry_lag_ms(mc) == 0
+        tx[1] == "EXPIRED" && gauge(mc, "inventory_expiry_lag_ms") == 0
     });
 
     // The replica expires only what its master sends. With the master
@@ -206,15 +195,21 @@ fn info_shows_expiry_falling_behind_and_catching_up() {
     ok(mc, &["INV.RESERVE", "k2", "u", "1", "TTL", "2000"]);
     ok(mc, &["INV.RESERVE", "k2", "v", "1", "TTL", "60000"]);
     wait_replicated(mc);
-    assert_eq!(due_keys(rc), 0);
+    assert_eq!(gauge(rc, "inventory_due_keys"), 0);
     signal("STOP", m.pid());
     std::thread::sleep(Duration::from_millis(2800));
-    let (lag, due, held) = (expiry_lag_ms(rc), due_keys(rc), due_reservations(rc));
+    let (lag, due, held) = (
+        gauge(rc, "inventory_expiry_lag_ms"),
+        gauge(rc, "inventory_due_keys"),
+        gauge(rc, "inventory_due_reservations"),
+    );
     signal("CONT", m.pid());
     assert!((500..60_000).contains(&lag), "lag {lag} ms");
     assert_eq!(due, 2, "k and k2 each hold a due reservation");
     assert_eq!(held, 2, "u on k and u on k2 (v on k2 is not due)");
     eventually("the replica catches up", Duration::from_secs(10), || {
-        expiry_lag_ms(rc) == 0 && due_keys(rc) == 0 && due_reservations(rc) == 0
+        gauge(rc, "inventory_expiry_lag_ms") == 0
+            && gauge(rc, "inventory_due_keys") == 0
+            && gauge(rc, "inventory_due_reservations") == 0
     });
 }

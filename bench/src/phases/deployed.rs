@@ -39,9 +39,7 @@ fn tairstring() -> Option<String> {
 pub(crate) fn servers(args: &Args, production: bool) -> (Server, Option<Server>) {
     std::env::set_var("INVENTORY_SERVER", &args.server);
     let tair = tairstring();
-    let mut extra: Vec<String> = ["--maxclients", "10000", "--latency-tracking", "no"]
-        .map(String::from)
-        .to_vec();
+    let mut extra: Vec<String> = MEASURING.map(String::from).to_vec();
     if let Some(path) = &tair {
         extra.extend(["--loadmodule".to_string(), path.clone()]);
     }
