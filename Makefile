@@ -22,7 +22,7 @@ run: release ## Start redis-server with the module in the foreground (PORT=6379;
 	@scripts/deps.sh redis >/dev/null
 	scripts/run.sh $(PORT)
 
-test: deps ## fmt, clippy, unit + property tests, 15 s of fuzzing per target, then integration and cluster tests on Redis 7.0, Valkey 8.1 and Valkey 9.1
+test: deps ## fmt, clippy, unit + property tests, 15 s of fuzzing per target, then integration and cluster tests and the short reliability suite on Redis 7.0, Valkey 8.1 and Valkey 9.1
 	cargo fmt --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo build
@@ -35,7 +35,8 @@ test: deps ## fmt, clippy, unit + property tests, 15 s of fuzzing per target, th
 	for s in redis valkey8 valkey9; do \
 	  server=$$(scripts/deps.sh $$s) && echo "== integration and cluster tests on $$server" && \
 	  INVENTORY_SERVER=$$server INVENTORY_EXPORTER=$$(scripts/deps.sh exporter) INVENTORY_REDISPY=$$(scripts/deps.sh redispy) cargo test --test integration && \
-	  INVENTORY_SERVER=$$server cargo test -p redis-inventory-client --tests -- --test-threads=1 \
+	  INVENTORY_SERVER=$$server cargo test -p redis-inventory-client --tests -- --test-threads=1 && \
+	  cargo run -q -p redis-inventory-reliability -- --short --server $$server \
 	  || exit 1; \
 	done
 
@@ -71,10 +72,16 @@ bench: release ## Benchmark suite vs the Lua scripts (QUICK=1: under a minute; S
 	  --server $$(scripts/deps.sh $(if $(filter valkey valkey8,$(SERVER)),valkey8,$(if $(filter valkey9,$(SERVER)),valkey9,redis))) \
 	  --out docs/bench$(if $(filter valkey valkey8,$(SERVER)),/valkey,$(if $(filter valkey9,$(SERVER)),/valkey9,))
 
+reliability: release ## Crashes, failovers, hostile input and soak on Redis 7.0, Valkey 8.1 and 9.1, checked against what clients were told (about 30 min; ONLY=crash|failover|hostile|...); writes docs/reliability.md
+	@scripts/deps.sh redis valkey8 valkey9 >/dev/null
+	cargo run --release -p redis-inventory-reliability -- --release $(if $(ONLY),--only $(ONLY)) \
+	  --server $$(scripts/deps.sh redis) --server $$(scripts/deps.sh valkey8) --server $$(scripts/deps.sh valkey9) \
+	  $(if $(ONLY),,--out docs/reliability.md)
+
 fuzz: ## Fuzz the argument parsers, planning and applying, and the RDB decoder (FUZZ_SECONDS per target, default 300; make test runs 15)
 	scripts/fuzz.sh $(or $(FUZZ_SECONDS),300)
 
 clean: ## Remove build output
 	cargo clean
 
-.PHONY: help deps build release run test budget bench cluster cluster-stop demo client-bench fuzz clean
+.PHONY: help deps build release run test budget bench cluster cluster-stop demo client-bench reliability fuzz clean

@@ -6,6 +6,7 @@
 //! debug build in target/, or the release build for benchmarks).
 
 pub mod cluster;
+pub mod hostile;
 
 use redis::Connection;
 use std::net::TcpListener;
@@ -279,10 +280,30 @@ impl Server {
 
     /// Kills the server (SIGKILL: no shutdown, no final fsync) and starts it
     /// again on the same dir: what survives is what reached the disk.
-    pub fn kill_and_restart(mut self) -> Server {
+    pub fn kill_and_restart(self) -> Server {
+        self.kill_and_restart_after(Duration::ZERO)
+    }
+
+    /// Kills the server (SIGKILL), leaves it down for `down` (deadlines can
+    /// pass meanwhile), then starts it again on the same dir.
+    pub fn kill_and_restart_after(mut self, down: Duration) -> Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        std::thread::sleep(down);
         self.relaunch()
+    }
+
+    /// Starts a server on a data dir the caller prepared (an RDB or AOF to
+    /// load); the reason and the log's tail when it will not start
+    /// ("server exited (signal: ...)" when it crashed).
+    pub fn try_start_on(
+        dir: tempfile::TempDir,
+        build: Build,
+        bin: &str,
+        extra: &[&str],
+    ) -> Result<Server, String> {
+        let extra = extra.iter().map(|s| s.to_string()).collect();
+        Self::try_start_in(dir, extra, build, bin.to_string(), None)
     }
 
     /// Stops the server, waits, then starts it again on the same dir.

@@ -5,6 +5,7 @@
 use crate::harness::*;
 use redis::Value;
 use std::time::Duration;
+use testkit::hostile::with_crc;
 
 const MAX: i64 = (1 << 53) - 1;
 
@@ -65,13 +66,6 @@ fn varint(v: u64) -> Vec<u8> {
 
 fn zigzag(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
-}
-
-fn with_crc(mut payload: Vec<u8>) -> Vec<u8> {
-    let n = payload.len() - 8;
-    let crc = crc::Crc::<u64>::new(&crc::CRC_64_REDIS).checksum(&payload[..n]);
-    payload[n..].copy_from_slice(&crc.to_le_bytes());
-    payload
 }
 
 /// RESTORE refuses a header no command sequence produces: a version past

@@ -5,6 +5,7 @@
 use crate::harness::*;
 use redis::Value;
 use std::time::Duration;
+use testkit::hostile::{Rng, COMMANDS};
 
 fn pong(c: &mut redis::Connection) {
     assert_eq!(ok(c, &["PING"]), Value::SimpleString("PONG".into()));
@@ -127,93 +128,16 @@ fn a_replica_out_of_step_refuses_an_effect_naming_any_bytes_and_lives() {
     });
 }
 
-/// A small xorshift generator: the fuzz below is the same on every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    /// One argument: a word the parsers look for, a number at or past a
-    /// bound, arbitrary bytes, or arbitrary UTF-8 (U+0100 and U+3000 among it).
-    fn atom(&mut self) -> Vec<u8> {
-        const WORDS: &[&str] = &[
-            "k",
-            "{k}b",
-            "t",
-            "1",
-            "0",
-            "-1",
-            "5",
-            "TTL",
-            "PXAT",
-            "COUNT",
-            "IFVERSION",
-            "9007199254740991",
-            "9007199254740992",
-            "9223372036854775807",
-            "1e3",
-            "Ā",
-            "\u{3000}",
-            "一",
-            "%s%n",
-            "RESERVE",
-            "CONFIRM",
-            "EXPIRE",
-            "LOAD",
-            "RECORDS",
-        ];
-        match self.below(5) {
-            0 | 1 => WORDS[self.below(WORDS.len())].as_bytes().to_vec(),
-            2 => (0..self.below(12)).map(|_| self.next() as u8).collect(),
-            3 => (0..self.below(6))
-                .filter_map(|_| char::from_u32((self.next() % 0x11000) as u32))
-                .collect::<String>()
-                .into_bytes(),
-            _ => {
-                let n = 1_u64 << self.below(64);
-                n.wrapping_sub(self.below(3) as u64)
-                    .to_string()
-                    .into_bytes()
-            }
-        }
-    }
-}
-
 /// Thousands of random argument vectors over every INV command, some inside
 /// MULTI/EXEC: every one gets a reply, the server lives, and every key that
 /// exists afterwards passes INV.AUDIT.
 #[test]
 fn random_argument_vectors_never_bring_the_server_down() {
-    const COMMANDS: &[&str] = &[
-        "INV.SET",
-        "INV.ADD",
-        "INV.GET",
-        "INV.RESERVE",
-        "INV.CONFIRM",
-        "INV.CANCEL",
-        "INV.EXTEND",
-        "INV.TX",
-        "INV.MRESERVE",
-        "INV.MCONFIRM",
-        "INV.MCANCEL",
-        "INV.SCAN",
-        "INV.AUDIT",
-        "INV.APPLY",
-    ];
     let s = Server::start(&[]);
     let c = &mut s.conn();
     ok(c, &["INV.SET", "k", "100"]);
     ok(c, &["INV.SET", "{k}b", "100"]);
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15);
     for i in 0..3_000 {
         let mut args: Vec<Vec<u8>> = vec![COMMANDS[rng.below(COMMANDS.len())].into()];
         // Mostly a real key first, so the arguments after it are reached.

@@ -3,6 +3,7 @@
 
 use crate::harness::*;
 use std::time::Duration;
+use testkit::hostile::with_crc;
 
 /// A mixed workload: open, confirmed, cancelled, fenced and expired records.
 pub fn workload(c: &mut redis::Connection, key: &str) {
@@ -78,13 +79,6 @@ fn dump_restore_copy_rename_preserve_the_value() {
         .query(c)
         .unwrap();
     assert!(mem > 40 * 40, "MEMORY USAGE {mem}");
-}
-
-fn with_crc(mut payload: Vec<u8>) -> Vec<u8> {
-    let n = payload.len() - 8;
-    let crc = crc::Crc::<u64>::new(&crc::CRC_64_REDIS).checksum(&payload[..n]);
-    payload[n..].copy_from_slice(&crc.to_le_bytes());
-    payload
 }
 
 #[test]

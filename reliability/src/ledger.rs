@@ -1,0 +1,546 @@
+//! The one checker every scenario shares: what clients were told, and
+//! whether the servers still hold it.
+//!
+//! Every request the load sends is logged with its outcome: acknowledged
+//! (a reply came back; durable or not, as the scenario decides: with WAIT
+//! below its target a reply is acknowledged but not durable), refused (an
+//! error reply: nothing changed) or unanswered (cut by a fault: it may or may
+//! not have applied). A check reads every key back and compares.
+//!
+//! A check runs in one of two views. `Durable` counts only durable
+//! acknowledgements as promises (the others are treated like unanswered
+//! requests); a broken promise there is a failure. `All` counts every
+//! acknowledgement, which is how a scenario measures what was acknowledged
+//! and lost (without WAIT, say).
+
+use redis::{Connection, Value};
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+/// Milliseconds since the Unix epoch: the load's clock and the server's are
+/// the same machine's, so a request's send time is a lower bound for the
+/// time the server applied it.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum State {
+    Reserved,
+    NoStock,
+    Confirmed,
+    Cancelled,
+    Expired,
+    Unknown,
+}
+
+impl State {
+    pub fn parse(s: &str) -> Option<State> {
+        Some(match s {
+            "RESERVED" => State::Reserved,
+            "NOSTOCK" => State::NoStock,
+            "CONFIRMED" => State::Confirmed,
+            "CANCELLED" => State::Cancelled,
+            "EXPIRED" => State::Expired,
+            "UNKNOWN" => State::Unknown,
+            _ => return None,
+        })
+    }
+
+    fn terminal(self) -> bool {
+        matches!(self, State::Confirmed | State::Cancelled | State::Expired)
+    }
+
+    /// The reply says a record for the txid exists.
+    fn recorded(self) -> bool {
+        matches!(
+            self,
+            State::Reserved | State::Confirmed | State::Cancelled | State::Expired
+        )
+    }
+}
+
+/// What a request did, as far as its client knows.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Outcome {
+    /// A reply came back; `durable` is false when WAIT fell short.
+    Acked { durable: bool },
+    /// An error reply: nothing changed.
+    Refused,
+    /// No reply (a fault cut it): it may or may not have applied.
+    Unanswered,
+}
+
+/// The operations on one txid of one key.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Op {
+    Reserve {
+        qty: i64,
+        deadline_floor: i64,
+    },
+    Confirm,
+    Cancel,
+    /// Extends to at least `deadline_floor` (the load only ever extends
+    /// past every deadline it set before, so deadlines never move back).
+    Extend {
+        deadline_floor: i64,
+    },
+}
+
+#[derive(Default, Debug)]
+struct Tx {
+    qty: Option<i64>,
+    /// The first reserve's send time + TTL: whichever attempt applied did so
+    /// no earlier.
+    reserve_floor: Option<i64>,
+    sent_reserve: bool,
+    sent_confirm: bool,
+    sent_cancel: bool,
+    /// Acknowledged replies in order: (state, durable, extend floor).
+    acked: Vec<(State, bool, Option<i64>)>,
+}
+
+#[derive(Default, Debug)]
+struct Key {
+    /// Stock added by acknowledged requests (the setup's INV.SET included).
+    added: Vec<(i64, bool)>,
+    /// Adds that may or may not have applied.
+    unanswered_adds: Vec<i64>,
+    txs: HashMap<String, Tx>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum View {
+    Durable,
+    All,
+}
+
+/// Counts of requests by outcome, for the report.
+#[derive(Clone, Copy, Default, Debug)]
+pub struct Counts {
+    pub acked: u64,
+    pub not_durable: u64,
+    pub refused: u64,
+    pub unanswered: u64,
+}
+
+#[derive(Default)]
+pub struct Ledger {
+    keys: HashMap<String, Key>,
+    pub counts: Counts,
+}
+
+impl Ledger {
+    fn count(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Acked { durable: true } => self.counts.acked += 1,
+            Outcome::Acked { durable: false } => {
+                self.counts.acked += 1;
+                self.counts.not_durable += 1
+            }
+            Outcome::Refused => self.counts.refused += 1,
+            Outcome::Unanswered => self.counts.unanswered += 1,
+        }
+    }
+
+    /// Stock put into `key` (INV.SET on a new key, INV.ADD with a positive delta).
+    pub fn add(&mut self, key: &str, units: i64, outcome: Outcome) {
+        self.count(outcome);
+        let k = self.keys.entry(key.to_string()).or_default();
+        match outcome {
+            Outcome::Acked { durable } => k.added.push((units, durable)),
+            Outcome::Unanswered => k.unanswered_adds.push(units),
+            Outcome::Refused => {}
+        }
+    }
+
+    /// One request on a txid of `keys` (several for a multi-key command),
+    /// with the state each key's item answered when acknowledged.
+    pub fn tx(&mut self, items: &[(&str, Option<State>)], txid: &str, op: Op, outcome: Outcome) {
+        self.count(outcome);
+        if outcome == Outcome::Refused {
+            return;
+        }
+        for (key, state) in items {
+            let tx = self
+                .keys
+                .entry(key.to_string())
+                .or_default()
+                .txs
+                .entry(txid.to_string())
+                .or_default();
+            let mut extend_floor = None;
+            match op {
+                Op::Reserve {
+                    qty,
+                    deadline_floor,
+                } => {
+                    tx.sent_reserve = true;
+                    tx.qty = Some(qty);
+                    tx.reserve_floor.get_or_insert(deadline_floor);
+                }
+                Op::Confirm => tx.sent_confirm = true,
+                Op::Cancel => tx.sent_cancel = true,
+                Op::Extend { deadline_floor } => extend_floor = Some(deadline_floor),
+            }
+            if let (Outcome::Acked { durable }, Some(state)) = (outcome, state) {
+                // Only an extend that found its reservation RESERVED moved the deadline.
+                let floor = extend_floor.filter(|_| *state == State::Reserved);
+                tx.acked.push((*state, durable, floor));
+            }
+        }
+    }
+
+    /// Reads every key from `c` and returns what breaks a promise in `view`,
+    /// one line each. The load must be quiet and expiry caught up.
+    pub fn check(&self, c: &mut Connection, view: View) -> Result<BTreeSet<String>, String> {
+        let mut names: Vec<&String> = self.keys.keys().collect();
+        names.sort();
+        let read = read_all(c, &names)?;
+        let mut bad = BTreeSet::new();
+        let (mut open_total, mut reserved_total, mut keys_present) = (0, 0, 0);
+        // Reads show a reservation past its deadline as EXPIRED at once;
+        // INFO counts it until housekeeping expires it, within milliseconds.
+        let (mut just_open, mut just_reserved) = (0, 0);
+        for (name, snap) in names.iter().zip(&read.keys) {
+            let key = &self.keys[*name];
+            let Some(snap) = snap else {
+                if key.added.iter().any(|(_, d)| *d || view == View::All)
+                    || key.txs.values().any(|t| promised(t, view).is_some())
+                {
+                    bad.insert(format!("{name}: acknowledged key missing"));
+                }
+                continue;
+            };
+            keys_present += 1;
+            open_total += snap.open;
+            reserved_total += snap.reserved;
+            for rec in snap.records.values() {
+                if rec.state == State::Expired && rec.deadline > read.time - 1_000 {
+                    just_open += 1;
+                    just_reserved += rec.qty;
+                }
+            }
+            check_key(name, key, snap, view, &mut bad);
+            if snap.audit != "OK" {
+                bad.insert(format!("{name}: INV.AUDIT says {}", snap.audit));
+            }
+            // Fences (and cancels) still refuse their reserve.
+            for (txid, rec) in snap.records.iter().take(2_000) {
+                if rec.state == State::Cancelled {
+                    let reply: redis::RedisResult<(String, i64, i64)> = redis::cmd("INV.RESERVE")
+                        .arg(*name)
+                        .arg(txid)
+                        .arg(key.txs.get(txid).and_then(|t| t.qty).unwrap_or(1))
+                        .query(c);
+                    match reply {
+                        Ok((s, _, _)) if s == "CANCELLED" => {}
+                        other => {
+                            bad.insert(format!(
+                                "{name} {txid}: a reserve after its cancel answered {other:?}"
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        if read.dbsize != keys_present {
+            bad.insert(format!(
+                "DBSIZE {} but {keys_present} of the load's keys exist",
+                read.dbsize
+            ));
+        }
+        let fields = [
+            ("inventory_keys", keys_present, 0),
+            ("inventory_open_reservations", open_total, just_open),
+            ("inventory_reserved_units", reserved_total, just_reserved),
+        ];
+        for (field, want, slack) in fields {
+            let got = read
+                .info
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{field}:")))
+                .and_then(|v| v.trim().parse::<i64>().ok());
+            if !got.is_some_and(|g| (want..=want + slack).contains(&g)) {
+                bad.insert(format!(
+                    "INFO {field} is {got:?}, reads show {want} (+{slack} that expired in the last second)"
+                ));
+            }
+        }
+        Ok(bad)
+    }
+}
+
+/// The state a txid was last promised in `view`, if any.
+fn promised(tx: &Tx, view: View) -> Option<State> {
+    tx.acked
+        .iter()
+        .filter(|(s, durable, _)| s.recorded() && (*durable || view == View::All))
+        .map(|(s, _, _)| *s)
+        .next_back()
+}
+
+fn check_key(name: &str, key: &Key, snap: &Snapshot, view: View, bad: &mut BTreeSet<String>) {
+    let counts = |d: bool| d || view == View::All;
+    // stock + sold = every promised add plus some of the uncertain ones.
+    let base: i64 = key
+        .added
+        .iter()
+        .filter(|(_, d)| counts(*d))
+        .map(|(u, _)| u)
+        .sum();
+    let uncertain: Vec<i64> = key
+        .added
+        .iter()
+        .filter(|(_, d)| !counts(*d))
+        .map(|(u, _)| *u)
+        .chain(key.unanswered_adds.iter().copied())
+        .collect();
+    let total = snap.stock + snap.sold;
+    if !subset_sums(&uncertain).contains(&(total - base)) {
+        bad.insert(format!(
+            "{name}: stock + sold is {total}; acknowledged adds give {base} plus some of {uncertain:?}"
+        ));
+    }
+    let (mut sold, mut reserved, mut open) = (0, 0, 0);
+    for (txid, rec) in &snap.records {
+        match rec.state {
+            State::Confirmed => sold += rec.qty,
+            State::Reserved => {
+                reserved += rec.qty;
+                open += 1;
+            }
+            _ => {}
+        }
+        let Some(tx) = key.txs.get(txid) else {
+            bad.insert(format!(
+                "{name} {txid}: a record nobody sent ({:?})",
+                rec.state
+            ));
+            continue;
+        };
+        let reachable = match rec.state {
+            State::Reserved | State::Expired => tx.sent_reserve,
+            State::Confirmed => tx.sent_reserve && tx.sent_confirm,
+            State::Cancelled => tx.sent_cancel,
+            _ => false,
+        };
+        if !reachable {
+            bad.insert(format!(
+                "{name} {txid}: {:?}, which no request asked for",
+                rec.state
+            ));
+        }
+        let terminal = tx
+            .acked
+            .iter()
+            .find(|(s, d, _)| s.terminal() && counts(*d))
+            .map(|(s, _, _)| *s);
+        if let Some(t) = terminal {
+            if t != rec.state {
+                bad.insert(format!(
+                    "{name} {txid}: acknowledged {t:?}, now {:?}",
+                    rec.state
+                ));
+            }
+        }
+        if matches!(
+            rec.state,
+            State::Reserved | State::Confirmed | State::Expired
+        ) {
+            if Some(rec.qty) != tx.qty {
+                bad.insert(format!(
+                    "{name} {txid}: qty {} but {:?} was reserved",
+                    rec.qty, tx.qty
+                ));
+            }
+            let floor = tx
+                .acked
+                .iter()
+                .filter(|(_, d, _)| counts(*d))
+                .filter_map(|(_, _, f)| *f)
+                .chain(tx.reserve_floor)
+                .max();
+            if let Some(floor) = floor {
+                if rec.deadline < floor {
+                    bad.insert(format!(
+                        "{name} {txid}: deadline {} earlier than the acknowledged {floor}",
+                        rec.deadline
+                    ));
+                }
+            }
+        }
+    }
+    for (txid, tx) in &key.txs {
+        if !snap.records.contains_key(txid) {
+            if let Some(s) = promised(tx, view) {
+                bad.insert(format!("{name} {txid}: acknowledged {s:?}, now missing"));
+            }
+        }
+    }
+    if (sold, reserved, open) != (snap.sold, snap.reserved, snap.open) {
+        bad.insert(format!(
+            "{name}: sold/reserved/open {}/{}/{} but the records give {sold}/{reserved}/{open}",
+            snap.sold, snap.reserved, snap.open
+        ));
+    }
+}
+
+/// Every sum of a subset of `values` (up to 16 of them; past that, every
+/// total in the range they span, which only weakens the check).
+fn subset_sums(values: &[i64]) -> HashSet<i64> {
+    if values.len() > 16 {
+        let hi: i64 = values.iter().filter(|v| **v > 0).sum();
+        let lo: i64 = values.iter().filter(|v| **v < 0).sum();
+        return (lo..=hi).collect();
+    }
+    let mut sums = HashSet::from([0]);
+    for v in values {
+        let more: Vec<i64> = sums.iter().map(|s| s + v).collect();
+        sums.extend(more);
+    }
+    sums
+}
+
+pub struct Record {
+    pub state: State,
+    pub qty: i64,
+    pub deadline: i64,
+}
+
+pub struct Snapshot {
+    pub stock: i64,
+    pub sold: i64,
+    pub reserved: i64,
+    pub open: i64,
+    pub records: HashMap<String, Record>,
+    pub audit: String,
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+        Value::SimpleString(s) => s.clone(),
+        Value::Okay => "OK".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+fn int(v: &Value) -> i64 {
+    redis::from_redis_value(v).unwrap_or(i64::MIN)
+}
+
+/// Every key as INV.GET, INV.SCAN and INV.AUDIT show it, with INFO and
+/// DBSIZE, all in one MULTI: housekeeping cannot run inside it, so an
+/// expiry cannot fall between the reads of one key, or between the keys
+/// and INFO.
+struct ReadAll {
+    /// The server's clock (ms) when the MULTI ran.
+    time: i64,
+    keys: Vec<Option<Snapshot>>,
+    info: String,
+    dbsize: i64,
+}
+
+fn read_all(c: &mut Connection, names: &[&String]) -> Result<ReadAll, String> {
+    let mut p = redis::pipe();
+    p.atomic();
+    p.cmd("TIME");
+    for key in names {
+        p.cmd("INV.GET").arg(*key);
+        p.cmd("INV.SCAN").arg(*key).arg(0).arg("COUNT").arg(100_000);
+        p.cmd("INV.AUDIT").arg(*key);
+    }
+    p.cmd("INFO").arg("inventory").cmd("DBSIZE");
+    let replies: Vec<Value> = p.query(c).map_err(|e| format!("reading the keys: {e}"))?;
+    let n = names.len() * 3;
+    if replies.len() != n + 3 {
+        return Err(format!("{} replies to the read", replies.len()));
+    }
+    let (secs, micros): (i64, i64) =
+        redis::from_redis_value(&replies[0]).map_err(|e| format!("TIME: {e}"))?;
+    let mut keys = Vec::new();
+    for (name, r) in names.iter().zip(replies[1..=n].chunks_exact(3)) {
+        keys.push(snapshot(name, &r[0], &r[1], &r[2])?);
+    }
+    Ok(ReadAll {
+        time: secs * 1000 + micros / 1000,
+        keys,
+        info: text(&replies[n + 1]),
+        dbsize: int(&replies[n + 2]),
+    })
+}
+
+fn snapshot(
+    key: &str,
+    get: &Value,
+    scan: &Value,
+    audit: &Value,
+) -> Result<Option<Snapshot>, String> {
+    let get: Option<Vec<(String, Value)>> =
+        redis::from_redis_value(get).map_err(|e| format!("INV.GET {key}: {e}"))?;
+    let Some(get) = get else { return Ok(None) };
+    let field = |n: &str| {
+        get.iter()
+            .find(|(k, _)| k == n)
+            .map_or(i64::MIN, |(_, v)| int(v))
+    };
+    let (next, page): (String, Vec<Vec<Value>>) =
+        redis::from_redis_value(scan).map_err(|e| format!("INV.SCAN {key}: {e}"))?;
+    if next != "0" {
+        return Err(format!("INV.SCAN {key}: more than 100,000 records"));
+    }
+    let mut records = HashMap::new();
+    for r in page {
+        if r.len() != 4 {
+            return Err(format!("INV.SCAN {key}: a record of {} fields", r.len()));
+        }
+        let state = State::parse(&text(&r[1])).ok_or_else(|| format!("state {:?}", r[1]))?;
+        let record = Record {
+            state,
+            qty: int(&r[2]),
+            deadline: int(&r[3]),
+        };
+        records.insert(text(&r[0]), record);
+    }
+    Ok(Some(Snapshot {
+        stock: field("stock"),
+        sold: field("sold"),
+        reserved: field("reserved"),
+        open: field("open"),
+        records,
+        audit: text(audit),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subset_sums_of_a_few_values() {
+        let s = subset_sums(&[2, 5]);
+        assert_eq!(s, HashSet::from([0, 2, 5, 7]));
+        assert!(subset_sums(&[1; 20]).contains(&20));
+    }
+
+    #[test]
+    fn the_last_recorded_promise_counts_in_its_view() {
+        let mut l = Ledger::default();
+        let floor = 0;
+        let reserve = Op::Reserve {
+            qty: 1,
+            deadline_floor: floor,
+        };
+        l.tx(
+            &[("k", Some(State::Reserved))],
+            "t",
+            reserve,
+            Outcome::Acked { durable: false },
+        );
+        let tx = &l.keys["k"].txs["t"];
+        assert_eq!(promised(tx, View::Durable), None);
+        assert_eq!(promised(tx, View::All), Some(State::Reserved));
+    }
+}

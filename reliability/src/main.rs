@@ -1,0 +1,186 @@
+//! `make reliability`: the fault scenarios against real servers, each
+//! checked against what its clients were told; writes docs/reliability.md.
+//! `--short` is the form `make test` runs.
+
+mod ledger;
+mod load;
+mod report;
+mod scenarios;
+
+use clap::Parser;
+use scenarios::{crash, failover, hostile, soak, Finding};
+use std::time::Duration;
+use testkit::Build;
+
+#[derive(Parser)]
+#[command(about = "Crashes, failovers, hostile input and soak against real servers")]
+struct Args {
+    /// Server binaries to run every scenario on (repeat for several).
+    #[arg(long, required = true)]
+    server: Vec<String>,
+    /// The few-minute form `make test` runs.
+    #[arg(long)]
+    short: bool,
+    /// Load the release build of the module (the debug build otherwise).
+    #[arg(long)]
+    release: bool,
+    /// Write the report here (markdown).
+    #[arg(long)]
+    out: Option<std::path::PathBuf>,
+    /// Run only the scenarios whose name contains this (crash, failover, hostile, corrupted, truncated, soak).
+    #[arg(long)]
+    only: Option<String>,
+    #[arg(long, default_value_t = 0x1e55_0e11)]
+    seed: u64,
+}
+
+/// What every scenario runs against.
+pub struct Setup {
+    pub server: String,
+    pub build: Build,
+    pub seed: u64,
+}
+
+/// The sizes of one form of the suite.
+struct Sizes {
+    crash_kills: usize,
+    control_kills: usize,
+    failovers: usize,
+    vectors: usize,
+    payloads: usize,
+    files: usize,
+    soak: Duration,
+    soak_window: Duration,
+}
+
+const LONG: Sizes = Sizes {
+    crash_kills: 20,
+    control_kills: 2,
+    failovers: 10,
+    vectors: 100_000,
+    payloads: 10_000,
+    files: 10,
+    soak: Duration::from_secs(120),
+    soak_window: Duration::from_secs(30),
+};
+
+const SHORT: Sizes = Sizes {
+    crash_kills: 3,
+    control_kills: 1,
+    failovers: 2,
+    vectors: 10_000,
+    payloads: 1_000,
+    files: 2,
+    soak: Duration::from_secs(5),
+    soak_window: Duration::from_secs(1),
+};
+
+fn run_all(setup: &Setup, sizes: &Sizes, long: bool, only: Option<&str>) -> Vec<Finding> {
+    type Step<'a> = (&'static str, Box<dyn Fn() -> Finding + 'a>);
+    let steps: Vec<Step> = vec![
+        (
+            "crash",
+            Box::new(|| {
+                crash::run(
+                    setup,
+                    crash::Persistence::AofAlways { preamble: true },
+                    sizes.crash_kills,
+                )
+            }),
+        ),
+        (
+            "crash",
+            Box::new(|| {
+                crash::run(
+                    setup,
+                    crash::Persistence::AofAlways { preamble: false },
+                    sizes.crash_kills,
+                )
+            }),
+        ),
+        (
+            "crash control",
+            Box::new(|| crash::run(setup, crash::Persistence::None, sizes.control_kills)),
+        ),
+        (
+            "failover wait",
+            Box::new(|| failover::run(setup, true, sizes.failovers)),
+        ),
+        (
+            "failover",
+            Box::new(|| failover::run(setup, false, sizes.failovers)),
+        ),
+        (
+            "hostile",
+            Box::new(|| hostile::vectors(setup, sizes.vectors)),
+        ),
+        (
+            "corrupted",
+            Box::new(|| hostile::payloads(setup, sizes.payloads)),
+        ),
+        ("truncated", Box::new(|| hostile::files(setup, sizes.files))),
+        (
+            "soak",
+            Box::new(|| soak::run(setup, sizes.soak, sizes.soak_window, long)),
+        ),
+    ];
+    steps
+        .iter()
+        .filter(|(name, _)| only.is_none_or(|o| name.contains(o)))
+        .map(|(_, step)| {
+            let f = step();
+            eprintln!(
+                "  {} {} — {} ({:.0} s)",
+                if f.passed() { "ok  " } else { "FAIL" },
+                f.scenario,
+                f.setup,
+                f.secs
+            );
+            for line in f.broken.iter().chain(&f.crashes).take(20) {
+                eprintln!("       {line}");
+            }
+            f
+        })
+        .collect()
+}
+
+fn main() {
+    let args = Args::parse();
+    let sizes = if args.short { &SHORT } else { &LONG };
+    let build = if args.release {
+        Build::Release
+    } else {
+        Build::Debug
+    };
+    let mut results = Vec::new();
+    for server in &args.server {
+        let setup = Setup {
+            server: server.clone(),
+            build,
+            seed: args.seed,
+        };
+        let name = report::server_name(&setup);
+        eprintln!(
+            "== reliability ({}) on {name}",
+            if args.short { "short" } else { "long" }
+        );
+        results.push((
+            name,
+            run_all(&setup, sizes, !args.short, args.only.as_deref()),
+        ));
+    }
+    if let Some(out) = &args.out {
+        let text = report::markdown(&results, &std::env::args().collect::<Vec<_>>().join(" "));
+        std::fs::write(out, text).expect("write the report");
+        eprintln!("wrote {}", out.display());
+    }
+    let failed = results
+        .iter()
+        .flat_map(|(_, f)| f)
+        .filter(|f| !f.passed())
+        .count();
+    if failed > 0 {
+        eprintln!("{failed} scenario run(s) failed");
+        std::process::exit(1);
+    }
+}

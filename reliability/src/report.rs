@@ -1,0 +1,90 @@
+//! docs/reliability.md: per server, each scenario's setup, faults,
+//! requests by outcome, what the checker found, and the guarantees.
+
+use crate::scenarios::{distinct, Finding};
+use crate::Setup;
+use std::fmt::Write;
+
+/// "Redis 7.0.15" or "Valkey 9.1.2", read from a server started for it.
+pub fn server_name(setup: &Setup) -> String {
+    let s = testkit::Server::start_with(&setup.server, setup.build, &[]);
+    testkit::version(&mut s.conn())
+}
+
+fn machine() -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("{cpus} CPUs, Linux {}", kernel.trim())
+}
+
+pub fn markdown(results: &[(String, Vec<Finding>)], command: &str) -> String {
+    let mut md = String::new();
+    let _ = writeln!(md, "# Reliability\n");
+    let _ = writeln!(
+        md,
+        "Measured by `make reliability` ({command}), {}, on {}. Every scenario starts its own \
+         servers on loopback; its clients log each request with its reply, and one checker \
+         compares what they were told with what the servers hold (see [Method](#method)).\n",
+        date(),
+        machine()
+    );
+    for (server, findings) in results {
+        let _ = writeln!(md, "## {server}\n");
+        let _ = writeln!(
+            md,
+            "| scenario | setup | faults | requests: acknowledged / of them not durable / refused / unanswered | broken promises | acknowledged and lost | crashes | result | time |"
+        );
+        let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|");
+        for f in findings {
+            let c = f.counts;
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {:.0} s |",
+                f.scenario,
+                f.setup,
+                f.faults,
+                if c.acked + c.refused + c.unanswered == 0 {
+                    "(not a ledger load)".to_string()
+                } else {
+                    format!(
+                        "{} / {} / {} / {}",
+                        c.acked, c.not_durable, c.refused, c.unanswered
+                    )
+                },
+                f.broken.len(),
+                distinct(&f.lost_acked),
+                f.crashes.len(),
+                match (f.passed(), f.control) {
+                    (true, true) => "pass: the checker saw the losses",
+                    (true, false) => "pass",
+                    (false, _) => "**FAIL**",
+                },
+                f.secs
+            );
+        }
+        let _ = writeln!(md);
+        for f in findings {
+            for n in &f.notes {
+                let _ = writeln!(md, "- {}: {n}", f.scenario);
+            }
+            if f.control {
+                for line in f.broken.iter().take(3) {
+                    let _ = writeln!(md, "- control run, the checker reports: `{line}`");
+                }
+            }
+        }
+        let _ = writeln!(md);
+    }
+    md.push_str(GUARANTEES);
+    md
+}
+
+fn date() -> String {
+    let out = std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    out.unwrap_or_default()
+}
+
+const GUARANTEES: &str = include_str!("guarantees.md");
