@@ -12,7 +12,7 @@
 use super::key::Entry;
 use super::server::{log, now_ms, select_db, Level};
 use super::{config, schedule, STATS};
-use redis_module::{Context, ContextFlags, RedisString};
+use redis_module::{raw, Context, ContextFlags, RedisString};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
@@ -44,7 +44,7 @@ fn tick(ctx: &Context) {
     let flags = ctx.get_flags();
     let mut behind = false;
     if !flags.contains(ContextFlags::LOADING) {
-        behind = if flags.contains(ContextFlags::MASTER) {
+        behind = if flags.contains(ContextFlags::MASTER) && !writes_paused() {
             housekeep(ctx)
         } else {
             maintain_keys(ctx)
@@ -52,6 +52,16 @@ fn tick(ctx: &Context) {
         count_due(ctx);
     }
     arm(ctx, if behind { BUSY_TICK } else { TICK });
+}
+
+/// Whether the server has paused writes (`CLIENT PAUSE WRITE`, `FAILOVER`,
+/// a manual cluster failover, the end of an atomic slot migration): it
+/// then refuses anything reaching the replication stream, and a write from
+/// a timer aborts it. Expiry waits; reads already show the reservations as
+/// expired and their units as available.
+fn writes_paused() -> bool {
+    // SAFETY: takes no arguments; the pointer is set at load.
+    unsafe { raw::RedisModule_AvoidReplicaTraffic.is_some_and(|f| f() != 0) }
 }
 
 /// Keys looked into for `due_reservations`, at most, per count.

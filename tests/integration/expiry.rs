@@ -213,3 +213,35 @@ fn info_shows_expiry_falling_behind_and_catching_up() {
             && gauge(rc, "inventory_due_reservations") == 0
     });
 }
+
+/// While the server pauses writes (CLIENT PAUSE WRITE; FAILOVER, a manual
+/// cluster failover and the end of an atomic slot migration pause the same
+/// way), anything a timer sends to the replication stream aborts it. Expiry
+/// found due then waits for the pause to end: the server lives, reads show
+/// the units back at once, INFO shows the reservation due, and the AOF and
+/// the replica get the expiry afterwards.
+#[test]
+fn expiry_waits_while_writes_are_paused_instead_of_aborting_the_server() {
+    let m = Server::start(&["--appendonly", "yes"]);
+    let r = replica_of(&m, &[]);
+    let c = &mut m.conn();
+    ok(c, &["INV.SET", "k", "10"]);
+    ok(c, &["INV.RESERVE", "k", "t", "3", "TTL", "200"]);
+    ok(c, &["CLIENT", "PAUSE", "1500", "WRITE"]);
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(ok(c, &["PING"]), redis::Value::SimpleString("PONG".into()));
+    assert_eq!(get(c, "k", "available"), 10);
+    assert_eq!(gauge(c, "inventory_open_reservations"), 1);
+    eventually("the expiry after the pause", Duration::from_secs(5), || {
+        gauge(c, "inventory_open_reservations") == 0
+    });
+    assert_eq!(tx_state(c, "k", "t").as_deref(), Some("EXPIRED"));
+    wait_replicated(c);
+    assert_eq!(digest(c), digest(&mut r.conn()));
+    let m = m.restart();
+    assert_eq!(
+        tx_state(&mut m.conn(), "k", "t").as_deref(),
+        Some("EXPIRED")
+    );
+    assert!(!m.log().contains("ASSERTION"), "{}", m.log());
+}
