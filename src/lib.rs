@@ -28,11 +28,16 @@ fn init(ctx: &Context, args: &[RedisString]) -> Status {
         log(Level::Warning, &e);
         return Status::Err;
     }
-    // Large loads return an error instead of aborting on a short read, and
-    // only real changes signal WATCH / client tracking.
-    ctx.set_module_options(
-        ModuleOptions::HANDLE_IO_ERRORS | ModuleOptions::NO_IMPLICIT_SIGNAL_MODIFIED,
-    );
+    // Large loads return an error instead of aborting on a short read, only
+    // real changes signal WATCH / client tracking, and (Valkey 9) slots can
+    // move by atomic slot migration.
+    let options = ModuleOptions::HANDLE_IO_ERRORS | ModuleOptions::NO_IMPLICIT_SIGNAL_MODIFIED;
+    // SAFETY: ctx is the load context; the function is set at load.
+    unsafe {
+        if let Some(set) = raw::RedisModule_SetModuleOptions {
+            set(ctx.ctx, options.bits() | module::slot_migration::option());
+        }
+    }
     // SAFETY: ctx is the load context; the callback lives as long as the module.
     unsafe {
         if let Some(register) = redis_module::raw::RedisModule_RegisterInfoFunc {
@@ -48,6 +53,7 @@ fn init(ctx: &Context, args: &[RedisString]) -> Status {
         log(Level::Warning, &e);
         return Status::Err;
     }
+    module::slot_migration::start(ctx);
     module::housekeeping::start(ctx);
     Status::Ok
 }

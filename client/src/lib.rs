@@ -36,14 +36,20 @@ mod builder;
 mod cache;
 mod commands;
 mod order;
-mod slot;
 mod types;
 
 pub use builder::ClientBuilder;
 pub use cache::{CacheStats, StockCache};
 pub use commands::{InventoryCommands, ScanPage};
+/// The hash slot of a key. Keys sharing a hash tag share a slot, so their
+/// order lines form one atomic group.
+///
+/// ```
+/// use redis_inventory_client::slot;
+/// assert_eq!(slot(b"{cart7}:tee"), slot(b"{cart7}:mug"));
+/// ```
+pub use inventory_core::slot::slot;
 pub use order::{Blocked, LineResult, OrderLine, OrderResult};
-pub use slot::slot;
 pub use types::{Error, Outcome, Reply, Result, ServerError, Stock, TxRecord};
 
 use futures::StreamExt;

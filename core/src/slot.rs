@@ -1,15 +1,10 @@
-//! Cluster hash slots. redis-rs computes them internally but does not export
-//! the function, so this applies the same rule with the same `crc16` crate:
-//! CRC16-XMODEM of the key's hash tag (the part inside the first `{...}`,
-//! when non-empty) or of the whole key, modulo 16384.
+//! Cluster hash slots: CRC16-XMODEM of the key's hash tag (the part inside
+//! the first `{...}`, when non-empty) or of the whole key, modulo 16384.
+//! The client routes by it (redis-rs computes slots internally but does not
+//! export the function); the module uses it to know which keys a slot
+//! migration is bringing in.
 
-/// The hash slot of a key. Keys sharing a hash tag share a slot, so their
-/// order lines form one atomic group.
-///
-/// ```
-/// use redis_inventory_client::slot;
-/// assert_eq!(slot(b"{cart7}:tee"), slot(b"{cart7}:mug"));
-/// ```
+/// The hash slot of a key: keys sharing a hash tag share a slot.
 pub fn slot(key: &[u8]) -> u16 {
     let tagged = key
         .iter()

@@ -11,7 +11,7 @@
 
 use super::key::Entry;
 use super::server::{log, now_ms, select_db, Level};
-use super::{config, schedule, STATS};
+use super::{config, schedule, slot_migration, STATS};
 use redis_module::{raw, Context, ContextFlags, RedisString};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
@@ -121,18 +121,21 @@ fn maintain_keys(ctx: &Context) -> bool {
 fn housekeep(ctx: &Context) -> bool {
     let now = now_ms();
     let retention = config::policy().retention_ms;
-    visit_due(
-        ctx,
-        || schedule::pop_due(now, retention),
-        |entry| {
-            let effects = entry.sku().plan_housekeeping(now, retention, BATCH);
-            STATS.count_effects(&effects);
-            if let Err(e) = entry.commit(&effects) {
-                log(Level::Warning, &format!("housekeeping failed: {e}"));
-            }
-            entry.maintain(GROW_BATCH);
-        },
-    )
+    // Keys a slot migration is bringing in are the source's to change.
+    let pop = || loop {
+        let (db, key) = schedule::pop_due(now, retention)?;
+        if !slot_migration::park(db, &key) {
+            return Some((db, key));
+        }
+    };
+    visit_due(ctx, pop, |entry| {
+        let effects = entry.sku().plan_housekeeping(now, retention, BATCH);
+        STATS.count_effects(&effects);
+        if let Err(e) = entry.commit(&effects) {
+            log(Level::Warning, &format!("housekeeping failed: {e}"));
+        }
+        entry.maintain(GROW_BATCH);
+    })
 }
 
 /// Pops due keys until the time box is spent, runs `work` on each (opened

@@ -12,6 +12,7 @@ pub mod propagation;
 pub mod reply;
 pub mod schedule;
 pub mod server;
+pub mod slot_migration;
 
 use inventory_core::ledger::Stats;
 use once_cell::sync::Lazy;
