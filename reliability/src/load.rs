@@ -6,7 +6,7 @@
 //! restart on a new port, a promoted replica) and can be paused for a check.
 
 use crate::ledger::{now_ms, Ledger, Op, Outcome, State};
-use redis::{Connection, Value};
+use redis::{Connection, ConnectionLike, Value};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -17,8 +17,24 @@ use testkit::hostile::Rng;
 pub const KEYS: usize = 6;
 const INITIAL_STOCK: i64 = 300;
 
+/// The load's keys share one hash tag, `h12860`, which hashes to slot 0:
+/// one slot move carries every key, and as the lowest slot of whichever
+/// master owns it, it is the one `redis-cli --cluster reshard
+/// --cluster-slots 1` moves.
 pub fn key(i: usize) -> String {
-    format!("sku:{{r}}{i}")
+    format!("sku:{{h12860}}{i}")
+}
+
+/// The slot every load key is in.
+pub const SLOT: u16 = 0;
+
+/// Where the load sends its requests.
+#[derive(Clone)]
+pub enum Target {
+    /// One server, followed when a fault moves it.
+    Server(String),
+    /// A cluster, through a client that follows MOVED and ASK.
+    Cluster(Vec<String>),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -33,7 +49,7 @@ pub enum Durability {
 }
 
 struct Shared {
-    url: Mutex<String>,
+    target: Mutex<Target>,
     ledger: Mutex<Ledger>,
     stop: AtomicBool,
     pause: AtomicBool,
@@ -47,22 +63,22 @@ pub struct Load {
 }
 
 impl Load {
-    /// Stocks the keys on `url` (a promise in every view: the setup waits
-    /// for `replicas` to have it) and starts `workers` threads.
+    /// Stocks the keys on `target` (a promise in every view: the setup
+    /// waits for `replicas` to have it) and starts `workers` threads.
     pub fn start(
-        url: &str,
+        target: Target,
         workers: usize,
         durability: Durability,
         replicas: i64,
         seed: u64,
     ) -> Load {
         let mut ledger = Ledger::default();
-        let mut c = connect(url).expect("connect for the setup");
+        let mut c = connect_to(&target).expect("connect for the setup");
         for i in 0..KEYS {
             let _: () = redis::cmd("INV.SET")
                 .arg(key(i))
                 .arg(INITIAL_STOCK)
-                .query(&mut c)
+                .query(&mut *c)
                 .expect("INV.SET");
             ledger.add(&key(i), INITIAL_STOCK, Outcome::Acked { durable: true });
         }
@@ -70,12 +86,12 @@ impl Load {
             let n: i64 = redis::cmd("WAIT")
                 .arg(replicas)
                 .arg(10_000)
-                .query(&mut c)
+                .query(&mut *c)
                 .expect("WAIT");
             assert_eq!(n, replicas, "the replicas have the setup");
         }
         let shared = Arc::new(Shared {
-            url: Mutex::new(url.to_string()),
+            target: Mutex::new(target),
             ledger: Mutex::new(ledger),
             stop: AtomicBool::new(false),
             pause: AtomicBool::new(false),
@@ -93,7 +109,7 @@ impl Load {
 
     /// Points the workers at another server (a restart, a promotion).
     pub fn follow(&self, url: &str) {
-        *self.shared.url.lock().unwrap() = url.to_string();
+        *self.shared.target.lock().unwrap() = Target::Server(url.to_string());
     }
 
     /// Stops the workers between requests and waits until all are idle.
@@ -127,6 +143,20 @@ impl Load {
     }
 }
 
+type Conn = Box<dyn ConnectionLike + Send>;
+
+fn connect_to(target: &Target) -> redis::RedisResult<Conn> {
+    Ok(match target {
+        Target::Server(url) => Box::new(connect(url)?),
+        Target::Cluster(urls) => Box::new(
+            redis::cluster::ClusterClient::builder(urls.clone())
+                .response_timeout(Duration::from_secs(3))
+                .build()?
+                .get_connection()?,
+        ),
+    })
+}
+
 pub fn connect(url: &str) -> redis::RedisResult<Connection> {
     let c = redis::Client::open(url)?.get_connection_with_timeout(Duration::from_secs(1))?;
     c.set_read_timeout(Some(Duration::from_secs(3)))?;
@@ -148,7 +178,7 @@ struct Worker {
     id: usize,
     rng: Rng,
     shared: Arc<Shared>,
-    conn: Option<Connection>,
+    conn: Option<Conn>,
     next: u64,
     mine: Vec<Mine>,
     /// Txids cancelled before any reserve, to reserve later (the fence must refuse).
@@ -179,8 +209,8 @@ impl Worker {
                 continue;
             }
             if self.conn.is_none() {
-                let url = self.shared.url.lock().unwrap().clone();
-                match connect(&url) {
+                let target = self.shared.target.lock().unwrap().clone();
+                match connect_to(&target) {
                     Ok(c) => self.conn = Some(c),
                     Err(_) => {
                         std::thread::sleep(Duration::from_millis(20));
@@ -230,11 +260,12 @@ impl Worker {
         let Some(c) = self.conn.as_mut() else {
             return (None, Outcome::Unanswered);
         };
-        match cmd.query::<Value>(c) {
+        match cmd.query::<Value>(&mut **c) {
             Ok(v) => {
                 let mut durable = self.shared.durability != Durability::Unconfirmed;
                 if write && self.shared.durability == Durability::Wait {
-                    let n: redis::RedisResult<i64> = redis::cmd("WAIT").arg(1).arg(200).query(c);
+                    let n: redis::RedisResult<i64> =
+                        redis::cmd("WAIT").arg(1).arg(200).query(&mut **c);
                     durable = matches!(n, Ok(n) if n >= 1);
                     if n.is_err() {
                         self.conn = None;

@@ -40,6 +40,11 @@ impl Node {
     pub fn alive(&self) -> bool {
         self.child.is_some()
     }
+
+    /// What the node logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
+    }
 }
 
 impl Drop for Node {
@@ -62,10 +67,9 @@ pub struct Cluster {
     pub nodes: Vec<Node>,
 }
 
-fn start_node(port: u16) -> Node {
+fn start_node(port: u16, bin: &str, build: crate::Build, extra: &[&str]) -> Node {
     let dir = tempfile::tempdir().unwrap();
-    let bin = std::env::var("INVENTORY_SERVER").unwrap_or_else(|_| "redis-server".into());
-    let child = Command::new(&bin)
+    let child = Command::new(bin)
         .args([
             "--port",
             &port.to_string(),
@@ -86,10 +90,9 @@ fn start_node(port: u16) -> Node {
         .args(["--enable-debug-command", "yes"])
         .args([
             "--loadmodule",
-            &crate::module_path(crate::Build::Debug)
-                .display()
-                .to_string(),
+            &crate::module_path(build).display().to_string(),
         ])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -106,10 +109,19 @@ pub fn info(c: &mut redis::Connection, section: &str) -> String {
 }
 
 impl Cluster {
-    /// 3 masters and 3 replicas, all slots covered, replicas in sync.
+    /// 3 masters and 3 replicas of `INVENTORY_SERVER` with the debug
+    /// module, all slots covered, replicas in sync.
     pub fn start() -> Cluster {
+        Self::start_with(&crate::server_bin(), crate::Build::Debug, &[])
+    }
+
+    /// Like `start`, with a given server binary, build of the module and
+    /// extra `--options` for every node.
+    pub fn start_with(bin: &str, build: crate::Build, extra: &[&str]) -> Cluster {
         let base = free_ports(6);
-        let nodes: Vec<Node> = (0..6).map(|i| start_node(base + i)).collect();
+        let nodes: Vec<Node> = (0..6)
+            .map(|i| start_node(base + i, bin, build, extra))
+            .collect();
         for n in &nodes {
             eventually("node up", Duration::from_secs(10), || {
                 redis::Client::open(n.url())

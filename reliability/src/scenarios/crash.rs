@@ -3,7 +3,7 @@
 //! past deadlines, so reservations must expire after the restart.
 
 use super::Finding;
-use crate::load::{Durability, Load};
+use crate::load::{Durability, Load, Target};
 use crate::Setup;
 use std::time::{Duration, Instant};
 use testkit::hostile::Rng;
@@ -43,7 +43,7 @@ pub fn run(setup: &Setup, persistence: Persistence, kills: usize) -> Finding {
     f.control = persistence == Persistence::None;
     let mut rng = Rng::new(setup.seed);
     let mut s = Server::start_with(&setup.server, setup.build, &args);
-    let load = Load::start(&s.url(), 4, Durability::Reply, 0, setup.seed);
+    let load = Load::start(Target::Server(s.url()), 4, Durability::Reply, 0, setup.seed);
     let (mut rewrites, mut long_downs) = (0, 0);
     for i in 0..kills {
         std::thread::sleep(Duration::from_millis(400 + rng.below(800) as u64));

@@ -5,7 +5,7 @@
 //! shows what WAIT buys.
 
 use super::{distinct, signal, Finding};
-use crate::load::{Durability, Load};
+use crate::load::{Durability, Load, Target};
 use crate::Setup;
 use std::time::{Duration, Instant};
 use testkit::hostile::Rng;
@@ -84,7 +84,7 @@ pub fn run(setup: &Setup, wait: bool, kills: usize) -> Finding {
     let mut rng = Rng::new(setup.seed ^ 0xfa11);
     let mut master = Server::start_with(&setup.server, setup.build, ARGS);
     let mut replica = replica_of(setup, &master);
-    let load = Load::start(&master.url(), 4, durability, 1, setup.seed);
+    let load = Load::start(Target::Server(master.url()), 4, durability, 1, setup.seed);
     let mut lagged = 0;
     for i in 0..kills {
         std::thread::sleep(Duration::from_millis(400 + rng.below(600) as u64));

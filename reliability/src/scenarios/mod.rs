@@ -3,6 +3,7 @@
 pub mod crash;
 pub mod failover;
 pub mod hostile;
+pub mod reshard;
 pub mod soak;
 
 use crate::ledger::{Counts, Ledger, View};
