@@ -33,8 +33,10 @@ pub const SLOT: u16 = 0;
 pub enum Target {
     /// One server, followed when a fault moves it.
     Server(String),
-    /// A cluster, through a client that follows MOVED and ASK.
-    Cluster(Vec<String>),
+    /// A cluster, through a client that follows MOVED and ASK. With
+    /// `retry: false` a request whose connection broke is not sent again
+    /// (the load counts it unanswered): a resent INV.ADD could apply twice.
+    Cluster { urls: Vec<String>, retry: bool },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -148,12 +150,14 @@ type Conn = Box<dyn ConnectionLike + Send>;
 fn connect_to(target: &Target) -> redis::RedisResult<Conn> {
     Ok(match target {
         Target::Server(url) => Box::new(connect(url)?),
-        Target::Cluster(urls) => Box::new(
-            redis::cluster::ClusterClient::builder(urls.clone())
-                .response_timeout(Duration::from_secs(3))
-                .build()?
-                .get_connection()?,
-        ),
+        Target::Cluster { urls, retry } => {
+            let mut b = redis::cluster::ClusterClient::builder(urls.clone())
+                .response_timeout(Duration::from_secs(3));
+            if !retry {
+                b = b.retries(0);
+            }
+            Box::new(b.build()?.get_connection()?)
+        }
     })
 }
 

@@ -8,7 +8,7 @@ mod report;
 mod scenarios;
 
 use clap::Parser;
-use scenarios::{crash, failover, hostile, reshard, soak, Finding};
+use scenarios::{cluster_failover, crash, failover, hostile, reshard, soak, Finding};
 use std::time::Duration;
 use testkit::Build;
 
@@ -46,6 +46,7 @@ struct Sizes {
     crash_kills: usize,
     control_kills: usize,
     failovers: usize,
+    cluster_failovers: usize,
     moves: usize,
     vectors: usize,
     payloads: usize,
@@ -58,6 +59,7 @@ const LONG: Sizes = Sizes {
     crash_kills: 20,
     control_kills: 2,
     failovers: 10,
+    cluster_failovers: 10,
     moves: 12,
     vectors: 100_000,
     payloads: 10_000,
@@ -70,6 +72,7 @@ const SHORT: Sizes = Sizes {
     crash_kills: 3,
     control_kills: 1,
     failovers: 2,
+    cluster_failovers: 1,
     moves: 3,
     vectors: 10_000,
     payloads: 1_000,
@@ -85,6 +88,7 @@ const STEPS: &[&str] = &[
     "crash control",
     "failover with wait",
     "failover",
+    "cluster failover",
     "reshard",
     "hostile vectors",
     "corrupted payloads",
@@ -102,6 +106,7 @@ fn step(name: &str, setup: &Setup, sizes: &Sizes, long: bool) -> Finding {
         "crash control" => crash::run(setup, NoPersistence, sizes.control_kills),
         "failover with wait" => failover::run(setup, true, sizes.failovers),
         "failover" => failover::run(setup, false, sizes.failovers),
+        "cluster failover" => cluster_failover::run(setup, sizes.cluster_failovers),
         "reshard" => reshard::run(setup, sizes.moves),
         "hostile vectors" => hostile::vectors(setup, sizes.vectors),
         "corrupted payloads" => hostile::payloads(setup, sizes.payloads),

@@ -16,6 +16,8 @@ pub struct Node {
     pub port: u16,
     child: Option<Child>,
     dir: tempfile::TempDir,
+    bin: String,
+    args: Vec<String>,
 }
 
 impl Node {
@@ -69,38 +71,65 @@ pub struct Cluster {
 
 fn start_node(port: u16, bin: &str, build: crate::Build, extra: &[&str]) -> Node {
     let dir = tempfile::tempdir().unwrap();
-    let child = Command::new(bin)
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "1500"])
-        .args([
-            "--cluster-config-file",
-            &dir.path().join("nodes.conf").display().to_string(),
-        ])
-        .args(["--dir", &dir.path().display().to_string()])
-        .args(["--logfile", &dir.path().join("log").display().to_string()])
-        .args(["--enable-debug-command", "yes"])
-        .args([
-            "--loadmodule",
-            &crate::module_path(build).display().to_string(),
-        ])
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
-    Node {
+    let d = |f: &str| dir.path().join(f).display().to_string();
+    let mut args: Vec<String> = [
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--cluster-enabled",
+        "yes",
+        "--cluster-node-timeout",
+        "1500",
+        "--cluster-config-file",
+        &d("nodes.conf"),
+        "--dir",
+        &dir.path().display().to_string(),
+        "--logfile",
+        &d("log"),
+        "--enable-debug-command",
+        "yes",
+        "--loadmodule",
+        &crate::module_path(build).display().to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let mut node = Node {
         port,
-        child: Some(child),
+        child: None,
         dir,
+        bin: bin.to_string(),
+        args,
+    };
+    node.restart();
+    node
+}
+
+impl Node {
+    /// Starts the node (again) on its port, dir and arguments: after a
+    /// kill it rejoins the cluster from its nodes.conf, as a replica when
+    /// its replica was promoted meanwhile.
+    pub fn restart(&mut self) {
+        self.kill();
+        let child = Command::new(&self.bin)
+            .args(&self.args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.bin));
+        self.child = Some(child);
+        let url = self.url();
+        eventually("node up", Duration::from_secs(20), || {
+            redis::Client::open(url.as_str())
+                .and_then(|c| c.get_connection())
+                .is_ok()
+        });
     }
 }
 
@@ -122,14 +151,6 @@ impl Cluster {
         let nodes: Vec<Node> = (0..6)
             .map(|i| start_node(base + i, bin, build, extra))
             .collect();
-        for n in &nodes {
-            eventually("node up", Duration::from_secs(10), || {
-                redis::Client::open(n.url())
-                    .unwrap()
-                    .get_connection()
-                    .is_ok()
-            });
-        }
         let addrs: Vec<String> = nodes
             .iter()
             .map(|n| format!("127.0.0.1:{}", n.port))

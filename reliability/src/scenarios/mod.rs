@@ -1,5 +1,6 @@
 //! One file per scenario; each returns `Finding`s for the report.
 
+pub mod cluster_failover;
 pub mod crash;
 pub mod failover;
 pub mod hostile;

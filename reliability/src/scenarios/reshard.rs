@@ -162,7 +162,10 @@ pub fn run(setup: &Setup, moves: usize) -> Finding {
     );
     let cluster = Cluster::start_with(&setup.server, setup.build, &["--appendonly", "yes"]);
     let load = Load::start(
-        Target::Cluster(cluster.urls()),
+        Target::Cluster {
+            urls: cluster.urls(),
+            retry: true,
+        },
         4,
         Durability::Reply,
         0,

@@ -1,0 +1,106 @@
+//! Cluster failover: the master owning the load's slot is killed (-9)
+//! under load; the cluster promotes its replica by itself; the killed node
+//! restarts from its files and rejoins as the new master's replica. No
+//! WAIT: the report counts what was acknowledged and lost; every other
+//! check must hold, expiry included, on each promoted master.
+
+use super::{distinct, Finding};
+use crate::load::{Durability, Load, Target, SLOT};
+use crate::Setup;
+use std::time::{Duration, Instant};
+use testkit::cluster::Cluster;
+use testkit::eventually;
+use testkit::hostile::Rng;
+
+fn digest(c: &mut redis::Connection) -> String {
+    redis::cmd("DEBUG")
+        .arg("DIGEST")
+        .query(c)
+        .unwrap_or_default()
+}
+
+pub fn run(setup: &Setup, kills: usize) -> Finding {
+    let started = Instant::now();
+    let mut f = Finding::new(
+        "cluster failover (kill -9 the slot's master; the cluster promotes its replica)",
+        "3 masters + 3 replicas, appendonly yes (everysec), no WAIT; cluster-node-timeout 1500 ms",
+    );
+    let mut cluster = Cluster::start_with(&setup.server, setup.build, &["--appendonly", "yes"]);
+    let target = Target::Cluster {
+        urls: cluster.urls(),
+        retry: false,
+    };
+    let load = Load::start(target, 4, Durability::Unconfirmed, 0, setup.seed);
+    let mut rng = Rng::new(setup.seed ^ 0xc1f0);
+    let mut promoted = 0;
+    for i in 0..kills {
+        std::thread::sleep(Duration::from_millis(400 + rng.below(600) as u64));
+        let old = cluster.owner(SLOT);
+        cluster.nodes[old].kill();
+        let took = Instant::now();
+        eventually("the replica promoted", Duration::from_secs(30), || {
+            cluster.owner(SLOT) != old
+        });
+        let new = cluster.owner(SLOT);
+        let secs = took.elapsed().as_secs_f64();
+        std::thread::sleep(Duration::from_millis(200));
+        // The load waits while the killed node rejoins (a full sync): the
+        // fault is over, and records would only pile up.
+        load.pause();
+        f.check(&load.ledger(), &mut cluster.nodes[new].conn());
+        cluster.nodes[old].restart();
+        eventually(
+            "the old master back as a replica",
+            Duration::from_secs(30),
+            || {
+                let info = testkit::cluster::info(&mut cluster.nodes[old].conn(), "replication");
+                info.contains("role:slave") && info.contains("master_link_status:up")
+            },
+        );
+        cluster.wait_healthy();
+        load.resume();
+        promoted += 1;
+        f.notes.push(format!(
+            "failover {}: slot {SLOT} served again after {secs:.1} s",
+            i + 1
+        ));
+    }
+    let ledger = load.finish();
+    let master = cluster.owner(SLOT);
+    let mc = &mut cluster.nodes[master].conn();
+    f.check(&ledger, mc);
+    // Once quiet, the shard's replica holds what its master holds.
+    let quiet = (0..300).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        testkit::info_value(mc, "inventory", "inventory_open_reservations") == "0"
+    });
+    let replica = (0..cluster.nodes.len()).find(|&i| {
+        i != master && cluster.nodes[i].alive() && {
+            let info = testkit::cluster::info(&mut cluster.nodes[i].conn(), "replication");
+            info.contains(&format!("master_port:{}", cluster.nodes[master].port))
+        }
+    });
+    let n: i64 = redis::cmd("WAIT").arg(1).arg(5_000).query(mc).unwrap_or(0);
+    match replica {
+        Some(r) if quiet && n == 1 && digest(mc) == digest(&mut cluster.nodes[r].conn()) => {
+            f.notes
+                .push("once quiet, the slot's replica has its master's DEBUG DIGEST".into());
+        }
+        other => {
+            f.broken.insert(format!(
+                "once quiet ({quiet}), WAIT {n}, replica {other:?}: digests differ"
+            ));
+        }
+    }
+    for n in &cluster.nodes {
+        f.scan_log(&format!("node {}", n.port), &n.log());
+    }
+    f.counts = ledger.counts;
+    f.faults = format!("{promoted} kill -9 of the slot's master, each followed by its restart");
+    f.notes.push(format!(
+        "acknowledged keys/txids lost: {} (no WAIT)",
+        distinct(&f.lost_acked)
+    ));
+    f.secs = started.elapsed().as_secs_f64();
+    f
+}
