@@ -234,7 +234,15 @@ impl Server {
                     self.log_tail()
                 ));
             }
-            if let Ok(mut c) = self.try_conn() {
+            // A server stuck before its event loop (Redis's RDB check can
+            // spin on a truncated file) accepts connections and never
+            // answers: a read timeout lets the deadline decide.
+            let conn = redis::Client::open(self.url()).and_then(|c| {
+                let c = c.get_connection_with_timeout(Duration::from_secs(2))?;
+                c.set_read_timeout(Some(Duration::from_secs(2)))?;
+                Ok(c)
+            });
+            if let Ok(mut c) = conn {
                 if redis::cmd("PING").query::<String>(&mut c).is_ok() {
                     let loading: String = redis::cmd("INFO")
                         .arg("persistence")
