@@ -25,29 +25,16 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum State {
-    Reserved,
-    NoStock,
-    Confirmed,
-    Cancelled,
-    Expired,
-    Unknown,
+/// A reply's state: the core's own type, parsed from the same words.
+pub use inventory_core::ledger::Status as State;
+
+/// What the checker asks of a state.
+trait Promise {
+    fn terminal(self) -> bool;
+    fn recorded(self) -> bool;
 }
 
-impl State {
-    pub fn parse(s: &str) -> Option<State> {
-        Some(match s {
-            "RESERVED" => State::Reserved,
-            "NOSTOCK" => State::NoStock,
-            "CONFIRMED" => State::Confirmed,
-            "CANCELLED" => State::Cancelled,
-            "EXPIRED" => State::Expired,
-            "UNKNOWN" => State::Unknown,
-            _ => return None,
-        })
-    }
-
+impl Promise for State {
     fn terminal(self) -> bool {
         matches!(self, State::Confirmed | State::Cancelled | State::Expired)
     }

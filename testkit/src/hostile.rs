@@ -93,6 +93,25 @@ impl Rng {
     }
 }
 
+impl Rng {
+    /// One argument vector: a command, mostly a real key first (so the
+    /// arguments after it are reached: `k` or `{k}b`), then `atoms` atoms.
+    pub fn vector(&mut self, atoms: usize) -> Vec<Vec<u8>> {
+        let mut args: Vec<Vec<u8>> = vec![COMMANDS[self.below(COMMANDS.len())].into()];
+        if self.below(4) > 0 {
+            args.push(if self.below(2) == 0 {
+                b"k".to_vec()
+            } else {
+                b"{k}b".to_vec()
+            });
+        }
+        for _ in 0..atoms {
+            args.push(self.atom());
+        }
+        args
+    }
+}
+
 /// A DUMP payload with its trailing CRC-64 recomputed, so RESTORE passes it
 /// to the module's loader whatever was changed before the trailer.
 pub fn with_crc(mut payload: Vec<u8>) -> Vec<u8> {

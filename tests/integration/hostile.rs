@@ -5,7 +5,7 @@
 use crate::harness::*;
 use redis::Value;
 use std::time::Duration;
-use testkit::hostile::{Rng, COMMANDS};
+use testkit::hostile::Rng;
 
 fn pong(c: &mut redis::Connection) {
     assert_eq!(ok(c, &["PING"]), Value::SimpleString("PONG".into()));
@@ -139,18 +139,8 @@ fn random_argument_vectors_never_bring_the_server_down() {
     ok(c, &["INV.SET", "{k}b", "100"]);
     let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15);
     for i in 0..3_000 {
-        let mut args: Vec<Vec<u8>> = vec![COMMANDS[rng.below(COMMANDS.len())].into()];
-        // Mostly a real key first, so the arguments after it are reached.
-        if rng.below(4) > 0 {
-            args.push(if rng.below(2) == 0 {
-                b"k".to_vec()
-            } else {
-                b"{k}b".to_vec()
-            });
-        }
-        for _ in 0..rng.below(8) {
-            args.push(rng.atom());
-        }
+        let atoms = rng.below(8);
+        let args = rng.vector(atoms);
         let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
         if i % 10 == 0 {
             let mut p = redis::pipe();

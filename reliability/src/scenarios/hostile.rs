@@ -56,23 +56,13 @@ pub fn vectors(setup: &Setup, n: usize) -> Finding {
         let mut p = redis::pipe();
         for _ in 0..100.min(n - sent) {
             sent += 1;
-            let mut args: Vec<Vec<u8>> = vec![COMMANDS[rng.below(COMMANDS.len())].into()];
-            if rng.below(4) > 0 {
-                args.push(if rng.below(2) == 0 {
-                    b"k".to_vec()
-                } else {
-                    b"{k}b".to_vec()
-                });
-            }
             let count = if rng.below(100) == 0 {
                 long += 1;
                 1_000 + rng.below(500)
             } else {
                 rng.below(8)
             };
-            for _ in 0..count {
-                args.push(rng.atom());
-            }
+            let args = rng.vector(count);
             match rng.below(20) {
                 0 | 1 => {
                     multi += 1;
