@@ -24,7 +24,7 @@ use inventory_core::ledger::{Effect, TxId};
 use redis_module::{raw, Context, ContextFlags, RedisString};
 use std::ffi::CStr;
 use std::os::raw::{c_int, c_void};
-use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicU8, Ordering::Relaxed};
 
 const UNKNOWN: u8 = 0;
 const NOT_NEEDED: u8 = 1;
@@ -402,24 +402,12 @@ unsafe fn replicate_reserve_in_place(
     deadline: u64,
 ) -> c_int {
     // SAFETY: the API table is filled once at load and never written again.
-    let api = unsafe {
-        (
-            raw::RedisModule_ReplicateVerbatim,
-            raw::RedisModule_CreateStringFromLongLong,
-            raw::RedisModule_FreeString,
-        )
-    };
-    let (Some(verbatim), Some(from_ll), Some(free)) = api else {
+    let Some(verbatim) = (unsafe { raw::RedisModule_ReplicateVerbatim }) else {
         return raw::REDISMODULE_ERR as c_int;
     };
     let apply = *APPLY as *mut raw::RedisModuleString;
-    if apply.is_null() || argv.ptr.is_null() || argv.len != 6 {
-        return raw::REDISMODULE_ERR as c_int;
-    }
-    // SAFETY: a context-free string, freed below after the verbatim copy
-    // took its own reference.
-    let at = unsafe { from_ll(std::ptr::null_mut(), deadline as i64) };
-    if at.is_null() {
+    let at = deadline_string(deadline);
+    if apply.is_null() || at.is_null() || argv.ptr.is_null() || argv.len != 6 {
         return raw::REDISMODULE_ERR as c_int;
     }
     // SAFETY: the caller's guarantee: the live 6-slot array of this call.
@@ -430,9 +418,49 @@ unsafe fn replicate_reserve_in_place(
     // SAFETY: ctx is the running command's context.
     let status = unsafe { verbatim(ctx) };
     slots.copy_from_slice(&saved);
-    // SAFETY: made above; replication holds its own reference now.
-    unsafe { free(std::ptr::null_mut(), at) };
     status
+}
+
+/// The last deadline replicated, and its string, which the module holds
+/// one reference to. Reserves with one TTL arriving in the same millisecond
+/// (a flash sale's burst) share one deadline, so they share its string
+/// instead of each making one (400 of an INV.RESERVE's 6,000 instructions
+/// with a replica or AOF attached, docs/benchmarks.md). Sharing is safe as
+/// for the effect names: a string handed to replication is only read, and
+/// replication takes its own reference. Touched on the main thread only
+/// (commands and timers); the atomics are plain loads and stores.
+static LAST_DEADLINE: AtomicU64 = AtomicU64::new(u64::MAX);
+static LAST_DEADLINE_STRING: AtomicPtr<raw::RedisModuleString> =
+    AtomicPtr::new(std::ptr::null_mut());
+
+/// `deadline` as a module string (null if the server cannot make one),
+/// valid at least until the next call.
+fn deadline_string(deadline: u64) -> *mut raw::RedisModuleString {
+    let cached = LAST_DEADLINE_STRING.load(Relaxed);
+    if LAST_DEADLINE.load(Relaxed) == deadline && !cached.is_null() {
+        return cached;
+    }
+    // SAFETY: the API table is filled once at load. A context-free string
+    // made here is owned by the cache; the one it replaces loses the
+    // cache's reference (replication keeps its own where it still has one).
+    unsafe {
+        let (Some(from_ll), Some(free)) = (
+            raw::RedisModule_CreateStringFromLongLong,
+            raw::RedisModule_FreeString,
+        ) else {
+            return std::ptr::null_mut();
+        };
+        let made = from_ll(std::ptr::null_mut(), deadline as i64);
+        if made.is_null() {
+            return made;
+        }
+        if !cached.is_null() {
+            free(std::ptr::null_mut(), cached);
+        }
+        LAST_DEADLINE_STRING.store(made, Relaxed);
+        LAST_DEADLINE.store(deadline, Relaxed);
+        made
+    }
 }
 
 /// An effect's arguments as module strings (binary safe), for the "v"
