@@ -4,6 +4,13 @@
 #   scripts/profile.sh callgrind [server]  instructions per INV.RESERVE and per
 #       HINCRBY: 50,000 fresh-txid reserves on one new key, each followed by a
 #       HINCRBY, under valgrind --tool=callgrind (stable on a noisy machine).
+#       AOF=1: the server runs with appendonly yes (replication's cost inside
+#       the command). STOCK=0: every reserve meets a sold-out key.
+#       CACHE=1: also simulate the caches and branch predictor: L1
+#       instruction-cache misses and mispredicted branches per call.
+#   scripts/profile.sh footprint [server]  the module code one INV.RESERVE
+#       runs: distinct instructions and 64-byte cache lines executed by
+#       (nearly) every call, by function (same load and options as callgrind).
 #   scripts/profile.sh perf [server]       where INV.RESERVE's time goes: perf
 #       record --call-graph dwarf on the server during `make bench RATIOS=1`,
 #       samples under the module command dispatcher grouped by part.
@@ -13,27 +20,31 @@
 # the module INVENTORY_MODULE names.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mode=${1:?usage: scripts/profile.sh callgrind|perf [server]}
+mode=${1:?usage: scripts/profile.sh callgrind|footprint|perf [server]}
 server=${2:-$(command -v redis-server)}
 module=${INVENTORY_MODULE:-$PWD/target/release/libinventory.so}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 case $mode in
-callgrind)
+callgrind | footprint)
   port=7560
-  python3 - "$work/load.resp" <<'PY'
+  python3 - "$work/load.resp" "${STOCK:-$((1 << 50))}" <<'PY'
 import sys
 def cmd(*a):
     return f"*{len(a)}\r\n" + "".join(f"${len(str(x))}\r\n{x}\r\n" for x in a)
 with open(sys.argv[1], "w") as f:
-    f.write(cmd("INV.SET", "hotx", 1 << 50) + cmd("HSET", "floor", "reserved", 0))
+    f.write(cmd("INV.SET", "hotx", int(sys.argv[2])) + cmd("HSET", "floor", "reserved", 0))
     for i in range(50_000):
         f.write(cmd("INV.RESERVE", "hotx", f"0000001-{i:08d}", 1, "TTL", 3600000))
         f.write(cmd("HINCRBY", "floor", "reserved", 1))
 PY
-  valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$work/cg.out" \
-    "$server" --port $port --save '' --appendonly no --loadmodule "$module" >"$work/vg.log" 2>&1 &
+  sim=()
+  [ -n "${CACHE:-}" ] && sim=(--cache-sim=yes --branch-sim=yes)
+  [ "$mode" = footprint ] && sim=(--dump-instr=yes)
+  valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$work/cg.out" "${sim[@]}" \
+    "$server" --port $port --save '' --dir "$work" --appendonly "$([ -n "${AOF:-}" ] && echo yes || echo no)" \
+    --loadmodule "$module" >"$work/vg.log" 2>&1 &
   for _ in $(seq 100); do redis-cli -p $port ping >/dev/null 2>&1 && break; sleep 0.1; done
   callgrind_control -i on >/dev/null 2>&1
   callgrind_control -z >/dev/null 2>&1
@@ -42,9 +53,57 @@ PY
   callgrind_control -i off >/dev/null 2>&1
   redis-cli -p $port shutdown nosave >/dev/null 2>&1 || true
   wait
-  callgrind_annotate --inclusive=yes "$work"/cg.out.* 2>/dev/null |
-    grep -E "(RedisModuleCommandDispatcher|hincrbyCommand) \[" |
-    awk '{v=$1; gsub(",","",v); printf "%6.0f instructions per call  %s\n", v/50000, $3}'
+  if [ "$mode" = footprint ]; then
+    python3 - "$work"/cg.out.* <<'PY'
+# Instructions of the module's object executed at least 45,000 times in
+# 50,000 reserves, with the 64-byte lines they sit on, by function.
+import collections, re, sys
+names, obj, fn, addr, after_calls = {}, None, None, 0, False
+hits, fn_of = collections.Counter(), {}
+for line in open(sys.argv[1]):
+    m = re.match(r"(c?)(ob|fn|fl|fi|fe)=\((\d+)\)(?: (.*))?", line.rstrip("\n"))
+    if m:
+        callee, kind, idx, name = m.groups()
+        if name:
+            names[(kind, idx)] = name
+        if not callee and kind == "ob":
+            obj = names.get((kind, idx))
+        if not callee and kind == "fn":
+            fn = names.get((kind, idx))
+        continue
+    if line.startswith("calls="):
+        after_calls = True
+        continue
+    t = line.split()
+    if not t or not (t[0][0].isdigit() or t[0][0] in "+-*"):
+        continue
+    a = t[0]
+    addr = int(a, 16) if a.startswith("0x") else addr + int(a) if a[0] in "+-" else addr if a == "*" else int(a)
+    if after_calls:
+        after_calls = False  # the called function's inclusive cost, not this line's
+        continue
+    if obj and "libinventory" in obj and len(t) >= 3:
+        hits[addr] += int(t[2])
+        fn_of[addr] = fn
+hot = [a for a, n in hits.items() if n >= 45_000]
+lines = {a // 64 for a in hot}
+print(f"module code per reserve: {sum(hits.values()) / 50_000:.0f} instructions executed, "
+      f"{len(hot)} distinct hot instructions on {len(lines)} cache lines ({len(lines) * 64 / 1024:.1f} KB)")
+by_fn = collections.defaultdict(list)
+for a in hot:
+    by_fn[fn_of[a]].append(a)
+for f, addrs in sorted(by_fn.items(), key=lambda kv: -len(kv[1]))[:15]:
+    print(f"{len(addrs):6d} instructions {len({a // 64 for a in addrs}):4d} lines  {f[:100]}")
+PY
+  else
+    show=Ir
+    [ -n "${CACHE:-}" ] && show=Ir,I1mr,D1mr,Bcm,Bim
+    callgrind_annotate --inclusive=yes --show=$show --show-percs=no "$work"/cg.out.* 2>/dev/null |
+      grep -E "(RedisModuleCommandDispatcher|ValkeyModuleCommandDispatcher|hincrbyCommand) \[" |
+      awk -v show=$show '{n = split(show, ev, ","); line = ""
+        for (i = 1; i <= n; i++) { v = $i; gsub(",", "", v); line = line sprintf("%8.1f %s", v / 50000, ev[i]) }
+        print line " per call  " $(n + 1)}'
+  fi
   ;;
 perf)
   cargo build --release -q -p redis-inventory-bench
@@ -84,7 +143,7 @@ for name in [g for g, _ in groups] + ["the rest"]:
 PY
   ;;
 *)
-  echo "usage: scripts/profile.sh callgrind|perf [server]" >&2
+  echo "usage: scripts/profile.sh callgrind|footprint|perf [server]" >&2
   exit 2
   ;;
 esac

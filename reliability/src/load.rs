@@ -37,6 +37,11 @@ pub enum Target {
     /// `retry: false` a request whose connection broke is not sent again
     /// (the load counts it unanswered): a resent INV.ADD could apply twice.
     Cluster { urls: Vec<String>, retry: bool },
+    /// A cluster's nodes: the load talks straight to the master that owns
+    /// `SLOT` (asked of any live node), so that the `WAIT` after a write
+    /// reaches the node that took the write. A stale owner answers MOVED (a
+    /// refusal) and the owner is asked again.
+    SlotOwner(Vec<String>),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -158,7 +163,41 @@ fn connect_to(target: &Target) -> redis::RedisResult<Conn> {
             }
             Box::new(b.build()?.get_connection()?)
         }
+        Target::SlotOwner(urls) => Box::new(connect(&slot_owner(urls)?)?),
     })
+}
+
+/// The URL of the master that owns `SLOT`, as the first node of `urls` that
+/// answers sees it.
+fn slot_owner(urls: &[String]) -> redis::RedisResult<String> {
+    let mut last = None;
+    for url in urls {
+        let ranges = connect(url).and_then(|mut c| {
+            redis::cmd("CLUSTER")
+                .arg("SLOTS")
+                .query::<Vec<Vec<Value>>>(&mut c)
+        });
+        match ranges {
+            Ok(ranges) => {
+                let owner = ranges.iter().find_map(|r| {
+                    let start: i64 = redis::from_redis_value(r.first()?).ok()?;
+                    let end: i64 = redis::from_redis_value(r.get(1)?).ok()?;
+                    let master: Vec<Value> = redis::from_redis_value(r.get(2)?).ok()?;
+                    let host: String = redis::from_redis_value(master.first()?).ok()?;
+                    let port: i64 = redis::from_redis_value(master.get(1)?).ok()?;
+                    (start..=end)
+                        .contains(&i64::from(SLOT))
+                        .then_some((host, port))
+                });
+                if let Some((host, port)) = owner {
+                    let host = if host.is_empty() { "127.0.0.1" } else { &host };
+                    return Ok(format!("redis://{host}:{port}/"));
+                }
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| (redis::ErrorKind::ClusterDown, "slot not served").into()))
 }
 
 pub fn connect(url: &str) -> redis::RedisResult<Connection> {
@@ -277,7 +316,14 @@ impl Worker {
                 }
                 (Some(v), Outcome::Acked { durable })
             }
-            Err(e) if e.code().is_some() => (None, Outcome::Refused),
+            Err(e) if e.code().is_some() => {
+                // Talking to a node that no longer takes the slot's writes:
+                // ask where they go now.
+                if matches!(e.code(), Some("MOVED" | "READONLY")) {
+                    self.conn = None;
+                }
+                (None, Outcome::Refused)
+            }
             Err(_) => {
                 self.conn = None;
                 (None, Outcome::Unanswered)

@@ -1,8 +1,10 @@
 //! Cluster failover: the master owning the load's slot is killed (-9)
 //! under load; the cluster promotes its replica by itself; the killed node
-//! restarts from its files and rejoins as the new master's replica. No
-//! WAIT: the report counts what was acknowledged and lost; every other
-//! check must hold, expiry included, on each promoted master.
+//! restarts from its files and rejoins as the new master's replica. With
+//! WAIT the load talks straight to the slot's master and a write is a
+//! promise once `WAIT 1` confirms it: none may be lost. Without WAIT (through
+//! a cluster client) the report counts what was acknowledged and lost;
+//! every other check must hold, expiry included, on each promoted master.
 
 use super::{distinct, Finding};
 use crate::load::{Durability, Load, Target, SLOT};
@@ -19,18 +21,32 @@ fn digest(c: &mut redis::Connection) -> String {
         .unwrap_or_default()
 }
 
-pub fn run(setup: &Setup, kills: usize) -> Finding {
+pub fn run(setup: &Setup, kills: usize, wait: bool) -> Finding {
     let started = Instant::now();
     let mut f = Finding::new(
         "cluster failover (kill -9 the slot's master; the cluster promotes its replica)",
-        "3 masters + 3 replicas, appendonly yes (everysec), no WAIT; cluster-node-timeout 1500 ms",
+        if wait {
+            "3 masters + 3 replicas, appendonly yes (everysec), straight to the slot's master, every write followed by WAIT 1 200; cluster-node-timeout 1500 ms"
+        } else {
+            "3 masters + 3 replicas, appendonly yes (everysec), through a cluster client, no WAIT; cluster-node-timeout 1500 ms"
+        },
     );
     let mut cluster = Cluster::start_with(&setup.server, setup.build, &["--appendonly", "yes"]);
-    let target = Target::Cluster {
-        urls: cluster.urls(),
-        retry: false,
+    let load = if wait {
+        Load::start(
+            Target::SlotOwner(cluster.urls()),
+            4,
+            Durability::Wait,
+            1,
+            setup.seed,
+        )
+    } else {
+        let target = Target::Cluster {
+            urls: cluster.urls(),
+            retry: false,
+        };
+        Load::start(target, 4, Durability::Unconfirmed, 0, setup.seed)
     };
-    let load = Load::start(target, 4, Durability::Unconfirmed, 0, setup.seed);
     let mut rng = Rng::new(setup.seed ^ 0xc1f0);
     let mut promoted = 0;
     for i in 0..kills {
@@ -97,10 +113,18 @@ pub fn run(setup: &Setup, kills: usize) -> Finding {
     }
     f.counts = ledger.counts;
     f.faults = format!("{promoted} kill -9 of the slot's master, each followed by its restart");
-    f.notes.push(format!(
-        "acknowledged keys/txids lost: {} (no WAIT)",
-        distinct(&f.lost_acked)
-    ));
+    f.notes.push(if wait {
+        format!(
+            "acknowledged keys/txids lost: {} ({} not confirmed by WAIT)",
+            distinct(&f.lost_acked),
+            ledger.counts.not_durable
+        )
+    } else {
+        format!(
+            "acknowledged keys/txids lost: {} (no WAIT)",
+            distinct(&f.lost_acked)
+        )
+    });
     f.secs = started.elapsed().as_secs_f64();
     f
 }

@@ -230,32 +230,74 @@ pub fn payloads(setup: &Setup, n: usize) -> Finding {
     f
 }
 
+/// How a server started on damaged files ended up.
+enum Start {
+    Served(Server),
+    /// Exited with an error: the right answer to a damaged file.
+    Refused,
+    /// Never answered: the upstream RDB-check hang
+    /// (docs/upstream-rdb-check-hang.md), killed by the harness.
+    Hung,
+}
+
 /// Starts a server on a copy of `files`: a crash (a signal) is a failure,
-/// a refusal to start is not.
-fn start_on(
-    setup: &Setup,
-    files: &Path,
-    args: &[&str],
-    f: &mut Finding,
-    what: &str,
-) -> Option<Server> {
+/// a refusal to start is not, a hang is the upstream bug and counted apart.
+fn start_on(setup: &Setup, files: &Path, args: &[&str], f: &mut Finding, what: &str) -> Start {
     let dir = tempfile::tempdir().unwrap();
     copy_dir(files, dir.path());
     match Server::try_start_on(dir, setup.build, &setup.server, args) {
-        Ok(s) => Some(s),
+        Ok(s) => Start::Served(s),
         Err(log) => {
             let head = log.lines().next().unwrap_or("");
             if head.contains("not ready in time") {
-                // Redis's and Valkey's own RDB check spins on a file cut
-                // between two parts of a module value: an upstream bug
-                // (docs/upstream-rdb-check-hang.md), counted apart.
                 f.notes.push(format!(
                     "{what}: the server hung in its RDB check (upstream bug, docs/upstream-rdb-check-hang.md); killed after 15 s"
                 ));
-            } else if head.contains("signal") || log.contains("panicked") {
-                f.crashes.push(format!("{what}: {head}"));
+                Start::Hung
+            } else {
+                if head.contains("signal") || log.contains("panicked") {
+                    f.crashes.push(format!("{what}: {head}"));
+                }
+                Start::Refused
             }
-            None
+        }
+    }
+}
+
+/// The cut docs/upstream-rdb-check-hang.md names: the RDB ends right after
+/// key0's module id. Redis 7.0, Valkey 8.1 and 9.1 spin in their RDB check
+/// on it, so this proves that the harness ends such a hang instead of
+/// waiting forever, and notices the day a server refuses the file instead.
+fn start_cut_after_module_id(
+    setup: &Setup,
+    src: &Path,
+    rel: &Path,
+    original: &[u8],
+    args: &[&str],
+    f: &mut Finding,
+) {
+    // The key as an RDB string (length 4, "key0"), then the 64-bit module
+    // id (0x81 and 8 bytes).
+    let marker = b"\x04key0\x81";
+    let Some(at) = original.windows(marker.len()).position(|w| w == marker) else {
+        f.broken
+            .insert("the check could not run: the RDB has no module value named key0".into());
+        return;
+    };
+    let files = tempfile::tempdir().unwrap();
+    copy_dir(src, files.path());
+    std::fs::write(files.path().join(rel), &original[..at + marker.len() + 8]).unwrap();
+    let what = "RDB cut right after key0's module id";
+    match start_on(setup, files.path(), args, f, what) {
+        Start::Hung => {}
+        Start::Refused => f.notes.push(format!(
+            "{what}: refused to start (this server no longer hangs on it)"
+        )),
+        Start::Served(s) => {
+            let keys = audit_all(&mut s.conn(), what, f);
+            f.scan_log(what, &s.log());
+            f.notes
+                .push(format!("{what}: started with {keys} keys, each audited OK"));
         }
     }
 }
@@ -272,8 +314,9 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// Truncated and corrupted RDB and AOF files at startup: `n` of each kind.
-pub fn files(setup: &Setup, n: usize) -> Finding {
+/// Truncated and corrupted RDB and AOF files at startup: `n` of each kind;
+/// with `upstream_cut`, also the cut that hangs the servers' RDB check.
+pub fn files(setup: &Setup, n: usize, upstream_cut: bool) -> Finding {
     let started = Instant::now();
     let mut f = Finding::new(
         "truncated and corrupted RDB and AOF at startup",
@@ -328,18 +371,24 @@ pub fn files(setup: &Setup, n: usize) -> Finding {
                 );
                 let slot = &mut outcomes[kind * 2 + usize::from(corrupted)];
                 match start_on(setup, files.path(), args, &mut f, &what) {
-                    Some(s) => {
+                    Start::Served(s) => {
                         slot.0 += 1;
                         audit_all(&mut s.conn(), &what, &mut f);
                         f.scan_log(&what, &s.log());
                     }
-                    None => slot.1 += 1,
+                    Start::Refused | Start::Hung => slot.1 += 1,
                 }
             }
         }
+        if upstream_cut && !aof {
+            start_cut_after_module_id(setup, &src, &rel, &original, args, &mut f);
+        }
         drop(s);
     }
-    f.faults = format!("{} server starts on damaged files", 4 * n);
+    f.faults = format!(
+        "{} server starts on damaged files",
+        4 * n + usize::from(upstream_cut)
+    );
     for (i, name) in [
         "RDB truncated",
         "RDB corrupted",
