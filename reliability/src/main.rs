@@ -32,6 +32,10 @@ struct Args {
     only: Option<String>,
     #[arg(long, default_value_t = 0x1e55_0e11)]
     seed: u64,
+    /// The output of `scripts/fuzz.sh` run just before, summed up in the
+    /// report (`make reliability` fuzzes each target first).
+    #[arg(long)]
+    fuzz_log: Option<std::path::PathBuf>,
 }
 
 /// What every scenario runs against.
@@ -176,7 +180,11 @@ fn main() {
         ));
     }
     if let Some(out) = &args.out {
-        let text = report::markdown(&results, &std::env::args().collect::<Vec<_>>().join(" "));
+        let fuzz = args.fuzz_log.as_ref().map(|p| {
+            std::fs::read_to_string(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
+        });
+        let command = std::env::args().collect::<Vec<_>>().join(" ");
+        let text = report::markdown(&results, &command, fuzz.as_deref());
         std::fs::write(out, text).expect("write the report");
         eprintln!("wrote {}", out.display());
     }
