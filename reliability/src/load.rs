@@ -172,28 +172,12 @@ fn connect_to(target: &Target) -> redis::RedisResult<Conn> {
 fn slot_owner(urls: &[String]) -> redis::RedisResult<String> {
     let mut last = None;
     for url in urls {
-        let ranges = connect(url).and_then(|mut c| {
-            redis::cmd("CLUSTER")
-                .arg("SLOTS")
-                .query::<Vec<Vec<Value>>>(&mut c)
-        });
-        match ranges {
-            Ok(ranges) => {
-                let owner = ranges.iter().find_map(|r| {
-                    let start: i64 = redis::from_redis_value(r.first()?).ok()?;
-                    let end: i64 = redis::from_redis_value(r.get(1)?).ok()?;
-                    let master: Vec<Value> = redis::from_redis_value(r.get(2)?).ok()?;
-                    let host: String = redis::from_redis_value(master.first()?).ok()?;
-                    let port: i64 = redis::from_redis_value(master.get(1)?).ok()?;
-                    (start..=end)
-                        .contains(&i64::from(SLOT))
-                        .then_some((host, port))
-                });
-                if let Some((host, port)) = owner {
-                    let host = if host.is_empty() { "127.0.0.1" } else { &host };
-                    return Ok(format!("redis://{host}:{port}/"));
-                }
+        match connect(url).and_then(|mut c| testkit::cluster::slot_master(&mut c, SLOT)) {
+            Ok(Some((host, port))) => {
+                let host = if host.is_empty() { "127.0.0.1" } else { &host };
+                return Ok(format!("redis://{host}:{port}/"));
             }
+            Ok(None) => {}
             Err(e) => last = Some(e),
         }
     }

@@ -133,6 +133,25 @@ impl Node {
     }
 }
 
+/// The host and port of the master serving `slot`, as the node behind `c`
+/// sees it (CLUSTER SLOTS); `None` when no range holds the slot.
+pub fn slot_master(
+    c: &mut redis::Connection,
+    slot: u16,
+) -> redis::RedisResult<Option<(String, u16)>> {
+    let ranges: Vec<Vec<redis::Value>> = redis::cmd("CLUSTER").arg("SLOTS").query(c)?;
+    Ok(ranges.iter().find_map(|r| {
+        let start: i64 = redis::from_redis_value(r.first()?).ok()?;
+        let end: i64 = redis::from_redis_value(r.get(1)?).ok()?;
+        let master: Vec<redis::Value> = redis::from_redis_value(r.get(2)?).ok()?;
+        let host: String = redis::from_redis_value(master.first()?).ok()?;
+        let port: u16 = redis::from_redis_value(master.get(1)?).ok()?;
+        (start..=end)
+            .contains(&i64::from(slot))
+            .then_some((host, port))
+    }))
+}
+
 pub fn info(c: &mut redis::Connection, section: &str) -> String {
     redis::cmd("INFO").arg(section).query(c).unwrap_or_default()
 }
@@ -208,29 +227,10 @@ impl Cluster {
     /// The index of the node serving `slot` as master.
     pub fn owner(&self, slot: u16) -> usize {
         let live = self.nodes.iter().position(|n| n.alive()).unwrap();
-        let slots: Vec<(i64, i64, Vec<redis::Value>)> = redis::cmd("CLUSTER")
-            .arg("SLOTS")
-            .query::<Vec<Vec<redis::Value>>>(&mut self.nodes[live].conn())
+        let (_, port) = slot_master(&mut self.nodes[live].conn(), slot)
             .unwrap()
-            .into_iter()
-            .map(|r| {
-                let start: i64 = redis::from_redis_value(&r[0]).unwrap();
-                let end: i64 = redis::from_redis_value(&r[1]).unwrap();
-                let master: Vec<redis::Value> = redis::from_redis_value(&r[2]).unwrap();
-                (start, end, master)
-            })
-            .collect();
-        for (start, end, master) in slots {
-            if (start..=end).contains(&i64::from(slot)) {
-                let port: i64 = redis::from_redis_value(&master[1]).unwrap();
-                return self
-                    .nodes
-                    .iter()
-                    .position(|n| i64::from(n.port) == port)
-                    .unwrap();
-            }
-        }
-        panic!("slot {slot} not served");
+            .unwrap_or_else(|| panic!("slot {slot} not served"));
+        self.nodes.iter().position(|n| n.port == port).unwrap()
     }
 
     pub fn node_id(&self, i: usize) -> String {
