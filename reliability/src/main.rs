@@ -2,6 +2,7 @@
 //! checked against what its clients were told; writes docs/reliability.md.
 //! `--short` is the form `make test` runs.
 
+mod dump;
 mod ledger;
 mod load;
 mod report;
@@ -162,6 +163,7 @@ fn main() {
     } else {
         Build::Debug
     };
+    let commit = report::commit();
     let mut results = Vec::new();
     for server in &args.server {
         let setup = Setup {
@@ -184,7 +186,7 @@ fn main() {
             std::fs::read_to_string(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
         });
         let command = std::env::args().collect::<Vec<_>>().join(" ");
-        let text = report::markdown(&results, &command, fuzz.as_deref());
+        let text = report::markdown(&results, &command, &commit, fuzz.as_deref());
         std::fs::write(out, text).expect("write the report");
         eprintln!("wrote {}", out.display());
     }

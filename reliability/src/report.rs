@@ -17,14 +17,40 @@ fn machine() -> String {
     format!("{cpus} CPUs, Linux {}", kernel.trim())
 }
 
-pub fn markdown(results: &[(String, Vec<Finding>)], command: &str, fuzz: Option<&str>) -> String {
+/// The commit the run is built from, and whether the tree has changes
+/// (read as the run starts).
+pub fn commit() -> String {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    match (
+        git(&["rev-parse", "--short=12", "HEAD"]),
+        git(&["status", "--porcelain"]),
+    ) {
+        (Some(c), Some(changes)) if changes.is_empty() => format!("commit {c}"),
+        (Some(c), _) => format!("commit {c} with uncommitted changes"),
+        _ => "an unknown commit (not a git checkout)".into(),
+    }
+}
+
+pub fn markdown(
+    results: &[(String, Vec<Finding>)],
+    command: &str,
+    commit: &str,
+    fuzz: Option<&str>,
+) -> String {
     let mut md = String::new();
     let _ = writeln!(md, "# Reliability\n");
     let _ = writeln!(
         md,
-        "Measured by `make reliability` ({command}), {}, on {}. Every scenario starts its own \
-         servers on loopback; its clients log each request with its reply, and one checker \
-         compares what they were told with what the servers hold (see [Method](#method)).\n",
+        "Measured by `make reliability` ({command}) on {commit}, {}, on {}. Every scenario starts \
+         its own servers on loopback; its clients log each request with its reply, and one \
+         checker compares what they were told with what the servers hold (see [Method](#method)).\n",
         date(),
         machine()
     );

@@ -85,6 +85,10 @@ fn start_node(port: u16, bin: &str, build: crate::Build, extra: &[&str]) -> Node
         "yes",
         "--cluster-node-timeout",
         "1500",
+        // One replica per master: nothing to batch, so a full sync (a
+        // restarted node rejoining) starts at once, not after 5 s.
+        "--repl-diskless-sync-delay",
+        "0",
         "--cluster-config-file",
         &d("nodes.conf"),
         "--dir",
