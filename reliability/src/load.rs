@@ -80,7 +80,13 @@ impl Load {
         seed: u64,
     ) -> Load {
         let mut ledger = Ledger::default();
-        let mut c = connect_to(&target).expect("connect for the setup");
+        // Straight to the slot's master in a cluster, so that WAIT asks the
+        // node that took the setup.
+        let setup = match &target {
+            Target::Cluster { urls, .. } => Target::SlotOwner(urls.clone()),
+            other => other.clone(),
+        };
+        let mut c = connect_to(&setup).expect("connect for the setup");
         for i in 0..KEYS {
             let _: () = redis::cmd("INV.SET")
                 .arg(key(i))

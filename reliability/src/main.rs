@@ -150,9 +150,33 @@ fn run_all(setup: &Setup, sizes: &Sizes, long: bool, only: Option<&str>) -> Vec<
             for line in f.broken.iter().chain(&f.crashes).take(shown) {
                 eprintln!("       {line}");
             }
+            if !f.passed() {
+                keep_logs(&f);
+            }
             f
         })
         .collect()
+}
+
+/// Writes a failed run's server logs under target/reliability-logs/.
+fn keep_logs(f: &Finding) {
+    let slug = |s: &str| {
+        s.chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect::<String>()
+    };
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let dir = std::path::Path::new("target/reliability-logs")
+        .join(format!("{}-{stamp}", slug(&f.scenario)));
+    if std::fs::create_dir_all(&dir).is_err() {
+        return;
+    }
+    for (i, (what, log)) in f.logs.iter().enumerate() {
+        let _ = std::fs::write(dir.join(format!("{i:02}-{}.log", slug(what))), log);
+    }
+    eprintln!("       server logs: {}", dir.display());
 }
 
 fn main() {

@@ -32,6 +32,9 @@ pub struct Finding {
     /// Further figures, one line each.
     pub notes: Vec<String>,
     pub secs: f64,
+    /// The server logs read for crashes, kept so a failed run can be
+    /// looked into (`run_all` writes them out then).
+    pub logs: Vec<(String, String)>,
 }
 
 impl Finding {
@@ -61,6 +64,7 @@ impl Finding {
 
     /// Records a crash if the log shows one.
     pub fn scan_log(&mut self, what: &str, log: &str) {
+        self.logs.push((what.to_string(), log.to_string()));
         for sign in [
             "crashed by signal",
             "panicked",
