@@ -73,7 +73,7 @@ bench: release ## Benchmark suite vs the Lua scripts (QUICK=1: under a minute; S
 	  --server $$(scripts/deps.sh $(if $(filter valkey valkey8,$(SERVER)),valkey8,$(if $(filter valkey9,$(SERVER)),valkey9,redis))) \
 	  --out docs/bench$(if $(filter valkey valkey8,$(SERVER)),/valkey,$(if $(filter valkey9,$(SERVER)),/valkey9,))
 
-reliability: release ## Fuzzing (FUZZ_SECONDS per target, default 120), then crashes, failovers, hostile input and soak on Redis 7.0, Valkey 8.1 and 9.1, checked against what clients were told (about 40 min; ONLY=crash|failover|hostile|... runs those scenarios alone); writes docs/reliability.md
+reliability: release ## Fuzzing (FUZZ_SECONDS per target, default 120), then crashes, failovers, hostile input and soak on Redis 7.0, Valkey 8.1 and 9.1, checked against what clients were told (about 30 min; ONLY=crash|failover|hostile|... runs those scenarios alone); writes docs/reliability.md
 	@scripts/deps.sh redis valkey8 valkey9 >/dev/null
 	$(if $(ONLY),,set -o pipefail; scripts/fuzz.sh $(or $(FUZZ_SECONDS),120) | tee target/reliability-fuzz.log)
 	cargo run --release -p redis-inventory-reliability -- --release $(if $(ONLY),--only $(ONLY)) \
