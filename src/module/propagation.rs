@@ -18,6 +18,12 @@
 //! - "Not needed" also requires the AOF to be off when it is settled; a
 //!   CONFIG SET of `appendonly` (server event, before any later command) turns
 //!   it to "needed" for good.
+//!
+//! The filter runs before every command of the server, the module's or not
+//! (about 120 instructions each on Redis 7.0, docs/benchmarks.md). Once the
+//! state is "needed" it can never change again, so the next timer tick
+//! unregisters the filter: a server with an AOF or a replica, the way a
+//! stock ledger is deployed, stops paying for it after its first tick.
 
 use super::arg::Arg;
 use inventory_core::ledger::{Effect, TxId};
@@ -32,16 +38,51 @@ const NEEDED: u8 = 2;
 
 static STATE: AtomicU8 = AtomicU8::new(UNKNOWN);
 
+/// The command filter while it is registered (null once retired or if it
+/// never was). Touched on the main thread only.
+static FILTER: AtomicPtr<raw::RedisModuleCommandFilter> = AtomicPtr::new(std::ptr::null_mut());
+
 /// True when a change must be handed to RM_Replicate.
 pub fn needed() -> bool {
     STATE.load(Relaxed) != NOT_NEEDED
 }
 
-/// Called from the timer: settles UNKNOWN from INFO replication.
+/// Called from the timer: settles UNKNOWN from INFO replication, and
+/// retires the command filter once propagation is needed for good.
 pub fn settle(ctx: &Context) {
-    if STATE.load(Relaxed) != UNKNOWN {
+    match STATE.load(Relaxed) {
+        UNKNOWN => settle_unknown(ctx),
+        NEEDED => retire_filter(ctx),
+        _ => {}
+    }
+}
+
+/// Whether the command filter is still registered (INFO reports it).
+pub fn filtering() -> bool {
+    !FILTER.load(Relaxed).is_null()
+}
+
+/// Unregisters the command filter: with the state "needed" for good, the
+/// SYNC it watches for changes nothing.
+fn retire_filter(ctx: &Context) {
+    let filter = FILTER.swap(std::ptr::null_mut(), Relaxed);
+    if filter.is_null() {
         return;
     }
+    // SAFETY: ctx is the module's timer context and `filter` the handle
+    // RM_RegisterCommandFilter returned to this module, unregistered once
+    // (the swap above cleared it).
+    let status = unsafe {
+        raw::RedisModule_UnregisterCommandFilter
+            .map_or(raw::REDISMODULE_ERR as c_int, |f| f(ctx.ctx, filter))
+    };
+    if status != raw::REDISMODULE_OK as c_int {
+        // Still registered: keep the handle so INFO says so.
+        FILTER.store(filter, Relaxed);
+    }
+}
+
+fn settle_unknown(ctx: &Context) {
     // SAFETY: ctx is a live context; the info data is freed before returning.
     let idle_master = unsafe {
         let (Some(get), Some(field_c), Some(field_i), Some(free)) = (
@@ -145,16 +186,15 @@ pub fn start(ctx: &Context) {
     };
     // SAFETY: ctx is the module's load context; the callbacks live forever.
     unsafe {
-        let registered = raw::RedisModule_RegisterCommandFilter
-            .map(|filter| {
-                filter(
-                    ctx.ctx,
-                    Some(on_command),
-                    raw::REDISMODULE_CMDFILTER_NOSELF as i32,
-                )
-            })
-            .is_some_and(|f| !f.is_null());
-        if !registered {
+        let filter = raw::RedisModule_RegisterCommandFilter.map_or(std::ptr::null_mut(), |f| {
+            f(
+                ctx.ctx,
+                Some(on_command),
+                raw::REDISMODULE_CMDFILTER_NOSELF as i32,
+            )
+        });
+        FILTER.store(filter, Relaxed);
+        if filter.is_null() {
             // Without the filter a SYNC could go unseen: always propagate.
             mark_needed();
         }

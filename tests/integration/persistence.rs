@@ -192,10 +192,20 @@ fn aof_turned_on_at_run_time_captures_every_change() {
     // AOF on must capture everything from then on.
     let s = Server::start(&[]);
     let c = &mut s.conn();
-    std::thread::sleep(Duration::from_millis(100));
+    // Settled by the first housekeeping tick: nothing consumes propagation,
+    // and the command filter watches for the first SYNC.
+    eventually("propagation skipped", Duration::from_secs(2), || {
+        info_field(c, "propagating") == 0
+    });
+    assert_eq!(info_field(c, "command_filter"), 1);
     workload(c, "before");
     ok(c, &["CONFIG", "SET", "appendonly", "yes"]);
+    assert_eq!(info_field(c, "propagating"), 1);
     workload(c, "during");
+    // Needed for good: the next tick retires the filter.
+    eventually("filter retired", Duration::from_secs(2), || {
+        info_field(c, "command_filter") == 0
+    });
     eventually("AOF on", Duration::from_secs(10), || {
         let info: String = redis::cmd("INFO").arg("persistence").query(c).unwrap();
         info.contains("aof_enabled:1")

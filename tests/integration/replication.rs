@@ -31,6 +31,11 @@ fn replica_digest_equals_master_after_mixed_workload_with_expiry() {
             info_field(mc, "open_reservations") == 2 * 21 && info_field(mc, "purged") > 0
         },
     );
+    // The SYNC made propagation needed for good, and a tick since retired
+    // the command filter that watched for it: the stream above went on
+    // without it.
+    assert_eq!(info_field(mc, "propagating"), 1);
+    assert_eq!(info_field(mc, "command_filter"), 0);
     wait_replicated(mc);
     assert_eq!(digest(rc), digest(mc));
     for k in ["before-sync", "streamed", "{c}a", "{c}b"] {
