@@ -96,3 +96,44 @@ fn writes_scans_and_errors_are_the_same_under_both_protocols() {
         assert_eq!(err(three, args), err(two, args), "{args:?}");
     }
 }
+
+/// The module writes its state words from replies it makes at load with
+/// ECHO (one write each instead of three). A server without ECHO (renamed
+/// away) gets the same bytes written piece by piece.
+#[test]
+fn state_words_are_the_same_on_a_server_without_echo() {
+    let with = Server::start(&[]);
+    let without = Server::start(&["--rename-command", "ECHO", ""]);
+    let stats = |s: &Server| -> String {
+        redis::cmd("INFO")
+            .arg("commandstats")
+            .query(&mut s.conn())
+            .unwrap()
+    };
+    assert!(stats(&with).contains("cmdstat_echo:calls=6,"));
+    assert!(!stats(&without).contains("cmdstat_echo"));
+    for s in [&with, &without] {
+        ok(&mut s.conn(), &["INV.SET", "a", "2"]);
+    }
+    // Every state word, each command sent twice (a replay the second time).
+    for args in [
+        &["INV.RESERVE", "a", "t1", "1", "TTL", "60000"][..],
+        &["INV.RESERVE", "a", "t2", "5"],
+        &["INV.CONFIRM", "a", "t1"],
+        &["INV.CANCEL", "a", "t3"],
+        &["INV.RESERVE", "a", "t4", "1", "TTL", "200"],
+        &["INV.CONFIRM", "a", "t9"],
+    ] {
+        for conn in [resp3 as fn(&Server) -> Connection, |s: &Server| s.conn()] {
+            let reply = ok(&mut conn(&with), args);
+            assert_eq!(ok(&mut conn(&without), args), reply, "{args:?}");
+        }
+    }
+    std::thread::sleep(std::time::Duration::from_millis(250));
+    for s in [&with, &without] {
+        let Value::Array(items) = ok(&mut s.conn(), &["INV.CONFIRM", "a", "t4"]) else {
+            panic!("INV.CONFIRM replies with an array");
+        };
+        assert_eq!(items[0], Value::BulkString(b"EXPIRED".to_vec()));
+    }
+}

@@ -5,6 +5,7 @@ use super::{Handled, Request};
 use crate::module::config::policy;
 use crate::module::key::Entry;
 use crate::module::propagation::Echo;
+use crate::module::reply;
 use crate::module::server::now_ms;
 use crate::module::STATS;
 use inventory_core::ledger::{Error, Plan, Sku, Status, TxId, View};
@@ -15,15 +16,12 @@ use redis_module::{raw, Context, RedisValue};
 fn outcome(ctx: &Context, s: Status, v: &View) -> Handled {
     // SAFETY: live command context; an array of 3 followed by 3 replies.
     unsafe {
-        if let (Some(array), Some(bulk), Some(int)) = (
+        if let (Some(array), Some(int)) = (
             raw::RedisModule_ReplyWithArray,
-            raw::RedisModule_ReplyWithStringBuffer,
             raw::RedisModule_ReplyWithLongLong,
         ) {
             array(ctx.ctx, 3);
-            // A bulk string: the simple-string API copies and scans its input.
-            let word = s.as_str();
-            bulk(ctx.ctx, word.as_ptr().cast(), word.len());
+            reply::status_word(ctx, s);
             int(ctx.ctx, v.available);
             int(ctx.ctx, v.version as i64);
         }
