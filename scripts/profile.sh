@@ -8,6 +8,8 @@
 #       the command). STOCK=0: every reserve meets a sold-out key.
 #       CACHE=1: also simulate the caches and branch predictor: L1
 #       instruction-cache misses and mispredicted branches per call.
+#       processCommand's line is the whole of one command's processing
+#       (command filters, lookup, ACL, call, propagation), averaged over both.
 #   scripts/profile.sh footprint [server]  the module code one INV.RESERVE
 #       runs: distinct instructions and 64-byte cache lines executed by
 #       (nearly) every call, by function (same load and options as callgrind).
@@ -99,9 +101,11 @@ PY
     show=Ir
     [ -n "${CACHE:-}" ] && show=Ir,I1mr,D1mr,Bcm,Bim
     callgrind_annotate --inclusive=yes --show=$show --show-percs=no "$work"/cg.out.* 2>/dev/null |
-      grep -E "(RedisModuleCommandDispatcher|ValkeyModuleCommandDispatcher|hincrbyCommand) \[" |
+      grep -E "(RedisModuleCommandDispatcher|ValkeyModuleCommandDispatcher|hincrbyCommand|processCommand) \[" |
       awk -v show=$show '{n = split(show, ev, ","); line = ""
-        for (i = 1; i <= n; i++) { v = $i; gsub(",", "", v); line = line sprintf("%8.1f %s", v / 50000, ev[i]) }
+        # processCommand runs for both commands: its count is per command.
+        calls = $(n + 1) ~ /processCommand/ ? 100000 : 50000
+        for (i = 1; i <= n; i++) { v = $i; gsub(",", "", v); line = line sprintf("%8.1f %s", v / calls, ev[i]) }
         print line " per call  " $(n + 1)}'
   fi
   ;;

@@ -24,36 +24,20 @@ use std::os::raw::c_int;
 /// own), or the error `reply::error` writes.
 type Handled = Result<RedisValue, Error>;
 
-/// The arguments after the command name, each read once; on the stack for
-/// the short commands.
+/// The arguments after the command name, each read once, and the call's
+/// own argument array.
 pub struct Request<'a> {
-    args: smallvec::SmallVec<[Arg<'a>; 8]>,
+    args: &'a [Arg<'a>],
     /// The call's own argument array (the command name included), for
     /// replication to pass on (`CallArgv`).
     argv: CallArgv,
 }
 
-impl<'a> Request<'a> {
-    fn new(raw: CallArgv, argv: &'a [*mut raw::RedisModuleString]) -> Request<'a> {
-        let rest = argv.get(1..).unwrap_or(&[]);
-        if rest.len() > 8 {
-            return Request {
-                args: rest.iter().map(|&s| Arg::new(s)).collect(),
-                argv: raw,
-            };
-        }
-        // Filled in place: collecting through the iterator costs more than
-        // the arguments' own lookups on the hottest commands.
-        let mut buf = [Arg::EMPTY; 8];
-        for (slot, &s) in buf.iter_mut().zip(rest) {
-            *slot = Arg::new(s);
-        }
-        Request {
-            args: smallvec::SmallVec::from_buf_and_len(buf, rest.len()),
-            argv: raw,
-        }
-    }
+/// Most arguments a command reads into a buffer on the stack; longer
+/// commands (multi-key ones) read theirs into a vector.
+const STACK_ARGS: usize = 8;
 
+impl<'a> Request<'a> {
     /// The call's argument array, for `Echo::reserve`.
     pub fn call_argv(&self) -> CallArgv {
         self.argv
@@ -61,7 +45,7 @@ impl<'a> Request<'a> {
 
     /// For the parsers.
     pub fn args(&self) -> &[Arg<'a>] {
-        &self.args
+        self.args
     }
 
     /// For `CMD key txid ...`: opens the key before the arguments are parsed
@@ -103,7 +87,26 @@ fn dispatch(
                 )
             }
         };
-    match handler(&context, &Request::new(raw_argv, argv)) {
+    let rest = argv.get(1..).unwrap_or(&[]);
+    let mut buf = [Arg::EMPTY; STACK_ARGS];
+    let long: Vec<Arg>;
+    let args: &[Arg] = if rest.len() > STACK_ARGS {
+        long = rest.iter().map(|&s| Arg::new(s)).collect();
+        &long
+    } else {
+        // Filled in place, in the caller's frame: nothing is moved or
+        // copied afterwards (a returned small vector was, 50 instructions
+        // of a sold-out INV.RESERVE, docs/benchmarks.md).
+        for (slot, &s) in buf.iter_mut().zip(rest) {
+            *slot = Arg::new(s);
+        }
+        &buf[..rest.len()]
+    };
+    let req = Request {
+        args,
+        argv: raw_argv,
+    };
+    match handler(&context, &req) {
         // Written by the handler itself (the hot single-key replies).
         Ok(RedisValue::NoReply) => {}
         // Replies of our own words and of client bytes as buffers: nothing
