@@ -95,8 +95,8 @@ fn dispatch(
         &long
     } else {
         // Filled in place, in the caller's frame: nothing is moved or
-        // copied afterwards (a returned small vector was, 50 instructions
-        // of a sold-out INV.RESERVE, docs/benchmarks.md).
+        // copied afterwards (a returned small vector was: about 110
+        // instructions of an INV.RESERVE, docs/benchmarks.md).
         for (slot, &s) in buf.iter_mut().zip(rest) {
             *slot = Arg::new(s);
         }
