@@ -113,6 +113,10 @@ impl Records {
     }
 
     pub fn find(&self, txid: &[u8]) -> Option<u32> {
+        // No hash to compute on a key without records.
+        if self.index.len() == 0 {
+            return None;
+        }
         let (slab, long) = (&self.slab, &self.long);
         self.index
             .find(self.hash(txid), |s| holds(slab, long, s, txid))
