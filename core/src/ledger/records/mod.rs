@@ -109,7 +109,9 @@ impl Records {
 
     /// Starts loading the index line a later `find`/`insert` of `txid` reads.
     pub fn prefetch(&self, txid: &[u8]) {
-        self.index.prefetch(self.hash(txid));
+        if self.index.len() > 0 {
+            self.index.prefetch(self.hash(txid));
+        }
     }
 
     pub fn find(&self, txid: &[u8]) -> Option<u32> {
