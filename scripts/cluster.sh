@@ -36,6 +36,17 @@ fail_with_log() {
 case "${1:-}" in
 start)
   [ -f "$MODULE" ] || { echo "build first: make release" >&2; exit 1; }
+  # A node left from an earlier run would answer in place of a new one
+  # (which then cannot bind) and is already in a cluster: refuse clearly.
+  for i in 0 1 2 3 4 5; do
+    port=$((BASE + i))
+    if timeout 1 redis-cli -p "$port" ping >/dev/null 2>&1; then
+      echo "port $port is already served (a node of an earlier run? $0 stop)" >&2
+      exit 1
+    fi
+  done
+  # A fresh start: no nodes.conf or AOF of an earlier run.
+  rm -rf "$DIR"
   mkdir -p "$DIR"
   addrs=()
   for i in 0 1 2 3 4 5; do
@@ -52,8 +63,10 @@ start)
     wait_for 10 redis-cli -p "$port" ping ||
       fail_with_log "node $port does not answer after 10 s" "$DIR/$port/log"
   done
-  timeout 60 redis-cli --cluster create "${addrs[@]}" --cluster-replicas 1 --cluster-yes >/dev/null ||
-    fail_with_log "cluster create failed" "$DIR/$BASE/log"
+  # redis-cli says why a create fails on its standard output: kept.
+  timeout 60 redis-cli --cluster create "${addrs[@]}" --cluster-replicas 1 --cluster-yes \
+    >"$DIR/create.log" 2>&1 ||
+    fail_with_log "cluster create failed (redis-cli: $(grep -E 'ERR|rror' "$DIR/create.log" | head -3 | tr '\n' ' '))" "$DIR/$BASE/log"
   wait_for 30 sh -c "redis-cli -p $BASE cluster info | grep -q cluster_state:ok" ||
     fail_with_log "the cluster is not healthy after 30 s" "$DIR/$BASE/log"
   echo "cluster up: ${addrs[*]} (stop with: make cluster-stop)"

@@ -204,6 +204,10 @@ async fn main() {
                 )
                 .await,
             );
+        } else {
+            eprintln!(
+                "flash sale: the cluster did not start (scripts/cluster.sh says why above): no cluster rows"
+            );
         }
         let _ = std::process::Command::new("scripts/cluster.sh")
             .arg("stop")
