@@ -4,7 +4,8 @@
 //! bare (no AOF, no replica: the module's propagation gate skips
 //! replication) and production (`appendonly yes`, `appendfsync everysec`,
 //! one replica attached), each with the stock on hand (stocked) and gone
-//! (sold out: in a flash sale almost every request meets a sold-out key).
+//! (sold out: in a flash sale almost every request meets a sold-out key;
+//! here one that sold its units to 10,000 open reservations).
 //!
 //! Compared with INV.RESERVE (fresh txid, TTL): HINCRBY (a floor), the seed
 //! Lua reserve, a DTM-style barrier Lua try (bench/lua/barrier_try.lua, run
@@ -81,10 +82,40 @@ pub(crate) fn servers(args: &Args, production: bool) -> (Server, Option<Server>)
     (master, Some(replica))
 }
 
-/// Every key of one run: stocked with `BIG` or sold out (0).
+/// Units a sold-out SKU sold before the run, one per reservation.
+const SOLD: i64 = 10_000;
+
+/// Every key of one run: stocked with `BIG` or sold out (0). A sold-out SKU
+/// is one that sold `SOLD` units to as many open reservations, as in a flash
+/// sale: each reserve then looks its txid up among records, as it would
+/// there, rather than on an empty key.
 fn prepare(c: &mut Connection, r: usize, stock: i64, tair: bool) {
+    let sku = format!("dep:{r}");
+    if stock == 0 {
+        let _: () = redis::cmd("INV.SET").arg(&sku).arg(SOLD).query(c).unwrap();
+        for chunk in 0..SOLD / 1_000 {
+            let mut p = redis::pipe();
+            for i in chunk * 1_000..(chunk + 1) * 1_000 {
+                p.cmd("INV.RESERVE")
+                    .arg(&sku)
+                    .arg(format!("sold-{i:08}"))
+                    .arg(1)
+                    .arg("TTL")
+                    .arg(TTL)
+                    .ignore();
+            }
+            let _: () = p.query(c).unwrap();
+        }
+        let view: Vec<(String, i64)> = redis::cmd("INV.GET").arg(&sku).query(c).unwrap();
+        assert!(
+            view.contains(&("available".into(), 0)) && view.contains(&("open".into(), SOLD)),
+            "{sku} is not sold out to {SOLD} reservations: {view:?}"
+        );
+    }
     let mut p = redis::pipe();
-    p.cmd("INV.SET").arg(format!("dep:{r}")).arg(stock).ignore();
+    if stock != 0 {
+        p.cmd("INV.SET").arg(&sku).arg(stock).ignore();
+    }
     p.cmd("HSET")
         .arg(format!("seed:dep:{r}"))
         .arg("stock")
