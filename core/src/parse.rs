@@ -36,8 +36,8 @@ fn int(b: &[u8]) -> Option<i64> {
     if digits.is_empty() || digits.len() > 19 {
         return None;
     }
-    // Up to 18 digits cannot overflow: no check per digit (a TTL's seven
-    // digits cost half as many instructions).
+    // Up to 18 digits cannot overflow: no check per digit (callgrind:
+    // reading a seven-digit TTL, 135 -> 118 instructions with its argument).
     if digits.len() <= 18 {
         let mut v: i64 = 0;
         for &d in digits {
