@@ -93,19 +93,7 @@ fn prepare(c: &mut Connection, r: usize, stock: i64, tair: bool) {
     let sku = format!("dep:{r}");
     if stock == 0 {
         let _: () = redis::cmd("INV.SET").arg(&sku).arg(SOLD).query(c).unwrap();
-        for chunk in 0..SOLD / 1_000 {
-            let mut p = redis::pipe();
-            for i in chunk * 1_000..(chunk + 1) * 1_000 {
-                p.cmd("INV.RESERVE")
-                    .arg(&sku)
-                    .arg(format!("sold-{i:08}"))
-                    .arg(1)
-                    .arg("TTL")
-                    .arg(TTL)
-                    .ignore();
-            }
-            let _: () = p.query(c).unwrap();
-        }
+        fill(c, &sku, 0, SOLD as usize, "sold-");
         let view: Vec<(String, i64)> = redis::cmd("INV.GET").arg(&sku).query(c).unwrap();
         assert!(
             view.contains(&("available".into(), 0)) && view.contains(&("open".into(), SOLD)),
