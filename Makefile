@@ -67,9 +67,9 @@ client-bench: release ## Client benchmark on a local cluster: batched vs one-at-
 	scripts/cluster.sh start
 	cargo run --release -p redis-inventory-client --example client_bench -- redis://127.0.0.1:7101/; status=$$?; scripts/cluster.sh stop; exit $$status
 
-bench: release ## Benchmark suite vs the Lua scripts (QUICK=1: under a minute; SERVER=valkey8|valkey9 for Valkey; RATIOS=1: CPU goals only; DEPLOYED=1: CPU bare and as deployed (AOF + replica) only, with TairString if TAIRSTRING_MODULE=path/to/tairstring.so; EDGES=1: slow-command and PING goals only; HUGE=1: growth also at 10^7)
+bench: release ## Benchmark suite vs the Lua scripts (QUICK=1: under a minute; SERVER=valkey8|valkey9 for Valkey; RATIOS=1: CPU goals only; DEPLOYED=1: CPU bare and as deployed (AOF + replica) only, with TairString if TAIRSTRING_MODULE=path/to/tairstring.so; EDGES=1: slow-command and PING goals only; SALE=1: the flash sale only, standalone and on a 3-shard cluster; HUGE=1: growth also at 10^7)
 	cargo build --release -p redis-inventory-bench
-	target/release/redis-inventory-bench $(if $(QUICK),--quick,--cluster) $(if $(RATIOS),--ratios-only) $(if $(DEPLOYED),--deployed-only) $(if $(EDGES),--edges-only) $(if $(HUGE),--huge) \
+	target/release/redis-inventory-bench $(if $(QUICK),--quick,--cluster) $(if $(RATIOS),--ratios-only) $(if $(DEPLOYED),--deployed-only) $(if $(EDGES),--edges-only) $(if $(SALE),--sale-only) $(if $(HUGE),--huge) \
 	  --server $$(scripts/deps.sh $(if $(filter valkey valkey8,$(SERVER)),valkey8,$(if $(filter valkey9,$(SERVER)),valkey9,redis))) \
 	  --out docs/bench$(if $(filter valkey valkey8,$(SERVER)),/valkey,$(if $(filter valkey9,$(SERVER)),/valkey9,))
 

@@ -76,7 +76,11 @@ pub(crate) struct ScenarioRow {
     pub skus: usize,
     pub buyers: usize,
     pub units: i64,
+    /// Sales run (implementations alternating); the figures are medians.
+    pub rounds: usize,
     pub buyers_per_s: f64,
+    pub buyers_per_s_min: f64,
+    pub buyers_per_s_max: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub p999_ms: f64,
@@ -176,6 +180,43 @@ pub(crate) struct Ratios {
 }
 
 /// A Markdown table: header, separator, one line per row, then a blank line.
+/// Phase 5's rows: medians over the sales, the range of buyers/s.
+pub(crate) fn scenario_table(rows: &[ScenarioRow]) -> String {
+    md_table(
+        &[
+            "deployment",
+            "implementation",
+            "SKUs",
+            "buyers",
+            "units",
+            "sales",
+            "buyers/s (median, range)",
+            "p50 ms (median)",
+            "p99 ms (median)",
+            "p99.9 ms (median)",
+            "oversold",
+        ],
+        rows.iter().map(|s| {
+            vec![
+                s.deployment.clone(),
+                s.implementation.to_string(),
+                s.skus.to_string(),
+                s.buyers.to_string(),
+                s.units.to_string(),
+                s.rounds.to_string(),
+                format!(
+                    "{:.0} ({:.0}-{:.0})",
+                    s.buyers_per_s, s.buyers_per_s_min, s.buyers_per_s_max
+                ),
+                format!("{:.2}", s.p50_ms),
+                format!("{:.2}", s.p99_ms),
+                format!("{:.2}", s.p999_ms),
+                s.oversold.to_string(),
+            ]
+        }),
+    )
+}
+
 pub(crate) fn md_table(header: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> String {
     let line = |cells: &[String]| format!("| {} |\n", cells.join(" | "));
     let mut t = line(&header.iter().map(|h| h.to_string()).collect::<Vec<_>>());
@@ -300,34 +341,7 @@ pub(crate) fn table(report: &Report) -> String {
             e.reservations, e.all_back_after_deadline_ms, e.worst_ping_ms
         ));
     }
-    t.push_str(&md_table(
-        &[
-            "deployment",
-            "implementation",
-            "SKUs",
-            "buyers",
-            "units",
-            "buyers/s",
-            "p50 ms",
-            "p99 ms",
-            "p999 ms",
-            "oversold",
-        ],
-        report.scenario.iter().map(|s| {
-            vec![
-                s.deployment.clone(),
-                s.implementation.to_string(),
-                s.skus.to_string(),
-                s.buyers.to_string(),
-                s.units.to_string(),
-                format!("{:.0}", s.buyers_per_s),
-                format!("{:.2}", s.p50_ms),
-                format!("{:.2}", s.p99_ms),
-                format!("{:.2}", s.p999_ms),
-                s.oversold.to_string(),
-            ]
-        }),
-    ));
+    t.push_str(&scenario_table(&report.scenario));
     t.push_str(&md_table(
         &["goal", "met"],
         report
