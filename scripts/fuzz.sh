@@ -19,6 +19,7 @@ for target in commands decode; do
   # A crash leaves its input in artifacts/ and a non-zero status above; the
   # pipe hides the status, so look for the artifact.
   found=$(find "artifacts/$target" -type f 2>/dev/null | head -5)
+  echo "fuzz-failing-inputs: $(find "artifacts/$target" -type f 2>/dev/null | wc -l)"
   if [ -n "$found" ]; then
     echo "fuzz: $target has failing inputs (fix, then delete them): $found" >&2
     exit 1

@@ -109,11 +109,12 @@ pub fn markdown(
 }
 
 /// `scripts/fuzz.sh`'s output as a section: per target, how long it ran and
-/// how many inputs it executed (the script fails the run on any crash).
+/// how many inputs it executed and how many failing inputs it left in
+/// fuzz/artifacts (the script also fails the run on any).
 fn fuzz_section(log: &str) -> String {
     let mut md = String::from(FUZZ_INTRO);
     // One row per "fuzz: <target> for <n>s" line, filled by the stats after it.
-    let mut rows: Vec<[String; 4]> = Vec::new();
+    let mut rows: Vec<[String; 5]> = Vec::new();
     for line in log.lines() {
         let value = |prefix: &str| line.strip_prefix(prefix).map(|v| v.trim().to_string());
         if let Some(rest) = line.strip_prefix("fuzz: ") {
@@ -123,6 +124,7 @@ fn fuzz_section(log: &str) -> String {
                 secs.trim_end_matches('s').into(),
                 "?".into(),
                 "?".into(),
+                "?".into(),
             ]);
         } else if let (Some(v), Some(row)) =
             (value("stat::number_of_executed_units:"), rows.last_mut())
@@ -130,10 +132,12 @@ fn fuzz_section(log: &str) -> String {
             row[2] = v;
         } else if let (Some(v), Some(row)) = (value("stat::peak_rss_mb:"), rows.last_mut()) {
             row[3] = v;
+        } else if let (Some(v), Some(row)) = (value("fuzz-failing-inputs:"), rows.last_mut()) {
+            row[4] = v;
         }
     }
-    for [name, secs, runs, rss] in rows {
-        let _ = writeln!(md, "| {name} | {secs} | {runs} | {rss} MB | 0 |");
+    for [name, secs, runs, rss, failing] in rows {
+        let _ = writeln!(md, "| {name} | {secs} | {runs} | {rss} MB | {failing} |");
     }
     md.push('\n');
     md
@@ -155,4 +159,26 @@ process on the core (no server): `commands` drives every argument parser into pl
 applying and applies arbitrary `INV.APPLY` effects; `decode` feeds the RDB decoder arbitrary \
 payloads. Every change or key it accepts must pass the key's audit, and a loaded key must save \
 back to the same bytes. A crash fails the run.\n\n\
-| target | seconds | inputs executed | peak memory | crashes |\n|---|---|---|---|---|\n";
+| target | seconds | inputs executed | peak memory | failing inputs (artifacts) |\n|---|---|---|---|---|\n";
+
+#[cfg(test)]
+mod tests {
+    use super::fuzz_section;
+
+    #[test]
+    fn the_fuzz_table_reads_each_count_from_the_log() {
+        let log = "fuzz: commands for 120s\n\
+                   stat::number_of_executed_units: 5512\n\
+                   stat::peak_rss_mb: 512\n\
+                   fuzz-failing-inputs: 0\n\
+                   fuzz: decode for 120s\n\
+                   stat::number_of_executed_units: 77\n";
+        let md = fuzz_section(log);
+        assert!(
+            md.contains("| commands | 120 | 5512 | 512 MB | 0 |"),
+            "{md}"
+        );
+        // A count the log does not give is shown as unknown, never as 0.
+        assert!(md.contains("| decode | 120 | 77 | ? MB | ? |"), "{md}");
+    }
+}

@@ -194,7 +194,10 @@ impl Cluster {
         cluster
     }
 
-    /// Every live node sees a healthy cluster and every replica is in sync.
+    /// Every live node sees a healthy cluster and every replica has finished
+    /// its initial sync (link up). A replica may still trail its master's
+    /// latest writes: callers that compare a replica with its master wait
+    /// for it (WAIT, or polling until they agree).
     pub fn wait_healthy(&self) {
         for n in self.nodes.iter().filter(|n| n.alive()) {
             eventually("cluster_state:ok", Duration::from_secs(20), || {
