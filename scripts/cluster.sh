@@ -72,7 +72,21 @@ start)
   echo "cluster up: ${addrs[*]} (stop with: make cluster-stop)"
   ;;
 stop)
-  for i in 0 1 2 3 4 5; do timeout 2 redis-cli -p $((BASE + i)) shutdown nosave >/dev/null 2>&1 || true; done
+  # SHUTDOWN can be slow or lost (a busy node, a client timeout), and a node
+  # left running would hold its port for the next start: each node's pid is
+  # waited for, up to 10 s, then killed.
+  pids=()
+  for i in 0 1 2 3 4 5; do
+    port=$((BASE + i))
+    pid=$(cat "$DIR/$port/pid" 2>/dev/null || true)
+    timeout 2 redis-cli -p "$port" shutdown nosave now >/dev/null 2>&1 || true
+    [ -n "$pid" ] && pids+=("$pid")
+  done
+  for pid in "${pids[@]}"; do
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || continue 2; sleep 0.1; done
+    echo "node $pid did not shut down in 10 s: killed" >&2
+    kill -9 "$pid" 2>/dev/null || true
+  done
   rm -rf "$DIR"
   echo "cluster stopped"
   ;;
