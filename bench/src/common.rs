@@ -272,5 +272,17 @@ pub(crate) fn machine() -> String {
             })
         })
         .unwrap_or(0);
-    format!("{cpus} cores, {} GiB", mem / 1024 / 1024)
+    // Ratios against a C module or a Lua script move with the CPU (a
+    // figure measured on one host is not one measured on another), so the
+    // model is part of the setup.
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, m)| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_string());
+    format!("{cpus} cores ({model}), {} GiB", mem / 1024 / 1024)
 }

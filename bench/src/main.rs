@@ -129,7 +129,8 @@ async fn main() {
     let started = Instant::now();
     let version = testkit::version(&mut bench_server(&args.server).conn());
     eprintln!(
-        "bench: {version}, {} mode",
+        "bench: {version} on {}, {} mode",
+        machine(),
         if args.quick { "quick" } else { "full" }
     );
 
