@@ -84,6 +84,7 @@ pub(crate) struct ScenarioRow {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub p999_ms: f64,
+    /// Units oversold, summed over the sales.
     pub oversold: i64,
 }
 
@@ -179,8 +180,8 @@ pub(crate) struct Ratios {
     pub reserve_vs_hincrby: f64,
 }
 
-/// A Markdown table: header, separator, one line per row, then a blank line.
-/// Phase 5's rows: medians over the sales, the range of buyers/s.
+/// Phase 5's rows: medians over the sales, the range of buyers/s, and the
+/// units oversold in all of them.
 pub(crate) fn scenario_table(rows: &[ScenarioRow]) -> String {
     md_table(
         &[
@@ -217,6 +218,7 @@ pub(crate) fn scenario_table(rows: &[ScenarioRow]) -> String {
     )
 }
 
+/// A Markdown table: header, separator, one line per row, then a blank line.
 pub(crate) fn md_table(header: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> String {
     let line = |cells: &[String]| format!("| {} |\n", cells.join(" | "));
     let mut t = line(&header.iter().map(|h| h.to_string()).collect::<Vec<_>>());

@@ -80,8 +80,7 @@ pub(crate) async fn phase_sale(args: &Args, sz: &Sizes) -> Vec<ScenarioRow> {
     rows
 }
 
-/// One sale: `buyers` buyers, `skus` SKUs of `units` each, through one
-/// implementation.
+/// What one sale measured.
 struct Sale {
     buyers_per_s: f64,
     p50_ms: f64,
@@ -163,19 +162,18 @@ async fn sale(
     imp: Impl,
     buyers: usize,
 ) -> Sale {
-    let units = UNITS;
     let reserve = redis::Script::new(TCC_RESERVE);
     let confirm = redis::Script::new(TCC_CONFIRM);
     let run_id = now_ms();
     let names: Vec<String> = (0..skus).map(|i| format!("sale{run_id}-{i}")).collect();
     for n in &names {
         match imp {
-            Impl::Module => client.set(n, units, None).await.unwrap(),
+            Impl::Module => client.set(n, UNITS, None).await.unwrap(),
             _ => {
                 let mut hset = redis::cmd("HSET");
                 hset.arg(&lua_keys(n)[0])
                     .arg("stock")
-                    .arg(units)
+                    .arg(UNITS)
                     .arg("reserved")
                     .arg(0)
                     .arg("sold")
@@ -241,7 +239,7 @@ async fn sale(
             }
         };
     }
-    let offered = units * skus as i64;
+    let offered = UNITS * skus as i64;
     Sale {
         buyers_per_s: buyers as f64 / elapsed.as_secs_f64(),
         p50_ms: pct(&lat, 0.5),
