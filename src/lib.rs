@@ -17,6 +17,7 @@ use std::os::raw::c_int;
 
 fn init(ctx: &Context, args: &[RedisString]) -> Status {
     module::server::init_log(ctx);
+    module::release::start();
     // Said once, at notice level: none of the supported servers as packaged
     // can run active defrag (each is built without the patched jemalloc it
     // needs), so a callback could never run or be tested.

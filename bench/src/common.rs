@@ -9,6 +9,9 @@ use testkit::{Build, Server};
 
 pub(crate) const BIG: i64 = 1 << 50;
 pub(crate) const TTL: u64 = 3_600_000;
+/// A txid prefix that makes `fill`'s txids as long as a UUID's 36 bytes
+/// (with 7-digit numbers): long txids, kept in the records' side table.
+pub(crate) const UUID_TAG: &str = "018f2c3e-7b1a-7c4d-9e2f-a0000";
 pub(crate) const SEED: &str = include_str!("../lua/seed_reserve.lua");
 pub(crate) const TCC_RESERVE: &str = include_str!("../lua/tcc_reserve.lua");
 pub(crate) const TCC_CONFIRM: &str = include_str!("../lua/tcc_confirm.lua");

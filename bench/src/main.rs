@@ -284,13 +284,15 @@ async fn main() {
 /// Phase 3b: every edge case, then one command naming many keys.
 fn phase_edges(args: &Args, sz: &Sizes) -> (Vec<EdgeRow>, ManyKeysRow) {
     eprintln!("phase 3b: the edges (a key growing, a flood on one key, a big purge, many keys)");
-    let (from, to) = if args.quick {
-        (30_000, 60_000)
+    // Past the index's growth at 1,376,256 records; past 2^20 long txids.
+    let ((from, to), (long_from, long_to)) = if args.quick {
+        ((30_000, 60_000), (30_000, 40_000))
     } else {
-        (1_100_000, 1_500_000)
+        ((1_100_000, 1_500_000), (1_000_000, 1_100_000))
     };
     let edges = vec![
-        stall::growth(args, from, to),
+        stall::growth(args, from, to, ""),
+        stall::growth(args, long_from, long_to, UUID_TAG),
         stall::flood(args, sz.flood, 1_500),
         stall::flood(args, sz.flood, 600_000),
         stall::expire_and_purge(args, sz.expiry),

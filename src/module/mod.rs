@@ -9,6 +9,7 @@ pub mod datatype;
 pub mod housekeeping;
 pub mod key;
 pub mod propagation;
+pub mod release;
 pub mod reply;
 pub mod schedule;
 pub mod server;

@@ -7,6 +7,7 @@
 //! FLUSHDB/FLUSHALL drop them. A look finds the key's real state, so a mark
 //! is always safe: a deleted key is forgotten, a replaced one rescheduled.
 
+use super::release;
 use super::server::{now_ms, select_db, selected_db};
 use inventory_core::ledger::Pending;
 use inventory_core::schedule::{Registry, Work};
@@ -144,7 +145,7 @@ unsafe extern "C" fn on_swapdb(
     registry().swap(info.dbnum_first, info.dbnum_second);
 }
 
-/// Schedules bigger than this are dropped on a thread of their own.
+/// Schedules bigger than this are dropped on the module's freeing thread.
 const DROP_APART: usize = 10_000;
 
 /// FLUSHDB and FLUSHALL (also before a full sync and DEBUG RELOAD): the
@@ -161,9 +162,8 @@ unsafe extern "C" fn on_flush(
     // SAFETY: for the FlushDB event Redis passes a RedisModuleFlushInfo.
     let info = unsafe { &*data.cast::<raw::RedisModuleFlushInfo>() };
     let flushed = registry().flush((info.dbnum >= 0).then_some(info.dbnum));
-    // Freeing goes through Redis's allocator, which any thread may call.
     if flushed.len() > DROP_APART {
-        std::thread::spawn(move || drop(flushed));
+        release::later(flushed);
     }
 }
 

@@ -69,19 +69,26 @@ fn row(case: String, c: &mut Connection, pings: &[Duration]) -> EdgeRow {
 
 /// One key growing from `from` to `to` records through its txid index's
 /// growth (started at three quarters of its buckets' slots, filled in
-/// housekeeping steps).
-pub(crate) fn growth(args: &Args, from: usize, to: usize) -> EdgeRow {
+/// housekeeping steps). Txids are `tag` followed by a number, 16 bytes in
+/// all when `tag` is short; a longer `tag` (a UUID's length) puts every
+/// txid in the side table of long txids, which grows too.
+pub(crate) fn growth(args: &Args, from: usize, to: usize, tag: &str) -> EdgeRow {
     let server = bench_server(&args.server);
     let c = &mut server.conn();
     let _: () = redis::cmd("INV.SET").arg("hot").arg(BIG).query(c).unwrap();
-    fill(c, "hot", 0, from, "");
+    fill(c, "hot", 0, from, tag);
     watch_slowlog(c);
     let probe = PingProbe::start(server.url(), || true);
-    fill(c, "hot", from, to - from, "");
+    fill(c, "hot", from, to - from, tag);
     std::thread::sleep(Duration::from_millis(200));
     let pings = probe.finish();
+    let txids = if tag.is_empty() {
+        String::new()
+    } else {
+        format!(" ({}-byte txids)", tag.len() + to.to_string().len())
+    };
     row(
-        format!("one key growing from {from} to {to} records"),
+        format!("one key growing from {from} to {to} records{txids}"),
         c,
         &pings,
     )

@@ -18,7 +18,7 @@ pub use codec::{decode, encode, ENCODING_VERSION};
 pub use effect::{Effect, RecordParts};
 pub use error::{code, quote, Error, Result, QUOTE_MAX};
 pub use plan::{Effects, Event, Plan, Policy, Ttl};
-pub use records::State;
+pub use records::{release_big_buffers_with, State};
 pub use sku::{Header, Pending, Sku, TxView, View, MAX_AMOUNT};
 pub use stats::Stats;
 pub use status::Status;

@@ -62,6 +62,16 @@ impl<T> Chunked<T> {
         self.chunks.get(i >> CHUNK_BITS)?.get(i & (CHUNK - 1))
     }
 
+    pub fn get_mut(&mut self, i: usize) -> Option<&mut T> {
+        self.chunks
+            .get_mut(i >> CHUNK_BITS)?
+            .get_mut(i & (CHUNK - 1))
+    }
+
+    pub fn last(&self) -> Option<&T> {
+        self.get(self.len.checked_sub(1)?)
+    }
+
     /// Elements from `from` (inclusive) to `to` (exclusive), in order; the
     /// start costs nothing however far in it is.
     pub fn range(&self, from: usize, to: usize) -> impl Iterator<Item = &T> + '_ {
@@ -139,6 +149,10 @@ mod tests {
         c[CHUNK] = 7;
         v[CHUNK] = 7;
         assert_eq!(c.get(CHUNK), Some(&7));
+        *c.get_mut(2 * CHUNK).unwrap() = 8;
+        v[2 * CHUNK] = 8;
+        assert_eq!(c.get_mut(v.len()), None);
+        assert_eq!(c.last(), v.last());
         assert_eq!(c.get(v.len()), None);
         for _ in 0..(CHUNK + 7) {
             assert_eq!(c.pop(), v.pop());
@@ -150,7 +164,7 @@ mod tests {
         assert!(c.capacity() < full && c.capacity() >= c.len());
         assert!(c.iter().eq(v.iter()));
         while c.pop().is_some() {}
-        assert!(c.is_empty() && c.iter().next().is_none());
+        assert!(c.is_empty() && c.iter().next().is_none() && c.last().is_none());
         c.shrink();
         assert_eq!(c.capacity(), 0);
         c.push(9);

@@ -33,6 +33,23 @@ const BIG: usize = 1 << 15;
 pub(super) const BACKGROUND: usize = 1 << 10;
 /// Tag of an empty slot; live tags are 1..=255.
 const EMPTY: u8 = 0;
+/// Buffers of at least this many words (1 MiB) go to `RELEASE` when their
+/// index goes.
+const RELEASE_WORDS: usize = 1 << 18;
+
+/// Where the buffer of a big index that is being dropped goes; dropped in
+/// place when unset. jemalloc hands a freed block of 8 MiB or more straight
+/// back to the kernel inside `free` (the old index of a key growing past
+/// 1.37M records is 10 MiB: a 0.6 ms `madvise` inside the insert that
+/// finished the growth, docs/benchmarks.md), so a server sets a function
+/// that drops it on another thread.
+static RELEASE: std::sync::OnceLock<fn(Vec<u32>)> = std::sync::OnceLock::new();
+
+/// Sets where the buffers of big indexes are dropped (once per process;
+/// later calls change nothing).
+pub fn release_big_buffers_with(release: fn(Vec<u32>)) {
+    let _ = RELEASE.set(release);
+}
 
 fn tag_of(hash: u64) -> u8 {
     let tag = (hash >> 56) as u8;
@@ -110,6 +127,16 @@ pub(crate) struct Index {
     /// A power of two, or 0 before the first insert.
     buckets: usize,
     len: usize,
+}
+
+impl Drop for Index {
+    fn drop(&mut self) {
+        if self.words.len() >= RELEASE_WORDS {
+            if let Some(release) = RELEASE.get() {
+                release(std::mem::take(&mut self.words));
+            }
+        }
+    }
 }
 
 impl Clone for Index {
@@ -497,6 +524,40 @@ mod tests {
                 "tag {probe}"
             );
         }
+    }
+
+    /// Addresses of the buffers `RELEASE` was handed, in order.
+    static RELEASED: std::sync::Mutex<Vec<usize>> = std::sync::Mutex::new(Vec::new());
+
+    fn note_release(words: Vec<u32>) {
+        RELEASED.lock().unwrap().push(words.as_ptr() as usize);
+    }
+
+    #[test]
+    fn a_big_index_hands_its_buffer_to_release_and_a_small_one_does_not() {
+        release_big_buffers_with(note_release);
+        // Other tests may release buffers meanwhile: only entries added
+        // after `before` are looked at, and a live buffer's address cannot
+        // be released by anyone else until it is dropped.
+        let released_since =
+            |before: usize, at: usize| RELEASED.lock().unwrap()[before..].contains(&at);
+        let big = Index::with_buckets(RELEASE_WORDS / WORDS);
+        let (at, before) = (big.words.as_ptr() as usize, RELEASED.lock().unwrap().len());
+        drop(big);
+        assert!(
+            released_since(before, at),
+            "a 1 MiB index was dropped in place"
+        );
+        let small = Index::with_buckets(RELEASE_WORDS / WORDS / 2);
+        let (at, before) = (
+            small.words.as_ptr() as usize,
+            RELEASED.lock().unwrap().len(),
+        );
+        drop(small);
+        assert!(
+            !released_since(before, at),
+            "a 512 KiB index went to release"
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! what the end held. Neither changes what any reader sees, so nothing is
 //! replicated: masters and replicas step their own copies.
 
+use super::chunked::Chunked;
 use super::index::{Index, BACKGROUND};
 use super::record::{live_hashes, Record};
 use super::{which, Records};
@@ -189,7 +190,7 @@ impl Records {
     /// free. The free list is dropped: compaction finds the holes itself.
     pub fn after_removals(&mut self) {
         if self.compaction.is_none() && self.sparse() {
-            self.free = Vec::new();
+            self.free = Chunked::default();
             self.compaction = Some(Compaction { hole: 0 });
         }
     }
@@ -198,7 +199,7 @@ impl Records {
     #[cfg(test)]
     pub fn compact(&mut self) {
         self.compaction = Some(Compaction { hole: 0 });
-        self.free = Vec::new();
+        self.free = Chunked::default();
         while self.compaction.is_some() {
             self.compact_step(usize::MAX);
         }
@@ -293,8 +294,8 @@ impl Records {
         self.pos.shrink();
         self.open.items.shrink();
         self.done.items.shrink();
-        self.free.shrink_to_fit();
-        self.long_free.shrink_to_fit();
+        self.free.shrink();
+        self.long_free.shrink();
         if self.next.is_none() && self.index.oversized() {
             let smaller = Index::sized_for(self.len());
             if smaller.buckets() >= BACKGROUND {

@@ -21,6 +21,7 @@ use super::txid::TxId;
 use chunked::Chunked;
 use deadlines::Deadlines;
 use heap::{which, SlotHeap, Which};
+pub use index::release_big_buffers_with;
 use index::Index;
 use maintain::{Compaction, NextIndex};
 pub(crate) use record::Rec;
@@ -33,7 +34,10 @@ pub(crate) struct Records {
     pos: Chunked<u32>,
     /// Free slots to reuse, latest last. An entry can be stale (a slot that
     /// compaction filled or cut off the end): `free_slot` skips those.
-    free: Vec<u32>,
+    /// This and the side tables below are `Chunked` like the slab: a `Vec`
+    /// of a million long txids doubling copied 8 MiB inside one insert
+    /// (8-9 ms, docs/benchmarks.md).
+    free: Chunked<u32>,
     /// Live records.
     live: usize,
     index: Index,
@@ -46,8 +50,8 @@ pub(crate) struct Records {
     done: SlotHeap,
     hasher: ahash::RandomState,
     /// Bytes of txids longer than 16 bytes, referenced from their records.
-    long: Vec<Box<[u8]>>,
-    long_free: Vec<u32>,
+    long: Chunked<Box<[u8]>>,
+    long_free: Chunked<u32>,
     heap_bytes: usize,
     /// Bumped whenever slots are renumbered, so scan cursors can restart.
     epoch: u32,
@@ -60,7 +64,7 @@ impl Default for Records {
         Records {
             slab: Chunked::default(),
             pos: Chunked::default(),
-            free: Vec::new(),
+            free: Chunked::default(),
             live: 0,
             index: Index::default(),
             next: None,
@@ -68,8 +72,8 @@ impl Default for Records {
             open: SlotHeap::default(),
             done: SlotHeap::default(),
             hasher: ahash::RandomState::new(),
-            long: Vec::new(),
-            long_free: Vec::new(),
+            long: Chunked::default(),
+            long_free: Chunked::default(),
             heap_bytes: 0,
             epoch: 0,
             deadlines: Deadlines::default(),

@@ -134,7 +134,7 @@ impl Record {
 }
 
 /// A record's txid bytes, resolving long ones through the side table.
-pub(super) fn id_bytes<'a>(r: &'a Record, long: &'a [Box<[u8]>]) -> &'a [u8] {
+pub(super) fn id_bytes<'a>(r: &'a Record, long: &'a Chunked<Box<[u8]>>) -> &'a [u8] {
     match r.long_index() {
         None => &r.id[..r.len().min(INLINE)],
         Some(i) => long.get(i).map_or(&[][..], |b| &b[..]),
@@ -142,7 +142,12 @@ pub(super) fn id_bytes<'a>(r: &'a Record, long: &'a [Box<[u8]>]) -> &'a [u8] {
 }
 
 /// True when `slot` holds a record of `txid`.
-pub(super) fn holds(slab: &Chunked<Record>, long: &[Box<[u8]>], slot: u32, txid: &[u8]) -> bool {
+pub(super) fn holds(
+    slab: &Chunked<Record>,
+    long: &Chunked<Box<[u8]>>,
+    slot: u32,
+    txid: &[u8],
+) -> bool {
     slab.get(slot as usize)
         .is_some_and(|r| id_bytes(r, long) == txid)
 }
@@ -151,7 +156,7 @@ pub(super) fn holds(slab: &Chunked<Record>, long: &[Box<[u8]>], slot: u32, txid:
 /// order: what an index is built from.
 pub(super) fn live_hashes<'a>(
     slab: &'a Chunked<Record>,
-    long: &'a [Box<[u8]>],
+    long: &'a Chunked<Box<[u8]>>,
     hasher: &'a ahash::RandomState,
     from: usize,
     to: usize,
@@ -166,7 +171,7 @@ pub(super) fn live_hashes<'a>(
 #[derive(Clone, Copy)]
 pub(crate) struct Rec<'a> {
     pub(super) r: &'a Record,
-    pub(super) long: &'a [Box<[u8]>],
+    pub(super) long: &'a Chunked<Box<[u8]>>,
 }
 
 impl<'a> Rec<'a> {
