@@ -47,18 +47,19 @@ pub fn later<T: Send + 'static>(value: T) {
     }
 }
 
-/// Puts the calling thread in the idle scheduling class, so it runs only on
-/// a core no other thread wants: woken by a command that hands it a buffer,
-/// a normal thread can preempt the server's main thread on the same core
-/// and put the `madvise` back inside the command (measured: 0.7 ms).
+/// Gives the calling thread the lowest priority (nice 19). Woken by a
+/// command that hands it a buffer, a thread at normal priority can preempt
+/// the server's main thread on the same core and put the `madvise` back
+/// inside the command (measured: 0.7 ms). The idle scheduling class
+/// avoided that too, but on a host with every core busy it left megabytes
+/// unfreed for seconds; nice 19 keeps a small share (docs/benchmarks.md).
 fn lowest_priority() {
     #[cfg(target_os = "linux")]
     {
-        let param = libc::sched_param { sched_priority: 0 };
-        // SAFETY: a system call on the calling thread (pid 0) with a valid
-        // parameter; failing leaves the thread at normal priority.
+        // SAFETY: a system call on the calling thread (who 0: on Linux a
+        // thread's own nice value); failing leaves it at normal priority.
         unsafe {
-            libc::sched_setscheduler(0, libc::SCHED_IDLE, &param);
+            libc::setpriority(libc::PRIO_PROCESS, 0, 19);
         }
     }
 }
