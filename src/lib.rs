@@ -17,7 +17,6 @@ use std::os::raw::c_int;
 
 fn init(ctx: &Context, args: &[RedisString]) -> Status {
     module::server::init_log(ctx);
-    module::release::start();
     // Said once, at notice level: none of the supported servers as packaged
     // can run active defrag (each is built without the patched jemalloc it
     // needs), so a callback could never run or be tested.
@@ -57,6 +56,9 @@ fn init(ctx: &Context, args: &[RedisString]) -> Status {
     }
     module::slot_migration::start(ctx);
     module::housekeeping::start(ctx);
+    // Last: a load that fails unmaps the module's code, which a thread
+    // started before would still be running.
+    module::release::start();
     Status::Ok
 }
 

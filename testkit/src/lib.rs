@@ -23,6 +23,9 @@ pub fn server_bin() -> String {
 pub enum Build {
     Debug,
     Release,
+    /// No module at start: the test loads one with MODULE LOAD (the debug
+    /// build's path, `module_path`).
+    NoModule,
 }
 
 /// The module to load: `INVENTORY_MODULE`, else the given build in target/.
@@ -188,9 +191,10 @@ impl Server {
             "".into(),
             "--enable-debug-command".into(),
             "yes".into(),
-            "--loadmodule".into(),
-            module.display().to_string(),
         ]);
+        if build != Build::NoModule {
+            args.extend(["--loadmodule".into(), module.display().to_string()]);
+        }
         // Module arguments must follow --loadmodule directly.
         let split = extra
             .iter()

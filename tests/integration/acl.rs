@@ -5,6 +5,7 @@
 
 use crate::harness::*;
 use redis::{Connection, Value};
+use std::time::Duration;
 use testkit::version;
 
 /// A connection logged in as a new user with `rules` (password "pw").
@@ -346,4 +347,49 @@ fn loading_logs_no_warning_and_says_once_that_defrag_is_not_done() {
     }
     let defrag = ours.iter().filter(|l| l.contains("active defrag")).count();
     assert_eq!(defrag, 1, "{ours:#?}");
+}
+
+/// The names of a process's threads.
+fn threads(pid: u32) -> Vec<String> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("/proc");
+    let mut names: Vec<String> = tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|n| n.trim().to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+/// A MODULE LOAD that fails leaves no thread of the module behind: the
+/// server unmaps the module's code, which such a thread would still run.
+/// The one that succeeds starts the freeing thread once.
+#[test]
+fn a_failed_module_load_leaves_no_thread_behind() {
+    let s = Server::start_build(
+        testkit::Build::NoModule,
+        &["--enable-module-command", "yes"],
+    );
+    let c = &mut s.conn();
+    let module = testkit::module_path(testkit::Build::Debug);
+    let module = module.to_str().expect("a UTF-8 module path");
+    let before = threads(s.pid());
+    assert!(call(c, &["MODULE", "LOAD", module, "no-such-config", "1"]).is_err());
+    assert_eq!(
+        threads(s.pid()),
+        before,
+        "a thread outlived the failed load"
+    );
+    ok(c, &["MODULE", "LOAD", module]);
+    // The thread names itself once it runs.
+    let ours = || {
+        threads(s.pid())
+            .iter()
+            .filter(|t| *t == "inventory-free")
+            .count()
+    };
+    eventually("the freeing thread named", Duration::from_secs(5), || {
+        ours() > 0
+    });
+    assert_eq!(ours(), 1, "{:?}", threads(s.pid()));
+    assert_eq!(ok(c, &["INV.SET", "k", "5"]), Value::Okay);
 }
