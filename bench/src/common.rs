@@ -204,14 +204,20 @@ pub(crate) fn implementation_name(imp: Impl) -> &'static str {
     }
 }
 
-/// Reserves one unit each for `n` fresh txids on `key` (pipelines of 1000):
-/// `tag` then the number `from + i`, zero-padded to 16 bytes together.
-pub(crate) fn fill(c: &mut Connection, key: &str, from: usize, n: usize, tag: &str) {
+/// `fill`'s txid number `i`: `tag` then `i`, zero-padded to 16 bytes
+/// together.
+pub(crate) fn tagged_txid(tag: &str, i: usize) -> String {
     let width = 16usize.saturating_sub(tag.len());
+    format!("{tag}{i:0width$}")
+}
+
+/// Reserves one unit each for `n` fresh txids on `key` (pipelines of 1000):
+/// `tagged_txid(tag, from + i)`.
+pub(crate) fn fill(c: &mut Connection, key: &str, from: usize, n: usize, tag: &str) {
     run(c, n, 1000, |p, i| {
         p.cmd("INV.RESERVE")
             .arg(key)
-            .arg(format!("{tag}{:0width$}", from + i))
+            .arg(tagged_txid(tag, from + i))
             .arg(1)
             .arg("TTL")
             .arg(TTL)

@@ -69,9 +69,9 @@ fn row(case: String, c: &mut Connection, pings: &[Duration]) -> EdgeRow {
 
 /// One key growing from `from` to `to` records through its txid index's
 /// growth (started at three quarters of its buckets' slots, filled in
-/// housekeeping steps). Txids are `tag` followed by a number, 16 bytes in
-/// all when `tag` is short; a longer `tag` (a UUID's length) puts every
-/// txid in the side table of long txids, which grows too.
+/// housekeeping steps). Txids are `tagged_txid`s: 16 bytes when `tag` is
+/// short; a longer `tag` (a UUID's length) puts every txid in the side
+/// table of long txids, which grows too.
 pub(crate) fn growth(args: &Args, from: usize, to: usize, tag: &str) -> EdgeRow {
     let server = bench_server(&args.server);
     let c = &mut server.conn();
@@ -85,7 +85,7 @@ pub(crate) fn growth(args: &Args, from: usize, to: usize, tag: &str) -> EdgeRow 
     let txids = if tag.is_empty() {
         String::new()
     } else {
-        format!(" ({}-byte txids)", tag.len() + to.to_string().len())
+        format!(" ({}-byte txids)", tagged_txid(tag, to - 1).len())
     };
     row(
         format!("one key growing from {from} to {to} records{txids}"),
