@@ -27,6 +27,7 @@ test: deps ## fmt, clippy, unit + property tests, 15 s of fuzzing per target, th
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo build
 	cargo test -p inventory-core
+	cargo test -p redis-inventory --lib
 	cargo test -p redis-inventory-reliability
 	cargo test -p redis-inventory-client --doc
 	$$(scripts/deps.sh promtool) check rules docs/monitoring/alerts.yml

@@ -78,6 +78,8 @@ const MODULE_VERSION: c_int = {
         + number(env!("CARGO_PKG_VERSION_PATCH"))
 };
 
+// Unit tests run outside Redis, on the system allocator.
+#[cfg(not(test))]
 #[global_allocator]
 static ALLOCATOR: module::alloc::ModuleAlloc = module::alloc::ModuleAlloc;
 
