@@ -131,11 +131,15 @@ pub(crate) struct Index {
 
 impl Drop for Index {
     fn drop(&mut self) {
-        if self.words.len() >= RELEASE_WORDS {
-            if let Some(release) = RELEASE.get() {
-                release(std::mem::take(&mut self.words));
-            }
-        }
+        let_go(std::mem::take(&mut self.words));
+    }
+}
+
+/// Drops an index's buffer, a big one through the release hook.
+fn let_go(words: Vec<u32>) {
+    match RELEASE.get() {
+        Some(release) if words.len() >= RELEASE_WORDS => release(words),
+        _ => drop(words),
     }
 }
 
@@ -155,10 +159,19 @@ impl Index {
         if buckets == 0 {
             return Index::default();
         }
-        // 15 spare words let the buckets start on a cache-line boundary
-        // whatever alignment the allocator gives (Redis's allocator only
-        // promises 16 bytes for module memory).
-        let words = vec![0u32; buckets * WORDS + 15];
+        // The buckets start on a cache-line boundary. jemalloc (Redis's)
+        // puts a block of a multiple of 64 bytes on one; only a block that
+        // is not (libc malloc gives 16 bytes) is made again with 15 spare
+        // words to start from. Asking for the spare words every time would
+        // cost a whole size class where the size is a power of two: 8 MiB
+        // and 60 bytes is a 10 MiB block to jemalloc, and counts so in
+        // `used_memory` (docs/benchmarks.md).
+        let n = buckets * WORDS;
+        let mut words = vec![0u32; n];
+        if words.as_ptr() as usize % 64 != 0 {
+            let_go(words);
+            words = vec![0u32; n + 15];
+        }
         let base = (64 - words.as_ptr() as usize % 64) % 64 / 4;
         Index {
             words,
