@@ -13,16 +13,21 @@
 #   scripts/profile.sh footprint [server]  the module code one INV.RESERVE
 #       runs: distinct instructions and 64-byte cache lines executed by
 #       (nearly) every call, by function (same load and options as callgrind).
+#   scripts/profile.sh flood [server]      the edges phase's flood alone:
+#       300,000 fresh reserves (TTL 10 min) on one key by redis-cli --pipe, on a
+#       new server RUNS times (default 5); per run, the reserves SLOWLOG kept
+#       over SLOW microseconds (default 500) and the server's major faults.
+#       PIN=1: the server on CPU 0, redis-cli on CPU 1 (taskset).
 #   scripts/profile.sh perf [server]       where INV.RESERVE's time goes: perf
 #       record --call-graph dwarf on the server during `make bench RATIOS=1`,
 #       samples under the module command dispatcher grouped by part.
 #
 # server: a redis-server or valkey-server binary (default: redis-server from
-# PATH). Needs valgrind or perf, and the release module (make release), or
-# the module INVENTORY_MODULE names.
+# PATH). Needs valgrind or perf (flood: taskset with PIN=1), and the release
+# module (make release), or the module INVENTORY_MODULE names.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mode=${1:?usage: scripts/profile.sh callgrind|footprint|perf [server]}
+mode=${1:?usage: scripts/profile.sh callgrind|footprint|flood|perf [server]}
 server=${2:-$(command -v redis-server)}
 module=${INVENTORY_MODULE:-$PWD/target/release/libinventory.so}
 work=$(mktemp -d)
@@ -109,6 +114,57 @@ PY
         print line " per call  " $(n + 1)}'
   fi
   ;;
+flood)
+  # 300,000 fresh reserves (TTL 10 min) on one key by redis-cli --pipe, the
+  # edges phase's flood, RUNS times on a new server each; PIN=1 puts the
+  # server on CPU 0 and redis-cli on CPU 1. Per run: the commands SLOWLOG
+  # kept over SLOW microseconds (default 500) and the server's major faults.
+  port=7561
+  python3 - "$work/flood.resp" <<'PY'
+import sys
+def cmd(*a):
+    return f"*{len(a)}\r\n" + "".join(f"${len(str(x))}\r\n{x}\r\n" for x in a)
+with open(sys.argv[1], "w") as f:
+    for i in range(300_000):
+        f.write(cmd("INV.RESERVE", "flood", f"{i:016d}", 1, "TTL", 600000))
+PY
+  on() { if [ -n "${PIN:-}" ]; then taskset -c "$1" "${@:2}"; else "${@:2}"; fi; }
+  for run in $(seq "${RUNS:-5}"); do
+    on 0 "$server" --port $port --save '' --dir "$work" --appendonly no \
+      --loadmodule "$module" >"$work/server.log" 2>&1 &
+    pid=$!
+    for _ in $(seq 100); do redis-cli -p $port ping >/dev/null 2>&1 && break; sleep 0.1; done
+    redis-cli -p $port config set slowlog-log-slower-than "${SLOW:-500}" >/dev/null
+    redis-cli -p $port config set slowlog-max-len 1000 >/dev/null
+    redis-cli -p $port inv.set flood 1125899906842624 >/dev/null
+    redis-cli -p $port slowlog reset >/dev/null
+    faults=$(awk '{print $12}' /proc/$pid/stat)
+    on 1 redis-cli -p $port --pipe <"$work/flood.resp" >/dev/null
+    faults=$(($(awk '{print $12}' /proc/$pid/stat) - faults))
+    slow=$(python3 - $port "${SLOW:-500}" <<'PY'
+# SLOWLOG GET through a plain socket: "<ms> ms (txid <n>)" per entry.
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"*3\r\n$7\r\nSLOWLOG\r\n$3\r\nGET\r\n$4\r\n1000\r\n")
+f = s.makefile("rb")
+def read():
+    line = f.readline().rstrip(b"\r\n")
+    kind, rest = line[:1], line[1:]
+    if kind == b"*":
+        return [read() for _ in range(int(rest))]
+    if kind == b"$":
+        n = int(rest)
+        return None if n < 0 else f.read(n + 2)[:-2].decode(errors="replace")
+    return int(rest) if kind == b":" else rest.decode()
+entries = [e for e in read() if len(e[3]) > 2 and e[3][0].upper() == "INV.RESERVE"]
+print(", ".join(f"{e[2] / 1000:.2f} ms (txid {int(e[3][2])})" for e in reversed(entries)) or f"none over {sys.argv[2]} us")
+PY
+)
+    echo "run $run$([ -n "${PIN:-}" ] && echo ' (pinned)'): $slow; major faults $faults"
+    redis-cli -p $port shutdown nosave >/dev/null 2>&1 || true
+    wait $pid 2>/dev/null || true
+  done
+  ;;
 perf)
   cargo build --release -q -p redis-inventory-bench
   target/release/redis-inventory-bench --ratios-only --server "$server" >/dev/null 2>&1 &
@@ -147,7 +203,7 @@ for name in [g for g, _ in groups] + ["the rest"]:
 PY
   ;;
 *)
-  echo "usage: scripts/profile.sh callgrind|footprint|perf [server]" >&2
+  echo "usage: scripts/profile.sh callgrind|footprint|flood|perf [server]" >&2
   exit 2
   ;;
 esac
