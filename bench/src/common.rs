@@ -204,8 +204,8 @@ pub(crate) fn implementation_name(imp: Impl) -> &'static str {
     }
 }
 
-/// `fill`'s txid number `i`: `tag` then `i`, zero-padded to 16 bytes
-/// together.
+/// The bench's txid number `i`: `tag` then `i`, zero-padded to 16 bytes
+/// together (an untagged one is `i` in 16 digits).
 pub(crate) fn tagged_txid(tag: &str, i: usize) -> String {
     let width = 16usize.saturating_sub(tag.len());
     format!("{tag}{i:0width$}")

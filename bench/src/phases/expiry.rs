@@ -15,7 +15,7 @@ pub(crate) fn phase_expiry(args: &Args, n: usize) -> ExpiryRow {
     run(c, n, 1000, |p, i| {
         p.cmd("INV.RESERVE")
             .arg("hot")
-            .arg(format!("{i:016}"))
+            .arg(tagged_txid("", i))
             .arg(1)
             .arg("PXAT")
             .arg(deadline)

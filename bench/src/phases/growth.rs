@@ -133,7 +133,7 @@ pub(crate) fn phase_growth(args: &Args, sz: &Sizes) -> (Vec<GrowthRow>, Vec<Memo
         let s = scripts(c);
         let before = used_memory(c);
         run(c, n, 1000, |p, i| {
-            add(p, &s, imp, Op::Reserve, "sku:0", &format!("{i:016}"))
+            add(p, &s, imp, Op::Reserve, "sku:0", &tagged_txid("", i))
         });
         memory.push(MemoryRow {
             layout,

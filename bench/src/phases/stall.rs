@@ -113,7 +113,7 @@ pub(crate) fn flood(args: &Args, n: usize, ttl_ms: u64) -> EdgeRow {
     resp(&mut commands, &["INV.SET", "hot", &BIG.to_string()]);
     let ttl = ttl_ms.to_string();
     for i in 0..n {
-        let txid = format!("{i:016}");
+        let txid = tagged_txid("", i);
         resp(
             &mut commands,
             &["INV.RESERVE", "hot", &txid, "1", "TTL", &ttl],
@@ -153,7 +153,7 @@ pub(crate) fn expire_and_purge(args: &Args, n: usize) -> EdgeRow {
     run(c, n, 1000, |p, i| {
         p.cmd("INV.RESERVE")
             .arg("hot")
-            .arg(format!("{i:016}"))
+            .arg(tagged_txid("", i))
             .arg(1)
             .arg("PXAT")
             .arg(deadline)
