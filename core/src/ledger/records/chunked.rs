@@ -1,14 +1,18 @@
 //! A growable array in fixed-size chunks: pushing never moves what is
 //! already stored. A `Vec` doubles by reallocating, and with jemalloc (Redis
 //! 7.0) that copies a big key's record slab whole (docs/benchmarks.md).
-//! Here only the first chunk grows by doubling (so a small key stays small);
-//! every later chunk is allocated at full size once.
+//! Each chunk grows by doubling up to its full size, so a key's memory
+//! follows its size: a new chunk allocated whole would hold up to `CHUNK`
+//! empty elements (at 10,000 records, 6,000 empty 32-byte records:
+//! docs/benchmarks.md). The biggest copy a doubling makes is half a chunk.
 
 use std::ops::{Index, IndexMut};
 
 /// Elements per chunk (a power of two).
 const CHUNK_BITS: u32 = 13;
 const CHUNK: usize = 1 << CHUNK_BITS;
+/// Elements a new chunk is allocated for.
+const FIRST: usize = 4;
 
 #[derive(Clone, Debug)]
 pub(crate) struct Chunked<T> {
@@ -39,9 +43,17 @@ impl<T> Chunked<T> {
         // Chunks emptied by `pop` are kept (like a Vec's capacity), so an
         // array going back and forth over a boundary does not reallocate.
         match self.chunks.get_mut(c) {
-            Some(chunk) => chunk.push(value),
+            Some(chunk) => {
+                if chunk.len() == chunk.capacity() {
+                    // Doubling, never past a chunk (a Vec's own growth
+                    // would be free to overshoot it).
+                    let want = (chunk.capacity() * 2).clamp(FIRST, CHUNK);
+                    chunk.reserve_exact(want - chunk.len());
+                }
+                chunk.push(value);
+            }
             None => {
-                let mut chunk = Vec::with_capacity(if c == 0 { 4 } else { CHUNK });
+                let mut chunk = Vec::with_capacity(FIRST);
                 chunk.push(value);
                 self.chunks.push(chunk);
             }
@@ -89,13 +101,14 @@ impl<T> Chunked<T> {
         self.chunks.iter().map(Vec::capacity).sum()
     }
 
-    /// Releases the chunks past the last element (`pop` keeps them).
+    /// Releases the chunks past the last element (`pop` keeps them) and
+    /// the last chunk's room past it.
     pub fn shrink(&mut self) {
         let used = self.len.div_ceil(CHUNK);
         self.chunks.truncate(used);
         self.chunks.shrink_to_fit();
-        if let Some(first) = self.chunks.first_mut().filter(|_| used == 1) {
-            first.shrink_to_fit();
+        if let Some(last) = self.chunks.last_mut() {
+            last.shrink_to_fit();
         }
     }
 
@@ -169,6 +182,28 @@ mod tests {
         assert_eq!(c.capacity(), 0);
         c.push(9);
         assert_eq!((c.len(), c[0]), (1, 9));
+    }
+
+    #[test]
+    fn every_chunk_grows_by_doubling_and_never_past_a_chunk() {
+        let mut c = Chunked::default();
+        for n in 1..=(3 * CHUNK + CHUNK / 3) {
+            c.push(n);
+            let last = (n - 1) % CHUNK + 1;
+            let room = c.capacity() - (n - last);
+            assert!(
+                room >= last && room <= (2 * last).max(FIRST),
+                "{n} elements: the last chunk holds {last} in room for {room}"
+            );
+            assert!(c.chunks.iter().all(|k| k.capacity() <= CHUNK));
+        }
+        for _ in 0..CHUNK / 2 {
+            c.pop();
+        }
+        c.shrink();
+        assert_eq!(c.capacity(), c.len());
+        c.push(0);
+        assert!(c.capacity() <= 2 * c.len());
     }
 
     #[test]
