@@ -363,12 +363,22 @@ impl Drop for Server {
 }
 
 /// Polls `check` until it holds or the deadline passes.
-pub fn eventually(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
+pub fn eventually(what: &str, within: Duration, check: impl FnMut() -> bool) {
+    assert!(holds_within(within, check), "timed out waiting for {what}");
+}
+
+/// Polls `check` (every 20 ms) until it holds, or until `within` has
+/// passed: whether it held. For a caller whose failure message needs what
+/// `check` saw last.
+pub fn holds_within(within: Duration, mut check: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + within;
     while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        if Instant::now() >= deadline {
+            return false;
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
+    true
 }
 
 /// One INFO field as text ("" when absent).
