@@ -22,7 +22,8 @@ run: release ## Start redis-server with the module in the foreground (PORT=6379;
 	@scripts/deps.sh redis >/dev/null
 	scripts/run.sh $(PORT)
 
-test: deps ## fmt, clippy, unit + property tests, 15 s of fuzzing per target, then integration and cluster tests and the short reliability suite on Redis 7.0, Valkey 8.1 and Valkey 9.1
+test: deps ## fmt, clippy, unit + property tests, 15 s of fuzzing per target, then integration and cluster tests and the short reliability suite on Redis 7.0, Valkey 8.1 and Valkey 9.1; lists the tests skipped on a server, with why
+	@mkdir -p target && rm -f target/test-skips.log
 	cargo fmt --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo build
@@ -41,6 +42,8 @@ test: deps ## fmt, clippy, unit + property tests, 15 s of fuzzing per target, th
 	  cargo run -q -p redis-inventory-reliability -- --short --server $$server \
 	  || exit 1; \
 	done
+	@echo "== skipped on a server: $$(cat target/test-skips.log 2>/dev/null | wc -l) test run(s)"
+	@cat target/test-skips.log 2>/dev/null || true
 
 budget: release ## Measure the budget: memory and CPU per INV.RESERVE vs the Lua script
 	@scripts/deps.sh redis >/dev/null

@@ -81,6 +81,23 @@ pub(crate) struct Args {
     /// it and exit non-zero if any unit was oversold. Writes nothing.
     #[arg(long)]
     pub sale_only: bool,
+    /// Run only whole-server CPU per request (every thread of master and
+    /// replica, closed-loop batches of 64; phases/server_cpu.rs), bare and
+    /// as deployed, print the table and exit. Writes nothing.
+    #[arg(long)]
+    pub server_cpu: bool,
+    /// With --server-cpu: also measure this build of the module (a path to
+    /// libinventory.so), its servers taking turns with the current build's.
+    #[arg(long)]
+    pub baseline_module: Option<String>,
+    /// With --server-cpu: also a bare master whose propagation is on (what
+    /// the propagation gate saves, or a bare master after a slot export).
+    #[arg(long)]
+    pub propagating: bool,
+    /// With --server-cpu: rounds (each setup and variant once per round;
+    /// medians over them).
+    #[arg(long, default_value_t = 5)]
+    pub rounds: usize,
     /// Also measure growth at 10^7 open reservations on one key (one round:
     /// about 1 GB of server memory and a minute or two more). Reported, not
     /// part of the flatness goal, which the issue sets from 10^3 to 10^6.
@@ -168,6 +185,35 @@ async fn main() {
             println!("{}: {}", if g.met { "met" } else { "MISSED" }, g.text);
         }
         std::process::exit(if goals::report_missed(&goals) { 0 } else { 1 });
+    }
+    if args.server_cpu {
+        use phases::server_cpu::{measure, setup, table, variants};
+        let mut setups = Vec::new();
+        for deployed in [false, true] {
+            let shape = if deployed { "deployed" } else { "bare" };
+            if let Some(base) = &args.baseline_module {
+                setups.push(setup(
+                    &args.server,
+                    &format!("{shape}, baseline"),
+                    Some(base),
+                    deployed,
+                    false,
+                ));
+            }
+            setups.push(setup(&args.server, shape, None, deployed, false));
+            if !deployed && args.propagating {
+                setups.push(setup(&args.server, "bare, propagating", None, false, true));
+            }
+        }
+        let vs = variants();
+        let requests = if args.quick { 20_000 } else { 100_000 };
+        let out = measure(&setups, &vs, requests, args.rounds);
+        println!(
+            "{requests} requests per reading, medians of {} rounds\n",
+            args.rounds
+        );
+        println!("{}", table(&setups, &vs, &out));
+        return;
     }
     if args.sale_only {
         let rows = phase_sale(&args, &sz).await;

@@ -49,15 +49,26 @@ async fn serves_from_memory_until_another_client_changes_the_key() {
     assert_eq!(cache.get("sku:new").await.unwrap().unwrap().stock, 4);
 
     // Expiry on the server announces the change too.
+    // (A TTL that a loaded machine does not reach before the first read;
+    // then the expiry is awaited, not slept for.)
     writer
-        .reserve("sku:a", "o2", 1, Some(Duration::from_millis(200)))
+        .reserve("sku:a", "o2", 1, Some(Duration::from_millis(2000)))
         .await
         .unwrap();
     cache.sync().await.unwrap();
     assert_eq!(cache.get("sku:a").await.unwrap().unwrap().reserved, 4);
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    cache.sync().await.unwrap();
-    assert_eq!(cache.get("sku:a").await.unwrap().unwrap().reserved, 3);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        cache.sync().await.unwrap();
+        if cache.get("sku:a").await.unwrap().unwrap().reserved == 3 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the expiry never reached the cache"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // FLUSHALL empties the cache.
     let _: () = redis::cmd("FLUSHALL").query(&mut s.conn()).unwrap();

@@ -50,7 +50,7 @@ async fn rediss_with_the_callers_ca_and_refused_without_it() {
     ]) {
         Ok(server) => server,
         Err(log) if log.contains("TLS support") => {
-            eprintln!("skipped: {} is built without TLS", testkit::server_bin());
+            testkit::skip("the server is built without TLS");
             return;
         }
         Err(log) => panic!("{log}"),

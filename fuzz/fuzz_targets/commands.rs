@@ -1,12 +1,15 @@
 //! Any argument vector, for every command: the parser answers (never a
 //! panic), and a write that parses is planned and applied to a key holding
-//! records in every state, which must still pass its audit. INV.APPLY's
-//! effects (what an AOF or a master can send) are applied as they come.
+//! records in every state (a multi-key command to one such key per key it
+//! names), which must still pass its audit. A plan whose effects fail their
+//! own check is a bug, as in the model tests. A multi-key command changes
+//! every key or none. INV.APPLY's effects (what an AOF or a master can send)
+//! are applied as they come.
 //! Input: byte 0 picks the command; the rest, split on 0xFF, are its
 //! arguments after the command name.
 #![no_main]
 
-use inventory_core::ledger::{Plan, Policy, Result, Sku, Ttl, TxId};
+use inventory_core::ledger::{MultiPlan, Plan, Policy, Result, Sku, Ttl, TxId};
 use inventory_core::parse;
 use libfuzzer_sys::fuzz_target;
 
@@ -41,14 +44,49 @@ fn seed(sku: &mut Sku, plan: Result<Plan>) {
 
 fn commit(sku: &mut Sku, plan: Result<Plan>) {
     let Ok(plan) = plan else { return };
-    if sku.check(&plan.effects).is_err() {
-        return;
-    }
+    sku.check(&plan.effects)
+        .expect("a plan's effects pass their own check");
     for e in plan.effects.iter() {
         sku.apply(e).expect("a checked plan applies");
     }
     sku.audit()
         .expect("a committed plan leaves the key consistent");
+}
+
+/// At most this many keys of a multi-key command are planned (each a
+/// seeded key); more are only parsed.
+const MULTI_KEYS: usize = 6;
+
+/// Plans a multi-key command over one seeded key per key it names, then
+/// commits it as the module does: every key checked, then every key
+/// changed, or none when the command is blocked.
+fn commit_multi(keys: usize, plan: impl FnOnce(&[&Sku]) -> Result<MultiPlan>) {
+    if keys > MULTI_KEYS {
+        return;
+    }
+    let mut skus: Vec<Sku> = (0..keys).map(|_| seeded()).collect();
+    let before: Vec<u64> = skus.iter().map(Sku::version).collect();
+    let refs: Vec<&Sku> = skus.iter().collect();
+    let Ok(plan) = plan(&refs) else { return };
+    let changes = plan
+        .check(&refs)
+        .expect("a multi-key plan's effects pass their own check");
+    assert_eq!(changes, plan.blocked.is_none());
+    if changes {
+        for (sku, p) in skus.iter_mut().zip(&plan.plans) {
+            for e in p.effects.iter() {
+                sku.apply(e).expect("a checked plan applies");
+            }
+        }
+    }
+    for (sku, v) in skus.iter().zip(before) {
+        sku.audit()
+            .expect("a multi-key command leaves every key consistent");
+        assert!(
+            plan.blocked.is_none() || sku.version() == v,
+            "a blocked command changed a key"
+        );
+    }
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -59,7 +97,7 @@ fuzz_target!(|data: &[u8]| {
     let mut sku = seeded();
     let p = Policy::default();
     let now = NOW + 1_000;
-    match which % 12 {
+    match which % 13 {
         0 => {
             if let Ok(c) = parse::set(&args) {
                 let plan = sku.plan_set(c.stock, c.if_version, now);
@@ -105,10 +143,24 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         7 => {
-            let _ = parse::mreserve(&args, 64);
+            if let Ok(c) = parse::mreserve(&args, 64) {
+                let qtys: Vec<i64> = c.items.iter().map(|(_, q)| *q).collect();
+                commit_multi(c.items.len(), |skus| {
+                    MultiPlan::reserve(skus, &c.txid, &qtys, c.ttl, now, &p)
+                });
+            }
         }
         8 => {
-            let _ = parse::multi("inv.mcancel", &args, 64);
+            if let Ok(c) = parse::multi("inv.mcancel", &args, 64) {
+                commit_multi(c.keys.len(), |skus| MultiPlan::cancel(skus, &c.txid, now));
+            }
+        }
+        12 => {
+            if let Ok(c) = parse::multi("inv.mconfirm", &args, 64) {
+                commit_multi(c.keys.len(), |skus| {
+                    Ok(MultiPlan::confirm(skus, &c.txid, now))
+                });
+            }
         }
         9 => {
             if let Ok(c) = parse::scan(&args) {

@@ -118,14 +118,16 @@ fn fuzz_section(log: &str) -> String {
     for line in log.lines() {
         let value = |prefix: &str| line.strip_prefix(prefix).map(|v| v.trim().to_string());
         if let Some(rest) = line.strip_prefix("fuzz: ") {
-            let (name, secs) = rest.split_once(" for ").unwrap_or((rest, ""));
-            rows.push([
-                name.into(),
-                secs.trim_end_matches('s').into(),
-                "?".into(),
-                "?".into(),
-                "?".into(),
-            ]);
+            // The time asked for is not a measurement: the seconds come
+            // from the target's own `fuzz-ran:` line, "?" without one.
+            let (name, _asked) = rest.split_once(" for ").unwrap_or((rest, ""));
+            rows.push([name.into(), "?".into(), "?".into(), "?".into(), "?".into()]);
+        } else if let (Some(v), Some(row)) = (value("fuzz-ran:"), rows.last_mut()) {
+            // "<target> <runs> runs in <seconds> s"
+            let words: Vec<&str> = v.split_whitespace().collect();
+            if let [_, _, "runs", "in", secs, "s"] = words[..] {
+                row[1] = secs.into();
+            }
         } else if let (Some(v), Some(row)) =
             (value("stat::number_of_executed_units:"), rows.last_mut())
         {
@@ -171,14 +173,16 @@ mod tests {
                    stat::number_of_executed_units: 5512\n\
                    stat::peak_rss_mb: 512\n\
                    fuzz-failing-inputs: 0\n\
+                   fuzz-ran: commands 5512 runs in 121 s\n\
                    fuzz: decode for 120s\n\
                    stat::number_of_executed_units: 77\n";
         let md = fuzz_section(log);
         assert!(
-            md.contains("| commands | 120 | 5512 | 512 MB | 0 |"),
+            md.contains("| commands | 121 | 5512 | 512 MB | 0 |"),
             "{md}"
         );
-        // A count the log does not give is shown as unknown, never as 0.
-        assert!(md.contains("| decode | 120 | 77 | ? MB | ? |"), "{md}");
+        // A count the log does not give is shown as unknown, never as 0,
+        // and the time asked for is never shown as the time run.
+        assert!(md.contains("| decode | ? | 77 | ? MB | ? |"), "{md}");
     }
 }

@@ -18,6 +18,15 @@
 //! - "Not needed" also requires the AOF to be off when it is settled; a
 //!   CONFIG SET of `appendonly` (server event, before any later command) turns
 //!   it to "needed" for good.
+//! - Valkey 9's atomic slot migration feeds its target from the same
+//!   propagation, after a snapshot taken once the export has started. The
+//!   export starts inside `CLUSTER MIGRATESLOTS` on the source, which the
+//!   filter sees before it runs, and the server reports it by an event fired
+//!   in that command before it connects to the target: either turns the state
+//!   to "needed" for good (`slot_migration.rs` forwards the event), so every
+//!   change after the snapshot reaches the target. On a server that knows
+//!   the migration but would not report it, the state starts "needed" and
+//!   stays so.
 //!
 //! The filter runs before every command of the server, the module's or not
 //! (about 120 instructions each on Redis 7.0, docs/benchmarks.md). Once the
@@ -116,27 +125,52 @@ fn settle_unknown(ctx: &Context) {
     let _ = STATE.compare_exchange(UNKNOWN, next, Relaxed, Relaxed);
 }
 
-fn mark_needed() {
+/// Propagation is needed from now on, for the life of the process: a
+/// consumer appeared (or may have).
+pub fn mark_needed() {
     STATE.store(NEEDED, Relaxed);
 }
 
+/// Whether a command (its name and first argument) starts a consumer of
+/// propagation: SYNC or PSYNC (a replica), or `CLUSTER MIGRATESLOTS` (an
+/// atomic slot migration's target, Valkey 9).
+fn starts_consumer(name: &[u8], first: Option<&[u8]>) -> bool {
+    name.eq_ignore_ascii_case(b"sync")
+        || name.eq_ignore_ascii_case(b"psync")
+        || (name.eq_ignore_ascii_case(b"cluster")
+            && first.is_some_and(|a| a.eq_ignore_ascii_case(b"migrateslots")))
+}
+
 unsafe extern "C" fn on_command(fctx: *mut raw::RedisModuleCommandFilterCtx) {
-    // SAFETY: fctx is the live filter context; argument 0 is the command name.
+    // SAFETY: fctx is the live filter context; argument 0 is the command
+    // name. An argument's bytes are read while the filter runs, and only
+    // argument 1 of a 7-byte command name (CLUSTER) is read at all.
     unsafe {
-        let (Some(arg), Some(ptr_len)) = (
+        let (Some(arg), Some(count), Some(ptr_len)) = (
             raw::RedisModule_CommandFilterArgGet,
+            raw::RedisModule_CommandFilterArgsCount,
             raw::RedisModule_StringPtrLen,
         ) else {
             return;
         };
-        let name = arg(fctx, 0);
-        if name.is_null() {
+        let bytes = |i: c_int| -> Option<&[u8]> {
+            let s = arg(fctx, i);
+            if s.is_null() {
+                return None;
+            }
+            let mut len = 0;
+            let p = ptr_len(s, &mut len);
+            (!p.is_null()).then(|| std::slice::from_raw_parts(p.cast::<u8>(), len))
+        };
+        let Some(name) = bytes(0) else {
             return;
-        }
-        let mut len = 0;
-        let p = ptr_len(name, &mut len);
-        let name = std::slice::from_raw_parts(p.cast::<u8>(), len);
-        if name.eq_ignore_ascii_case(b"sync") || name.eq_ignore_ascii_case(b"psync") {
+        };
+        let first = if name.len() == 7 && count(fctx) > 1 {
+            bytes(1)
+        } else {
+            None
+        };
+        if starts_consumer(name, first) {
             mark_needed();
         }
     }
@@ -514,4 +548,36 @@ pub fn effect_argv(effect: &Effect) -> (Vec<RedisString>, Vec<*mut raw::RedisMod
         .collect();
     let argv = strings.iter().map(|s| s.inner).collect();
     (strings, argv)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::starts_consumer;
+
+    #[test]
+    fn a_replica_or_a_slot_export_starts_a_consumer() {
+        for (name, first) in [
+            (&b"SYNC"[..], None),
+            (b"psync", Some(&b"?"[..])),
+            (b"CLUSTER", Some(b"MIGRATESLOTS")),
+            (b"cluster", Some(b"migrateSlots")),
+        ] {
+            assert!(starts_consumer(name, first), "{name:?} {first:?}");
+        }
+    }
+
+    #[test]
+    fn other_commands_start_none() {
+        for (name, first) in [
+            (&b"CLUSTER"[..], None),
+            (b"CLUSTER", Some(&b"INFO"[..])),
+            (b"CLUSTER", Some(b"GETSLOTMIGRATIONS")),
+            (b"CLUSTER", Some(b"SETSLOT")),
+            (b"MIGRATE", Some(b"127.0.0.1")),
+            (b"INV.RESERVE", Some(b"sku")),
+            (b"", None),
+        ] {
+            assert!(!starts_consumer(name, first), "{name:?} {first:?}");
+        }
+    }
 }

@@ -5,10 +5,14 @@
 //! those keys, as a replica would, and looks at them again once the import
 //! completes. An aborted import's keys are deleted by the server.
 //!
+//! On the source, an export feeds the target from propagation: its start
+//! turns propagation on for good (`propagation.rs` says why and when).
+//!
 //! The server refuses `CLUSTER MIGRATESLOTS` while a loaded module has not
 //! declared that it handles this; the module declares it only where the
 //! server knows the option (Valkey 9.0 and later).
 
+use super::propagation;
 use super::schedule;
 use super::server::{log, Level};
 use inventory_core::slot::slot;
@@ -22,6 +26,7 @@ const OPTION: c_int = 1 << 5;
 /// `ValkeyModuleEvent_AtomicSlotMigration` and the subevents acted on.
 const EVENT: u64 = 19;
 const IMPORT_STARTED: u64 = 0;
+const EXPORT_STARTED: u64 = 1;
 const IMPORT_ABORTED: u64 = 2;
 const IMPORT_COMPLETED: u64 = 4;
 
@@ -81,7 +86,9 @@ pub fn option() -> c_int {
     all & OPTION
 }
 
-/// Subscribes to the migration event where the server has it.
+/// Subscribes to the migration event where the server has it. Where the
+/// server migrates slots atomically but the subscription fails, an export
+/// could start unseen: propagation is then on for good.
 pub fn start(ctx: &Context) {
     if option() == 0 {
         return;
@@ -91,10 +98,13 @@ pub fn start(ctx: &Context) {
         dataver: 1,
     };
     // SAFETY: ctx is the load context; the callback lives as long as the module.
-    unsafe {
-        if let Some(subscribe) = raw::RedisModule_SubscribeToServerEvent {
-            subscribe(ctx.ctx, event, Some(on_event));
-        }
+    let subscribed = unsafe {
+        raw::RedisModule_SubscribeToServerEvent.is_some_and(|subscribe| {
+            subscribe(ctx.ctx, event, Some(on_event)) == raw::REDISMODULE_OK as c_int
+        })
+    };
+    if !subscribed {
+        propagation::mark_needed();
     }
 }
 
@@ -151,6 +161,12 @@ unsafe extern "C" fn on_event(
     sub: u64,
     data: *mut c_void,
 ) {
+    if sub == EXPORT_STARTED {
+        // Before the export's snapshot: every later change must reach the
+        // target.
+        propagation::mark_needed();
+        return;
+    }
     // SAFETY: the server passes this event's info struct (or null).
     let job = unsafe { job(data) };
     let name = job.name.clone();

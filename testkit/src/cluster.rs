@@ -1,5 +1,6 @@
-//! A real Redis Cluster: 3 masters + 3 replicas on loopback, each with the
-//! module loaded, created with `redis-cli --cluster create`, killed on drop.
+//! A real Redis Cluster: 3 masters, each with one replica (or none, the bare
+//! shape) on loopback, each node with the module loaded, created with
+//! `redis-cli --cluster create`, killed on drop.
 
 use crate::eventually;
 use std::process::{Child, Command, Stdio};
@@ -43,9 +44,9 @@ impl Node {
         self.child.is_some()
     }
 
-    /// What the node logged so far.
+    /// What the node logged so far, then its stderr.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
+        crate::read_logs(self.dir.path(), "log")
     }
 }
 
@@ -124,7 +125,7 @@ impl Node {
         let child = Command::new(&self.bin)
             .args(&self.args)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(crate::stderr_file(self.dir.path()))
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.bin));
         self.child = Some(child);
@@ -170,8 +171,15 @@ impl Cluster {
     /// Like `start`, with a given server binary, build of the module and
     /// extra `--options` for every node.
     pub fn start_with(bin: &str, build: crate::Build, extra: &[&str]) -> Cluster {
-        let base = free_ports(6);
-        let nodes: Vec<Node> = (0..6)
+        Self::start_shaped(bin, build, extra, 1)
+    }
+
+    /// Like `start_with`, with `replicas` replicas per master (0: three
+    /// bare masters).
+    pub fn start_shaped(bin: &str, build: crate::Build, extra: &[&str], replicas: u16) -> Cluster {
+        let count = 3 * (1 + replicas);
+        let base = free_ports(count);
+        let nodes: Vec<Node> = (0..count)
             .map(|i| start_node(base + i, bin, build, extra))
             .collect();
         let addrs: Vec<String> = nodes
@@ -181,7 +189,7 @@ impl Cluster {
         let out = Command::new("redis-cli")
             .args(["--cluster", "create"])
             .args(&addrs)
-            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .output()
             .expect("redis-cli");
         assert!(
@@ -245,5 +253,73 @@ impl Cluster {
             .arg("MYID")
             .query(&mut self.nodes[i].conn())
             .unwrap()
+    }
+
+    /// The hash slot of `key`, as the cluster computes it.
+    pub fn slot_of(&self, key: &str) -> u16 {
+        let live = self.nodes.iter().position(|n| n.alive()).unwrap();
+        redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(key)
+            .query(&mut self.nodes[live].conn())
+            .unwrap()
+    }
+
+    /// Whether the servers migrate slots atomically (`CLUSTER
+    /// MIGRATESLOTS`, Valkey 9).
+    pub fn has_atomic_migration(&self) -> bool {
+        let live = self.nodes.iter().position(|n| n.alive()).unwrap();
+        let help: Vec<String> = redis::cmd("CLUSTER")
+            .arg("HELP")
+            .query(&mut self.nodes[live].conn())
+            .unwrap_or_default();
+        help.iter().any(|l| l.starts_with("MIGRATESLOTS"))
+    }
+
+    /// Moves `slot` from master `from` to master `to` by atomic slot
+    /// migration, run by the source, and waits (up to 30 s) for the job to
+    /// end; the job's message if it failed.
+    pub fn migrate_atomically(&self, slot: u16, from: usize, to: usize) -> Result<(), String> {
+        let c = &mut self.nodes[from].conn();
+        let s = slot.to_string();
+        redis::cmd("CLUSTER")
+            .arg(&[
+                "MIGRATESLOTS",
+                "SLOTSRANGE",
+                &s,
+                &s,
+                "NODE",
+                &self.node_id(to),
+            ])
+            .query::<()>(c)
+            .map_err(|e| format!("CLUSTER MIGRATESLOTS: {e}"))?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let jobs: Vec<Vec<(String, redis::Value)>> = redis::cmd("CLUSTER")
+                .arg("GETSLOTMIGRATIONS")
+                .query(c)
+                .map_err(|e| e.to_string())?;
+            let last = jobs.last().cloned().unwrap_or_default();
+            let field = |name: &str| {
+                last.iter()
+                    .find(|(k, _)| k == name)
+                    .and_then(|(_, v)| redis::from_redis_value::<String>(v).ok())
+                    .unwrap_or_default()
+            };
+            match field("state").as_str() {
+                "success" => return Ok(()),
+                "failed" | "cancelled" => {
+                    return Err(format!(
+                        "MIGRATESLOTS {}: {}",
+                        field("state"),
+                        field("message")
+                    ))
+                }
+                state if std::time::Instant::now() > deadline => {
+                    return Err(format!("MIGRATESLOTS still {state:?} after 30 s"))
+                }
+                _ => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
     }
 }

@@ -205,7 +205,7 @@ impl Server {
         let child = Command::new(&bin)
             .args(&args)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr_file(dir.path()))
             .spawn()
             .unwrap_or_else(|e| {
                 panic!("cannot start '{bin}': {e} (install it with `make deps` or set INVENTORY_SERVER)")
@@ -350,8 +350,41 @@ impl Server {
         )
     }
 
+    /// What the server logged, then what it wrote to stderr (where a Rust
+    /// panic's message goes, before the abort the log reports).
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+        read_logs(self.dir.path(), "server.log")
+    }
+}
+
+/// What a crash leaves in a server's log or stderr: the server's own crash
+/// report (a module panic aborts the process, which the server reports as a
+/// signal), a Rust panic's message, a failed assertion.
+pub const CRASH_SIGNS: &[&str] = &[
+    "crashed by signal",
+    "panicked",
+    "ASSERTION FAILED",
+    "BUG REPORT",
+];
+
+/// The file a server's stderr is appended to, in its dir (a restarted
+/// server appends), or nowhere if it cannot be made.
+pub(crate) fn stderr_file(dir: &std::path::Path) -> Stdio {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("stderr.log"))
+        .map_or_else(|_| Stdio::null(), Stdio::from)
+}
+
+/// The log file `name` in `dir`, then the stderr kept beside it.
+pub(crate) fn read_logs(dir: &std::path::Path, name: &str) -> String {
+    let log = std::fs::read_to_string(dir.join(name)).unwrap_or_default();
+    let stderr = std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default();
+    if stderr.is_empty() {
+        log
+    } else {
+        format!("{log}\n--- stderr ---\n{stderr}")
     }
 }
 
@@ -359,6 +392,39 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Where `skip` records skipped tests: `INVENTORY_SKIP_LOG`, else
+/// target/test-skips.log in the workspace (`make test` empties it first and
+/// prints it, with a count, at the end).
+pub fn skip_log() -> PathBuf {
+    std::env::var("INVENTORY_SKIP_LOG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/test-skips.log")
+        })
+}
+
+/// Records that the running test cannot run on this server, and why: one
+/// line, "<server> <test>: <reason>", in `skip_log()`. Call it, then return:
+/// the test harness of stable Rust has no run-time skip, so the line is
+/// what makes a skip visible in `make test`'s output.
+pub fn skip(reason: &str) {
+    use std::io::Write;
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("a test")
+        .to_string();
+    let line = format!("{} {test}: {reason}\n", server_bin());
+    eprint!("SKIPPED {line}");
+    let appended = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(skip_log())
+        .and_then(|mut f| f.write_all(line.as_bytes()));
+    if let Err(e) = appended {
+        panic!("cannot record the skip in {}: {e}", skip_log().display());
     }
 }
 
@@ -391,7 +457,11 @@ pub fn info_value(c: &mut Connection, section: &str, field: &str) -> String {
 }
 
 pub fn used_memory(c: &mut Connection) -> i64 {
-    info_value(c, "memory", "used_memory").parse().unwrap_or(0)
+    let value = info_value(c, "memory", "used_memory");
+    // A missing reading must fail, not read as an empty server.
+    value
+        .parse()
+        .unwrap_or_else(|_| panic!("INFO memory gave no used_memory (read {value:?})"))
 }
 
 /// Microseconds per call of a command since the last CONFIG RESETSTAT, from

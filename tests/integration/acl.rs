@@ -232,6 +232,9 @@ fn acl_categories_where_the_server_has_them() {
         // No RedisModule_SetCommandACLCategories before Redis 7.2: README
         // gives the rules by command name for this server.
         assert!(categories.is_empty(), "{categories:?}");
+        testkit::skip(
+            "no ACL categories for module commands before Redis 7.2 (checked that none are set)",
+        );
         return;
     }
     assert_eq!(categories, ["@read", "@fast", "@inventory"]);

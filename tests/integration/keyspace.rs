@@ -123,6 +123,64 @@ fn client_tracking_is_invalidated_by_changes() {
     let msg = ps.get_message().expect("invalidation");
     let keys: Vec<String> = msg.get_payload().unwrap();
     assert_eq!(keys, ["sku"]);
+    // Tracked again; a retry changes nothing and must not invalidate. A
+    // real change of another tracked key comes after it: the next message
+    // names that key, so the retry sent none (no wall-clock wait).
+    ok(c, &["INV.SET", "other", "5"]);
+    ok(reader, &["INV.GET", "sku"]);
+    ok(reader, &["INV.GET", "other"]);
+    ok(c, &["INV.RESERVE", "sku", "a", "1"]);
+    ok(
+        c,
+        &["INV.CANCEL", "sku", "never-reserved-but-fenced-elsewhere"],
+    );
+    let msg = ps.get_message().expect("invalidation");
+    let keys: Vec<String> = msg.get_payload().unwrap();
+    assert_eq!(keys, ["sku"], "the fence is a change");
+    ok(reader, &["INV.GET", "sku"]);
+    ok(c, &["INV.RESERVE", "sku", "a", "1"]);
+    ok(
+        c,
+        &["INV.CANCEL", "sku", "never-reserved-but-fenced-elsewhere"],
+    );
+    ok(c, &["INV.ADD", "other", "1"]);
+    let msg = ps.get_message().expect("invalidation");
+    let keys: Vec<String> = msg.get_payload().unwrap();
+    assert_eq!(
+        keys,
+        ["other"],
+        "retries of a reserve and of a cancel invalidated sku"
+    );
+}
+
+#[test]
+fn purging_a_finished_record_fires_inv_purge() {
+    let s = Server::start(&["--notify-keyspace-events", "Ed"]);
+    let c = &mut s.conn();
+    ok(c, &["CONFIG", "SET", "inventory.retention-ms", "1"]);
+    let mut sub = s.conn();
+    sub.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut ps = sub.as_pubsub();
+    ps.psubscribe("__keyevent@0__:inv.*").unwrap();
+    ok(c, &["INV.SET", "sku", "5"]);
+    // Retention counts from the deadline: purged 1 ms after it, a second
+    // from now (a confirm that came after the deadline would be late).
+    ok(c, &["INV.RESERVE", "sku", "a", "1", "TTL", "1000"]);
+    let confirmed = ok(c, &["INV.CONFIRM", "sku", "a"]);
+    assert!(
+        format!("{confirmed:?}").contains("CONFIRMED"),
+        "{confirmed:?}"
+    );
+    for w in ["inv.set", "inv.reserve", "inv.confirm", "inv.purge"] {
+        let msg = ps.get_message().expect("event");
+        let payload: String = msg.get_payload().unwrap();
+        assert_eq!(
+            (msg.get_channel_name(), payload.as_str()),
+            (format!("__keyevent@0__:{w}").as_str(), "sku")
+        );
+    }
+    assert_eq!(tx_state(c, "sku", "a"), None, "purged");
+    assert_eq!(info_field(c, "purged"), 1);
 }
 
 #[test]

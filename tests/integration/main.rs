@@ -5,6 +5,7 @@ mod harness;
 
 mod acl;
 mod bounds;
+mod cluster;
 mod commands;
 mod concurrency;
 mod expiry;

@@ -28,7 +28,18 @@ pub fn workload(c: &mut redis::Connection, key: &str) {
     ok(c, &["INV.RESERVE", key, "\x00bin\x7fary", "1"]);
     ok(c, &["INV.RESERVE", key, "\x00short", "1", "TTL", "50"]);
     ok(c, &["INV.CANCEL", key, "\x00fence"]);
-    std::thread::sleep(Duration::from_millis(150));
+    // The short ones expired, materialised by housekeeping: nothing changes
+    // by itself after this returns (the rest are due in 15 minutes).
+    std::thread::sleep(Duration::from_millis(60));
+    eventually(
+        "the short reservations expired",
+        Duration::from_secs(10),
+        || {
+            tx_state(c, key, "short").as_deref() == Some("EXPIRED")
+                && info_field(c, "expiry_lag_ms") == 0
+                && info_field(c, "due_reservations") == 0
+        },
+    );
 }
 
 #[test]
@@ -180,7 +191,7 @@ fn restart_after_deadlines_passed_returns_the_units() {
     // Readers never count it, and housekeeping materialises the expiry.
     assert_eq!(get(c, "sku", "available"), 3);
     assert_eq!(tx_state(c, "sku", "o").as_deref(), Some("EXPIRED"));
-    eventually("expiry after restart", Duration::from_secs(2), || {
+    eventually("expiry after restart", Duration::from_secs(10), || {
         info_field(c, "open_reservations") == 0
     });
     assert_eq!(get(c, "sku", "version"), 3);
@@ -194,7 +205,7 @@ fn aof_turned_on_at_run_time_captures_every_change() {
     let c = &mut s.conn();
     // Settled by the first housekeeping tick: nothing consumes propagation,
     // and the command filter watches for the first SYNC.
-    eventually("propagation skipped", Duration::from_secs(2), || {
+    eventually("propagation skipped", Duration::from_secs(10), || {
         info_field(c, "propagating") == 0
     });
     assert_eq!(info_field(c, "command_filter"), 1);
@@ -203,7 +214,7 @@ fn aof_turned_on_at_run_time_captures_every_change() {
     assert_eq!(info_field(c, "propagating"), 1);
     workload(c, "during");
     // Needed for good: the next tick retires the filter.
-    eventually("filter retired", Duration::from_secs(2), || {
+    eventually("filter retired", Duration::from_secs(10), || {
         info_field(c, "command_filter") == 0
     });
     eventually("AOF on", Duration::from_secs(10), || {
@@ -276,8 +287,11 @@ fn a_big_key_grows_its_index_in_the_background_consistently() {
 enum Startup {
     /// Serving, with this many keys.
     Served(i64),
-    /// Exited with an error: the file was refused.
+    /// Exited with an error status and no crash report: the file was
+    /// refused.
     Refused,
+    /// Died by a signal, or its log holds a crash report: never acceptable.
+    Crashed(String),
     /// Still not serving after the deadline (the server's RDB check hangs
     /// on a file that ends between two parts of a module value: README,
     /// Limits); killed.
@@ -304,10 +318,13 @@ fn start_on(rdb: &[u8]) -> Startup {
         ])
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    // Start-up of a debug build takes well under a second; the margin is
+    // for a loaded machine. Only a hung server waits it out.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
     let outcome = loop {
-        if let Ok(Some(_)) = child.try_wait() {
-            break Startup::Refused;
+        if let Ok(Some(status)) = child.try_wait() {
+            let log = std::fs::read_to_string(dir.path().join("log")).unwrap_or_default();
+            break exit_outcome(status, &log);
         }
         // A hung server accepts connections but never answers.
         let served = redis::Client::open(format!("redis://127.0.0.1:{port}/"))
@@ -327,6 +344,42 @@ fn start_on(rdb: &[u8]) -> Startup {
     let _ = child.kill();
     let _ = child.wait();
     outcome
+}
+
+/// How a server that exited by itself ended: refused (an error status, no
+/// crash report) or crashed (a signal, or a crash report in its log: a
+/// module panic aborts the process, and the server logs the abort).
+fn exit_outcome(status: std::process::ExitStatus, log: &str) -> Startup {
+    use std::os::unix::process::ExitStatusExt;
+    if let Some(signal) = status.signal() {
+        return Startup::Crashed(format!("killed by signal {signal}"));
+    }
+    for sign in testkit::CRASH_SIGNS {
+        if log.contains(sign) {
+            return Startup::Crashed(format!("its log says '{sign}'"));
+        }
+    }
+    if status.success() {
+        return Startup::Crashed("exited with status 0 without serving".into());
+    }
+    Startup::Refused
+}
+
+#[test]
+fn a_crash_at_startup_is_told_from_a_refusal() {
+    use std::os::unix::process::ExitStatusExt;
+    let refused = std::process::ExitStatus::from_raw(1 << 8);
+    assert_eq!(
+        exit_outcome(refused, "Short read or OOM loading DB"),
+        Startup::Refused
+    );
+    let aborted = std::process::ExitStatus::from_raw(6);
+    assert!(matches!(exit_outcome(aborted, ""), Startup::Crashed(_)));
+    let reported = "=== REDIS BUG REPORT START: Cut & paste starting from here ===";
+    assert!(matches!(
+        exit_outcome(refused, reported),
+        Startup::Crashed(_)
+    ));
 }
 
 /// An RDB file cut anywhere inside an inventory value never starts a
@@ -359,6 +412,7 @@ fn a_truncated_rdb_never_starts_with_a_partial_key() {
     for cut in (start..end).step_by(5).chain(end - 8..end) {
         match start_on(&rdb[..cut]) {
             Startup::Refused => {}
+            Startup::Crashed(how) => panic!("a file cut at {cut} crashed the server: {how}"),
             Startup::Hung => hung += 1,
             Startup::Served(keys) => panic!("a file cut at {cut} served {keys} keys"),
         }

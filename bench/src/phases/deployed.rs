@@ -38,7 +38,12 @@ fn tairstring() -> Option<String> {
 
 /// A master (and, in production, its replica) with the release module.
 pub(crate) fn servers(args: &Args, production: bool) -> (Server, Option<Server>) {
-    std::env::set_var("INVENTORY_SERVER", &args.server);
+    servers_for(&args.server, production)
+}
+
+/// `servers` for a given server binary.
+pub(crate) fn servers_for(bin: &str, production: bool) -> (Server, Option<Server>) {
+    std::env::set_var("INVENTORY_SERVER", bin);
     let tair = tairstring();
     let mut extra: Vec<String> = MEASURING.map(String::from).to_vec();
     if let Some(path) = &tair {

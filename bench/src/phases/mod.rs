@@ -6,5 +6,6 @@ pub mod growth;
 pub mod ops;
 pub mod ratios;
 pub mod scenario;
+pub mod server_cpu;
 pub mod stall;
 pub mod throughput;

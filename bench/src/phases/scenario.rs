@@ -136,7 +136,7 @@ async fn phase_scenario(
                 implementation: implementation_name(imp),
                 skus,
                 buyers: sz.buyers,
-                units: UNITS * skus as i64,
+                units: units_per_sku(sz.buyers, skus) * skus as i64,
                 rounds: runs.len(),
                 buyers_per_s: of(|r| r.buyers_per_s),
                 buyers_per_s_min: rates.clone().fold(f64::INFINITY, f64::min),
@@ -150,11 +150,16 @@ async fn phase_scenario(
         .collect()
 }
 
-/// Units per SKU in the flash sale.
-const UNITS: i64 = 500;
+/// Units per SKU in a sale: half of what its buyers ask for, so every sale
+/// sells out and the oversell check has something to refuse.
+fn units_per_sku(buyers: usize, skus: usize) -> i64 {
+    (buyers / skus / 2).max(1) as i64
+}
 
-/// One sale on fresh keys; oversold counts units sold beyond those offered
-/// and any difference between buyers told "paid" and units sold.
+/// One sale on fresh keys, demand twice the supply on every SKU. Oversold
+/// counts, per SKU, units sold beyond those offered and any difference
+/// between the buyers told "paid" and the units sold (a buyer told "paid"
+/// whose unit was not sold, or a unit sold to nobody who was told).
 async fn sale(
     client: &redis_inventory_client::Client,
     lua: &LuaConn,
@@ -166,14 +171,19 @@ async fn sale(
     let confirm = redis::Script::new(TCC_CONFIRM);
     let run_id = now_ms();
     let names: Vec<String> = (0..skus).map(|i| format!("sale{run_id}-{i}")).collect();
+    let units = units_per_sku(buyers, skus);
+    assert!(
+        buyers as i64 > units * skus as i64,
+        "a sale whose supply meets its demand cannot show an oversell"
+    );
     for n in &names {
         match imp {
-            Impl::Module => client.set(n, UNITS, None).await.unwrap(),
+            Impl::Module => client.set(n, units, None).await.unwrap(),
             _ => {
                 let mut hset = redis::cmd("HSET");
                 hset.arg(&lua_keys(n)[0])
                     .arg("stock")
-                    .arg(UNITS)
+                    .arg(units)
                     .arg("reserved")
                     .arg(0)
                     .arg("sold")
@@ -220,17 +230,18 @@ async fn sale(
         }));
     }
     let mut lat = Vec::with_capacity(buyers);
-    let mut paid = 0i64;
-    for t in tasks {
+    // Buyers told "paid", per SKU (buyer b bought SKU b % skus).
+    let mut paid = vec![0i64; skus];
+    for (b, t) in tasks.into_iter().enumerate() {
         let (p, l) = t.await.unwrap();
-        paid += i64::from(p);
+        paid[b % skus] += i64::from(p);
         lat.push(l);
     }
     let elapsed = started.elapsed();
     lat.sort();
-    let mut sold = 0i64;
-    for n in &names {
-        sold += match imp {
+    let mut oversold = 0i64;
+    for (n, paid) in names.iter().zip(paid) {
+        let sold = match imp {
             Impl::Module => client.get(n).await.unwrap().map_or(0, |s| s.sold),
             _ => {
                 let mut hget = redis::cmd("HGET");
@@ -238,13 +249,13 @@ async fn sale(
                 lua.query::<i64>(&hget).await
             }
         };
+        oversold += (sold - units).max(0) + (paid - sold).abs();
     }
-    let offered = UNITS * skus as i64;
     Sale {
         buyers_per_s: buyers as f64 / elapsed.as_secs_f64(),
         p50_ms: pct(&lat, 0.5),
         p99_ms: pct(&lat, 0.99),
         p999_ms: pct(&lat, 0.999),
-        oversold: (sold - offered).max(0) + (paid - sold).abs(),
+        oversold,
     }
 }

@@ -30,27 +30,43 @@ fn watch_slowlog(c: &mut Connection) {
 }
 
 /// The slowest command SLOWLOG kept: (ms, its first arguments); (0, "") when
-/// none passed 1 ms.
+/// none passed 1 ms while the log was armed at 1 ms. NaN, which meets no
+/// goal, when that cannot be told: SLOWLOG or its threshold unreadable, the
+/// threshold not 1 ms, or an entry without a duration.
 fn slowest(c: &mut Connection) -> (f64, String) {
-    let slow: Vec<Vec<redis::Value>> = redis::cmd("SLOWLOG")
+    let unknown = |why: &str| (f64::NAN, format!("not measured: {why}"));
+    let armed: redis::RedisResult<Vec<String>> = redis::cmd("CONFIG")
         .arg("GET")
-        .arg(1000)
-        .query(c)
-        .unwrap_or_default();
+        .arg("slowlog-log-slower-than")
+        .query(c);
+    match armed.as_deref() {
+        Ok([_, us]) if us == "1000" => {}
+        other => return unknown(&format!("slowlog-log-slower-than is {other:?}")),
+    }
+    let slow: Vec<Vec<redis::Value>> = match redis::cmd("SLOWLOG").arg("GET").arg(1000).query(c) {
+        Ok(s) => s,
+        Err(e) => return unknown(&format!("SLOWLOG GET: {e}")),
+    };
     // Entry: id, time, duration (us), argv, ...
-    let (us, command) = slow
-        .iter()
-        .filter_map(|e| {
-            let us = redis::from_redis_value::<i64>(e.get(2)?).ok()?;
-            let argv: Vec<String> = e
-                .get(3)
-                .and_then(|a| redis::from_redis_value(a).ok())
-                .unwrap_or_default();
-            Some((
-                us,
-                argv.iter().take(3).cloned().collect::<Vec<_>>().join(" "),
-            ))
-        })
+    let mut entries = Vec::with_capacity(slow.len());
+    for e in &slow {
+        let Some(us) = e
+            .get(2)
+            .and_then(|d| redis::from_redis_value::<i64>(d).ok())
+        else {
+            return unknown("a SLOWLOG entry without a duration");
+        };
+        let argv: Vec<String> = e
+            .get(3)
+            .and_then(|a| redis::from_redis_value(a).ok())
+            .unwrap_or_default();
+        entries.push((
+            us,
+            argv.iter().take(3).cloned().collect::<Vec<_>>().join(" "),
+        ));
+    }
+    let (us, command) = entries
+        .into_iter()
         .max_by_key(|(us, _)| *us)
         .unwrap_or_default();
     (us as f64 / 1e3, command)

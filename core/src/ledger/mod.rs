@@ -5,6 +5,7 @@ mod apply;
 mod codec;
 mod effect;
 mod error;
+mod multi;
 mod plan;
 mod records;
 mod restore;
@@ -17,6 +18,7 @@ pub use apply::{MAX_TIME, MAX_VERSION};
 pub use codec::{decode, encode, ENCODING_VERSION};
 pub use effect::{Effect, RecordParts};
 pub use error::{code, quote, Error, Result, QUOTE_MAX};
+pub use multi::MultiPlan;
 pub use plan::{Effects, Event, Plan, Policy, Ttl};
 pub use records::{release_big_buffers_with, State};
 pub use sku::{Header, Pending, Sku, TxView, View, MAX_AMOUNT};
@@ -26,3 +28,5 @@ pub use txid::{TxId, MAX_TXID_LEN};
 
 #[cfg(test)]
 mod model_tests;
+#[cfg(test)]
+mod multi_tests;

@@ -46,17 +46,18 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-/// The obvious implementation: a map of records and two counters.
-#[derive(Default, Debug)]
-struct Model {
-    exists: bool,
-    stock: i64,
-    sold: i64,
-    recs: BTreeMap<u8, (State, i64, u64)>,
+/// The obvious implementation: a map of records (state, qty, deadline) and
+/// two counters. The multi-key tests keep one per key.
+#[derive(Default, Debug, Clone)]
+pub(super) struct Model {
+    pub(super) exists: bool,
+    pub(super) stock: i64,
+    pub(super) sold: i64,
+    pub(super) recs: BTreeMap<u8, (State, i64, u64)>,
 }
 
 impl Model {
-    fn state(&self, t: u8, now: u64) -> Option<(State, i64, u64)> {
+    pub(super) fn state(&self, t: u8, now: u64) -> Option<(State, i64, u64)> {
         self.recs.get(&t).map(|&(s, q, d)| {
             if s == State::Reserved && d <= now {
                 (State::Expired, q, d)
@@ -67,14 +68,15 @@ impl Model {
     }
 
     fn reserved(&self, now: u64) -> i64 {
-        (0..8u8)
-            .filter_map(|t| self.state(t, now))
+        self.recs
+            .keys()
+            .filter_map(|&t| self.state(t, now))
             .filter(|r| r.0 == State::Reserved)
             .map(|r| r.1)
             .sum()
     }
 
-    fn available(&self, now: u64) -> i64 {
+    pub(super) fn available(&self, now: u64) -> i64 {
         self.stock - self.reserved(now)
     }
 }

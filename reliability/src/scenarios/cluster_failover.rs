@@ -6,20 +6,13 @@
 //! a cluster client) the report counts what was acknowledged and lost;
 //! every other check must hold, expiry included, on each promoted master.
 
-use super::{distinct, Finding};
+use super::{distinct, same_digest, Finding};
 use crate::load::{Durability, Load, Target, SLOT};
 use crate::Setup;
 use std::time::{Duration, Instant};
 use testkit::cluster::Cluster;
 use testkit::eventually;
 use testkit::hostile::Rng;
-
-fn digest(c: &mut redis::Connection) -> String {
-    redis::cmd("DEBUG")
-        .arg("DIGEST")
-        .query(c)
-        .unwrap_or_default()
-}
 
 pub fn run(setup: &Setup, kills: usize, wait: bool) -> Finding {
     let started = Instant::now();
@@ -109,14 +102,19 @@ pub fn run(setup: &Setup, kills: usize, wait: bool) -> Finding {
         }
     });
     let n: i64 = redis::cmd("WAIT").arg(1).arg(5_000).query(mc).unwrap_or(0);
-    match replica {
-        Some(r) if quiet && n == 1 && digest(mc) == digest(&mut cluster.nodes[r].conn()) => {
+    let same = replica.map(|r| same_digest(mc, &mut cluster.nodes[r].conn()));
+    match same {
+        Some(Ok(true)) if quiet && n == 1 => {
             f.notes
                 .push("once quiet, the slot's replica has its master's DEBUG DIGEST".into());
         }
+        Some(Err(e)) => {
+            f.broken
+                .insert(format!("once quiet ({quiet}), WAIT {n}: {e}"));
+        }
         other => {
             f.broken.insert(format!(
-                "once quiet ({quiet}), WAIT {n}, replica {other:?}: digests differ"
+                "once quiet ({quiet}), WAIT {n}, replica {replica:?} ({other:?}): digests differ"
             ));
         }
     }

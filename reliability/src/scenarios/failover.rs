@@ -4,7 +4,7 @@
 //! every other kill first pauses the replica (SIGSTOP) so it lags, which
 //! shows what WAIT buys.
 
-use super::{distinct, signal, Finding};
+use super::{distinct, same_digest, signal, Finding};
 use crate::load::{Durability, Load, Target};
 use crate::Setup;
 use std::time::{Duration, Instant};
@@ -27,13 +27,6 @@ fn replica_of(setup: &Setup, master: &Server) -> Server {
         testkit::info_value(c, "replication", "master_link_status") == "up"
     });
     r
-}
-
-fn digest(c: &mut redis::Connection) -> String {
-    redis::cmd("DEBUG")
-        .arg("DIGEST")
-        .query(c)
-        .unwrap_or_default()
 }
 
 /// The keys whose value digests differ, with both sides' INV.GET.
@@ -133,14 +126,20 @@ pub fn run(setup: &Setup, wait: bool, kills: usize) -> Finding {
     });
     let n: i64 = redis::cmd("WAIT").arg(1).arg(5_000).query(mc).unwrap_or(0);
     let rc = &mut replica.conn();
-    if quiet && n == 1 && digest(mc) == digest(rc) {
-        f.notes
-            .push("once quiet, the last replica's DEBUG DIGEST equals its master's".into());
-    } else {
-        f.broken.insert(format!(
-            "once quiet ({quiet}), WAIT {n}: the replica's digest differs: {}",
-            differing_keys(mc, rc)
-        ));
+    match same_digest(mc, rc) {
+        Ok(true) if quiet && n == 1 => f
+            .notes
+            .push("once quiet, the last replica's DEBUG DIGEST equals its master's".into()),
+        Ok(_) => {
+            f.broken.insert(format!(
+                "once quiet ({quiet}), WAIT {n}: the replica's digest differs: {}",
+                differing_keys(mc, rc)
+            ));
+        }
+        Err(e) => {
+            f.broken
+                .insert(format!("once quiet ({quiet}), WAIT {n}: {e}"));
+        }
     }
     f.scan_log("last master", &master.log());
     f.scan_log("last replica", &replica.log());

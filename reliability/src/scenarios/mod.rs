@@ -65,12 +65,7 @@ impl Finding {
     /// Records a crash if the log shows one.
     pub fn scan_log(&mut self, what: &str, log: &str) {
         self.logs.push((what.to_string(), log.to_string()));
-        for sign in [
-            "crashed by signal",
-            "panicked",
-            "ASSERTION FAILED",
-            "BUG REPORT",
-        ] {
+        for sign in testkit::CRASH_SIGNS {
             if log.contains(sign) {
                 self.crashes.push(format!("{what}: log says '{sign}'"));
             }
@@ -128,6 +123,21 @@ pub fn expiry_caught_up(c: &mut Connection) -> Result<(), String> {
         due(c),
         testkit::info_value(c, "inventory", "inventory_expiry_lag_ms")
     ))
+}
+
+/// `DEBUG DIGEST` of the server behind `c`; a failed read is an error,
+/// never an empty digest (two failed reads must not compare equal).
+pub fn digest(c: &mut Connection) -> Result<String, String> {
+    redis::cmd("DEBUG")
+        .arg("DIGEST")
+        .query(c)
+        .map_err(|e| format!("DEBUG DIGEST could not be read: {e}"))
+}
+
+/// Whether two servers hold the same data (`DEBUG DIGEST`); an error when
+/// either digest cannot be read.
+pub fn same_digest(a: &mut Connection, b: &mut Connection) -> Result<bool, String> {
+    Ok(digest(a)? == digest(b)?)
 }
 
 /// Sends a signal to a process (STOP and CONT to make a replica lag).

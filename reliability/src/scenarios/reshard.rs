@@ -1,18 +1,23 @@
 //! Resharding under load: the slot holding every load key moves between
-//! masters of a 3+3 cluster, in turn by hand (SETSLOT IMPORTING and
-//! MIGRATING, MIGRATE in batches, SETSLOT NODE everywhere), with
-//! `redis-cli --cluster reshard` and, on Valkey 9, by atomic slot
-//! migration (`CLUSTER MIGRATESLOTS`). After each move the new owner holds
-//! everything acknowledged, its expiry runs, its fences hold, and the old
-//! owner holds nothing of the slot.
+//! masters, in turn by hand (SETSLOT IMPORTING and MIGRATING, MIGRATE in
+//! batches, SETSLOT NODE everywhere), with `redis-cli --cluster reshard`
+//! and, on Valkey 9, by atomic slot migration (`CLUSTER MIGRATESLOTS`).
+//! After each move the new owner holds everything acknowledged, its expiry
+//! runs, its fences hold, the old owner holds nothing of the slot and, where
+//! masters have replicas, the new owner's replica has its DEBUG DIGEST.
+//!
+//! Two shapes: as deployed (3 masters + 3 replicas, appendonly yes) and
+//! bare (3 masters, no replica, appendonly no), where the module's
+//! propagation gate acts: an atomic slot migration's target is fed from
+//! propagation like a replica, so a change the gate kept back is lost.
 
-use super::Finding;
+use super::{digest, Finding};
 use crate::load::{Durability, Load, Target, SLOT};
 use crate::Setup;
 use redis::Connection;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use testkit::cluster::Cluster;
+use testkit::cluster::{info, Cluster};
 use testkit::eventually;
 use testkit::hostile::Rng;
 
@@ -87,80 +92,65 @@ fn with_redis_cli(cluster: &Cluster, from: usize, to: usize) -> Result<(), Strin
     Ok(())
 }
 
-/// Valkey 9's atomic slot migration, run by the source; None where the
-/// server has no such command.
-fn atomic(cluster: &Cluster, from: usize, to: usize) -> Option<Result<(), String>> {
-    let slot = SLOT.to_string();
-    let reply = run_cmd(
-        &mut cluster.nodes[from].conn(),
-        &[
-            "CLUSTER",
-            "MIGRATESLOTS",
-            "SLOTSRANGE",
-            &slot,
-            &slot,
-            "NODE",
-            &cluster.node_id(to),
-        ],
-    );
-    match reply {
-        Err(e) if e.contains("nknown subcommand") => None,
-        Err(e) => Some(Err(e)),
-        Ok(_) => Some(wait_migration(&mut cluster.nodes[from].conn())),
-    }
+/// The deployment the slot moves in.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// 3 masters + 3 replicas, appendonly yes.
+    Deployed,
+    /// 3 masters, no replica, appendonly no.
+    Bare,
 }
 
-/// Waits for the source's last migration job to end; its message if it failed.
-fn wait_migration(c: &mut Connection) -> Result<(), String> {
-    let deadline = Instant::now() + Duration::from_secs(30);
+/// The replica of master `owner`, if it has one.
+fn replica_of(cluster: &Cluster, owner: usize) -> Option<usize> {
+    let port = format!("master_port:{}", cluster.nodes[owner].port);
+    (0..cluster.nodes.len()).find(|&i| {
+        i != owner
+            && cluster.nodes[i].alive()
+            && info(&mut cluster.nodes[i].conn(), "replication")
+                .lines()
+                .any(|l| l.trim() == port)
+    })
+}
+
+/// Waits (up to 10 s, the load paused) until the replica's digest equals
+/// the master's; what differed, or what could not be read, otherwise.
+fn same_digest(cluster: &Cluster, master: usize, replica: usize) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let jobs: Vec<Vec<(String, redis::Value)>> = redis::cmd("CLUSTER")
-            .arg("GETSLOTMIGRATIONS")
-            .query(c)
-            .map_err(|e| e.to_string())?;
-        let last = jobs.last().cloned().unwrap_or_default();
-        let field = |name: &str| {
-            last.iter()
-                .find(|(k, _)| k == name)
-                .and_then(|(_, v)| redis::from_redis_value::<String>(v).ok())
-                .unwrap_or_default()
-        };
-        match field("state").as_str() {
-            "success" => return Ok(()),
-            "failed" | "cancelled" => {
-                return Err(format!(
-                    "MIGRATESLOTS {}: {}",
-                    field("state"),
-                    field("message")
-                ))
-            }
-            _ if Instant::now() > deadline => {
-                return Err(format!(
-                    "MIGRATESLOTS still {:?} after 30 s",
-                    field("state")
-                ))
-            }
-            _ => std::thread::sleep(Duration::from_millis(50)),
+        let m = digest(&mut cluster.nodes[master].conn())?;
+        let r = digest(&mut cluster.nodes[replica].conn())?;
+        if m == r {
+            return Ok(());
         }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "the owner's replica has DEBUG DIGEST {r}, the owner {m}, 10 s after the move"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
-/// Whether the server runs `CLUSTER MIGRATESLOTS` (Valkey 9).
-fn has_atomic(cluster: &Cluster) -> bool {
-    let help: Vec<String> = redis::cmd("CLUSTER")
-        .arg("HELP")
-        .query(&mut cluster.nodes[0].conn())
-        .unwrap_or_default();
-    help.iter().any(|l| l.starts_with("MIGRATESLOTS"))
-}
-
-pub fn run(setup: &Setup, moves: usize) -> Finding {
+pub fn run(setup: &Setup, moves: usize, shape: Shape) -> Finding {
     let started = Instant::now();
-    let mut f = Finding::new(
-        "resharding under load",
-        "3 masters + 3 replicas, appendonly yes; the load through a cluster client (MOVED and ASK)",
-    );
-    let cluster = Cluster::start_with(&setup.server, setup.build, &["--appendonly", "yes"]);
+    let (name, words, replicas, aof) = match shape {
+        Shape::Deployed => (
+            "resharding under load",
+            "3 masters + 3 replicas, appendonly yes; the load through a cluster client (MOVED and ASK)",
+            1,
+            "yes",
+        ),
+        Shape::Bare => (
+            "resharding under load, bare",
+            "3 masters, no replica, appendonly no; the load through a cluster client (MOVED and ASK)",
+            0,
+            "no",
+        ),
+    };
+    let mut f = Finding::new(name, words);
+    let cluster =
+        Cluster::start_shaped(&setup.server, setup.build, &["--appendonly", aof], replicas);
     let load = Load::start(
         Target::Cluster {
             urls: cluster.urls(),
@@ -173,14 +163,31 @@ pub fn run(setup: &Setup, moves: usize) -> Finding {
     );
     let mut rng = Rng::new(setup.seed ^ 0x5107);
     let (mut manual, mut cli, mut asm, mut keys_moved) = (0, 0, 0, 0);
-    let methods = if has_atomic(&cluster) { 3 } else { 2 };
+    // As deployed the slot goes round the three masters and the methods
+    // take turns. Bare, it goes back and forth between two masters and,
+    // where the server has it, every other move is atomic: the moves the
+    // propagation gate could spoil.
+    let atomic_too = cluster.has_atomic_migration();
+    let first = cluster.owner(SLOT);
+    let mut other = None;
     for i in 0..moves {
         std::thread::sleep(Duration::from_millis(400 + rng.below(600) as u64));
         let from = cluster.owner(SLOT);
         let masters = cluster.masters();
-        let to =
+        let next =
             masters[(masters.iter().position(|&m| m == from).unwrap_or(0) + 1) % masters.len()];
-        let moved = match i % methods {
+        let to = match shape {
+            Shape::Deployed => next,
+            Shape::Bare if from == first => *other.get_or_insert(next),
+            Shape::Bare => first,
+        };
+        let method = match (shape, atomic_too) {
+            (Shape::Deployed, true) => i % 3,
+            (Shape::Deployed, false) | (Shape::Bare, false) => i % 2,
+            (Shape::Bare, true) if i % 2 == 0 => 2,
+            (Shape::Bare, true) => i / 2 % 2,
+        };
+        let moved = match method {
             0 => {
                 manual += 1;
                 by_hand(&cluster, from, to).map(|n| keys_moved += n)
@@ -191,7 +198,7 @@ pub fn run(setup: &Setup, moves: usize) -> Finding {
             }
             _ => {
                 asm += 1;
-                atomic(&cluster, from, to).unwrap_or_else(|| Err("no MIGRATESLOTS".into()))
+                cluster.migrate_atomically(SLOT, from, to)
             }
         };
         if let Err(e) = moved {
@@ -206,6 +213,19 @@ pub fn run(setup: &Setup, moves: usize) -> Finding {
         std::thread::sleep(Duration::from_millis(200));
         load.pause();
         f.check(&load.ledger(), &mut cluster.nodes[to].conn());
+        if shape == Shape::Deployed {
+            match replica_of(&cluster, to) {
+                Some(r) => {
+                    if let Err(e) = same_digest(&cluster, to, r) {
+                        f.broken.insert(format!("move {}: {e}", i + 1));
+                    }
+                }
+                None => {
+                    f.broken
+                        .insert(format!("move {}: the new owner has no replica", i + 1));
+                }
+            }
+        }
         let left: i64 = redis::cmd("CLUSTER")
             .arg("COUNTKEYSINSLOT")
             .arg(SLOT)

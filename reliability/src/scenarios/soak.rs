@@ -5,6 +5,7 @@
 use super::Finding;
 use crate::load::connect;
 use crate::Setup;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,11 +14,38 @@ use testkit::{eventually, info_value, Server};
 
 const KEYS: usize = 8;
 
-/// Latencies (µs) of one worker's requests in the first and last windows.
+/// Latencies (µs) of one worker's requests in the first and last windows,
+/// and what the requests were answered.
 struct Samples {
     first: Vec<u64>,
     last: Vec<u64>,
     requests: u64,
+    /// Replies by command and state ("INV.RESERVE RESERVED", "INV.ADD ok").
+    outcomes: BTreeMap<String, u64>,
+    /// Error replies and failed requests: none is expected.
+    errors: u64,
+    first_error: Option<String>,
+}
+
+impl Samples {
+    /// Counts one reply of `cmd`: the state a reply of the
+    /// `[state, available, version]` shape names, or "ok".
+    fn tally(&mut self, cmd: &str, reply: redis::RedisResult<redis::Value>) {
+        match reply {
+            Ok(redis::Value::Array(v)) if !v.is_empty() => {
+                let state: String = redis::from_redis_value(&v[0]).unwrap_or_else(|_| "?".into());
+                *self.outcomes.entry(format!("{cmd} {state}")).or_default() += 1;
+            }
+            Ok(redis::Value::ServerError(e)) => self.error(cmd, format!("{e:?}")),
+            Ok(_) => *self.outcomes.entry(format!("{cmd} ok")).or_default() += 1,
+            Err(e) => self.error(cmd, e.to_string()),
+        }
+    }
+
+    fn error(&mut self, cmd: &str, e: String) {
+        self.errors += 1;
+        self.first_error.get_or_insert(format!("{cmd}: {e}"));
+    }
 }
 
 fn worker(
@@ -34,6 +62,9 @@ fn worker(
         first: Vec::new(),
         last: Vec::new(),
         requests: 0,
+        outcomes: BTreeMap::new(),
+        errors: 0,
+        first_error: None,
     };
     let mut n = 0u64;
     while !stop.load(Ordering::Relaxed) && started.elapsed() < run {
@@ -41,25 +72,26 @@ fn worker(
         let key = format!("soak:{}", rng.below(KEYS));
         let txid = format!("s{seed}-{n}");
         let t = Instant::now();
-        let _: redis::RedisResult<redis::Value> = redis::cmd("INV.RESERVE")
+        let reply = redis::cmd("INV.RESERVE")
             .arg(&key)
             .arg(&txid)
             .arg(1)
             .arg("TTL")
             .arg(200 + rng.below(800))
             .query(&mut c);
+        s.tally("INV.RESERVE", reply);
         let after = match rng.below(4) {
             0 | 1 => Some("INV.CONFIRM"),
             2 => Some("INV.CANCEL"),
             _ => None,
         };
         if let Some(cmd) = after {
-            let _: redis::RedisResult<redis::Value> =
-                redis::cmd(cmd).arg(&key).arg(&txid).query(&mut c);
+            let reply = redis::cmd(cmd).arg(&key).arg(&txid).query(&mut c);
+            s.tally(cmd, reply);
         }
         if rng.below(200) == 0 {
-            let _: redis::RedisResult<redis::Value> =
-                redis::cmd("INV.ADD").arg(&key).arg(200).query(&mut c);
+            let reply = redis::cmd("INV.ADD").arg(&key).arg(200).query(&mut c);
+            s.tally("INV.ADD", reply);
         }
         let us = t.elapsed().as_micros() as u64;
         s.requests += 1 + u64::from(after.is_some());
@@ -73,9 +105,11 @@ fn worker(
     s
 }
 
-fn p99(mut v: Vec<u64>) -> u64 {
+/// The 99th percentile; None without samples (a missing measurement must
+/// not pass the drift check as 0).
+fn p99(mut v: Vec<u64>) -> Option<u64> {
     v.sort_unstable();
-    v.get(v.len() * 99 / 100).copied().unwrap_or(0)
+    v.get(v.len() * 99 / 100).copied()
 }
 
 pub fn run(setup: &Setup, run: Duration, window: Duration, assert_latency: bool) -> Finding {
@@ -117,6 +151,32 @@ pub fn run(setup: &Setup, run: Duration, window: Duration, assert_latency: bool)
     let requests: u64 = samples.iter().map(|s| s.requests).sum();
     let first = p99(samples.iter().flat_map(|s| s.first.clone()).collect());
     let last = p99(samples.iter().flat_map(|s| s.last.clone()).collect());
+    let mut outcomes: BTreeMap<String, u64> = BTreeMap::new();
+    for s in &samples {
+        for (k, n) in &s.outcomes {
+            *outcomes.entry(k.clone()).or_default() += n;
+        }
+    }
+    let errors: u64 = samples.iter().map(|s| s.errors).sum();
+    if errors > 0 {
+        let first_error = samples.iter().find_map(|s| s.first_error.clone());
+        f.broken.insert(format!(
+            "{errors} requests failed or answered an error, the first: {}",
+            first_error.unwrap_or_default()
+        ));
+    }
+    // Stocked keys: every reserve is granted (a retry never happens here).
+    let granted = outcomes.get("INV.RESERVE RESERVED").copied().unwrap_or(0);
+    let reserves: u64 = outcomes
+        .iter()
+        .filter(|(k, _)| k.starts_with("INV.RESERVE "))
+        .map(|(_, n)| n)
+        .sum();
+    if granted == 0 || granted != reserves {
+        f.broken.insert(format!(
+            "{granted} of {reserves} reserves granted on keys stocked for all of them: {outcomes:?}"
+        ));
+    }
     let peak = testkit::used_memory(c).max(baseline);
     // Everything expires and is purged after the retention.
     eventually("every record purged", Duration::from_secs(30), || {
@@ -146,9 +206,17 @@ pub fn run(setup: &Setup, run: Duration, window: Duration, assert_latency: bool)
             "used_memory {after} after purging, {grown} bytes above the baseline {baseline}"
         ));
     }
-    if assert_latency && last > 2 * first + 2_000 {
-        f.broken
-            .insert(format!("p99 drifted from {first} µs to {last} µs"));
+    match (first, last) {
+        (Some(first), Some(last)) if assert_latency && last > 2 * first + 2_000 => {
+            f.broken
+                .insert(format!("p99 drifted from {first} µs to {last} µs"));
+        }
+        (Some(_), Some(_)) => {}
+        _ => {
+            f.broken.insert(format!(
+                "no latency measured in a window (first {first:?} µs, last {last:?} µs)"
+            ));
+        }
     }
     f.scan_log("server", &s.log());
     f.faults = format!("{} s of load, {requests} requests", run.as_secs());
@@ -156,10 +224,13 @@ pub fn run(setup: &Setup, run: Duration, window: Duration, assert_latency: bool)
         "used_memory: baseline {baseline} B, {peak} B at the end of the load (up to {peak_records} open reservations), {after} B after purging ({grown:+} B)"
     ));
     f.notes.push(format!(
-        "p99 latency: {first} µs in the first {} s, {last} µs in the last {} s",
+        "p99 latency: {} µs in the first {} s, {} µs in the last {} s",
+        first.unwrap_or_default(),
         window.as_secs(),
+        last.unwrap_or_default(),
         window.as_secs()
     ));
+    f.notes.push(format!("replies: {outcomes:?}"));
     f.secs = started.elapsed().as_secs_f64();
     f
 }

@@ -1,6 +1,7 @@
 //! Multi-key commands: INV.MRESERVE, INV.MCONFIRM, INV.MCANCEL. Every key
-//! is opened and planned, and every key's effects are checked, before any
-//! key changes: a command applies all or nothing.
+//! is opened, then the core plans the command over all of them
+//! (`MultiPlan`: all or nothing) and checks every key's effects before any
+//! key changes.
 
 use super::{status, Handled, Request};
 use crate::module::arg::Arg;
@@ -8,7 +9,7 @@ use crate::module::config::{max_keys, policy};
 use crate::module::key::Entry;
 use crate::module::server::now_ms;
 use crate::module::STATS;
-use inventory_core::ledger::{Effects, Error, Plan, Sku, Status, View};
+use inventory_core::ledger::{Effects, Error, MultiPlan, Plan, Sku, Status, View};
 use inventory_core::parse::{self, Arg as _};
 use redis_module::{Context, RedisValue};
 
@@ -32,70 +33,60 @@ fn multi_reply(overall: Status, items: Vec<(Arg, Status, View)>) -> RedisValue {
     ])
 }
 
-/// The keys of one command, opened, with a plan for each; nothing changes
-/// until `finish`.
+/// The keys of one command, opened, with the command's plan; nothing
+/// changes until `finish`.
 struct Planned<'a, 'c> {
     now: u64,
     keys: Vec<Arg<'a>>,
     entries: Vec<Entry<'c>>,
-    plans: Vec<Plan>,
+    plan: MultiPlan,
 }
 
 fn plan_all<'a, 'c>(
     ctx: &'c Context,
     keys: Vec<Arg<'a>>,
-    mut plan: impl FnMut(usize, &Sku, u64) -> Result<Plan, Error>,
+    plan: impl FnOnce(&[&Sku], u64) -> Result<MultiPlan, Error>,
 ) -> Result<Planned<'a, 'c>, Error> {
     let now = now_ms();
     let entries: Vec<Entry> = keys
         .iter()
         .map(|&k| Entry::open_arg(ctx, k))
         .collect::<Result<_, _>>()?;
-    let plans = entries
-        .iter()
-        .enumerate()
-        .map(|(i, e)| plan(i, e.sku(), now))
-        .collect::<Result<Vec<_>, _>>()?;
+    let skus: Vec<&Sku> = entries.iter().map(Entry::sku).collect();
+    let plan = plan(&skus, now)?;
     Ok(Planned {
         now,
         keys,
         entries,
-        plans,
+        plan,
     })
 }
 
 impl Planned<'_, '_> {
-    /// Commits every plan, or (when `blocked`) only counts the blocking one.
-    /// Every key's effects are checked before any key changes.
-    fn finish(mut self, overall: Status, blocked: Option<usize>) -> Handled {
-        match blocked {
-            Some(i) => STATS.count_plan(&Plan {
-                effects: Effects::new(),
-                ..self.plans[i].clone()
-            }),
-            None => {
-                for (e, p) in self.entries.iter().zip(&self.plans) {
-                    e.sku().check(&p.effects)?;
-                }
-                for (e, p) in self.entries.iter_mut().zip(&self.plans) {
-                    STATS.count_plan(p);
-                    e.commit(&p.effects)?;
-                }
+    /// Commits every key's plan (each key's effects checked before any key
+    /// changes), or, when the command is blocked, only counts the blocking
+    /// key's answer.
+    fn finish(mut self) -> Handled {
+        let skus: Vec<&Sku> = self.entries.iter().map(Entry::sku).collect();
+        if self.plan.check(&skus)? {
+            for (e, p) in self.entries.iter_mut().zip(&self.plan.plans) {
+                STATS.count_plan(p);
+                e.commit(&p.effects)?;
             }
+        } else if let Some(p) = self.plan.blocked.and_then(|i| self.plan.plans.get(i)) {
+            STATS.count_plan(&Plan {
+                effects: Effects::new(),
+                ..p.clone()
+            });
         }
         let now = self.now;
         let items = self
             .keys
             .iter()
-            .zip(self.entries.iter().zip(&self.plans))
+            .zip(self.entries.iter().zip(&self.plan.plans))
             .map(|(&k, (e, p))| (k, p.status, e.view(now)))
             .collect();
-        Ok(multi_reply(overall, items))
-    }
-
-    /// The first plan whose status is not `want`, if any.
-    fn blocked(&self, want: Status) -> Option<usize> {
-        self.plans.iter().position(|p| p.status != want)
+        Ok(multi_reply(self.plan.overall, items))
     }
 }
 
@@ -103,32 +94,25 @@ pub fn mreserve(ctx: &Context, req: &Request) -> Handled {
     let cmd = parse::mreserve(req.args(), max_keys())?;
     let p = policy();
     let keys = cmd.items.iter().map(|(k, _)| *k).collect();
-    let planned = plan_all(ctx, keys, |i, sku, now| {
-        let qty = cmd.items.get(i).map_or(0, |item| item.1);
-        sku.plan_reserve(&cmd.txid, qty, cmd.ttl, now, &p)
-    })?;
-    let blocked = planned.blocked(Status::Reserved);
-    let overall = blocked.map_or(Status::Reserved, |i| planned.plans[i].status);
-    planned.finish(overall, blocked)
+    let qtys: Vec<i64> = cmd.items.iter().map(|(_, q)| *q).collect();
+    plan_all(ctx, keys, |skus, now| {
+        MultiPlan::reserve(skus, &cmd.txid, &qtys, cmd.ttl, now, &p)
+    })?
+    .finish()
 }
 
 pub fn mconfirm(ctx: &Context, req: &Request) -> Handled {
     let cmd = parse::multi("inv.mconfirm", req.args(), max_keys())?;
-    let planned = plan_all(ctx, cmd.keys, |_, sku, now| {
-        Ok(sku.plan_confirm(&cmd.txid, now))
-    })?;
-    let blocked = planned.blocked(Status::Confirmed);
-    let overall = blocked.map_or(Status::Confirmed, |i| planned.plans[i].status);
-    planned.finish(overall, blocked)
+    plan_all(ctx, cmd.keys, |skus, now| {
+        Ok(MultiPlan::confirm(skus, &cmd.txid, now))
+    })?
+    .finish()
 }
 
 pub fn mcancel(ctx: &Context, req: &Request) -> Handled {
     let cmd = parse::multi("inv.mcancel", req.args(), max_keys())?;
-    let planned = plan_all(ctx, cmd.keys, |_, sku, now| sku.plan_cancel(&cmd.txid, now))?;
-    let overall = if planned.plans.iter().any(|p| p.status == Status::Confirmed) {
-        Status::Confirmed
-    } else {
-        Status::Cancelled
-    };
-    planned.finish(overall, None)
+    plan_all(ctx, cmd.keys, |skus, now| {
+        MultiPlan::cancel(skus, &cmd.txid, now)
+    })?
+    .finish()
 }
