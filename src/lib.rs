@@ -49,7 +49,7 @@ fn init(ctx: &Context, args: &[RedisString]) -> Status {
         return Status::Err;
     }
     module::reply::init_status_replies(ctx);
-    module::propagation::start(ctx);
+    module::gate::start(ctx);
     if let Err(e) = module::schedule::start(ctx) {
         log(Level::Warning, &e);
         return Status::Err;

@@ -40,7 +40,7 @@ fn arm(ctx: &Context, after: Duration) {
 }
 
 fn tick(ctx: &Context) {
-    super::propagation::settle(ctx);
+    super::gate::settle(ctx);
     let flags = ctx.get_flags();
     let mut behind = false;
     if !flags.contains(ContextFlags::LOADING) {

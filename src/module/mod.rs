@@ -6,6 +6,7 @@ pub mod arg;
 pub mod commands;
 pub mod config;
 pub mod datatype;
+pub mod gate;
 pub mod housekeeping;
 pub mod key;
 pub mod propagation;
@@ -28,8 +29,8 @@ pub fn info(ctx: &redis_module::InfoContext, for_crash_report: bool) {
     for (name, value) in STATS.fields() {
         ctx.add_info_field_long_long(name, value);
     }
-    ctx.add_info_field_long_long("propagating", i64::from(propagation::needed()));
-    ctx.add_info_field_long_long("command_filter", i64::from(propagation::filtering()));
+    ctx.add_info_field_long_long("propagating", i64::from(gate::needed()));
+    ctx.add_info_field_long_long("command_filter", i64::from(gate::filtering()));
     // A crash report may come from inside the registry's lock: not read then.
     if !for_crash_report {
         ctx.add_info_field_long_long("scheduled_keys", schedule::registered() as i64);

@@ -6,13 +6,13 @@
 //! completes. An aborted import's keys are deleted by the server.
 //!
 //! On the source, an export feeds the target from propagation: its start
-//! turns propagation on for good (`propagation.rs` says why and when).
+//! turns propagation on for good (`gate.rs` says why and when).
 //!
 //! The server refuses `CLUSTER MIGRATESLOTS` while a loaded module has not
 //! declared that it handles this; the module declares it only where the
 //! server knows the option (Valkey 9.0 and later).
 
-use super::propagation;
+use super::gate;
 use super::schedule;
 use super::server::{log, Level};
 use inventory_core::slot::slot;
@@ -104,7 +104,7 @@ pub fn start(ctx: &Context) {
         })
     };
     if !subscribed {
-        propagation::mark_needed();
+        gate::mark_needed();
     }
 }
 
@@ -164,7 +164,7 @@ unsafe extern "C" fn on_event(
     if sub == EXPORT_STARTED {
         // Before the export's snapshot: every later change must reach the
         // target.
-        propagation::mark_needed();
+        gate::mark_needed();
         return;
     }
     // SAFETY: the server passes this event's info struct (or null).
