@@ -116,19 +116,33 @@ fn replica_of(cluster: &Cluster, owner: usize) -> Option<usize> {
 /// Waits (up to 10 s, the load paused) until the replica's digest equals
 /// the master's; what differed, or what could not be read, otherwise.
 fn same_digest(cluster: &Cluster, master: usize, replica: usize) -> Result<(), String> {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let (mc, rc) = (
+        &mut cluster.nodes[master].conn(),
+        &mut cluster.nodes[replica].conn(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let m = digest(&mut cluster.nodes[master].conn())?;
-        let r = digest(&mut cluster.nodes[replica].conn())?;
-        if m == r {
+        // With the load paused the master still expires reservations as
+        // they fall due, so its digest moves: the replica, once WAIT says it
+        // has what was sent, must equal the master as it was just before or
+        // just after the replica's read.
+        let before = digest(mc)?;
+        redis::cmd("WAIT")
+            .arg(1)
+            .arg(1000)
+            .query::<i64>(mc)
+            .map_err(|e| format!("WAIT: {e}"))?;
+        let r = digest(rc)?;
+        let after = digest(mc)?;
+        if r == before || r == after {
             return Ok(());
         }
         if Instant::now() > deadline {
             return Err(format!(
-                "the owner's replica has DEBUG DIGEST {r}, the owner {m}, 10 s after the move"
+                "the owner's replica has DEBUG DIGEST {r}, the owner {before} then {after}, 20 s after the move"
             ));
         }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
