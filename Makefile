@@ -71,11 +71,11 @@ client-bench: release ## Client benchmark on a local cluster: batched vs one-at-
 	scripts/cluster.sh start
 	cargo run --release -p redis-inventory-client --example client_bench -- redis://127.0.0.1:7101/; status=$$?; scripts/cluster.sh stop; exit $$status
 
-bench: release ## Benchmark suite vs the Lua scripts (QUICK=1: under a minute; SERVER=valkey8|valkey9 for Valkey; RATIOS=1: CPU goals only; DEPLOYED=1: CPU bare and as deployed (AOF + replica) only, with TairString if TAIRSTRING_MODULE=path/to/tairstring.so; EDGES=1: slow-command and PING goals only; SALE=1: the flash sale only, standalone and on a 3-shard cluster; HUGE=1: growth also at 10^7)
+bench: release ## Benchmark suite vs the Lua scripts; results to target/bench (PUBLISH=1: docs/bench), goals printed (STRICT=1: a missed goal fails the run; an oversold unit always does). QUICK=1: under a minute; SERVER=valkey8|valkey9 for Valkey; CPU=1: whole-server CPU per request only, bare and as deployed; RATIOS=1: CPU goals only; DEPLOYED=1: CPU bare and as deployed (AOF + replica) only, with TairString if TAIRSTRING_MODULE=path/to/tairstring.so; EDGES=1: slow-command and PING goals only; SALE=1: the flash sale only, standalone and on a 3-shard cluster; HUGE=1: growth also at 10^7
 	cargo build --release -p redis-inventory-bench
-	target/release/redis-inventory-bench $(if $(QUICK),--quick,--cluster) $(if $(RATIOS),--ratios-only) $(if $(DEPLOYED),--deployed-only) $(if $(EDGES),--edges-only) $(if $(SALE),--sale-only) $(if $(HUGE),--huge) \
+	target/release/redis-inventory-bench $(if $(QUICK),--quick,--cluster) $(if $(CPU),--server-cpu) $(if $(RATIOS),--ratios-only) $(if $(DEPLOYED),--deployed-only) $(if $(EDGES),--edges-only) $(if $(SALE),--sale-only) $(if $(HUGE),--huge) $(if $(STRICT),--strict) \
 	  --server $$(scripts/deps.sh $(if $(filter valkey valkey8,$(SERVER)),valkey8,$(if $(filter valkey9,$(SERVER)),valkey9,redis))) \
-	  --out docs/bench$(if $(filter valkey valkey8,$(SERVER)),/valkey,$(if $(filter valkey9,$(SERVER)),/valkey9,))
+	  --out $(if $(PUBLISH),docs/bench,target/bench)$(if $(filter valkey valkey8,$(SERVER)),/valkey,$(if $(filter valkey9,$(SERVER)),/valkey9,))
 
 reliability: release ## Fuzzing (FUZZ_SECONDS per target, default 120), then crashes, failovers, hostile input and soak on Redis 7.0, Valkey 8.1 and 9.1, checked against what clients were told (about 30 min; ONLY=crash|failover|hostile|... runs those scenarios alone); writes docs/reliability.md
 	@scripts/deps.sh redis valkey8 valkey9 >/dev/null

@@ -16,6 +16,23 @@ pub const DEPLOYED_VS_TAIR_SOLD_OUT: f64 = 0.5;
 /// ...and of the barrier Lua and the seed Lua, stocked.
 pub const DEPLOYED_VS_BARRIER: f64 = 0.2;
 pub const DEPLOYED_VS_SEED: f64 = 0.15;
+/// Whole-server CPU per request as deployed (AOF everysec + one replica;
+/// phases/server_cpu.rs), master: a stocked INV.RESERVE at most this
+/// multiple of TairString's `EXINCRBY key -1 MIN 0` and of HINCRBY...
+pub const WS_VS_TAIR: f64 = 0.9;
+pub const WS_VS_HINCRBY: f64 = 1.3;
+/// ...a sold-out one at most this multiple of a sold-out EXINCRBY...
+pub const WS_VS_TAIR_SOLD_OUT: f64 = 0.7;
+/// ...the replica applying a reserve at most this multiple of applying
+/// EXINCRBY's propagated command...
+pub const WS_REPLICA_VS_TAIR: f64 = 1.0;
+/// ...a stocked reserve at most this share of the barrier Lua's and of the
+/// seckill Lua's...
+pub const WS_VS_BARRIER: f64 = 0.3;
+pub const WS_VS_SECKILL: f64 = 0.22;
+/// ...and CONFIRM and CANCEL each at most this multiple of a stocked reserve.
+pub const WS_CONFIRM_CANCEL: f64 = 1.0;
+
 /// P16 RESERVE throughput at least this multiple of the seed Lua's.
 pub const P16_VS_SEED: f64 = 2.5;
 /// Bytes per open reservation (16-byte txids) at most this.

@@ -1,7 +1,9 @@
 //! `make bench`: redis-inventory against the Lua scripts it replaces, side by
-//! side on one machine, in one run. Prints a table, writes
-//! `docs/bench/results.json`, `docs/bench/results.md` and
-//! `docs/bench/growth.svg`, and exits non-zero naming every goal it missed.
+//! side on one machine, in one run. Prints a table and the goals, writes
+//! `results.json`, `results.md` and `growth.svg` to `--out` (`make bench`:
+//! target/bench, untracked; `PUBLISH=1`: docs/bench, the published
+//! figures), and exits non-zero on a broken run or an oversold unit, and on
+//! a missed goal only with `--strict` (`STRICT=1`).
 //!
 //! Phases (each on a fresh server with the release module):
 //! 1. Server CPU per call (`usec_per_call`) and throughput at pipeline depth 1
@@ -14,6 +16,9 @@
 //!    1d: the same interleaved method as deployed: bare and production
 //!    (AOF everysec + one replica), stocked and sold out, against HINCRBY,
 //!    the seed Lua, a barrier Lua try and (TAIRSTRING_MODULE) TairString.
+//!    1e: whole-server CPU per request (every thread of master and replica),
+//!    bare and as deployed: the measure the headline goals are stated in
+//!    (phases/server_cpu), against the same baselines and the seckill Lua.
 //! 2. Memory per open reservation (16-byte txids) against both Lua layouts.
 //! 3. Growth: cost per call and memory as open reservations per key grow;
 //!    3b: the worst stall a PING probe sees while one key grows through its
@@ -56,8 +61,8 @@ pub(crate) struct Args {
     /// Also run the flash sale on a local 3-shard cluster (scripts/cluster.sh).
     #[arg(long)]
     pub cluster: bool,
-    /// Where results go.
-    #[arg(long, default_value = "docs/bench")]
+    /// Where results go (`make bench PUBLISH=1` gives docs/bench).
+    #[arg(long, default_value = "target/bench")]
     pub out: String,
     /// Run only phase 1c (the interleaved CPU ratios the CPU goals are
     /// judged on), print each run and exit non-zero if a CPU goal is missed.
@@ -98,6 +103,11 @@ pub(crate) struct Args {
     /// medians over them).
     #[arg(long, default_value_t = 5)]
     pub rounds: usize,
+    /// Exit non-zero when a goal is missed (without it, a missed goal is
+    /// reported and the exit is 0; a broken run or an oversold unit always
+    /// fails).
+    #[arg(long)]
+    pub strict: bool,
     /// Also measure growth at 10^7 open reservations on one key (one round:
     /// about 1 GB of server memory and a minute or two more). Reported, not
     /// part of the flatness goal, which the issue sets from 10^3 to 10^6.
@@ -158,19 +168,13 @@ async fn main() {
             r.reserve_usec, r.seed_usec, r.hincrby_usec, r.runs, r.calls_per_run
         );
         let goals = cpu_goals(&r);
-        for g in &goals {
-            println!("{}: {}", if g.met { "met" } else { "MISSED" }, g.text);
-        }
-        std::process::exit(if goals::report_missed(&goals) { 0 } else { 1 });
+        finish(&goals, args.strict, 0);
     }
     if args.deployed_only {
         let rows = phase_deployed(&args, &sz);
         println!("{}", deployed_table(&rows));
         let goals = deployed_goals(&rows);
-        for g in &goals {
-            println!("{}: {}", if g.met { "met" } else { "MISSED" }, g.text);
-        }
-        std::process::exit(if goals::report_missed(&goals) { 0 } else { 1 });
+        finish(&goals, args.strict, 0);
     }
     if args.edges_only {
         let (edges, many) = phase_edges(&args, &sz);
@@ -181,39 +185,19 @@ async fn main() {
             );
         }
         let goals = edge_goals(&edges, &many);
-        for g in &goals {
-            println!("{}: {}", if g.met { "met" } else { "MISSED" }, g.text);
-        }
-        std::process::exit(if goals::report_missed(&goals) { 0 } else { 1 });
+        finish(&goals, args.strict, 0);
     }
     if args.server_cpu {
-        use phases::server_cpu::{measure, setup, table, variants};
-        let mut setups = Vec::new();
-        for deployed in [false, true] {
-            let shape = if deployed { "deployed" } else { "bare" };
-            if let Some(base) = &args.baseline_module {
-                setups.push(setup(
-                    &args.server,
-                    &format!("{shape}, baseline"),
-                    Some(base),
-                    deployed,
-                    false,
-                ));
-            }
-            setups.push(setup(&args.server, shape, None, deployed, false));
-            if !deployed && args.propagating {
-                setups.push(setup(&args.server, "bare, propagating", None, false, true));
-            }
-        }
-        let vs = variants();
-        let requests = if args.quick { 20_000 } else { 100_000 };
-        let out = measure(&setups, &vs, requests, args.rounds);
-        println!(
-            "{requests} requests per reading, medians of {} rounds\n",
-            args.rounds
+        let (rows, per_variant) = phases::server_cpu::phase(
+            &args.server,
+            args.baseline_module.as_deref(),
+            args.propagating,
+            cpu_requests(&args),
+            args.rounds,
         );
-        println!("{}", table(&setups, &vs, &out));
-        return;
+        println!("{}", phases::server_cpu::comparisons(&rows));
+        println!("{per_variant}");
+        finish(&phases::server_cpu::goals(&rows), args.strict, 0);
     }
     if args.sale_only {
         let rows = phase_sale(&args, &sz).await;
@@ -229,6 +213,9 @@ async fn main() {
     let ratios = phase_ratios(&args, &sz);
     eprintln!("phase 1d: CPU ratios bare and as deployed (AOF + replica)");
     let deployed = phase_deployed(&args, &sz);
+    eprintln!("phase 1e: whole-server CPU per request, bare and as deployed");
+    let (server_cpu, server_cpu_variants) =
+        phases::server_cpu::phase(&args.server, None, false, cpu_requests(&args), args.rounds);
     eprintln!("phase 1b: server throughput (redis-benchmark)");
     let throughput = phase_throughput(&args, &sz);
     eprintln!("phases 2-3: memory and growth");
@@ -268,7 +255,8 @@ async fn main() {
     let costs: Vec<f64> = in_goal.iter().map(|g| g.usec_per_call).collect();
     let flat = costs.iter().cloned().fold(0.0, f64::max)
         / costs.iter().cloned().fold(f64::INFINITY, f64::min);
-    let mut goals = deployed_goals(&deployed);
+    let mut goals = phases::server_cpu::goals(&server_cpu);
+    goals.extend(deployed_goals(&deployed));
     goals.extend(cpu_goals(r));
     goals.extend([
         at_least(format!("P16 RESERVE throughput >= {}x seed Lua (hot key, redis-benchmark; medians {inv_p16:.0} / {seed_p16:.0} ops/s; median of per-run ratios) = {p16_ratio:.2}", goals::P16_VS_SEED), p16_ratio, goals::P16_VS_SEED),
@@ -302,6 +290,8 @@ async fn main() {
         scenario,
         ratios,
         deployed,
+        server_cpu,
+        server_cpu_variants,
         goals: goals.iter().map(|g| (g.text.clone(), g.met)).collect(),
     };
     let text = table(&report);
@@ -322,8 +312,37 @@ async fn main() {
     if let Err(e) = chart::growth(&format!("{}/growth{suffix}.svg", args.out), &points) {
         eprintln!("chart: {e}");
     }
-    if !goals::report_missed(&goals) {
+    let oversold: i64 = report.scenario.iter().map(|s| s.oversold).sum();
+    finish(&goals, args.strict, oversold);
+}
+
+/// Ends the run: the goals, one line each, and the exit status. An oversold
+/// unit always fails the run; a missed goal only with `--strict` (`make
+/// bench STRICT=1`), since a slower machine than the goals' own is no
+/// broken build.
+fn finish(goals: &[Goal], strict: bool, oversold: i64) -> ! {
+    println!("goals:");
+    for g in goals {
+        println!("  {} {}", if g.met { "met   " } else { "MISSED" }, g.text);
+    }
+    let all_met = goals::report_missed(goals);
+    if oversold != 0 {
+        eprintln!("FAILED: {oversold} units oversold");
         std::process::exit(1);
+    }
+    if strict && !all_met {
+        eprintln!("FAILED: goals missed (--strict)");
+        std::process::exit(1);
+    }
+    std::process::exit(0);
+}
+
+/// Requests per whole-server CPU reading (the issue's method: 100,000).
+fn cpu_requests(args: &Args) -> usize {
+    if args.quick {
+        20_000
+    } else {
+        100_000
     }
 }
 

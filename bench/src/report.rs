@@ -104,6 +104,10 @@ pub(crate) struct Report {
     pub scenario: Vec<ScenarioRow>,
     pub ratios: Ratios,
     pub deployed: Vec<DeployedRow>,
+    /// Whole-server CPU per request: the comparisons, and the table per
+    /// variant (markdown).
+    pub server_cpu: Vec<crate::phases::server_cpu::CpuRow>,
+    pub server_cpu_variants: String,
     pub goals: Vec<(String, bool)>,
 }
 
@@ -235,6 +239,14 @@ pub(crate) fn table(report: &Report) -> String {
         "Machine: {}. Server: {}. Command: `{}`.\n\n",
         report.machine, report.server, report.command
     );
+    t.push_str(
+        "Whole-server CPU per request (every thread of master and replica; 64 requests written, 64 replies read; setups and variants interleaved; medians over rounds, range of per-round ratios):\n\n",
+    );
+    t.push_str(&crate::phases::server_cpu::comparisons(&report.server_cpu));
+    t.push('\n');
+    t.push_str(&report.server_cpu_variants);
+    t.push('\n');
+    t.push_str("Server CPU per call, INFO commandstats view (times a module command's own propagation, not a core command's):\n\n");
     t.push_str(&deployed_table(&report.deployed));
     t.push_str(
         "Server throughput, hot key (redis-benchmark: 50 connections, random 12-digit txids; the commands take turns; medians of the runs):\n\n",

@@ -23,14 +23,14 @@ use testkit::{reset_stats, usec_per_call, Build, Server};
 const BARRIER_TRY: &str = include_str!("../../lua/barrier_try.lua");
 
 /// The barrier script as a Redis function library (FCALL barrier_try).
-fn barrier_library() -> String {
+pub(crate) fn barrier_library() -> String {
     format!(
         "#!lua name=inventory_bench_barrier\n\
          redis.register_function('barrier_try', function(KEYS, ARGV)\n{BARRIER_TRY}\nend)\n"
     )
 }
 
-fn tairstring() -> Option<String> {
+pub(crate) fn tairstring() -> Option<String> {
     std::env::var("TAIRSTRING_MODULE")
         .ok()
         .filter(|p| !p.is_empty())

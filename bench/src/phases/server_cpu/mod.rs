@@ -2,13 +2,20 @@
 //! (reading, parsing, running, replying, feeding the AOF and the replicas).
 //!
 //! The CPU of every thread of the server process (`/proc/<pid>/task/*/
-//! schedstat`, nanoseconds on a CPU) is read around `REQUESTS` requests of
-//! one variant, sent in a closed loop on one connection: 64 commands written
-//! at once and all their replies read before the next 64, so the server
-//! reads every variant in the same batches. With a replica, its CPU is read
+//! schedstat`, nanoseconds on a CPU) is read around the requests of one
+//! variant (100,000 in `make bench`), sent in a closed loop on one
+//! connection: 64 commands written at once and all their replies read
+//! before the next 64, so the server reads every variant in the same
+//! batches. With a replica, its CPU is read
 //! once it has acknowledged everything (`WAIT 1`). The variants and the
 //! servers take turns within every round; each figure is the median over
 //! the rounds, and each ratio the median of per-round ratios.
+
+mod report;
+mod variants;
+
+pub(crate) use report::{comparisons, goals, CpuRow};
+use variants::{variants, Variant};
 
 use redis::Connection;
 use testkit::Server;
@@ -34,14 +41,6 @@ pub(crate) struct Setup {
     pub replica: Option<Server>,
 }
 
-/// One kind of request: `prepare` readies round `r`'s keys, `add` puts
-/// request `i` of round `r` in a pipeline.
-pub(crate) struct Variant {
-    pub name: &'static str,
-    pub prepare: fn(&mut Connection, usize),
-    pub add: fn(&mut redis::Pipeline, usize, usize),
-}
-
 /// One round's reading: CPU per request on the master and on the replica.
 #[derive(Clone, Copy)]
 pub(crate) struct Reading {
@@ -54,7 +53,7 @@ pub(crate) struct Reading {
 /// every request failed would measure an error reply, not the command.
 pub(crate) fn run_one(s: &Setup, v: &Variant, r: usize, n: usize) -> Reading {
     let c = &mut s.master.conn();
-    (v.prepare)(c, r);
+    (v.prepare)(c, r, n);
     sync_replica(c, s);
     let (m0, r0) = (
         cpu_ns(s.master.pid()),
@@ -84,7 +83,7 @@ pub(crate) fn run_one(s: &Setup, v: &Variant, r: usize, n: usize) -> Reading {
         .zip(r0)
         .map(|(x, r0)| (cpu_ns(x.pid()) - r0) as f64 / n as f64);
     assert!(
-        errors < n,
+        v.refused || errors < n,
         "{} on {}: all {n} requests answered an error",
         v.name,
         s.label
@@ -132,59 +131,6 @@ pub(crate) fn measure(
     out
 }
 
-/// Units a sold-out key sold before a round, one per open reservation.
-const SOLD: usize = 10_000;
-
-fn stocked(c: &mut Connection, r: usize) {
-    let _: () = redis::cmd("INV.SET")
-        .arg(format!("cpu:stocked:{r}"))
-        .arg(crate::common::BIG)
-        .query(c)
-        .unwrap();
-}
-
-fn sold_out(c: &mut Connection, r: usize) {
-    let key = format!("cpu:soldout:{r}");
-    let _: () = redis::cmd("INV.SET").arg(&key).arg(SOLD).query(c).unwrap();
-    crate::common::fill(c, &key, 0, SOLD, "sold-");
-}
-
-fn reserve(p: &mut redis::Pipeline, key: String, r: usize, i: usize) {
-    p.cmd("INV.RESERVE")
-        .arg(key)
-        .arg(crate::common::tagged_txid(&format!("{r}-"), i))
-        .arg(1)
-        .arg("TTL")
-        .arg(crate::common::TTL);
-}
-
-/// What `--server-cpu` compares: a reserve (fresh txid, TTL) on a stocked
-/// and on a sold-out key, and HINCRBY, the floor.
-pub(crate) fn variants() -> Vec<Variant> {
-    vec![
-        Variant {
-            name: "INV.RESERVE stocked",
-            prepare: stocked,
-            add: |p, r, i| reserve(p, format!("cpu:stocked:{r}"), r, i),
-        },
-        Variant {
-            name: "INV.RESERVE sold out",
-            prepare: sold_out,
-            add: |p, r, i| reserve(p, format!("cpu:soldout:{r}"), r, i),
-        },
-        Variant {
-            name: "HINCRBY",
-            prepare: |_, _| {},
-            add: |p, r, _| {
-                p.cmd("HINCRBY")
-                    .arg(format!("cpu:floor:{r}"))
-                    .arg("n")
-                    .arg(1);
-            },
-        },
-    ]
-}
-
 /// A master with the module at `module` (the release build when None),
 /// bare or as deployed (AOF everysec and one replica). `propagating` turns
 /// the module's propagation on for good on a bare master (an AOF switched
@@ -223,44 +169,35 @@ pub(crate) fn setup(
     }
 }
 
-/// The table: per setup and variant, the medians of master and replica
-/// CPU per request and of the per-round ratio to the setup's HINCRBY.
-pub(crate) fn table(setups: &[Setup], variants: &[Variant], out: &[Vec<Vec<Reading>>]) -> String {
-    let floor = variants.iter().position(|v| v.name == "HINCRBY");
-    let mut t = String::from(
-        "| setup | request | master ns/request | replica ns/request | master / HINCRBY (range over rounds) |\n|---|---|---|---|---|\n",
-    );
-    for (si, s) in setups.iter().enumerate() {
-        for (vi, v) in variants.iter().enumerate() {
-            let rounds = &out[si][vi];
-            let m = crate::common::median(rounds.iter().map(|x| x.master_ns).collect());
-            let rep: Vec<f64> = rounds.iter().filter_map(|x| x.replica_ns).collect();
-            // The median of per-round ratios, and their range.
-            let ratio = floor.map(|f| {
-                let per: Vec<f64> = rounds
-                    .iter()
-                    .zip(&out[si][f])
-                    .map(|(a, b)| a.master_ns / b.master_ns)
-                    .collect();
-                let (lo, hi) = per
-                    .iter()
-                    .fold((f64::INFINITY, 0f64), |(lo, hi), &r| (lo.min(r), hi.max(r)));
-                (crate::common::median(per), lo, hi)
-            });
-            t += &format!(
-                "| {} | {} | {m:.0} | {} | {} |\n",
-                s.label,
-                v.name,
-                if rep.is_empty() {
-                    "-".to_string()
-                } else {
-                    format!("{:.0}", crate::common::median(rep))
-                },
-                ratio.map_or("-".to_string(), |(r, lo, hi)| format!(
-                    "{r:.2}x ({lo:.2}-{hi:.2})"
-                ))
-            );
+/// The phase as `make bench` runs it: bare and as deployed, the current
+/// build (and `baseline`'s, taking turns, when given); rows and the
+/// per-variant table.
+pub(crate) fn phase(
+    bin: &str,
+    baseline: Option<&str>,
+    propagating: bool,
+    requests: usize,
+    rounds: usize,
+) -> (Vec<CpuRow>, String) {
+    let mut setups = Vec::new();
+    for deployed in [false, true] {
+        let shape = if deployed { "deployed" } else { "bare" };
+        if let Some(base) = baseline {
+            setups.push(setup(
+                bin,
+                &format!("{shape}, baseline"),
+                Some(base),
+                deployed,
+                false,
+            ));
+        }
+        setups.push(setup(bin, shape, None, deployed, false));
+        if !deployed && propagating {
+            setups.push(setup(bin, "bare, propagating", None, false, true));
         }
     }
-    t
+    let vs = variants();
+    let out = measure(&setups, &vs, requests, rounds);
+    let table = report::table(&setups, &vs, &out);
+    (report::rows(&setups, &vs, &out, requests), table)
 }
