@@ -30,6 +30,12 @@ pub const WS_REPLICA_VS_TAIR: f64 = 1.0;
 /// seckill Lua's...
 pub const WS_VS_BARRIER: f64 = 0.3;
 pub const WS_VS_SECKILL: f64 = 0.22;
+/// ...a reserve with a new buyer on a key with a per-buyer limit at most
+/// this share of the seckill Lua's, stocked and sold out, and this multiple
+/// of a reserve without a buyer...
+pub const WS_BUYER_VS_SECKILL: f64 = 0.3;
+pub const WS_BUYER_VS_SECKILL_SOLD_OUT: f64 = 0.45;
+pub const WS_BUYER_VS_RESERVE: f64 = 1.15;
 /// ...and CONFIRM and CANCEL each at most this multiple of a stocked reserve.
 pub const WS_CONFIRM_CANCEL: f64 = 1.0;
 
@@ -37,6 +43,8 @@ pub const WS_CONFIRM_CANCEL: f64 = 1.0;
 pub const P16_VS_SEED: f64 = 2.5;
 /// Bytes per open reservation (16-byte txids) at most this.
 pub const BYTES_PER_RESERVATION: f64 = 64.0;
+/// Bytes per buyer (16-byte ids, 10^6 buyers on one key) at most this.
+pub const BYTES_PER_BUYER: f64 = 40.0;
 /// Cost per call at most this multiple of its smallest value across sizes.
 pub const FLATNESS: f64 = 1.5;
 /// Largest size the flatness and memory goals cover.

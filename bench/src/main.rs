@@ -103,6 +103,10 @@ pub(crate) struct Args {
     /// medians over them).
     #[arg(long, default_value_t = 5)]
     pub rounds: usize,
+    /// Run only the memory per buyer (phase 1f: 10^6 buyers on one key;
+    /// --quick: 10^5), print it and exit. Writes nothing.
+    #[arg(long)]
+    pub buyers_memory: bool,
     /// Exit non-zero when a goal is missed (without it, a missed goal is
     /// reported and the exit is 0; a broken run or an oversold unit always
     /// fails).
@@ -199,6 +203,12 @@ async fn main() {
         println!("{per_variant}");
         finish(&phases::server_cpu::goals(&rows), args.strict, 0);
     }
+    if args.buyers_memory {
+        let n = if args.quick { 100_000 } else { 1_000_000 };
+        let m = phases::buyers::phase(&args.server, n);
+        println!("{}", phases::buyers::table(&m));
+        finish(&phases::buyers::goals(&m), args.strict, 0);
+    }
     if args.sale_only {
         let rows = phase_sale(&args, &sz).await;
         println!("{}", scenario_table(&rows));
@@ -216,6 +226,9 @@ async fn main() {
     eprintln!("phase 1e: whole-server CPU per request, bare and as deployed");
     let (server_cpu, server_cpu_variants) =
         phases::server_cpu::phase(&args.server, None, false, cpu_requests(&args), args.rounds);
+    eprintln!("phase 1f: memory per buyer");
+    let buyer_memory =
+        phases::buyers::phase(&args.server, if args.quick { 100_000 } else { 1_000_000 });
     eprintln!("phase 1b: server throughput (redis-benchmark)");
     let throughput = phase_throughput(&args, &sz);
     eprintln!("phases 2-3: memory and growth");
@@ -256,6 +269,7 @@ async fn main() {
     let flat = costs.iter().cloned().fold(0.0, f64::max)
         / costs.iter().cloned().fold(f64::INFINITY, f64::min);
     let mut goals = phases::server_cpu::goals(&server_cpu);
+    goals.extend(phases::buyers::goals(&buyer_memory));
     goals.extend(deployed_goals(&deployed));
     goals.extend(cpu_goals(r));
     goals.extend([
@@ -292,6 +306,7 @@ async fn main() {
         deployed,
         server_cpu,
         server_cpu_variants,
+        buyer_memory,
         goals: goals.iter().map(|g| (g.text.clone(), g.met)).collect(),
     };
     let text = table(&report);

@@ -108,6 +108,7 @@ pub(crate) struct Report {
     /// variant (markdown).
     pub server_cpu: Vec<crate::phases::server_cpu::CpuRow>,
     pub server_cpu_variants: String,
+    pub buyer_memory: crate::phases::buyers::BuyerMemory,
     pub goals: Vec<(String, bool)>,
 }
 
@@ -245,6 +246,8 @@ pub(crate) fn table(report: &Report) -> String {
     t.push_str(&crate::phases::server_cpu::comparisons(&report.server_cpu));
     t.push('\n');
     t.push_str(&report.server_cpu_variants);
+    t.push_str("\n### Memory per buyer (phase 1f)\n\n");
+    t.push_str(&crate::phases::buyers::table(&report.buyer_memory));
     t.push('\n');
     t.push_str("Server CPU per call, INFO commandstats view (times a module command's own propagation, not a core command's):\n\n");
     t.push_str(&deployed_table(&report.deployed));

@@ -2,7 +2,8 @@
 //! (multiplexed, connection manager, cluster), in the style of redis-rs's
 //! own `AsyncCommands`: no second connection, redis-rs's errors.
 
-use crate::{Outcome, Reply, Stock, TxRecord};
+use crate::sale::{adjust_cmd, confirm_qty_cmd, reserve_for_cmd};
+use crate::{BuyerTotals, Outcome, Reply, SaleRules, Stock, TxRecord};
 use redis::aio::ConnectionLike;
 use redis::{cmd, Cmd, ErrorKind, FromRedisValue, RedisError, RedisFuture, RedisResult, Value};
 use std::collections::HashMap;
@@ -71,6 +72,48 @@ pub trait InventoryCommands: ConnectionLike + Send + Sized {
         ttl: Option<Duration>,
     ) -> RedisFuture<'a, Reply> {
         run(self, crate::reserve_cmd(sku, txid, qty, ttl))
+    }
+
+    /// `INV.RESERVE key txid qty [TTL ms] BUYER buyer`.
+    fn inv_reserve_for<'a>(
+        &'a mut self,
+        sku: &'a str,
+        txid: &'a str,
+        qty: i64,
+        ttl: Option<Duration>,
+        buyer: &'a str,
+    ) -> RedisFuture<'a, Reply> {
+        run(self, reserve_for_cmd(sku, txid, qty, ttl, buyer))
+    }
+
+    /// `INV.CONFIRM key txid QTY qty`: sells part of a hold.
+    fn inv_confirm_qty<'a>(
+        &'a mut self,
+        sku: &'a str,
+        txid: &'a str,
+        qty: i64,
+    ) -> RedisFuture<'a, Reply> {
+        run(self, confirm_qty_cmd(sku, txid, qty))
+    }
+
+    /// `INV.ADJUST key txid qty`.
+    fn inv_adjust<'a>(
+        &'a mut self,
+        sku: &'a str,
+        txid: &'a str,
+        qty: i64,
+    ) -> RedisFuture<'a, Reply> {
+        run(self, adjust_cmd(sku, txid, qty))
+    }
+
+    /// `INV.RULES key ...`.
+    fn inv_rules<'a>(&'a mut self, sku: &'a str, rules: &'a SaleRules) -> RedisFuture<'a, ()> {
+        run(self, rules.cmd(sku))
+    }
+
+    /// `INV.BUYER key buyer`.
+    fn inv_buyer<'a>(&'a mut self, sku: &'a str, buyer: &'a str) -> RedisFuture<'a, BuyerTotals> {
+        run(self, cmd("INV.BUYER").arg(sku).arg(buyer).clone())
     }
 
     /// `INV.CONFIRM key txid`.
@@ -174,17 +217,26 @@ impl FromRedisValue for Reply {
     }
 }
 
-/// `INV.GET`'s pairs (RESP2) or map (RESP3).
+/// `INV.GET`'s pairs (RESP2) or map (RESP3). Fields this client does not
+/// know are skipped, so a newer server's pairs do not break it.
 impl FromRedisValue for Stock {
     fn from_redis_value(v: &Value) -> RedisResult<Stock> {
-        let fields: HashMap<String, i64> = redis::from_redis_value(v)?;
+        let raw: HashMap<String, Value> = redis::from_redis_value(v)?;
+        let fields: HashMap<&str, i64> = raw
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str(), redis::from_redis_value(v).ok()?)))
+            .collect();
         let get = |k: &str| {
             fields
                 .get(k)
                 .copied()
                 .ok_or_else(|| bad("INV.GET lacks", k))
         };
+        let rule = |k: &str| fields.get(k).map(|v| (*v).max(0) as u64);
         Ok(Stock {
+            limit: rule("limit"),
+            start: rule("start"),
+            end: rule("end"),
             stock: get("stock")?,
             reserved: get("reserved")?,
             available: get("available")?,
@@ -206,24 +258,26 @@ impl FromRedisValue for TxRecord {
             outcome: outcome(&state)?,
             qty: redis::from_redis_value(get("qty")?)?,
             deadline: redis::from_redis_value(get("deadline")?)?,
+            sold: fields.get("sold").map_or(Ok(0), redis::from_redis_value)?,
         })
     }
 }
 
-/// `[next-cursor, [[txid, state, qty, deadline], ...]]`.
+/// `[next-cursor, [[txid, state, qty, deadline, sold], ...]]`.
 impl FromRedisValue for ScanPage {
     fn from_redis_value(v: &Value) -> RedisResult<ScanPage> {
-        type Row = (Vec<u8>, String, i64, u64);
+        type Row = (Vec<u8>, String, i64, u64, i64);
         let (cursor, rows): (u64, Vec<Row>) = redis::from_redis_value(v)?;
         let records = rows
             .into_iter()
-            .map(|(txid, state, qty, deadline)| {
+            .map(|(txid, state, qty, deadline, sold)| {
                 Ok((
                     txid,
                     TxRecord {
                         outcome: outcome(&state)?,
                         qty,
                         deadline,
+                        sold,
                     },
                 ))
             })

@@ -36,6 +36,7 @@ mod builder;
 mod cache;
 mod commands;
 mod order;
+mod sale;
 mod types;
 
 pub use builder::ClientBuilder;
@@ -50,6 +51,7 @@ pub use commands::{InventoryCommands, ScanPage};
 /// ```
 pub use inventory_core::slot::slot;
 pub use order::{Blocked, LineResult, OrderLine, OrderResult};
+pub use sale::{BuyerTotals, SaleRules};
 pub use types::{Error, Outcome, Reply, Result, ServerError, Stock, TxRecord};
 
 use futures::StreamExt;

@@ -204,12 +204,37 @@ impl Client {
         lines: &[OrderLine],
         ttl: Option<Duration>,
     ) -> Result<OrderResult> {
+        self.reserve_order_for(txid, lines, ttl, None).await
+    }
+
+    /// [`Client::reserve_order`] for a buyer (`BUYER`): every line counts
+    /// against the buyer's limit on its SKU; a line over it answers
+    /// `Limited` and the order is compensated like any blocked one.
+    ///
+    /// ```no_run
+    /// # async fn demo(c: redis_inventory_client::Client) -> redis_inventory_client::Result<()> {
+    /// use redis_inventory_client::OrderLine;
+    /// let lines = [OrderLine::new("sku:tee", 1), OrderLine::new("sku:mug", 1)];
+    /// let r = c.reserve_order_for("order-9", &lines, None, Some("user-42")).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn reserve_order_for(
+        &self,
+        txid: &str,
+        lines: &[OrderLine],
+        ttl: Option<Duration>,
+        buyer: Option<&str>,
+    ) -> Result<OrderResult> {
         let merged = merge(lines)?;
         let skus: Vec<&str> = merged.iter().map(|m| m.0.as_str()).collect();
         let ttl = Client::ttl_arg(ttl);
         let results = per_group(self, &skus, |g| {
             let mut c = redis::cmd("INV.MRESERVE");
-            c.arg(txid).arg(ttl);
+            c.arg(txid);
+            if let Some(b) = buyer {
+                c.arg("BUYER").arg(b);
+            }
+            c.arg(ttl);
             for &i in g {
                 c.arg(&merged[i].0).arg(merged[i].1);
             }

@@ -43,6 +43,12 @@ pub struct Stock {
     pub open: u64,
     /// Transaction records the key holds (open, finished and fences).
     pub records: u64,
+    /// The per-buyer limit, when set (`INV.RULES LIMIT`).
+    pub limit: Option<u64>,
+    /// When the sale window opens (unix ms), when set.
+    pub start: Option<u64>,
+    /// When the sale window closes (unix ms), when set.
+    pub end: Option<u64>,
 }
 
 /// One transaction record (`INV.TX`).
@@ -50,10 +56,14 @@ pub struct Stock {
 pub struct TxRecord {
     /// Its state.
     pub outcome: Outcome,
-    /// Units it holds or held.
+    /// Units it holds or held (for a confirmed one, the units held when it
+    /// was confirmed).
     pub qty: i64,
     /// Deadline in unix milliseconds while reserved.
     pub deadline: u64,
+    /// Units sold (confirmed records; fewer than `qty` after a partial
+    /// confirm).
+    pub sold: i64,
 }
 
 /// An error reply from the server: its code (`TXCONFLICT`, `NOPERM`, ...),

@@ -5,26 +5,49 @@
 //! own check is a bug, as in the model tests. A multi-key command changes
 //! every key or none. INV.APPLY's effects (what an AOF or a master can send)
 //! are applied as they come.
-//! Input: byte 0 picks the command; the rest, split on 0xFF, are its
-//! arguments after the command name.
+//! Input: byte 0 picks the command (its high bit: a key with sale rules);
+//! the rest, split on 0xFF, are its arguments after the command name.
 #![no_main]
 
-use inventory_core::ledger::{MultiPlan, Plan, Policy, Result, Sku, Ttl, TxId};
+use inventory_core::ledger::{
+    BuyerId, MultiPlan, Plan, Policy, Result, RulesChange, Sku, Ttl, TxId,
+};
 use inventory_core::parse;
 use libfuzzer_sys::fuzz_target;
 
 const NOW: u64 = 1_800_000_000_000;
 
 /// A key with stock, an open reservation, a confirmed, a cancelled and a
-/// fenced record.
-fn seeded() -> Sku {
+/// fenced record, buyers' holds (one adjusted), a partial confirm, and
+/// with `rules`, a limit per buyer and a sale window around the fuzz clock.
+fn seeded(rules: bool) -> Sku {
     let mut sku = Sku::new();
     let p = Policy::default();
     let tx = |t: &str| TxId::new(t.as_bytes()).expect("txid");
+    let buyer = |b: &str| BuyerId::new(b.as_bytes()).expect("buyer");
     let plan = sku.plan_set(100, None, NOW);
     seed(&mut sku, plan);
     for (t, q) in [("open", 2), ("paid", 3), ("gone", 4)] {
         let plan = sku.plan_reserve(&tx(t), q, Ttl::Millis(60_000), NOW, &p);
+        seed(&mut sku, plan);
+    }
+    for (t, q, b) in [("b1", 2, "alice"), ("b2", 3, "bob"), ("b3", 4, "alice")] {
+        let plan =
+            sku.plan_reserve_for(&tx(t), q, Ttl::Millis(60_000), Some(&buyer(b)), NOW, &p);
+        seed(&mut sku, plan);
+    }
+    let plan = sku.plan_adjust(&tx("b1"), 1, NOW);
+    seed(&mut sku, plan);
+    let plan = sku.plan_confirm_qty(&tx("b2"), Some(1), NOW);
+    seed(&mut sku, plan);
+    let rules_change = RulesChange {
+        limit: Some(8),
+        start: Some(NOW - 1),
+        end: Some(NOW + 10_000),
+        new_sale: false,
+    };
+    if rules {
+        let plan = sku.plan_rules(&rules_change);
         seed(&mut sku, plan);
     }
     let plan = Ok(sku.plan_confirm(&tx("paid"), NOW));
@@ -60,11 +83,11 @@ const MULTI_KEYS: usize = 6;
 /// Plans a multi-key command over one seeded key per key it names, then
 /// commits it as the module does: every key checked, then every key
 /// changed, or none when the command is blocked.
-fn commit_multi(keys: usize, plan: impl FnOnce(&[&Sku]) -> Result<MultiPlan>) {
+fn commit_multi(keys: usize, rules: bool, plan: impl FnOnce(&[&Sku]) -> Result<MultiPlan>) {
     if keys > MULTI_KEYS {
         return;
     }
-    let mut skus: Vec<Sku> = (0..keys).map(|_| seeded()).collect();
+    let mut skus: Vec<Sku> = (0..keys).map(|_| seeded(rules)).collect();
     let before: Vec<u64> = skus.iter().map(Sku::version).collect();
     let refs: Vec<&Sku> = skus.iter().collect();
     let Ok(plan) = plan(&refs) else { return };
@@ -94,10 +117,12 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let args: Vec<&[u8]> = rest.split(|&b| b == 0xFF).collect();
-    let mut sku = seeded();
+    // The high bit of the command byte: a key with rules or without.
+    let rules = which & 0x80 != 0;
+    let mut sku = seeded(rules);
     let p = Policy::default();
     let now = NOW + 1_000;
-    match which % 13 {
+    match (which & 0x7F) % 16 {
         0 => {
             if let Ok(c) = parse::set(&args) {
                 let plan = sku.plan_set(c.stock, c.if_version, now);
@@ -112,13 +137,14 @@ fuzz_target!(|data: &[u8]| {
         }
         2 => {
             if let Ok(c) = parse::reserve(&args) {
-                let plan = sku.plan_reserve(&c.txid, c.qty, c.ttl, now, &p);
+                let buyer = c.buyer.as_ref().map(|b| &b.0);
+                let plan = sku.plan_reserve_for(&c.txid, c.qty, c.ttl, buyer, now, &p);
                 commit(&mut sku, plan);
             }
         }
         3 => {
-            if let Ok(c) = parse::key_txid("inv.confirm", &args) {
-                let plan = Ok(sku.plan_confirm(&c.txid, now));
+            if let Ok(c) = parse::confirm(&args) {
+                let plan = sku.plan_confirm_qty(&c.txid, c.qty, now);
                 commit(&mut sku, plan);
             }
         }
@@ -145,21 +171,39 @@ fuzz_target!(|data: &[u8]| {
         7 => {
             if let Ok(c) = parse::mreserve(&args, 64) {
                 let qtys: Vec<i64> = c.items.iter().map(|(_, q)| *q).collect();
-                commit_multi(c.items.len(), |skus| {
-                    MultiPlan::reserve(skus, &c.txid, &qtys, c.ttl, now, &p)
+                commit_multi(c.items.len(), rules, |skus| {
+                    MultiPlan::reserve(skus, &c.txid, &qtys, c.ttl, c.buyer.as_ref(), now, &p)
                 });
             }
         }
         8 => {
             if let Ok(c) = parse::multi("inv.mcancel", &args, 64) {
-                commit_multi(c.keys.len(), |skus| MultiPlan::cancel(skus, &c.txid, now));
+                commit_multi(c.keys.len(), rules, |skus| MultiPlan::cancel(skus, &c.txid, now));
             }
         }
         12 => {
-            if let Ok(c) = parse::multi("inv.mconfirm", &args, 64) {
-                commit_multi(c.keys.len(), |skus| {
-                    Ok(MultiPlan::confirm(skus, &c.txid, now))
+            if let Ok(c) = parse::mconfirm(&args, 64) {
+                let qtys: Vec<Option<i64>> = c.items.iter().map(|(_, q)| *q).collect();
+                commit_multi(c.items.len(), rules, |skus| {
+                    MultiPlan::confirm(skus, &c.txid, &qtys, now)
                 });
+            }
+        }
+        13 => {
+            if let Ok(c) = parse::adjust(&args) {
+                let plan = sku.plan_adjust(&c.txid, c.qty, now);
+                commit(&mut sku, plan);
+            }
+        }
+        14 => {
+            if let Ok(c) = parse::rules(&args) {
+                let plan = sku.plan_rules(&c.change);
+                commit(&mut sku, plan);
+            }
+        }
+        15 => {
+            if let Ok(c) = parse::buyer(&args) {
+                let _ = sku.buyer(c.buyer.as_bytes());
             }
         }
         9 => {

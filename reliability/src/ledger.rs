@@ -66,7 +66,8 @@ pub enum Op {
         qty: i64,
         deadline_floor: i64,
     },
-    Confirm,
+    /// Confirms all held units, or `Some(n)` of them (`QTY n`).
+    Confirm(Option<i64>),
     Cancel,
     /// Extends to at least `deadline_floor` (the load only ever extends
     /// past every deadline it set before, so deadlines never move back).
@@ -83,6 +84,8 @@ struct Tx {
     reserve_floor: Option<i64>,
     sent_reserve: bool,
     sent_confirm: bool,
+    /// The units a `QTY` confirm asked to sell.
+    confirm_qty: Option<i64>,
     sent_cancel: bool,
     /// Acknowledged replies in order: (state, durable, extend floor).
     acked: Vec<(State, bool, Option<i64>)>,
@@ -167,7 +170,10 @@ impl Ledger {
                     tx.qty = Some(qty);
                     tx.reserve_floor.get_or_insert(deadline_floor);
                 }
-                Op::Confirm => tx.sent_confirm = true,
+                Op::Confirm(qty) => {
+                    tx.sent_confirm = true;
+                    tx.confirm_qty = qty;
+                }
                 Op::Cancel => tx.sent_cancel = true,
                 Op::Extend { deadline_floor } => extend_floor = Some(deadline_floor),
             }
@@ -293,7 +299,16 @@ fn check_key(name: &str, key: &Key, snap: &Snapshot, view: View, bad: &mut BTree
     let (mut sold, mut reserved, mut open) = (0, 0, 0);
     for (txid, rec) in &snap.records {
         match rec.state {
-            State::Confirmed => sold += rec.qty,
+            State::Confirmed => {
+                sold += rec.sold;
+                let want = tx_confirm_qty(key, txid).unwrap_or(rec.qty);
+                if rec.sold != want {
+                    bad.insert(format!(
+                        "{name} {txid}: sold {} of {} held, but {want} was asked",
+                        rec.sold, rec.qty
+                    ));
+                }
+            }
             State::Reserved => {
                 reserved += rec.qty;
                 open += 1;
@@ -374,6 +389,11 @@ fn check_key(name: &str, key: &Key, snap: &Snapshot, view: View, bad: &mut BTree
     }
 }
 
+/// The units a `QTY` confirm of `txid` asked to sell, if it named some.
+fn tx_confirm_qty(key: &Key, txid: &str) -> Option<i64> {
+    key.txs.get(txid).and_then(|t| t.confirm_qty)
+}
+
 /// Every sum of a subset of `values` (up to 16 of them; past that, every
 /// total in the range they span, which only weakens the check).
 fn subset_sums(values: &[i64]) -> HashSet<i64> {
@@ -392,8 +412,11 @@ fn subset_sums(values: &[i64]) -> HashSet<i64> {
 
 pub struct Record {
     pub state: State,
+    /// Units held (for a confirmed record, held when it was confirmed).
     pub qty: i64,
     pub deadline: i64,
+    /// Units sold (confirmed records).
+    pub sold: i64,
 }
 
 pub struct Snapshot {
@@ -480,6 +503,10 @@ fn read_all(c: &mut Connection, names: &[&String]) -> Result<ReadAll, String> {
     })
 }
 
+fn rec_sold_differs(records: &HashMap<String, Record>, txid: &str, sold: i64) -> bool {
+    records.get(txid).is_some_and(|r| r.sold != sold)
+}
+
 fn snapshot(
     key: &str,
     clock: (i64, i64),
@@ -508,11 +535,16 @@ fn snapshot(
     }
     let mut seen = HashSet::new();
     for r in page {
-        let [txid, state, qty, deadline] = &r[..] else {
+        let [txid, state, qty, deadline, sold] = &r[..] else {
             return Err(format!("INV.SCAN {key}: a record of {} fields", r.len()));
         };
         let state = State::parse(&text(state)).ok_or_else(|| format!("state {state:?}"))?;
         let (txid, qty, deadline) = (text(txid), int(qty), int(deadline));
+        if rec_sold_differs(&records, &txid, int(sold)) {
+            return Err(format!(
+                "INV.SCAN {key} {txid}: sold {sold:?} differs from its DUMP"
+            ));
+        }
         let Some(rec) = records.get_mut(&txid) else {
             return Err(format!("INV.SCAN {key} shows {txid}, its DUMP does not"));
         };
@@ -600,10 +632,17 @@ fn dumped_records(key: &str, dump: &Value) -> Result<HashMap<String, Record>, St
     })
     .map_err(|e| format!("DUMP {key} does not decode: {e}"))?;
     let records = sku.record_parts().map(|r| {
+        let confirmed = r.state == inventory_core::ledger::State::Confirmed;
         let record = Record {
             state: State::parse(r.state.as_str()).unwrap_or(State::Unknown),
-            qty: r.qty,
+            // A partial confirm keeps the held units beside the sold ones.
+            qty: if confirmed && r.alt != 0 {
+                r.alt
+            } else {
+                r.qty
+            },
             deadline: r.time as i64,
+            sold: if confirmed { r.qty } else { 0 },
         };
         (
             String::from_utf8_lossy(r.txid.as_bytes()).into_owned(),
@@ -630,6 +669,7 @@ mod tests {
             state: State::Reserved,
             qty: 1,
             deadline,
+            sold: 0,
         };
         let fresh = || -> HashMap<String, Record> {
             [5, 12, 14, 14, 30]

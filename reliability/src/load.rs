@@ -205,6 +205,8 @@ struct Mine {
     pxat: Option<i64>,
     /// When the first reserve was sent: its deadline is no earlier than this + TTL.
     first_send: i64,
+    /// The buyer the order reserves for (`BUYER`), on about half of them.
+    buyer: Option<String>,
 }
 
 struct Worker {
@@ -258,6 +260,14 @@ impl Worker {
     fn txid(&mut self) -> String {
         self.next += 1;
         format!("w{}-{}", self.id, self.next)
+    }
+
+    /// A buyer for about half of the new orders, from a small pool so
+    /// buyers hold several orders at once (no limit is set: the load's
+    /// promises stay those of plain reserves, and INV.AUDIT checks every
+    /// buyer's held units against its open holds).
+    fn buyer(&mut self) -> Option<String> {
+        (self.rng.below(2) == 0).then(|| format!("buyer-{}", self.rng.below(50)))
     }
 
     fn pick_key(&mut self) -> String {
@@ -330,12 +340,14 @@ impl Worker {
         let qty = 1 + self.rng.below(3) as i64;
         let ttl = 300 + self.rng.below(9_700) as i64;
         let pxat = (self.rng.below(5) == 0).then(|| now_ms() + ttl);
+        let buyer = self.buyer();
         let mine = Mine {
             txid,
             keys: vec![(key, qty)],
             ttl,
             pxat,
             first_send: now_ms(),
+            buyer,
         };
         if self.reserve(&mine) != Some(State::NoStock) {
             self.mine.push(mine);
@@ -353,6 +365,9 @@ impl Worker {
                 Some(at) => cmd.arg("PXAT").arg(at),
                 None => cmd.arg("TTL").arg(mine.ttl),
             };
+            if let Some(b) = &mine.buyer {
+                cmd.arg("BUYER").arg(b);
+            }
             let (reply, outcome) = self.send(&cmd, true);
             let state = reply.as_ref().and_then(first_state);
             let op = Op::Reserve {
@@ -363,7 +378,11 @@ impl Worker {
             return state;
         }
         let mut cmd = redis::cmd("INV.MRESERVE");
-        cmd.arg(&mine.txid).arg(mine.ttl);
+        cmd.arg(&mine.txid);
+        if let Some(b) = &mine.buyer {
+            cmd.arg("BUYER").arg(b);
+        }
+        cmd.arg(mine.ttl);
         for (key, qty) in &mine.keys {
             cmd.arg(key).arg(qty);
         }
@@ -393,15 +412,29 @@ impl Worker {
     fn finish_one(&mut self, confirm: bool) {
         let i = self.rng.below(self.mine.len());
         let mine = self.mine.swap_remove(i);
-        let op = if confirm { Op::Confirm } else { Op::Cancel };
-        if let [(key, _)] = mine.keys.as_slice() {
+        if let [(key, qty)] = mine.keys.as_slice() {
+            // A third of the confirms of more than one unit sell one fewer.
+            let part = (confirm && *qty > 1 && self.rng.below(3) == 0).then_some(qty - 1);
+            let op = if confirm {
+                Op::Confirm(part)
+            } else {
+                Op::Cancel
+            };
             let mut cmd = redis::cmd(if confirm { "INV.CONFIRM" } else { "INV.CANCEL" });
             cmd.arg(key).arg(&mine.txid);
+            if let Some(n) = part {
+                cmd.arg("QTY").arg(n);
+            }
             let (reply, outcome) = self.send(&cmd, true);
             let state = reply.as_ref().and_then(first_state);
             self.log().tx(&[(key, state)], &mine.txid, op, outcome);
             return;
         }
+        let op = if confirm {
+            Op::Confirm(None)
+        } else {
+            Op::Cancel
+        };
         let mut cmd = redis::cmd(if confirm {
             "INV.MCONFIRM"
         } else {
@@ -447,6 +480,7 @@ impl Worker {
             ttl: 5_000,
             pxat: None,
             first_send: now_ms(),
+            buyer: None,
         };
         self.reserve(&mine);
     }
@@ -478,12 +512,14 @@ impl Worker {
         let keys = (0..n)
             .map(|i| (key((first + i) % KEYS), 1 + self.rng.below(2) as i64))
             .collect();
+        let buyer = self.buyer();
         let mine = Mine {
             txid,
             keys,
             ttl: 300 + self.rng.below(9_700) as i64,
             pxat: None,
             first_send: now_ms(),
+            buyer,
         };
         if self.reserve(&mine) != Some(State::NoStock) {
             self.mine.push(mine);

@@ -140,6 +140,7 @@ unsafe extern "C" fn aof_rewrite(
             stock: h.stock,
             sold: h.sold,
             version: h.version,
+            rules: sku.rules(),
         },
     );
     let mut chunk: Vec<RecordParts> = Vec::with_capacity(AOF_CHUNK);
@@ -151,6 +152,16 @@ unsafe extern "C" fn aof_rewrite(
     }
     if !chunk.is_empty() {
         emit(aof, key, &Effect::Records(chunk));
+    }
+    let mut buyers = Vec::with_capacity(AOF_CHUNK);
+    for b in sku.buyer_parts() {
+        buyers.push(b);
+        if buyers.len() == AOF_CHUNK {
+            emit(aof, key, &Effect::Buyers(std::mem::take(&mut buyers)));
+        }
+    }
+    if !buyers.is_empty() {
+        emit(aof, key, &Effect::Buyers(buyers));
     }
 }
 
@@ -197,6 +208,10 @@ unsafe extern "C" fn digest(md: *mut raw::RedisModuleDigest, value: *mut c_void)
         add_ll(md, h.stock);
         add_ll(md, h.sold);
         add_ll(md, h.version as i64);
+        let rules = sku.rules();
+        for v in [rules.limit, rules.start, rules.end] {
+            add_ll(md, v as i64);
+        }
         end(md);
         for r in sku.record_parts() {
             let id = r.txid.as_bytes();
@@ -204,6 +219,18 @@ unsafe extern "C" fn digest(md: *mut raw::RedisModuleDigest, value: *mut c_void)
             add_ll(md, i64::from(r.state.code()));
             add_ll(md, r.qty);
             add_ll(md, r.time as i64);
+            if let Some(b) = &r.buyer {
+                let b = b.as_bytes();
+                add_buf(md, b.as_ptr().cast_mut().cast(), b.len());
+            }
+            add_ll(md, r.alt);
+            end(md);
+        }
+        for (b, bought) in sku.buyer_parts() {
+            let b = b.as_bytes();
+            add_buf(md, c"buyer".as_ptr().cast_mut().cast(), 5);
+            add_buf(md, b.as_ptr().cast_mut().cast(), b.len());
+            add_ll(md, bought);
             end(md);
         }
     }

@@ -37,6 +37,8 @@ impl CallArgv {
 pub struct Echo {
     pub txid: Option<*mut raw::RedisModuleString>,
     pub qty: Option<*mut raw::RedisModuleString>,
+    /// The reserve's buyer string, when it named one.
+    pub buyer: Option<*mut raw::RedisModuleString>,
     /// The call's argument array, when its shape lets a fresh reservation
     /// be replicated through it (`replicate_reserve_in_place`).
     pub argv: CallArgv,
@@ -47,6 +49,7 @@ impl Default for Echo {
         Echo {
             txid: None,
             qty: None,
+            buyer: None,
             argv: CallArgv::NONE,
         }
     }
@@ -61,11 +64,12 @@ impl Echo {
         }
     }
 
-    /// A reserve's txid and qty strings, and its argument array.
-    pub fn reserve(txid: Arg, qty: Arg, argv: CallArgv) -> Echo {
+    /// A reserve's txid, qty and buyer strings, and its argument array.
+    pub fn reserve(txid: Arg, qty: Arg, buyer: Option<Arg>, argv: CallArgv) -> Echo {
         Echo {
             txid: Some(txid.raw()),
             qty: Some(qty.raw()),
+            buyer: buyer.map(Arg::raw),
             argv,
         }
     }
@@ -82,11 +86,12 @@ enum Op {
     Cancel,
     Fence,
     Extend,
+    Buyer,
 }
 
-static OPS: once_cell::sync::Lazy<[usize; 7]> = once_cell::sync::Lazy::new(|| {
+static OPS: once_cell::sync::Lazy<[usize; 8]> = once_cell::sync::Lazy::new(|| {
     [
-        "STOCK", "ADD", "RESERVE", "CONFIRM", "CANCEL", "FENCE", "EXTEND",
+        "STOCK", "ADD", "RESERVE", "CONFIRM", "CANCEL", "FENCE", "EXTEND", "BUYER",
     ]
     .map(|name| {
         // SAFETY: a context-free string that is never freed; only touched on
@@ -158,11 +163,17 @@ pub fn replicate(ctx: &Context, key: *mut raw::RedisModuleString, effect: &Effec
         match effect {
             Effect::Stock(n) => rm_replicate(c, cmd, c"ssl".as_ptr(), k, op(Op::Stock), *n),
             Effect::Add(n) => rm_replicate(c, cmd, c"ssl".as_ptr(), k, op(Op::Add), *n),
-            Effect::Reserve { qty, deadline, .. } => match echo.qty.filter(|q| !q.is_null()) {
+            Effect::Reserve {
+                qty,
+                deadline,
+                buyer: None,
+                ..
+            } => match echo.qty.filter(|q| !q.is_null()) {
                 Some(q)
                     if tx == echo.txid.unwrap_or(std::ptr::null_mut())
                         && echo.argv.len == 6
-                        && replicate_reserve_in_place(c, echo.argv, k, tx, q, *deadline)
+                        && echo.buyer.is_none()
+                        && replicate_reserve_in_place(c, echo.argv, k, tx, q, None, *deadline)
                             == raw::REDISMODULE_OK as c_int =>
                 {
                     raw::REDISMODULE_OK as c_int
@@ -189,6 +200,41 @@ pub fn replicate(ctx: &Context, key: *mut raw::RedisModuleString, effect: &Effec
                     *deadline as i64,
                 ),
             },
+            Effect::Reserve {
+                deadline,
+                buyer: Some(b),
+                ..
+            } => match (echo.qty.filter(|q| !q.is_null()), echo.buyer) {
+                (Some(q), Some(bs))
+                    if !bs.is_null()
+                        && tx == echo.txid.unwrap_or(std::ptr::null_mut())
+                        && RedisString::string_as_slice(bs) == b.as_bytes() =>
+                {
+                    if echo.argv.len == 8
+                        && replicate_reserve_in_place(c, echo.argv, k, tx, q, Some(bs), *deadline)
+                            == raw::REDISMODULE_OK as c_int
+                    {
+                        raw::REDISMODULE_OK as c_int
+                    } else {
+                        rm_replicate(
+                            c,
+                            cmd,
+                            c"sssslss".as_ptr(),
+                            k,
+                            op(Op::Reserve),
+                            tx,
+                            q,
+                            *deadline as i64,
+                            op(Op::Buyer),
+                            bs,
+                        )
+                    }
+                }
+                _ => {
+                    let (_strings, mut argv) = effect_argv(effect);
+                    rm_replicate(c, cmd, c"sv".as_ptr(), k, argv.as_mut_ptr(), argv.len())
+                }
+            },
             Effect::Confirm(_) => rm_replicate(c, cmd, c"sss".as_ptr(), k, op(Op::Confirm), tx),
             Effect::Cancel(_) => rm_replicate(c, cmd, c"sss".as_ptr(), k, op(Op::Cancel), tx),
             Effect::Fence { at, .. } => {
@@ -207,7 +253,11 @@ pub fn replicate(ctx: &Context, key: *mut raw::RedisModuleString, effect: &Effec
             | Effect::ExpireFirst(_)
             | Effect::Purge(_)
             | Effect::Load { .. }
-            | Effect::Records(_) => {
+            | Effect::Records(_)
+            | Effect::ConfirmPart { .. }
+            | Effect::Adjust { .. }
+            | Effect::Rules { .. }
+            | Effect::Buyers(_) => {
                 let (_strings, mut argv) = effect_argv(effect);
                 rm_replicate(c, cmd, c"sv".as_ptr(), k, argv.as_mut_ptr(), argv.len())
             }
@@ -215,9 +265,9 @@ pub fn replicate(ctx: &Context, key: *mut raw::RedisModuleString, effect: &Effec
     }
 }
 
-/// Replicates `INV.APPLY key RESERVE txid qty deadline` through the call's
-/// own argument array: `INV.RESERVE key txid qty TTL|PXAT n` has the same six
-/// slots, so they are pointed at the effect's strings for the length of one
+/// Replicates `INV.APPLY key RESERVE txid qty deadline [BUYER id]` through
+/// the call's own argument array: `INV.RESERVE key txid qty TTL|PXAT n
+/// [BUYER id]` has the same six (eight) slots, so they are pointed at the effect's strings for the length of one
 /// `RM_ReplicateVerbatim` (which copies the array and takes its own
 /// references) and put back before anything else reads them. Measured:
 /// 2,640 of the 3,546 instructions `RM_Replicate` added to a reserve were
@@ -228,14 +278,16 @@ pub fn replicate(ctx: &Context, key: *mut raw::RedisModuleString, effect: &Effec
 /// `RM_Replicate`).
 ///
 /// # Safety
-/// `ctx` is the running command's context and `argv` its 6-slot array;
-/// `key`, `txid`, `qty` are strings alive for the call.
+/// `ctx` is the running command's context and `argv` its array of 6 slots
+/// (8 with a buyer); `key`, `txid`, `qty`, `buyer` are strings alive for
+/// the call.
 unsafe fn replicate_reserve_in_place(
     ctx: *mut raw::RedisModuleCtx,
     argv: CallArgv,
     key: *mut raw::RedisModuleString,
     txid: *mut raw::RedisModuleString,
     qty: *mut raw::RedisModuleString,
+    buyer: Option<*mut raw::RedisModuleString>,
     deadline: u64,
 ) -> c_int {
     // SAFETY: the API table is filled once at load and never written again.
@@ -244,17 +296,29 @@ unsafe fn replicate_reserve_in_place(
     };
     let apply = *APPLY as *mut raw::RedisModuleString;
     let at = deadline_string(deadline);
-    if apply.is_null() || at.is_null() || argv.ptr.is_null() || argv.len != 6 {
+    let len = if buyer.is_some() { 8 } else { 6 };
+    if apply.is_null() || at.is_null() || argv.ptr.is_null() || argv.len != len {
         return raw::REDISMODULE_ERR as c_int;
     }
-    // SAFETY: the caller's guarantee: the live 6-slot array of this call.
-    let slots = unsafe { std::slice::from_raw_parts_mut(argv.ptr, 6) };
-    let mut saved = [std::ptr::null_mut(); 6];
-    saved.copy_from_slice(slots);
-    slots.copy_from_slice(&[apply, key, op(Op::Reserve), txid, qty, at]);
+    // SAFETY: the caller's guarantee: the live array of this call, of `len`
+    // slots (checked above).
+    let slots = unsafe { std::slice::from_raw_parts_mut(argv.ptr, len) };
+    let mut saved = [std::ptr::null_mut(); 8];
+    saved[..len].copy_from_slice(slots);
+    let new = [
+        apply,
+        key,
+        op(Op::Reserve),
+        txid,
+        qty,
+        at,
+        op(Op::Buyer),
+        buyer.unwrap_or(std::ptr::null_mut()),
+    ];
+    slots.copy_from_slice(&new[..len]);
     // SAFETY: ctx is the running command's context.
     let status = unsafe { verbatim(ctx) };
-    slots.copy_from_slice(&saved);
+    slots.copy_from_slice(&saved[..len]);
     status
 }
 

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicPtr, Ordering::Relaxed};
 
 /// Replies with `e` and counts what the INFO section counts of errors.
 pub fn error(ctx: &Context, e: &Error) {
-    if matches!(e, Error::TxConflict { .. }) {
+    if matches!(e, Error::TxConflict { .. } | Error::Conflict(_)) {
         STATS.conflict();
     }
     let line = e.reply_line();
@@ -36,8 +36,8 @@ pub fn error(ctx: &Context, e: &Error) {
 /// INV.RESERVE's 2,966 instructions, docs/benchmarks.md). Never freed: the
 /// module cannot be unloaded while its type exists. Read on the main thread
 /// only (commands); written once, at load, before any command runs.
-static STATUS_REPLIES: [AtomicPtr<raw::RedisModuleCallReply>; 6] =
-    [const { AtomicPtr::new(std::ptr::null_mut()) }; 6];
+static STATUS_REPLIES: [AtomicPtr<raw::RedisModuleCallReply>; Status::ALL.len()] =
+    [const { AtomicPtr::new(std::ptr::null_mut()) }; Status::ALL.len()];
 
 /// Makes `STATUS_REPLIES` (called once, at load). A reply whose protocol is
 /// not exactly the bulk string of its word is dropped; the word is then

@@ -79,7 +79,10 @@ fn every_command_has_its_exact_arity_and_what_it_does_to_each_key() {
         ("inv.add", -3),
         ("inv.get", 2),
         ("inv.reserve", -4),
-        ("inv.confirm", 3),
+        ("inv.confirm", -3),
+        ("inv.adjust", 4),
+        ("inv.rules", -3),
+        ("inv.buyer", 3),
         ("inv.cancel", 3),
         ("inv.extend", 4),
         ("inv.tx", 3),
@@ -109,8 +112,28 @@ fn every_command_has_its_exact_arity_and_what_it_does_to_each_key() {
         keys_and_flags(c, &["INV.MRESERVE", "t", "0", "a", "1", "b", "2"]),
         [ins("a"), ins("b")]
     );
+    assert_eq!(
+        keys_and_flags(
+            c,
+            &["INV.MRESERVE", "t", "BUYER", "b", "0", "a", "1", "b", "2"]
+        ),
+        [ins("a"), ins("b")]
+    );
     let upd = |k: &str| (k.to_string(), "RW access update".to_string());
     assert_eq!(keys_and_flags(c, &["INV.CONFIRM", "k", "t"]), [upd("k")]);
+    assert_eq!(
+        keys_and_flags(c, &["INV.ADJUST", "k", "t", "1"]),
+        [upd("k")]
+    );
+    assert_eq!(
+        keys_and_flags(c, &["INV.RULES", "k", "LIMIT", "1"]),
+        [upd("k")]
+    );
+    assert_eq!(keys_and_flags(c, &["INV.BUYER", "k", "b"]), [ro("k")]);
+    assert_eq!(
+        keys_and_flags(c, &["INV.MCONFIRM", "t", "a", "QTY", "1", "b"]),
+        [upd("a"), upd("b")]
+    );
     assert_eq!(
         keys_and_flags(c, &["INV.MCANCEL", "t", "a", "b"]),
         [upd("a"), upd("b")]
@@ -182,6 +205,7 @@ fn a_read_only_key_user_reads_and_cannot_write() {
         &["INV.TX", "k", "t"],
         &["INV.SCAN", "k", "0"],
         &["INV.AUDIT", "k"],
+        &["INV.BUYER", "k", "b"],
     ] {
         assert!(allowed(r, args), "{args:?}");
     }
@@ -192,7 +216,10 @@ fn a_read_only_key_user_reads_and_cannot_write() {
         &["INV.CONFIRM", "k", "t"],
         &["INV.CANCEL", "k", "t"],
         &["INV.EXTEND", "k", "t", "1000"],
+        &["INV.ADJUST", "k", "t", "1"],
+        &["INV.RULES", "k", "LIMIT", "1"],
         &["INV.MRESERVE", "t", "0", "k", "1"],
+        &["INV.MRESERVE", "t", "BUYER", "b", "0", "k", "1"],
         &["INV.MCONFIRM", "t", "k"],
         &["INV.MCANCEL", "t", "k"],
     ] {
@@ -269,7 +296,7 @@ fn readme_rules(redis_7_0: bool) -> Vec<(String, Vec<String>)> {
         .split("### ACL")
         .nth(1)
         .expect("README has an ACL section");
-    ["order service", "restock job", "read-only dashboard"]
+    ["order service", "seller", "read-only dashboard"]
         .iter()
         .map(|role| {
             let row = section
@@ -302,17 +329,20 @@ fn the_readme_rules_give_each_role_what_it_says() {
     for (role, rules) in readme_rules(redis_7_0) {
         let rules: Vec<&str> = rules.iter().map(String::as_str).collect();
         let u = &mut user(&s, &role.replace(' ', "-"), &rules);
-        let (reserve, set, get) = (
-            allowed(u, &["INV.RESERVE", "sku:1", "t", "1"]),
+        let can = [
+            allowed(u, &["INV.RESERVE", "sku:1", "t", "1", "BUYER", "b"]),
+            allowed(u, &["INV.ADJUST", "sku:1", "t", "1"]),
             allowed(u, &["INV.SET", "sku:1", "5"]),
+            allowed(u, &["INV.RULES", "sku:1", "LIMIT", "3"]),
             allowed(u, &["INV.GET", "sku:1"]),
-        );
+            allowed(u, &["INV.BUYER", "sku:1", "b"]),
+        ];
         let expected = match role.as_str() {
-            "order service" => (true, false, true),
-            "restock job" => (false, true, true),
-            _ => (false, false, true),
+            "order service" => [true, true, false, false, true, true],
+            "seller" => [false, false, true, true, true, true],
+            _ => [false, false, false, false, true, true],
         };
-        assert_eq!((reserve, set, get), expected, "{role}: {rules:?}");
+        assert_eq!(can, expected, "{role}: {rules:?}");
         assert!(refused(u, &["INV.GET", "other:1"]), "{role}: other keys");
     }
 }

@@ -17,3 +17,4 @@ mod readme;
 mod redispy;
 mod replication;
 mod resp3;
+mod sale;

@@ -32,3 +32,32 @@ fn redis_py_reads_maps_under_resp3_pairs_under_resp2_and_the_same_replies() {
     );
     assert_eq!(stdout, "ok protocol=3\nok protocol=2\nok protocol=3\n");
 }
+
+/// redis-py's cluster client finds every key of every command, the
+/// multi-key ones with BUYER and QTY included, and routes it to its owner.
+#[test]
+fn redis_py_cluster_client_routes_every_form() {
+    let cluster = testkit::cluster::Cluster::start_shaped(
+        &testkit::server_bin(),
+        testkit::Build::Debug,
+        &[],
+        0,
+    );
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/integration/redispy_cluster_check.py"
+    );
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(cluster.nodes[0].port.to_string())
+        .env("PYTHONPATH", redispy_path())
+        .output()
+        .expect("python3 (make deps installs it)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout, "ok cluster\n");
+}

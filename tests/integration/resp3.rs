@@ -110,7 +110,7 @@ fn state_words_are_the_same_on_a_server_without_echo() {
             .query(&mut s.conn())
             .unwrap()
     };
-    assert!(stats(&with).contains("cmdstat_echo:calls=6,"));
+    assert!(stats(&with).contains("cmdstat_echo:calls=9,"));
     assert!(!stats(&without).contains("cmdstat_echo"));
     for s in [&with, &without] {
         ok(&mut s.conn(), &["INV.SET", "a", "2"]);

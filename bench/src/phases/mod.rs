@@ -1,5 +1,6 @@
 //! One file per phase of `make bench`, in the order they run.
 
+pub mod buyers;
 pub mod deployed;
 pub mod expiry;
 pub mod growth;

@@ -7,6 +7,7 @@
 //! Applying never reads a clock or a config, so a master, its replicas and
 //! an AOF replay that apply the same effects reach the same state.
 
+use super::buyers::MAX_BUYER_UNITS;
 use super::effect::Effect;
 use super::error::{Error, Result};
 use super::records::{Insert, State, MAX_RECORDS};
@@ -214,10 +215,19 @@ impl Sku {
                 txid,
                 qty,
                 deadline,
+                buyer,
             } => {
                 time(*deadline)?;
                 if !(1..=MAX_AMOUNT).contains(qty) || c.stock - c.reserved < *qty {
                     return Err(apply_err(format!("cannot reserve {qty}")));
+                }
+                if let Some(b) = buyer {
+                    let v = self.buyers.view(b.as_bytes());
+                    if v.held + v.bought + qty > MAX_BUYER_UNITS {
+                        return Err(apply_err(format!(
+                            "buyer '{b}' would pass {MAX_BUYER_UNITS} units"
+                        )));
+                    }
                 }
                 self.new_txid(txid, overlay.as_deref_mut(), (State::Reserved, *qty))?;
                 let c = c.with_record()?;
@@ -246,6 +256,54 @@ impl Sku {
                     ..c
                 };
                 (counters, f.slot.into_iter().collect())
+            }
+            Effect::ConfirmPart { txid, qty } => {
+                let f = self.reserved_record(txid, overlay.as_deref())?;
+                if !(1..f.qty).contains(qty) {
+                    return Err(apply_err(format!("cannot confirm {qty} of {}", f.qty)));
+                }
+                let sold = c
+                    .sold
+                    .checked_add(*qty)
+                    .filter(|s| *s <= MAX_AMOUNT)
+                    .ok_or_else(|| apply_err("sold out of range".into()))?;
+                if let Some(o) = overlay.as_deref_mut() {
+                    o.insert(txid.as_bytes(), Some((State::Confirmed, *qty)));
+                }
+                let counters = Counters {
+                    stock: c.stock - qty,
+                    reserved: c.reserved - f.qty,
+                    sold,
+                    ..c
+                };
+                (counters, f.slot.into_iter().collect())
+            }
+            Effect::Adjust { txid, qty } => {
+                let f = self.reserved_record(txid, overlay.as_deref())?;
+                let more = qty - f.qty;
+                if !(1..=MAX_AMOUNT).contains(qty) || (more > 0 && c.stock - c.reserved < more) {
+                    return Err(apply_err(format!("cannot adjust to {qty}")));
+                }
+                if let Some(slot) = self.holder_slot(txid.as_bytes()) {
+                    let v = self.buyers.view_slot(slot);
+                    if v.held + v.bought + more > MAX_BUYER_UNITS {
+                        return Err(apply_err(format!(
+                            "the buyer would pass {MAX_BUYER_UNITS} units"
+                        )));
+                    }
+                }
+                if let Some(o) = overlay.as_deref_mut() {
+                    o.insert(txid.as_bytes(), Some((State::Reserved, *qty)));
+                }
+                let counters = Counters {
+                    reserved: c.reserved + more,
+                    ..c
+                };
+                (counters, f.slot.into_iter().collect())
+            }
+            Effect::Rules { rules, .. } => {
+                rules.check().map_err(|e| apply_err(e.to_string()))?;
+                (c, Vec::new())
             }
             Effect::Cancel(txid) => {
                 let f = self.reserved_record(txid, overlay.as_deref())?;
@@ -297,7 +355,7 @@ impl Sku {
                 (counters, slots)
             }
             // Whole-key loads (AOF rewrite) are validated by restore.
-            Effect::Load { .. } | Effect::Records(_) => (c, Vec::new()),
+            Effect::Load { .. } | Effect::Records(_) | Effect::Buyers(_) => (c, Vec::new()),
         };
         Ok(Valid { counters, slots })
     }
@@ -321,7 +379,9 @@ impl Sku {
                 stock,
                 sold,
                 version,
+                rules,
             } => {
+                rules.check().map_err(|e| apply_err(e.to_string()))?;
                 *self = Sku::from_header(Header {
                     stock: *stock,
                     sold: *sold,
@@ -329,11 +389,17 @@ impl Sku {
                     records: 0,
                 })
                 .map_err(|e| apply_err(e.to_string()))?;
+                self.rules = *rules;
                 return Ok(());
             }
             Effect::Records(parts) => {
                 return self
                     .restore_records(parts)
+                    .map_err(|e| apply_err(e.to_string()));
+            }
+            Effect::Buyers(list) => {
+                return self
+                    .restore_buyers(list)
                     .map_err(|e| apply_err(e.to_string()));
             }
             _ => {}
@@ -346,11 +412,26 @@ impl Sku {
         Ok(())
     }
 
+    /// A hold that ends: its buyer (if any) gets `held` back and counts
+    /// `sold` as bought; its second quantity goes.
+    fn finish_hold(&mut self, txid: &[u8], held: i64, sold: i64) {
+        if !self.holders.is_empty() {
+            if let Some(slot) = self.holders.remove(txid) {
+                if sold > 0 {
+                    self.buyers.add_bought(slot, sold);
+                }
+                self.buyers.add_held(slot, -held);
+            }
+        }
+        if !self.alt.is_empty() {
+            self.alt.remove(txid);
+        }
+    }
+
     /// Changes the records as a validated effect says, then the counters.
     /// Fails, changing nothing, only on a txid an effect adds that exists
     /// (the one check `validate` leaves to the insert).
     fn perform(&mut self, effect: &Effect, valid: Valid) -> Result<()> {
-        let r = &mut self.records;
         let added = |insert: Insert, txid: &TxId| match insert {
             Insert::Added => Ok(()),
             Insert::Exists => Err(exists(txid)),
@@ -362,31 +443,100 @@ impl Sku {
                 txid,
                 qty,
                 deadline,
-            } => added(
-                r.insert(txid, State::Reserved, *qty as u64, *deadline),
-                txid,
-            )?,
-            Effect::Fence { txid, at } => added(r.insert(txid, State::Cancelled, 0, *at), txid)?,
-            Effect::Confirm(_) => valid
-                .slots
-                .iter()
-                .for_each(|&s| r.set_state(s, State::Confirmed)),
-            Effect::Cancel(_) => valid
-                .slots
-                .iter()
-                .for_each(|&s| r.set_state(s, State::Cancelled)),
-            Effect::Extend { deadline, .. } => {
-                valid.slots.iter().for_each(|&s| r.set_time(s, *deadline))
+                buyer,
+            } => {
+                added(
+                    self.records
+                        .insert(txid, State::Reserved, *qty as u64, *deadline),
+                    txid,
+                )?;
+                if let Some(b) = buyer {
+                    let slot = self.buyers.slot_for(b);
+                    self.buyers.add_held(slot, *qty);
+                    self.holders.insert(txid.clone(), slot);
+                }
             }
-            Effect::Expire(_) | Effect::ExpireFirst(_) => valid
+            Effect::Fence { txid, at } => {
+                added(self.records.insert(txid, State::Cancelled, 0, *at), txid)?
+            }
+            Effect::Confirm(txid) => {
+                for &s in &valid.slots {
+                    let held = self.records.get(s).map_or(0, |x| x.qty() as i64);
+                    self.records.set_state(s, State::Confirmed);
+                    self.finish_hold(txid.as_bytes(), held, held);
+                }
+            }
+            Effect::ConfirmPart { txid, qty } => {
+                for &s in &valid.slots {
+                    let held = self.records.get(s).map_or(0, |x| x.qty() as i64);
+                    self.records.set_state(s, State::Confirmed);
+                    self.records.set_qty(s, *qty as u64);
+                    self.finish_hold(txid.as_bytes(), held, *qty);
+                    self.alt.insert(txid.clone(), held);
+                }
+            }
+            Effect::Adjust { txid, qty } => {
+                for &s in &valid.slots {
+                    let held = self.records.get(s).map_or(0, |x| x.qty() as i64);
+                    self.records.set_qty(s, *qty as u64);
+                    if let Some(slot) = self.holder_slot(txid.as_bytes()) {
+                        self.buyers.add_held(slot, qty - held);
+                    }
+                    let first = self.alt_of(txid.as_bytes()).unwrap_or(held);
+                    if first == *qty {
+                        self.alt.remove(txid.as_bytes());
+                    } else {
+                        self.alt.insert(txid.clone(), first);
+                    }
+                }
+            }
+            Effect::Cancel(txid) => {
+                for &s in &valid.slots {
+                    let held = self.records.get(s).map_or(0, |x| x.qty() as i64);
+                    self.records.set_state(s, State::Cancelled);
+                    self.finish_hold(txid.as_bytes(), held, 0);
+                }
+            }
+            Effect::Extend { deadline, .. } => valid
                 .slots
                 .iter()
-                .for_each(|&s| r.set_state(s, State::Expired)),
-            Effect::Purge(_) => {
-                valid.slots.iter().for_each(|&s| r.remove(s));
-                r.after_removals();
+                .for_each(|&s| self.records.set_time(s, *deadline)),
+            Effect::Expire(ids) | Effect::ExpireFirst(ids) => {
+                valid
+                    .slots
+                    .iter()
+                    .for_each(|&s| self.records.set_state(s, State::Expired));
+                if !self.holders.is_empty() || !self.alt.is_empty() {
+                    for id in ids {
+                        let held = self
+                            .records
+                            .find(id.as_bytes())
+                            .and_then(|s| self.records.get(s))
+                            .map_or(0, |x| x.qty() as i64);
+                        self.finish_hold(id.as_bytes(), held, 0);
+                    }
+                }
             }
-            Effect::Stock(_) | Effect::Add(_) | Effect::Load { .. } | Effect::Records(_) => {}
+            Effect::Purge(ids) => {
+                valid.slots.iter().for_each(|&s| self.records.remove(s));
+                self.records.after_removals();
+                if !self.alt.is_empty() {
+                    for id in ids {
+                        self.alt.remove(id.as_bytes());
+                    }
+                }
+            }
+            Effect::Rules { rules, new_sale } => {
+                self.rules = *rules;
+                if *new_sale {
+                    self.buyers.new_sale();
+                }
+            }
+            Effect::Stock(_)
+            | Effect::Add(_)
+            | Effect::Load { .. }
+            | Effect::Records(_)
+            | Effect::Buyers(_) => {}
         }
         let c = valid.counters;
         (self.stock, self.reserved, self.sold) = (c.stock, c.reserved, c.sold);

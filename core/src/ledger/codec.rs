@@ -4,9 +4,11 @@
 //! never needs one huge buffer. Decoding checks every field and never trusts
 //! a length from the payload with a large allocation.
 
+use super::buyers::BuyerId;
 use super::effect::RecordParts;
 use super::error::{Error, Result};
 use super::records::State;
+use super::sale::Rules;
 use super::sku::{Header, Sku};
 use super::txid::TxId;
 use bincode::{Decode, Encode};
@@ -14,7 +16,12 @@ use bincode::{Decode, Encode};
 /// Encoding version written with every key (the data type's encver).
 /// `decode` dispatches on the version a payload carries to one decoder per
 /// version, so a new format adds a decoder and keeps reading the old ones.
-pub const ENCODING_VERSION: i32 = 1;
+/// Version 2 (flash-sale rules) adds the rules and the buyer count to the
+/// header, a buyer and a second quantity to each record, and chunks of
+/// buyers' bought units after the records.
+pub const ENCODING_VERSION: i32 = 2;
+/// Buyers per chunk.
+const BUYER_CHUNK: usize = 4096;
 /// Records per chunk.
 pub const CHUNK: usize = 1024;
 /// Largest buffer decode accepts: a full chunk of 128-byte txids fits easily.
@@ -36,6 +43,35 @@ struct WireRecord {
     time: u64,
 }
 
+#[derive(Encode, Decode)]
+struct WireHeaderV2 {
+    stock: i64,
+    sold: i64,
+    version: u64,
+    records: u64,
+    limit: u64,
+    start: u64,
+    end: u64,
+    buyers: u64,
+}
+
+#[derive(Encode, Decode)]
+struct WireRecordV2 {
+    txid: Vec<u8>,
+    state: u8,
+    qty: i64,
+    time: u64,
+    /// Empty: no buyer.
+    buyer: Vec<u8>,
+    alt: i64,
+}
+
+#[derive(Encode, Decode)]
+struct WireBuyer {
+    id: Vec<u8>,
+    bought: i64,
+}
+
 fn config() -> impl bincode::config::Config {
     bincode::config::standard().with_limit::<LIMIT>()
 }
@@ -44,25 +80,46 @@ fn malformed(what: impl std::fmt::Display) -> Error {
     Error::invalid(format!("malformed inventory payload: {what}"))
 }
 
-fn encode_header(sku: &Sku) -> Vec<u8> {
+fn encode_header(sku: &Sku, buyers: u64) -> Vec<u8> {
     let h = sku.header();
-    let wire = WireHeader {
+    let r = sku.rules();
+    let wire = WireHeaderV2 {
         stock: h.stock,
         sold: h.sold,
         version: h.version,
         records: h.records,
+        limit: r.limit,
+        start: r.start,
+        end: r.end,
+        buyers,
     };
     bincode::encode_to_vec(wire, config()).unwrap_or_default()
 }
 
 fn encode_chunk(records: &[RecordParts]) -> Vec<u8> {
-    let wire: Vec<WireRecord> = records
+    let wire: Vec<WireRecordV2> = records
         .iter()
-        .map(|r| WireRecord {
+        .map(|r| WireRecordV2 {
             txid: r.txid.as_bytes().to_vec(),
             state: r.state.code(),
             qty: r.qty,
             time: r.time,
+            buyer: r
+                .buyer
+                .as_ref()
+                .map_or(Vec::new(), |b| b.as_bytes().to_vec()),
+            alt: r.alt,
+        })
+        .collect();
+    bincode::encode_to_vec(wire, config()).unwrap_or_default()
+}
+
+fn encode_buyers(buyers: &[(BuyerId, i64)]) -> Vec<u8> {
+    let wire: Vec<WireBuyer> = buyers
+        .iter()
+        .map(|(b, bought)| WireBuyer {
+            id: b.as_bytes().to_vec(),
+            bought: *bought,
         })
         .collect();
     bincode::encode_to_vec(wire, config()).unwrap_or_default()
@@ -95,8 +152,36 @@ fn decode_chunk(buf: &[u8]) -> Result<Vec<RecordParts>> {
                 state: State::from_code(w.state).ok_or_else(|| malformed("unknown state"))?,
                 qty: w.qty,
                 time: w.time,
+                buyer: None,
+                alt: 0,
             })
         })
+        .collect()
+}
+
+fn decode_chunk_v2(buf: &[u8]) -> Result<Vec<RecordParts>> {
+    let wire: Vec<WireRecordV2> = decode_exact(buf)?;
+    wire.into_iter()
+        .map(|w| {
+            Ok(RecordParts {
+                txid: TxId::new(&w.txid).map_err(malformed)?,
+                state: State::from_code(w.state).ok_or_else(|| malformed("unknown state"))?,
+                qty: w.qty,
+                time: w.time,
+                buyer: match w.buyer.as_slice() {
+                    [] => None,
+                    b => Some(BuyerId::new(b).map_err(malformed)?),
+                },
+                alt: w.alt,
+            })
+        })
+        .collect()
+}
+
+fn decode_buyers(buf: &[u8]) -> Result<Vec<(BuyerId, i64)>> {
+    let wire: Vec<WireBuyer> = decode_exact(buf)?;
+    wire.into_iter()
+        .map(|w| Ok((BuyerId::new(&w.id).map_err(malformed)?, w.bought)))
         .collect()
 }
 
@@ -106,6 +191,7 @@ fn decode_chunk(buf: &[u8]) -> Result<Vec<RecordParts>> {
 pub fn decode(version: i32, next: impl FnMut() -> Result<Vec<u8>>) -> Result<Sku> {
     match version {
         1 => decode_v1(next),
+        2 => decode_v2(next),
         _ => Err(Error::invalid(format!(
             "cannot load encoding version {version}; this module reads versions 1 to {ENCODING_VERSION}"
         ))),
@@ -133,10 +219,53 @@ fn decode_v1(mut next_chunk: impl FnMut() -> Result<Vec<u8>>) -> Result<Sku> {
     Ok(sku)
 }
 
+/// Version 2: a header buffer with the rules and the buyer count, chunks
+/// of at most `CHUNK` records, then chunks of at most `BUYER_CHUNK` buyers.
+fn decode_v2(mut next_chunk: impl FnMut() -> Result<Vec<u8>>) -> Result<Sku> {
+    let w: WireHeaderV2 = decode_exact(&next_chunk()?)?;
+    let h = Header {
+        stock: w.stock,
+        sold: w.sold,
+        version: w.version,
+        records: w.records,
+    };
+    let rules = Rules {
+        limit: w.limit,
+        start: w.start,
+        end: w.end,
+    };
+    rules.check().map_err(malformed)?;
+    let mut sku = Sku::from_header(h).map_err(malformed)?;
+    sku.rules = rules;
+    let mut loaded = 0u64;
+    while loaded < h.records {
+        let chunk = decode_chunk_v2(&next_chunk()?)?;
+        if chunk.is_empty() || chunk.len() as u64 > h.records - loaded {
+            return Err(malformed("record chunk does not match header"));
+        }
+        for r in chunk {
+            sku.restore_record(r).map_err(malformed)?;
+            loaded += 1;
+        }
+    }
+    let mut buyers = 0u64;
+    while buyers < w.buyers {
+        let chunk = decode_buyers(&next_chunk()?)?;
+        if chunk.is_empty() || chunk.len() as u64 > w.buyers - buyers {
+            return Err(malformed("buyer chunk does not match header"));
+        }
+        buyers += chunk.len() as u64;
+        sku.restore_buyers(&chunk).map_err(malformed)?;
+    }
+    Ok(sku)
+}
+
 /// Writes the buffers `decode` reads back: header first, then chunks of
-/// `CHUNK` records, one at a time so a large key never builds them all.
+/// `CHUNK` records, one at a time so a large key never builds them all,
+/// then the buyers' bought units.
 pub fn encode(sku: &Sku, mut sink: impl FnMut(&[u8])) {
-    sink(&encode_header(sku));
+    let buyers = sku.buyer_parts().count() as u64;
+    sink(&encode_header(sku, buyers));
     let mut chunk = Vec::with_capacity(CHUNK.min(sku.records_len()));
     for r in sku.record_parts() {
         chunk.push(r);
@@ -147,5 +276,16 @@ pub fn encode(sku: &Sku, mut sink: impl FnMut(&[u8])) {
     }
     if !chunk.is_empty() {
         sink(&encode_chunk(&chunk));
+    }
+    let mut list = Vec::with_capacity(BUYER_CHUNK.min(buyers as usize));
+    for b in sku.buyer_parts() {
+        list.push(b);
+        if list.len() == BUYER_CHUNK {
+            sink(&encode_buyers(&list));
+            list.clear();
+        }
+    }
+    if !list.is_empty() {
+        sink(&encode_buyers(&list));
     }
 }

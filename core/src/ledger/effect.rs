@@ -2,8 +2,10 @@
 //! form replicas and the AOF replay them (`INV.APPLY key <OP> ...`). Applying
 //! an effect never reads a clock, so every copy reaches the same state.
 
+use super::buyers::BuyerId;
 use super::error::{Error, Result};
 use super::records::State;
+use super::sale::Rules;
 use super::txid::TxId;
 use std::ffi::CStr;
 
@@ -18,8 +20,27 @@ pub enum Effect {
         txid: TxId,
         qty: i64,
         deadline: u64,
+        /// The buyer the hold counts against.
+        buyer: Option<BuyerId>,
     },
     Confirm(TxId),
+    /// Sell `qty` of the units a hold keeps, fewer than all, and release
+    /// the rest.
+    ConfirmPart {
+        txid: TxId,
+        qty: i64,
+    },
+    /// Set an open hold's quantity.
+    Adjust {
+        txid: TxId,
+        qty: i64,
+    },
+    /// Set the seller's rules; with `new_sale`, clear every buyer's bought
+    /// units too.
+    Rules {
+        rules: Rules,
+        new_sale: bool,
+    },
     Cancel(TxId),
     /// Record a CANCELLED fence for a txid never reserved (creates the key).
     Fence {
@@ -38,33 +59,51 @@ pub enum Effect {
     /// the last effect of the change.
     ExpireFirst(Vec<TxId>),
     Purge(Vec<TxId>),
-    /// Replace the key by an empty one with these counters (AOF rewrite).
+    /// Replace the key by an empty one with these counters and rules (AOF
+    /// rewrite).
     Load {
         stock: i64,
         sold: i64,
         version: u64,
+        rules: Rules,
     },
     /// Add records as they are (AOF rewrite, after `Load`).
     Records(Vec<RecordParts>),
+    /// Set buyers' bought units in the current sale (AOF rewrite).
+    Buyers(Vec<(BuyerId, i64)>),
 }
 
-/// A record as persisted: txid, state, quantity, time.
+/// A record as persisted: txid, state, quantity, time, the buyer an open
+/// hold counts against, and its second quantity (`Sku::alt`; 0: none).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RecordParts {
     pub txid: TxId,
     pub state: State,
     pub qty: i64,
     pub time: u64,
+    pub buyer: Option<BuyerId>,
+    pub alt: i64,
+}
+
+impl RecordParts {
+    /// Whether the record needs more than the four fields of `RECORDS`.
+    fn is_plain(&self) -> bool {
+        self.buyer.is_none() && self.alt == 0
+    }
 }
 
 impl Effect {
     /// The keyspace event this effect raises (class `d`).
     pub fn event(&self) -> &'static CStr {
         match self {
-            Effect::Stock(_) | Effect::Load { .. } | Effect::Records(_) => c"inv.set",
+            Effect::Stock(_) | Effect::Load { .. } | Effect::Records(_) | Effect::Buyers(_) => {
+                c"inv.set"
+            }
             Effect::Add(_) => c"inv.add",
             Effect::Reserve { .. } => c"inv.reserve",
-            Effect::Confirm(_) => c"inv.confirm",
+            Effect::Confirm(_) | Effect::ConfirmPart { .. } => c"inv.confirm",
+            Effect::Adjust { .. } => c"inv.adjust",
+            Effect::Rules { .. } => c"inv.rules",
             Effect::Cancel(_) | Effect::Fence { .. } => c"inv.cancel",
             Effect::Extend { .. } => c"inv.extend",
             Effect::Expire(_) | Effect::ExpireFirst(_) => c"inv.expire",
@@ -95,10 +134,28 @@ impl Effect {
                 txid,
                 qty,
                 deadline,
+                buyer,
             } => {
-                vec![b"RESERVE".to_vec(), t(txid), n(qty), n(deadline)]
+                let mut v = vec![b"RESERVE".to_vec(), t(txid), n(qty), n(deadline)];
+                if let Some(b) = buyer {
+                    v.push(b"BUYER".to_vec());
+                    v.push(b.as_bytes().to_vec());
+                }
+                v
             }
             Effect::Confirm(id) => vec![b"CONFIRM".to_vec(), t(id)],
+            Effect::ConfirmPart { txid, qty } => {
+                vec![b"CONFIRM".to_vec(), t(txid), b"QTY".to_vec(), n(qty)]
+            }
+            Effect::Adjust { txid, qty } => vec![b"ADJUST".to_vec(), t(txid), n(qty)],
+            Effect::Rules { rules, new_sale } => {
+                let mut v = vec![b"RULES".to_vec()];
+                rules_args(rules, &mut v);
+                if *new_sale {
+                    v.push(b"NEWSALE".to_vec());
+                }
+                v
+            }
             Effect::Cancel(id) => vec![b"CANCEL".to_vec(), t(id)],
             Effect::Fence { txid, at } => vec![b"FENCE".to_vec(), t(txid), n(at)],
             Effect::Extend { txid, deadline } => vec![b"EXTEND".to_vec(), t(txid), n(deadline)],
@@ -115,16 +172,41 @@ impl Effect {
                 stock,
                 sold,
                 version,
+                rules,
             } => {
-                vec![b"LOAD".to_vec(), n(stock), n(sold), n(version)]
+                let mut v = vec![b"LOAD".to_vec(), n(stock), n(sold), n(version)];
+                if *rules != Rules::default() {
+                    rules_args(rules, &mut v);
+                }
+                v
             }
             Effect::Records(recs) => {
-                let mut out = vec![b"RECORDS".to_vec()];
+                // Old replicas read `RECORDS`; only records that need the
+                // new fields use `RECORDS2`, which they refuse.
+                let plain = recs.iter().all(RecordParts::is_plain);
+                let name: &[u8] = if plain { b"RECORDS" } else { b"RECORDS2" };
+                let mut out = vec![name.to_vec()];
                 for r in recs {
                     out.push(t(&r.txid));
                     out.push(r.state.as_str().as_bytes().to_vec());
                     out.push(n(r.qty));
                     out.push(n(r.time));
+                    if !plain {
+                        out.push(
+                            r.buyer
+                                .as_ref()
+                                .map_or(Vec::new(), |b| b.as_bytes().to_vec()),
+                        );
+                        out.push(n(r.alt));
+                    }
+                }
+                out
+            }
+            Effect::Buyers(list) => {
+                let mut out = vec![b"BUYERS".to_vec()];
+                for (b, bought) in list {
+                    out.push(b.as_bytes().to_vec());
+                    out.push(n(bought));
                 }
                 out
             }
@@ -157,6 +239,8 @@ impl Effect {
         let op = std::str::from_utf8(op)
             .map_err(|_| bad())?
             .to_ascii_uppercase();
+        let buyer = |a: &[u8]| BuyerId::new(a).map_err(|_| bad());
+        let word = |a: &[u8], w: &str| a.eq_ignore_ascii_case(w.as_bytes());
         Ok(match (op.as_str(), rest) {
             ("STOCK", [s]) => Effect::Stock(int(s)?),
             ("ADD", [d]) => Effect::Add(int(d)?),
@@ -164,8 +248,33 @@ impl Effect {
                 txid: id(tx)?,
                 qty: int(q)?,
                 deadline: time(d)?,
+                buyer: None,
+            },
+            ("RESERVE", [tx, q, d, w, b]) if word(w, "BUYER") => Effect::Reserve {
+                txid: id(tx)?,
+                qty: int(q)?,
+                deadline: time(d)?,
+                buyer: Some(buyer(b)?),
             },
             ("CONFIRM", [tx]) => Effect::Confirm(id(tx)?),
+            ("CONFIRM", [tx, w, q]) if word(w, "QTY") => Effect::ConfirmPart {
+                txid: id(tx)?,
+                qty: int(q)?,
+            },
+            ("ADJUST", [tx, q]) => Effect::Adjust {
+                txid: id(tx)?,
+                qty: int(q)?,
+            },
+            ("RULES", r) => {
+                let (new_sale, r) = match r.split_last() {
+                    Some((last, head)) if word(last, "NEWSALE") => (true, head),
+                    _ => (false, r),
+                };
+                Effect::Rules {
+                    rules: parse_rules(r).ok_or_else(bad)?,
+                    new_sale,
+                }
+            }
             ("CANCEL", [tx]) => Effect::Cancel(id(tx)?),
             ("FENCE", [tx, at]) => Effect::Fence {
                 txid: id(tx)?,
@@ -178,10 +287,11 @@ impl Effect {
             ("EXPIRE", r) => Effect::Expire(ids(r)?),
             ("EXPIRE-FIRST", r) => Effect::ExpireFirst(ids(r)?),
             ("PURGE", r) => Effect::Purge(ids(r)?),
-            ("LOAD", [s, sold, v]) => Effect::Load {
+            ("LOAD", [s, sold, v, r @ ..]) => Effect::Load {
                 stock: int(s)?,
                 sold: int(sold)?,
                 version: time(v)?,
+                rules: parse_rules(r).ok_or_else(bad)?,
             },
             ("RECORDS", r) if !r.is_empty() && r.len() % 4 == 0 => Effect::Records(
                 r.chunks_exact(4)
@@ -191,13 +301,68 @@ impl Effect {
                             state: State::parse(c[1]).ok_or_else(bad)?,
                             qty: int(c[2])?,
                             time: time(c[3])?,
+                            buyer: None,
+                            alt: 0,
                         })
                     })
+                    .collect::<Result<_>>()?,
+            ),
+            ("RECORDS2", r) if !r.is_empty() && r.len() % 6 == 0 => Effect::Records(
+                r.chunks_exact(6)
+                    .map(|c| {
+                        Ok(RecordParts {
+                            txid: id(c[0])?,
+                            state: State::parse(c[1]).ok_or_else(bad)?,
+                            qty: int(c[2])?,
+                            time: time(c[3])?,
+                            buyer: match c[4] {
+                                [] => None,
+                                b => Some(buyer(b)?),
+                            },
+                            alt: int(c[5])?,
+                        })
+                    })
+                    .collect::<Result<_>>()?,
+            ),
+            ("BUYERS", r) if !r.is_empty() && r.len() % 2 == 0 => Effect::Buyers(
+                r.chunks_exact(2)
+                    .map(|c| Ok((buyer(c[0])?, int(c[1])?)))
                     .collect::<Result<_>>()?,
             ),
             _ => return Err(bad()),
         })
     }
+}
+
+/// `LIMIT n START ms END ms`, each pair only when set.
+fn rules_args(rules: &Rules, out: &mut Vec<Vec<u8>>) {
+    for (name, v) in rules.set() {
+        out.push(name.to_ascii_uppercase().into_bytes());
+        out.push(v.to_string().into_bytes());
+    }
+}
+
+/// Rule pairs as `rules_args` writes them, any order, each at most once;
+/// rules not named are 0.
+fn parse_rules(words: &[&[u8]]) -> Option<Rules> {
+    let mut rules = Rules::default();
+    let mut seen = [false; 3];
+    for pair in words.chunks(2) {
+        let [name, value] = pair else { return None };
+        let v: u64 = std::str::from_utf8(value).ok()?.parse().ok()?;
+        let i = ["LIMIT", "START", "END"]
+            .iter()
+            .position(|n| name.eq_ignore_ascii_case(n.as_bytes()))?;
+        if std::mem::replace(&mut seen[i], true) {
+            return None;
+        }
+        match i {
+            0 => rules.limit = v,
+            1 => rules.start = v,
+            _ => rules.end = v,
+        }
+    }
+    Some(rules)
 }
 
 #[cfg(test)]
@@ -217,8 +382,36 @@ mod tests {
                 txid: id("a"),
                 qty: 2,
                 deadline: 99,
+                buyer: None,
+            },
+            Effect::Reserve {
+                txid: id("a"),
+                qty: 2,
+                deadline: 99,
+                buyer: Some(BuyerId::new(b"alice").unwrap()),
             },
             Effect::Confirm(id("a")),
+            Effect::ConfirmPart {
+                txid: id("a"),
+                qty: 1,
+            },
+            Effect::Adjust {
+                txid: id("a"),
+                qty: 3,
+            },
+            Effect::Rules {
+                rules: Rules {
+                    limit: 2,
+                    start: 0,
+                    end: 9,
+                },
+                new_sale: true,
+            },
+            Effect::Rules {
+                rules: Rules::default(),
+                new_sale: false,
+            },
+            Effect::Buyers(vec![(BuyerId::new(b"bob").unwrap(), 4)]),
             Effect::Cancel(id("b")),
             Effect::Fence {
                 txid: id("c"),
@@ -235,13 +428,44 @@ mod tests {
                 stock: 1,
                 sold: 2,
                 version: 3,
+                rules: Rules::default(),
+            },
+            Effect::Load {
+                stock: 1,
+                sold: 2,
+                version: 3,
+                rules: Rules {
+                    limit: 1,
+                    start: 2,
+                    end: 3,
+                },
             },
             Effect::Records(vec![RecordParts {
                 txid: id("z"),
                 state: State::Expired,
                 qty: 4,
                 time: 5,
+                buyer: None,
+                alt: 0,
             }]),
+            Effect::Records(vec![
+                RecordParts {
+                    txid: id("z"),
+                    state: State::Reserved,
+                    qty: 4,
+                    time: 5,
+                    buyer: Some(BuyerId::new(b"carol").unwrap()),
+                    alt: 6,
+                },
+                RecordParts {
+                    txid: id("y"),
+                    state: State::Confirmed,
+                    qty: 1,
+                    time: 5,
+                    buyer: None,
+                    alt: 0,
+                },
+            ]),
         ];
         for e in all {
             let args = e.to_args();
@@ -258,6 +482,10 @@ mod tests {
             &[b"NOPE", b"1"],
             &[b"EXPIRE"],
             &[b"RECORDS", b"a", b"RESERVED", b"1"],
+            &[b"RESERVE", b"a", b"1", b"2", b"BUYER", b""],
+            &[b"RULES", b"LIMIT", b"1", b"LIMIT", b"2"],
+            &[b"RULES", b"LIMIT"],
+            &[b"BUYERS", b"x"],
         ] {
             assert!(Effect::parse(bad).is_err(), "{bad:?}");
         }

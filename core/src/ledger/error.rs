@@ -31,6 +31,9 @@ pub enum Error {
     WrongType,
     /// The txid is already RESERVED with another quantity.
     TxConflict { held: i64, asked: i64 },
+    /// The txid's record disagrees with a retry otherwise (another buyer,
+    /// another confirmed quantity); the text says how.
+    Conflict(String),
     /// IFVERSION did not match.
     Version { current: u64, expected: u64 },
     /// A stock change would take units that are not available.
@@ -125,6 +128,7 @@ impl fmt::Display for Error {
                 "{} txid is already reserved with qty {held}, not {asked}",
                 code::TXCONFLICT
             ),
+            Error::Conflict(m) => write!(f, "{} {m}", code::TXCONFLICT),
             Error::Version { current, expected } => {
                 write!(
                     f,

@@ -2,6 +2,7 @@
 //! decides lives here and is tested without a server.
 
 mod apply;
+mod buyers;
 mod codec;
 mod effect;
 mod error;
@@ -9,18 +10,22 @@ mod multi;
 mod plan;
 mod records;
 mod restore;
+mod sale;
 mod sku;
 mod stats;
 mod status;
 mod txid;
+mod txmap;
 
 pub use apply::{MAX_TIME, MAX_VERSION};
+pub use buyers::{BuyerId, BuyerView, MAX_BUYER_LEN, MAX_BUYER_UNITS};
 pub use codec::{decode, encode, ENCODING_VERSION};
 pub use effect::{Effect, RecordParts};
 pub use error::{code, quote, Error, Result, QUOTE_MAX};
 pub use multi::MultiPlan;
 pub use plan::{Effects, Event, Plan, Policy, Ttl};
 pub use records::{release_big_buffers_with, State};
+pub use sale::{Rules, RulesChange};
 pub use sku::{Header, Pending, Sku, TxView, View, MAX_AMOUNT};
 pub use stats::Stats;
 pub use status::Status;
@@ -30,3 +35,5 @@ pub use txid::{TxId, MAX_TXID_LEN};
 mod model_tests;
 #[cfg(test)]
 mod multi_tests;
+#[cfg(test)]
+mod sale_tests;

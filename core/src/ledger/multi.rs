@@ -2,7 +2,7 @@
 //! is planned, and every key's effects are checked, before any key changes.
 //! A command applies all or nothing.
 
-use super::{Plan, Policy, Result, Sku, Status, Ttl, TxId};
+use super::{BuyerId, Plan, Policy, Result, Sku, Status, Ttl, TxId};
 
 /// One multi-key command's decision, over its keys in the command's order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,28 +27,39 @@ impl MultiPlan {
         }
     }
 
-    /// INV.MRESERVE: one txid reserves `qtys[i]` on key `i`. A TXCONFLICT
-    /// on any key is the command's error.
+    /// INV.MRESERVE: one txid reserves `qtys[i]` on key `i`, for one buyer
+    /// when given. A TXCONFLICT on any key is the command's error.
     pub fn reserve(
         skus: &[&Sku],
         txid: &TxId,
         qtys: &[i64],
         ttl: Ttl,
+        buyer: Option<&BuyerId>,
         now: u64,
         policy: &Policy,
     ) -> Result<MultiPlan> {
         let plans = skus
             .iter()
             .zip(qtys)
-            .map(|(sku, &qty)| sku.plan_reserve(txid, qty, ttl, now, policy))
+            .map(|(sku, &qty)| sku.plan_reserve_for(txid, qty, ttl, buyer, now, policy))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self::all_or_nothing(plans, Status::Reserved))
     }
 
-    /// INV.MCONFIRM: confirms the txid on every key, or on none.
-    pub fn confirm(skus: &[&Sku], txid: &TxId, now: u64) -> MultiPlan {
-        let plans = skus.iter().map(|sku| sku.plan_confirm(txid, now)).collect();
-        Self::all_or_nothing(plans, Status::Confirmed)
+    /// INV.MCONFIRM: confirms the txid on every key (selling `qtys[i]` of
+    /// key `i`'s units when given), or on none.
+    pub fn confirm(
+        skus: &[&Sku],
+        txid: &TxId,
+        qtys: &[Option<i64>],
+        now: u64,
+    ) -> Result<MultiPlan> {
+        let plans = skus
+            .iter()
+            .enumerate()
+            .map(|(i, sku)| sku.plan_confirm_qty(txid, qtys.get(i).copied().flatten(), now))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self::all_or_nothing(plans, Status::Confirmed))
     }
 
     /// INV.MCANCEL: cancels (or fences) the txid on every key; the answer

@@ -132,7 +132,7 @@ proptest! {
                     let ks: Vec<usize> = items.iter().map(|&(k, _)| k).collect();
                     let qtys: Vec<i64> = items.iter().map(|&(_, q)| q).collect();
                     let refs: Vec<&Sku> = ks.iter().map(|&k| &skus[k]).collect();
-                    let r = MultiPlan::reserve(&refs, &tx(t), &qtys, Ttl::Millis(ttl), now, &policy);
+                    let r = MultiPlan::reserve(&refs, &tx(t), &qtys, Ttl::Millis(ttl), None, now, &policy);
                     let want: std::result::Result<Vec<(Status, bool)>, ()> = items
                         .iter()
                         .map(|&(k, q)| model_reserve(&m[k], t, q, now))
@@ -160,7 +160,7 @@ proptest! {
                 }
                 Op::MConfirm(t, ks) => {
                     let refs: Vec<&Sku> = ks.iter().map(|&k| &skus[k]).collect();
-                    let plan = MultiPlan::confirm(&refs, &tx(t), now);
+                    let plan = MultiPlan::confirm(&refs, &tx(t), &[], now).unwrap();
                     let want: Vec<Status> = ks
                         .iter()
                         .map(|&k| m[k].state(t, now).map_or(Status::Unknown, |(s, _, _)| match s {

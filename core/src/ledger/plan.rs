@@ -8,6 +8,7 @@
 //! A RESERVED record whose deadline has passed is expired for every reader
 //! (`view`, `tx`, plans) even before an `Expire` effect materialises it.
 
+use super::buyers::BuyerId;
 use super::effect::Effect;
 use super::error::{Error, Result};
 use super::records::{State, MAX_RECORDS};
@@ -35,6 +36,12 @@ pub enum Event {
     Cancel,
     /// CANCEL of an unknown txid: records a fence.
     EmptyRollback,
+    /// RESERVE refused: the buyer's limit.
+    Limited,
+    /// RESERVE refused: before the sale window.
+    NotYet,
+    /// RESERVE refused: after the sale window.
+    Closed,
     /// Anything else (stock changes, extends, no-ops).
     Other,
 }
@@ -131,7 +138,13 @@ impl Sku {
     /// record would do; at most `MAX_EXPIRE_PER_COMMAND` are expired here,
     /// and when that is not enough the command is refused with TRYAGAIN
     /// (housekeeping expires the rest within milliseconds).
-    fn make_room(&self, stock_after: i64, need: i64, open_cap: u64, now: u64) -> Result<Effects> {
+    pub(super) fn make_room(
+        &self,
+        stock_after: i64,
+        need: i64,
+        open_cap: u64,
+        now: u64,
+    ) -> Result<Effects> {
         let mut reserved = self.reserved;
         let mut open = self.open_raw();
         let done = |reserved: i64, open: u64| {
@@ -223,9 +236,9 @@ impl Sku {
         Ok(Plan::new(Status::Reserved, Event::Other).with(effects))
     }
 
-    /// A retry of a known txid answers its state whatever the time or the
-    /// configs now; the TTL and limits are checked for a new reservation
-    /// only.
+    /// A retry of a known txid answers its state whatever the time, the
+    /// configs or the rules now; then the sale window, the buyer's limit
+    /// and the stock decide, in that order, for a new reservation.
     pub fn plan_reserve(
         &self,
         txid: &TxId,
@@ -234,14 +247,26 @@ impl Sku {
         now: u64,
         policy: &Policy,
     ) -> Result<Plan> {
+        self.plan_reserve_for(txid, qty, ttl, None, now, policy)
+    }
+
+    /// `plan_reserve` with `BUYER id`.
+    pub fn plan_reserve_for(
+        &self,
+        txid: &TxId,
+        qty: i64,
+        ttl: Ttl,
+        buyer: Option<&BuyerId>,
+        now: u64,
+        policy: &Policy,
+    ) -> Result<Plan> {
         if let Some((state, held, _)) = self.lookup(txid.as_bytes(), now) {
-            return match state {
-                State::Reserved if held == qty => Ok(Plan::new(Status::Reserved, Event::Replay)),
-                State::Reserved => Err(Error::TxConflict { held, asked: qty }),
-                other => Ok(Plan::new(other.into(), Event::Fenced)),
-            };
+            return self.retry(txid, state, held, qty, buyer);
         }
         let deadline = policy.deadline(ttl, now)?;
+        if let Some(refused) = self.sale_gate(buyer, qty, now)? {
+            return Ok(refused);
+        }
         let view = self.view(now);
         if view.available < qty {
             return Ok(Plan::new(Status::NoStock, Event::NoStock));
@@ -256,19 +281,14 @@ impl Sku {
             txid: txid.clone(),
             qty,
             deadline,
+            buyer: buyer.cloned(),
         });
         Ok(Plan::new(Status::Reserved, Event::Reserve).with(effects))
     }
 
     pub fn plan_confirm(&self, txid: &TxId, now: u64) -> Plan {
-        match self.lookup(txid.as_bytes(), now).map(|t| t.0) {
-            None => Plan::new(Status::Unknown, Event::Other),
-            Some(State::Reserved) => Plan::new(Status::Confirmed, Event::Confirm)
-                .with(smallvec::smallvec![Effect::Confirm(txid.clone())]),
-            Some(State::Confirmed) => Plan::new(Status::Confirmed, Event::Replay),
-            Some(State::Expired) => Plan::new(Status::Expired, Event::ConfirmLate),
-            Some(State::Cancelled) => Plan::new(Status::Cancelled, Event::Other),
-        }
+        self.plan_confirm_qty(txid, None, now)
+            .unwrap_or_else(|_| Plan::new(Status::Unknown, Event::Other))
     }
 
     pub fn plan_cancel(&self, txid: &TxId, now: u64) -> Result<Plan> {
@@ -345,174 +365,5 @@ impl Sku {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::ledger::effect::RecordParts;
-
-    const NOW: u64 = 1_000_000;
-
-    fn id(s: &str) -> TxId {
-        TxId::new(s.as_bytes()).unwrap()
-    }
-
-    fn run(sku: &mut Sku, plan: impl FnOnce(&Sku) -> Result<Plan>) -> Status {
-        let plan = plan(sku).unwrap();
-        for e in &plan.effects {
-            sku.apply(e).unwrap();
-        }
-        plan.status
-    }
-
-    fn stocked(n: i64) -> Sku {
-        let mut s = Sku::new();
-        run(&mut s, |s| s.plan_set(n, None, NOW));
-        s
-    }
-
-    #[test]
-    fn reserve_confirm_cancel_cycle() {
-        let p = Policy::default();
-        let mut s = stocked(10);
-        assert_eq!(s.version(), 1);
-        assert_eq!(
-            run(&mut s, |s| s.plan_reserve(
-                &id("a"),
-                4,
-                Ttl::Default,
-                NOW,
-                &p
-            )),
-            Status::Reserved
-        );
-        assert_eq!(s.view(NOW).available, 6);
-        assert_eq!(s.version(), 2);
-        // Retry: same answer, nothing changes.
-        let replay = s.plan_reserve(&id("a"), 4, Ttl::Default, NOW, &p).unwrap();
-        assert_eq!(
-            (replay.status, replay.event, replay.effects.len()),
-            (Status::Reserved, Event::Replay, 0)
-        );
-        assert_eq!(
-            s.plan_reserve(&id("a"), 5, Ttl::Default, NOW, &p),
-            Err(Error::TxConflict { held: 4, asked: 5 })
-        );
-        assert_eq!(
-            run(&mut s, |s| Ok(s.plan_confirm(&id("a"), NOW))),
-            Status::Confirmed
-        );
-        let v = s.view(NOW);
-        assert_eq!(
-            (v.stock, v.reserved, v.available, v.sold, v.version),
-            (6, 0, 6, 4, 3)
-        );
-        assert_eq!(
-            s.plan_cancel(&id("a"), NOW).unwrap().status,
-            Status::Confirmed
-        );
-        assert_eq!(
-            s.plan_reserve(&id("a"), 4, Ttl::Default, NOW, &p)
-                .unwrap()
-                .status,
-            Status::Confirmed
-        );
-    }
-
-    #[test]
-    fn cancel_before_reserve_fences() {
-        let p = Policy::default();
-        let mut s = stocked(10);
-        assert_eq!(
-            run(&mut s, |s| s.plan_cancel(&id("late"), NOW)),
-            Status::Cancelled
-        );
-        let plan = s
-            .plan_reserve(&id("late"), 1, Ttl::Default, NOW, &p)
-            .unwrap();
-        assert_eq!(
-            (plan.status, plan.event, plan.effects.len()),
-            (Status::Cancelled, Event::Fenced, 0)
-        );
-        assert_eq!(s.view(NOW).available, 10);
-    }
-
-    #[test]
-    fn due_records_count_as_expired_before_materialising() {
-        let p = Policy::default();
-        let mut s = stocked(5);
-        run(&mut s, |s| {
-            s.plan_reserve(&id("a"), 5, Ttl::Millis(100), NOW, &p)
-        });
-        let later = NOW + 100;
-        let v = s.view(later);
-        assert_eq!((v.available, v.reserved, v.open), (5, 0, 0));
-        assert_eq!(s.tx(b"a", later).unwrap().state, State::Expired);
-        assert_eq!(s.plan_confirm(&id("a"), later).status, Status::Expired);
-        // A reserve that needs the units materialises the expiry first.
-        let plan = s
-            .plan_reserve(&id("b"), 5, Ttl::Default, later, &p)
-            .unwrap();
-        assert_eq!(plan.effects[0], Effect::ExpireFirst(vec![id("a")]));
-        run(&mut s, |_| Ok(plan));
-        s.audit().unwrap();
-        assert_eq!(s.tx(b"a", later).unwrap().state, State::Expired);
-    }
-
-    #[test]
-    fn apply_validates_before_changing() {
-        let mut s = stocked(1);
-        let before = s.header();
-        assert!(s
-            .apply(&Effect::Reserve {
-                txid: id("x"),
-                qty: 2,
-                deadline: 1
-            })
-            .is_err());
-        assert!(s.apply(&Effect::Expire(vec![id("nope")])).is_err());
-        assert!(s.apply(&Effect::Stock(-1)).is_err());
-        assert_eq!(s.header(), before);
-    }
-
-    #[test]
-    fn a_bad_records_batch_changes_nothing() {
-        let mut s = stocked(5);
-        let part = |t: &str, state, qty| RecordParts {
-            txid: id(t),
-            state,
-            qty,
-            time: 1,
-        };
-        let good = vec![
-            part("a", State::Reserved, 2),
-            part("b", State::Confirmed, 1),
-        ];
-        s.apply(&Effect::Records(good)).unwrap();
-        let before = s.header();
-        for bad in [
-            vec![
-                part("c", State::Reserved, 1),
-                part("c", State::Cancelled, 0),
-            ],
-            vec![part("d", State::Reserved, 1), part("a", State::Expired, 1)],
-            vec![part("e", State::Reserved, 3), part("f", State::Reserved, 1)],
-            vec![part("g", State::Reserved, 0)],
-        ] {
-            assert!(s.apply(&Effect::Records(bad)).is_err());
-            assert_eq!((s.header(), s.reserved_raw()), (before, 2));
-        }
-        s.audit().unwrap();
-    }
-
-    #[test]
-    fn ttl_bounds() {
-        let p = Policy {
-            max_ttl_ms: 1000,
-            ..Policy::default()
-        };
-        assert!(p.deadline(Ttl::Millis(0), NOW).is_err());
-        assert!(p.deadline(Ttl::Millis(1001), NOW).is_err());
-        assert_eq!(p.deadline(Ttl::At(NOW + 1000), NOW), Ok(NOW + 1000));
-        assert!(p.deadline(Ttl::At(NOW), NOW).is_err());
-        assert_eq!(p.deadline(Ttl::Default, NOW), Ok(NOW + 1000));
-    }
-}
+#[path = "plan_tests.rs"]
+mod tests;

@@ -3,6 +3,7 @@
 //! payload is refused whole, never loaded in part.
 
 use super::apply::{MAX_TIME, MAX_VERSION};
+use super::buyers::{BuyerId, MAX_BUYER_UNITS};
 use super::effect::RecordParts;
 use super::error::{Error, Result};
 use super::records::{Insert, State, MAX_RECORDS};
@@ -46,7 +47,33 @@ impl Sku {
         if p.time > MAX_TIME {
             return Err(Error::invalid("record time out of range"));
         }
+        if p.buyer.is_some() && p.state != State::Reserved {
+            return Err(Error::invalid("only an open record has a buyer"));
+        }
+        let alt_ok = match p.state {
+            _ if p.alt == 0 => true,
+            State::Reserved => (1..=MAX_AMOUNT).contains(&p.alt),
+            State::Confirmed => p.alt > p.qty && p.alt <= MAX_AMOUNT,
+            _ => false,
+        };
+        if !alt_ok {
+            return Err(Error::invalid("record's second quantity out of range"));
+        }
         Ok(p.qty)
+    }
+
+    /// Sets buyers' bought units, all or nothing.
+    pub fn restore_buyers(&mut self, list: &[(BuyerId, i64)]) -> Result<()> {
+        for (b, bought) in list {
+            let v = self.buyers.view(b.as_bytes());
+            if !(1..=MAX_BUYER_UNITS).contains(bought) || v.held + bought > MAX_BUYER_UNITS {
+                return Err(Error::invalid("buyer's bought units out of range"));
+            }
+        }
+        for (b, bought) in list {
+            self.buyers.set_bought(b, *bought);
+        }
+        Ok(())
     }
 
     /// Adds a batch of records all or nothing: everything is checked
@@ -55,8 +82,19 @@ impl Sku {
     pub fn restore_records(&mut self, parts: &[RecordParts]) -> Result<()> {
         let mut reserved = self.reserved;
         let mut seen = std::collections::HashSet::with_capacity(parts.len());
+        let mut buyers: std::collections::HashMap<&[u8], i64> = Default::default();
         for p in parts {
             let qty = Self::record_qty(p)?;
+            if let Some(b) = &p.buyer {
+                let units = buyers.entry(b.as_bytes()).or_insert_with(|| {
+                    let v = self.buyers.view(b.as_bytes());
+                    v.held + v.bought
+                });
+                *units += qty;
+                if *units > MAX_BUYER_UNITS {
+                    return Err(Error::invalid("buyer's units out of range"));
+                }
+            }
             if p.state == State::Reserved {
                 if self.stock - reserved < qty {
                     return Err(Error::invalid("open reservations exceed stock"));
@@ -82,6 +120,12 @@ impl Sku {
         if p.state == State::Reserved && self.stock - self.reserved < qty {
             return Err(Error::invalid("open reservations exceed stock"));
         }
+        if let Some(b) = &p.buyer {
+            let v = self.buyers.view(b.as_bytes());
+            if v.held + v.bought + qty > MAX_BUYER_UNITS {
+                return Err(Error::invalid("buyer's units out of range"));
+            }
+        }
         match self.records.insert(&p.txid, p.state, qty as u64, p.time) {
             Insert::Added => {}
             Insert::Exists => return Err(Error::invalid("duplicate txid")),
@@ -89,6 +133,14 @@ impl Sku {
         }
         if p.state == State::Reserved {
             self.reserved += qty;
+        }
+        if let Some(b) = &p.buyer {
+            let slot = self.buyers.slot_for(b);
+            self.buyers.add_held(slot, qty);
+            self.holders.insert(p.txid.clone(), slot);
+        }
+        if p.alt != 0 {
+            self.alt.insert(p.txid, p.alt);
         }
         Ok(())
     }

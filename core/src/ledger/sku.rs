@@ -5,10 +5,13 @@
 //! A RESERVED record whose deadline has passed is expired for every reader
 //! (`view`, `tx`, plans) even before an `Expire` effect materialises it.
 
+use super::buyers::{BuyerId, Buyers};
 use super::effect::RecordParts;
 use super::error::{Error, Result};
 use super::records::{Records, State};
+use super::sale::Rules;
 use super::txid::TxId;
+use super::txmap::TxMap;
 
 /// Largest quantity, stock or delta, and largest stock + sold (the units
 /// that ever entered a key): 2^53-1.
@@ -33,9 +36,14 @@ pub struct View {
 pub struct TxView {
     pub txid: TxId,
     pub state: State,
+    /// Units held (for a CONFIRMED record, the units held when confirmed).
     pub qty: i64,
+    /// Units sold (CONFIRMED only; 0 otherwise).
+    pub sold: i64,
     /// Deadline while RESERVED; afterwards the time retention counts from.
     pub time: u64,
+    /// The buyer an open hold counts against.
+    pub buyer: Option<BuyerId>,
 }
 
 /// Counters and records of one SKU.
@@ -48,6 +56,17 @@ pub struct Sku {
     pub(super) sold: i64,
     pub(super) version: u64,
     pub(super) records: Records,
+    /// The seller's rules (INV.RULES).
+    pub(super) rules: Rules,
+    /// Per-buyer held and bought units.
+    pub(super) buyers: Buyers,
+    /// The buyer slot each open hold made with `BUYER` counts against.
+    pub(super) holders: TxMap<u32>,
+    /// A record's second quantity: the first quantity of an adjusted open
+    /// hold (what a late retry of its INV.RESERVE names), or the units held
+    /// when a partial confirm sold fewer (the record's qty is then the sold
+    /// units).
+    pub(super) alt: TxMap<i64>,
     /// The housekeeping time last registered for this value (not persisted):
     /// lets a hot key skip the registry when its next event did not move.
     pub(super) scheduled: Option<Pending>,
@@ -132,12 +151,46 @@ impl Sku {
 
     pub fn tx(&self, txid: &[u8], now: u64) -> Option<TxView> {
         let (state, qty, time) = self.lookup(txid, now)?;
-        Some(TxView {
-            txid: TxId::from_valid(txid),
+        Some(self.tx_view(TxId::from_valid(txid), state, qty, time))
+    }
+
+    /// A record as readers see it: a partially confirmed one shows the
+    /// units held beside the units sold.
+    fn tx_view(&self, txid: TxId, state: State, qty: i64, time: u64) -> TxView {
+        let (held, sold) = match state {
+            State::Confirmed => (self.alt_of(txid.as_bytes()).unwrap_or(qty), qty),
+            _ => (qty, 0),
+        };
+        let buyer = match state {
+            State::Reserved => self.holder_of(txid.as_bytes()),
+            _ => None,
+        };
+        TxView {
+            txid,
             state,
-            qty,
+            qty: held,
+            sold,
             time,
-        })
+            buyer,
+        }
+    }
+
+    pub(super) fn alt_of(&self, txid: &[u8]) -> Option<i64> {
+        if self.alt.is_empty() {
+            return None;
+        }
+        self.alt.get(txid).copied()
+    }
+
+    pub(super) fn holder_slot(&self, txid: &[u8]) -> Option<u32> {
+        if self.holders.is_empty() {
+            return None;
+        }
+        self.holders.get(txid).copied()
+    }
+
+    pub(super) fn holder_of(&self, txid: &[u8]) -> Option<BuyerId> {
+        self.buyers.id_at(self.holder_slot(txid)?)
     }
 
     /// `(state as seen at now, qty, time)` of a txid's record, for planning
@@ -208,7 +261,8 @@ impl Sku {
         }
         self.records
             .check()
-            .map_err(|e| Error::Drift(format!("index out of step: {e}")))
+            .map_err(|e| Error::Drift(format!("index out of step: {e}")))?;
+        self.audit_buyers()
     }
 
     /// Records from a cursor; returns the next cursor (0 when done). The
@@ -228,12 +282,12 @@ impl Sku {
                 next = (epoch << 32) | slot as u64;
                 break;
             }
-            out.push(TxView {
-                txid: r.txid(),
-                state: Self::view_state(r.state(), r.time(), now),
-                qty: r.qty() as i64,
-                time: r.time(),
-            });
+            out.push(self.tx_view(
+                r.txid(),
+                Self::view_state(r.state(), r.time(), now),
+                r.qty() as i64,
+                r.time(),
+            ));
         }
         (next, out)
     }
@@ -254,10 +308,20 @@ impl Sku {
             state: r.state(),
             qty: r.qty() as i64,
             time: r.time(),
+            buyer: match r.state() {
+                State::Reserved => self.holder_of(r.txid_bytes()),
+                _ => None,
+            },
+            alt: self.alt_of(r.txid_bytes()).unwrap_or(0),
         })
     }
 
     pub fn mem_usage(&self) -> usize {
-        std::mem::size_of::<Sku>() + self.records.mem_usage()
+        use std::mem::size_of;
+        size_of::<Sku>()
+            + self.records.mem_usage()
+            + self.buyers.mem_usage()
+            + self.holders.mem_usage()
+            + self.alt.mem_usage()
     }
 }

@@ -51,6 +51,9 @@ stats!(
     reserved_units,
     reserves,
     reserves_nostock,
+    reserves_limited,
+    reserves_notyet,
+    reserves_closed,
     replays,
     fenced,
     confirms,
@@ -84,6 +87,9 @@ impl Stats {
             Event::ConfirmLate => Some(&self.confirms_late),
             Event::Cancel => Some(&self.cancels),
             Event::EmptyRollback => Some(&self.empty_rollbacks),
+            Event::Limited => Some(&self.reserves_limited),
+            Event::NotYet => Some(&self.reserves_notyet),
+            Event::Closed => Some(&self.reserves_closed),
             Event::Other => None,
         };
         if let Some(c) = counter {

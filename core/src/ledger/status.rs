@@ -18,16 +18,25 @@ pub enum Status {
     Expired,
     /// No record of the txid on this SKU.
     Unknown,
+    /// The buyer's limit on this SKU would be passed; nothing was recorded.
+    Limited,
+    /// The sale window has not started; nothing was recorded.
+    NotYet,
+    /// The sale window has ended; nothing was recorded.
+    Closed,
 }
 
 impl Status {
-    pub const ALL: [Status; 6] = [
+    pub const ALL: [Status; 9] = [
         Status::Reserved,
         Status::NoStock,
         Status::Confirmed,
         Status::Cancelled,
         Status::Expired,
         Status::Unknown,
+        Status::Limited,
+        Status::NotYet,
+        Status::Closed,
     ];
 
     /// The reply word.
@@ -39,6 +48,9 @@ impl Status {
             Status::Cancelled => "CANCELLED",
             Status::Expired => "EXPIRED",
             Status::Unknown => "UNKNOWN",
+            Status::Limited => "LIMITED",
+            Status::NotYet => "NOTYET",
+            Status::Closed => "CLOSED",
         }
     }
 

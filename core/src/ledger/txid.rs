@@ -62,6 +62,13 @@ impl TxId {
     }
 }
 
+/// Lets maps keyed by txid be searched by bytes (`Hash` hashes the bytes).
+impl std::borrow::Borrow<[u8]> for TxId {
+    fn borrow(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
 impl PartialEq for TxId {
     fn eq(&self, other: &Self) -> bool {
         self.as_bytes() == other.as_bytes()

@@ -44,6 +44,7 @@ enum Kind {
     UnixTime,
     OneOf,
     Block,
+    PureToken,
 }
 
 impl Arg {
@@ -68,6 +69,13 @@ impl Arg {
     }
     pub const fn unix_time(name: &'static CStr) -> Arg {
         Arg::new(name, Kind::UnixTime)
+    }
+    /// A word alone, no value.
+    pub const fn pure_token(name: &'static CStr, token: &'static CStr) -> Arg {
+        Arg {
+            token: Some(token),
+            ..Arg::new(name, Kind::PureToken)
+        }
     }
     pub const fn one_of(name: &'static CStr, sub: &'static [Arg]) -> Arg {
         Arg {
@@ -104,9 +112,12 @@ impl Arg {
 
 /// The raw, zero-terminated form of `args`; nested arrays are kept in
 /// `store` (their buffers do not move when `store` grows).
+/// Without a key spec (commands whose keys the module reports itself), key
+/// arguments are described as strings: a key argument must name a spec.
 fn raw_args(
     args: &[Arg],
     store: &mut Vec<Vec<raw::RedisModuleCommandArg>>,
+    spec: bool,
 ) -> *mut raw::RedisModuleCommandArg {
     let mut out: Vec<raw::RedisModuleCommandArg> = args
         .iter()
@@ -114,19 +125,27 @@ fn raw_args(
             let subargs = if a.sub.is_empty() {
                 std::ptr::null_mut()
             } else {
-                raw_args(a.sub, store)
+                raw_args(a.sub, store, spec)
             };
             raw::RedisModuleCommandArg {
                 name: a.name.as_ptr(),
                 type_: match a.kind {
-                    Kind::Key => raw::RedisModuleCommandArgType_REDISMODULE_ARG_TYPE_KEY,
+                    Kind::Key if spec => raw::RedisModuleCommandArgType_REDISMODULE_ARG_TYPE_KEY,
+                    Kind::Key => raw::RedisModuleCommandArgType_REDISMODULE_ARG_TYPE_STRING,
                     Kind::Text => raw::RedisModuleCommandArgType_REDISMODULE_ARG_TYPE_STRING,
                     Kind::Integer => raw::RedisModuleCommandArgType_REDISMODULE_ARG_TYPE_INTEGER,
                     Kind::UnixTime => raw::RedisModuleCommandArgType_REDISMODULE_ARG_TYPE_UNIX_TIME,
                     Kind::OneOf => raw::RedisModuleCommandArgType_REDISMODULE_ARG_TYPE_ONEOF,
                     Kind::Block => raw::RedisModuleCommandArgType_REDISMODULE_ARG_TYPE_BLOCK,
+                    Kind::PureToken => {
+                        raw::RedisModuleCommandArgType_REDISMODULE_ARG_TYPE_PURE_TOKEN
+                    }
                 },
-                key_spec_index: if matches!(a.kind, Kind::Key) { 0 } else { -1 },
+                key_spec_index: if spec && matches!(a.kind, Kind::Key) {
+                    0
+                } else {
+                    -1
+                },
                 token: a.token.map_or(std::ptr::null(), CStr::as_ptr),
                 summary: std::ptr::null(),
                 since: std::ptr::null(),
@@ -222,9 +241,15 @@ pub fn describe(
     if command.is_null() {
         return Err(format!("cannot find {label} to describe it"));
     }
-    let mut specs = [key_spec(info.key_flags, keys), no_key_spec()];
+    // First key 0: the module reports its keys (`getkeys-api`), no spec.
+    let spec = keys.0 != 0;
+    let mut specs = if spec {
+        [key_spec(info.key_flags, keys), no_key_spec()]
+    } else {
+        [no_key_spec(), no_key_spec()]
+    };
     let mut store = Vec::new();
-    let args = raw_args(info.args, &mut store);
+    let args = raw_args(info.args, &mut store, spec);
     let command_info = raw::RedisModuleCommandInfo {
         version: &VERSION,
         summary: info.summary.as_ptr(),

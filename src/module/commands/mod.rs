@@ -191,6 +191,7 @@ const SET: &[DocArg] = &[KEY, DocArg::int(c"stock"), IFVERSION];
 const ADD: &[DocArg] = &[KEY, DocArg::int(c"delta"), IFVERSION];
 const ONE_KEY: &[DocArg] = &[KEY];
 const KEY_TXID: &[DocArg] = &[KEY, TXID];
+const BUYER: DocArg = DocArg::text(c"buyer").token(c"BUYER").optional();
 const RESERVE: &[DocArg] = &[
     KEY,
     TXID,
@@ -203,13 +204,27 @@ const RESERVE: &[DocArg] = &[
         ],
     )
     .optional(),
+    BUYER,
 ];
+const QTY: DocArg = DocArg::int(c"qty").token(c"QTY").optional();
+const CONFIRM: &[DocArg] = &[KEY, TXID, QTY];
+const ADJUST: &[DocArg] = &[KEY, TXID, DocArg::int(c"qty")];
+const RULES: &[DocArg] = &[
+    KEY,
+    DocArg::int(c"limit").token(c"LIMIT").optional(),
+    DocArg::unix_time(c"start").token(c"START").optional(),
+    DocArg::unix_time(c"end").token(c"END").optional(),
+    DocArg::pure_token(c"newsale", c"NEWSALE").optional(),
+];
+const BUYER_READ: &[DocArg] = &[KEY, DocArg::text(c"buyer")];
 const EXTEND: &[DocArg] = &[KEY, TXID, DocArg::int(c"ttl-ms")];
 const MRESERVE: &[DocArg] = &[
     TXID,
+    BUYER,
     DocArg::int(c"ttl-ms"),
     DocArg::block(c"item", &[KEY, DocArg::int(c"qty")]).multiple(),
 ];
+const MCONFIRM: &[DocArg] = &[TXID, DocArg::block(c"item", &[KEY, QTY]).multiple()];
 const MULTI: &[DocArg] = &[TXID, KEY.multiple()];
 const SCAN: &[DocArg] = &[
     KEY,
@@ -239,18 +254,24 @@ command_table! {
         c"Returns a SKU's stock, reserved, available, sold, version and record counts", c"O(1)", ONE_KEY;
     "inv.reserve" => write::reserve, "write deny-oom", (1, 1, 1), -4, info::INSERT, "write",
         c"Reserves units for a transaction id, idempotently, until a deadline", PLANNED, RESERVE;
-    "inv.confirm" => write::confirm, "write deny-oom", (1, 1, 1), 3, info::UPDATE, "write",
-        c"Confirms a reservation: its units become sold", ONE_RECORD, KEY_TXID;
+    "inv.confirm" => write::confirm, "write deny-oom", (1, 1, 1), -3, info::UPDATE, "write",
+        c"Confirms a reservation (or part of it): its units become sold", ONE_RECORD, CONFIRM;
     "inv.cancel" => write::cancel, "write deny-oom", (1, 1, 1), 3, info::UPDATE, "write",
         c"Cancels a reservation, or fences a transaction id that has not reserved yet", ONE_RECORD, KEY_TXID;
     "inv.extend" => write::extend, "write deny-oom", (1, 1, 1), 4, info::UPDATE, "write",
         c"Moves an open reservation's deadline", ONE_RECORD, EXTEND;
+    "inv.adjust" => write::adjust, "write deny-oom", (1, 1, 1), 4, info::UPDATE, "write",
+        c"Changes an open reservation's quantity in place", PLANNED, ADJUST;
+    "inv.rules" => write::rules, "write deny-oom", (1, 1, 1), -3, info::UPDATE, "write",
+        c"Sets a SKU's sale rules: per-buyer limit, sale window, new sale", c"O(1)", RULES;
+    "inv.buyer" => read::buyer, "readonly fast", (1, 1, 1), 3, info::READ, "read fast",
+        c"Returns one buyer's held and bought units on a SKU", c"O(1)", BUYER_READ;
     "inv.tx" => read::tx, "readonly fast", (1, 1, 1), 3, info::READ, "read fast",
         c"Returns one transaction id's state, quantity and deadline", c"O(1)", KEY_TXID;
-    "inv.mreserve" => multi::mreserve, "write deny-oom", (3, -1, 2), -5, info::INSERT, "write",
+    "inv.mreserve" => multi::mreserve, "write deny-oom getkeys-api", (0, 0, 0), -5, info::INSERT, "write",
         c"Reserves units on several SKUs of one slot, all or nothing", PER_KEY, MRESERVE;
-    "inv.mconfirm" => multi::mconfirm, "write deny-oom", (2, -1, 1), -3, info::UPDATE, "write",
-        c"Confirms a transaction id on several SKUs of one slot, all or nothing", PER_KEY, MULTI;
+    "inv.mconfirm" => multi::mconfirm, "write deny-oom getkeys-api", (0, 0, 0), -3, info::UPDATE, "write",
+        c"Confirms a transaction id on several SKUs of one slot, all or nothing", PER_KEY, MCONFIRM;
     "inv.mcancel" => multi::mcancel, "write deny-oom", (2, -1, 1), -3, info::UPDATE, "write",
         c"Cancels or fences a transaction id on several SKUs of one slot", PER_KEY, MULTI;
     "inv.scan" => read::scan, "readonly", (1, 1, 1), -3, info::READ, "read",

@@ -3,7 +3,7 @@
 //! (`MultiPlan`: all or nothing) and checks every key's effects before any
 //! key changes.
 
-use super::{status, Handled, Request};
+use super::{info, status, Handled, Request};
 use crate::module::arg::Arg;
 use crate::module::config::{max_keys, policy};
 use crate::module::key::Entry;
@@ -11,7 +11,7 @@ use crate::module::server::now_ms;
 use crate::module::STATS;
 use inventory_core::ledger::{Effects, Error, MultiPlan, Plan, Sku, Status, View};
 use inventory_core::parse::{self, Arg as _};
-use redis_module::{Context, RedisValue};
+use redis_module::{raw, Context, RedisValue};
 
 /// `[state, [[key, state, available, version], ...]]`
 fn multi_reply(overall: Status, items: Vec<(Arg, Status, View)>) -> RedisValue {
@@ -91,22 +91,57 @@ impl Planned<'_, '_> {
 }
 
 pub fn mreserve(ctx: &Context, req: &Request) -> Handled {
+    if key_positions(ctx, info::INSERT, || parse::mreserve_keys(req.args())) {
+        return Ok(RedisValue::NoReply);
+    }
     let cmd = parse::mreserve(req.args(), max_keys())?;
     let p = policy();
     let keys = cmd.items.iter().map(|(k, _)| *k).collect();
     let qtys: Vec<i64> = cmd.items.iter().map(|(_, q)| *q).collect();
     plan_all(ctx, keys, |skus, now| {
-        MultiPlan::reserve(skus, &cmd.txid, &qtys, cmd.ttl, now, &p)
+        MultiPlan::reserve(skus, &cmd.txid, &qtys, cmd.ttl, cmd.buyer.as_ref(), now, &p)
     })?
     .finish()
 }
 
 pub fn mconfirm(ctx: &Context, req: &Request) -> Handled {
-    let cmd = parse::multi("inv.mconfirm", req.args(), max_keys())?;
-    plan_all(ctx, cmd.keys, |skus, now| {
-        Ok(MultiPlan::confirm(skus, &cmd.txid, now))
+    if key_positions(ctx, info::UPDATE, || parse::mconfirm_keys(req.args())) {
+        return Ok(RedisValue::NoReply);
+    }
+    let cmd = parse::mconfirm(req.args(), max_keys())?;
+    let keys = cmd.items.iter().map(|(k, _)| *k).collect();
+    let qtys: Vec<Option<i64>> = cmd.items.iter().map(|(_, q)| *q).collect();
+    plan_all(ctx, keys, |skus, now| {
+        MultiPlan::confirm(skus, &cmd.txid, &qtys, now)
     })?
     .finish()
+}
+
+/// When the server asks where a command's keys are (`getkeys-api`: COMMAND
+/// GETKEYS, ACL key patterns, cluster routing), tells it and returns true.
+fn key_positions(ctx: &Context, flags: u32, keys: impl FnOnce() -> Vec<usize>) -> bool {
+    // SAFETY: ctx is the live command context; the API table is filled
+    // once at load. Positions count the command name as 0.
+    unsafe {
+        let Some(asked) = raw::RedisModule_IsKeysPositionRequest else {
+            return false;
+        };
+        if asked(ctx.ctx) == 0 {
+            return false;
+        }
+        for i in keys() {
+            let pos = (i + 1) as std::os::raw::c_int;
+            match (
+                raw::RedisModule_KeyAtPosWithFlags,
+                raw::RedisModule_KeyAtPos,
+            ) {
+                (Some(with_flags), _) => with_flags(ctx.ctx, pos, flags as std::os::raw::c_int),
+                (None, Some(at)) => at(ctx.ctx, pos),
+                (None, None) => {}
+            }
+        }
+    }
+    true
 }
 
 pub fn mcancel(ctx: &Context, req: &Request) -> Handled {

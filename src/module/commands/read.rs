@@ -1,4 +1,4 @@
-//! Reads: INV.GET, INV.TX, INV.SCAN, INV.AUDIT. They open their key for
+//! Reads: INV.GET, INV.TX, INV.SCAN, INV.AUDIT, INV.BUYER. They open their key for
 //! reading and change nothing.
 
 use super::{Handled, Request};
@@ -29,20 +29,34 @@ fn pairs(ctx: &Context, fields: &[(&'static str, RedisValue)]) -> Handled {
 pub fn get(ctx: &Context, req: &Request) -> Handled {
     let cmd = parse::key_only("inv.get", req.args())?;
     let now = now_ms();
-    let Some(v) = read(ctx, cmd.key, |s| s.map(|s| s.view(now)))? else {
+    let Some((v, rules)) = read(ctx, cmd.key, |s| s.map(|s| (s.view(now), s.rules())))? else {
         return Ok(RedisValue::Null);
     };
     let i = RedisValue::Integer;
+    let mut fields = vec![
+        ("stock", i(v.stock)),
+        ("reserved", i(v.reserved)),
+        ("available", i(v.available)),
+        ("sold", i(v.sold)),
+        ("version", i(v.version as i64)),
+        ("open", i(v.open as i64)),
+        ("records", i(v.records as i64)),
+    ];
+    // Only the rules that are set: readers of the fields above keep working.
+    fields.extend(rules.set().map(|(name, value)| (name, i(value as i64))));
+    pairs(ctx, &fields)
+}
+
+pub fn buyer(ctx: &Context, req: &Request) -> Handled {
+    let cmd = parse::buyer(req.args())?;
+    let v = read(ctx, cmd.key, |s| {
+        s.map(|s| s.buyer(cmd.buyer.as_bytes())).unwrap_or_default()
+    })?;
     pairs(
         ctx,
         &[
-            ("stock", i(v.stock)),
-            ("reserved", i(v.reserved)),
-            ("available", i(v.available)),
-            ("sold", i(v.sold)),
-            ("version", i(v.version as i64)),
-            ("open", i(v.open as i64)),
-            ("records", i(v.records as i64)),
+            ("held", RedisValue::Integer(v.held)),
+            ("bought", RedisValue::Integer(v.bought)),
         ],
     )
 }
@@ -56,14 +70,16 @@ pub fn tx(ctx: &Context, req: &Request) -> Handled {
     let Some(t) = found else {
         return Ok(RedisValue::Null);
     };
-    pairs(
-        ctx,
-        &[
-            ("state", super::status(t.state.into())),
-            ("qty", RedisValue::Integer(t.qty)),
-            ("deadline", RedisValue::Integer(t.time as i64)),
-        ],
-    )
+    let mut fields = vec![
+        ("state", super::status(t.state.into())),
+        ("qty", RedisValue::Integer(t.qty)),
+        ("deadline", RedisValue::Integer(t.time as i64)),
+        ("sold", RedisValue::Integer(t.sold)),
+    ];
+    if let Some(b) = &t.buyer {
+        fields.push(("buyer", RedisValue::StringBuffer(b.as_bytes().to_vec())));
+    }
+    pairs(ctx, &fields)
 }
 
 fn record(t: &TxView) -> RedisValue {
@@ -72,6 +88,7 @@ fn record(t: &TxView) -> RedisValue {
         super::status(t.state.into()),
         RedisValue::Integer(t.qty),
         RedisValue::Integer(t.time as i64),
+        RedisValue::Integer(t.sold),
     ])
 }
 

@@ -1,5 +1,5 @@
 //! Writes to one key: INV.SET, INV.ADD, INV.RESERVE, INV.CONFIRM,
-//! INV.CANCEL, INV.EXTEND.
+//! INV.CANCEL, INV.EXTEND, INV.ADJUST, INV.RULES.
 
 use super::{Handled, Request};
 use crate::module::config::policy;
@@ -68,16 +68,37 @@ pub fn reserve(ctx: &Context, req: &Request) -> Handled {
     let entry = req.open_early(ctx, "inv.reserve");
     let cmd = parse::reserve(req.args())?;
     let p = policy();
-    let echo = Echo::reserve(cmd.txid_arg, cmd.qty_arg, req.call_argv());
+    let buyer = cmd.buyer.as_ref().map(|b| b.1);
+    let echo = Echo::reserve(cmd.txid_arg, cmd.qty_arg, buyer, req.call_argv());
     single(ctx, entry, echo, |sku, now| {
-        sku.plan_reserve(&cmd.txid, cmd.qty, cmd.ttl, now, &p)
+        let buyer = cmd.buyer.as_ref().map(|b| &b.0);
+        sku.plan_reserve_for(&cmd.txid, cmd.qty, cmd.ttl, buyer, now, &p)
     })
 }
 
 pub fn confirm(ctx: &Context, req: &Request) -> Handled {
-    by_txid(ctx, req, "inv.confirm", |sku, txid, now| {
-        Ok(sku.plan_confirm(txid, now))
+    let entry = req.open_early(ctx, "inv.confirm");
+    let cmd = parse::confirm(req.args())?;
+    single(ctx, entry, Echo::txid(cmd.txid_arg), |sku, now| {
+        sku.plan_confirm_qty(&cmd.txid, cmd.qty, now)
     })
+}
+
+pub fn adjust(ctx: &Context, req: &Request) -> Handled {
+    let entry = req.open_early(ctx, "inv.adjust");
+    let cmd = parse::adjust(req.args())?;
+    single(ctx, entry, Echo::txid(cmd.txid_arg), |sku, now| {
+        sku.plan_adjust(&cmd.txid, cmd.qty, now)
+    })
+}
+
+pub fn rules(ctx: &Context, req: &Request) -> Handled {
+    let cmd = parse::rules(req.args())?;
+    let mut entry = Entry::open_arg(ctx, cmd.key)?;
+    let plan = entry.sku().plan_rules(&cmd.change)?;
+    STATS.count_plan(&plan);
+    entry.commit(&plan.effects)?;
+    Ok(RedisValue::SimpleStringStatic("OK"))
 }
 
 pub fn cancel(ctx: &Context, req: &Request) -> Handled {

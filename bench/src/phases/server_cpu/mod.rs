@@ -46,6 +46,20 @@ pub(crate) struct Setup {
 pub(crate) struct Reading {
     pub master_ns: f64,
     pub replica_ns: Option<f64>,
+    /// The second, labelled view: INFO commandstats' microseconds per call
+    /// of the variant's command on the master (which times a module
+    /// command's own propagation, but not a core command's).
+    pub stat_us: f64,
+}
+
+/// The command INFO commandstats counts a variant's requests under.
+fn stat_name(variant: &str) -> String {
+    let first = variant.split_whitespace().next().unwrap_or("");
+    match variant {
+        v if v.starts_with("seed Lua") || v.starts_with("seckill Lua") => "evalsha".into(),
+        v if v.starts_with("barrier Lua") => "fcall".into(),
+        _ => first.to_ascii_lowercase(),
+    }
 }
 
 /// Sends `n` requests of `v` (round `r`) in closed-loop batches and reads the
@@ -55,6 +69,7 @@ pub(crate) fn run_one(s: &Setup, v: &Variant, r: usize, n: usize) -> Reading {
     let c = &mut s.master.conn();
     (v.prepare)(c, r, n);
     sync_replica(c, s);
+    testkit::reset_stats(c);
     let (m0, r0) = (
         cpu_ns(s.master.pid()),
         s.replica.as_ref().map(|x| cpu_ns(x.pid())),
@@ -91,6 +106,7 @@ pub(crate) fn run_one(s: &Setup, v: &Variant, r: usize, n: usize) -> Reading {
     Reading {
         master_ns,
         replica_ns,
+        stat_us: testkit::usec_per_call(c, &stat_name(v.name)),
     }
 }
 

@@ -11,7 +11,7 @@ use serde::Serialize;
 pub(crate) fn table(setups: &[Setup], variants: &[Variant], out: &[Vec<Vec<Reading>>]) -> String {
     let floor = variants.iter().position(|v| v.name == "HINCRBY");
     let mut t = String::from(
-        "| setup | request | master ns/request | replica ns/request | master / HINCRBY (range over rounds) |\n|---|---|---|---|---|\n",
+        "| setup | request | master ns/request | replica ns/request | master / HINCRBY (range over rounds) | INFO commandstats µs/call (master) |\n|---|---|---|---|---|---|\n",
     );
     for (si, s) in setups.iter().enumerate() {
         for (vi, v) in variants.iter().enumerate() {
@@ -30,8 +30,9 @@ pub(crate) fn table(setups: &[Setup], variants: &[Variant], out: &[Vec<Vec<Readi
                     .fold((f64::INFINITY, 0f64), |(lo, hi), &r| (lo.min(r), hi.max(r)));
                 (crate::common::median(per), lo, hi)
             });
+            let stat = crate::common::median(rounds.iter().map(|x| x.stat_us).collect());
             t += &format!(
-                "| {} | {} | {m:.0} | {} | {} |\n",
+                "| {} | {} | {m:.0} | {} | {} | {stat:.2} |\n",
                 s.label,
                 v.name,
                 if rep.is_empty() {
@@ -127,6 +128,34 @@ pub(crate) const COMPARISONS: &[Comparison] = &[
         "seckill Lua",
         false,
         Some(goals::WS_VS_SECKILL),
+    ),
+    cmp(
+        "reserve BUYER stocked / seckill Lua",
+        "INV.RESERVE BUYER stocked",
+        "seckill Lua",
+        false,
+        Some(goals::WS_BUYER_VS_SECKILL),
+    ),
+    cmp(
+        "reserve BUYER sold out / seckill Lua sold out",
+        "INV.RESERVE BUYER sold out",
+        "seckill Lua sold out",
+        false,
+        Some(goals::WS_BUYER_VS_SECKILL_SOLD_OUT),
+    ),
+    cmp(
+        "reserve BUYER stocked / reserve stocked",
+        "INV.RESERVE BUYER stocked",
+        STOCKED,
+        false,
+        Some(goals::WS_BUYER_VS_RESERVE),
+    ),
+    cmp(
+        "reserve sold out / seckill Lua sold out",
+        "INV.RESERVE sold out",
+        "seckill Lua sold out",
+        false,
+        None,
     ),
     cmp(
         "CONFIRM / reserve stocked",

@@ -44,6 +44,23 @@ fn reserve(p: &mut redis::Pipeline, key: String, r: usize, i: usize) {
         .arg(crate::common::TTL);
 }
 
+/// A reserve for a buyer seen for the first time (the seckill script's
+/// case: one order per buyer).
+fn reserve_buyer(p: &mut redis::Pipeline, key: String, r: usize, i: usize) {
+    reserve(p, key, r, i);
+    p.arg("BUYER").arg(format!("buyer-{i:010}"));
+}
+
+/// A key with a per-buyer limit of one unit.
+fn limit_one(c: &mut Connection, key: &str) {
+    let _: () = redis::cmd("INV.RULES")
+        .arg(key)
+        .arg("LIMIT")
+        .arg(1)
+        .query(c)
+        .unwrap();
+}
+
 /// A key holding `n` open reservations of round `r`, to confirm or cancel.
 fn reserved(c: &mut Connection, key: &str, r: usize, n: usize) {
     set_big(c, "INV.SET", key.to_string());
@@ -72,9 +89,11 @@ fn variant(
 }
 
 /// What `--server-cpu` compares: INV.RESERVE (fresh txid, TTL) stocked and
-/// sold out, INV.CONFIRM and INV.CANCEL of open reservations; HINCRBY (the
-/// floor), the seed Lua reserve, the barrier-style Lua TCC try, the seckill
-/// Lua (buyer set, window, decrement, XADD; a new buyer each request) and,
+/// sold out, without and with a new buyer on a key with a per-buyer limit,
+/// INV.CONFIRM and INV.CANCEL of open reservations; HINCRBY (the floor), the
+/// seed Lua reserve, the barrier-style Lua TCC try, the seckill Lua (buyer
+/// set, window, decrement, XADD; a new buyer each request) stocked and sold
+/// out and,
 /// when `TAIRSTRING_MODULE` is set, TairString's `EXINCRBY key -1 MIN 0`
 /// stocked and sold out.
 pub(crate) fn variants() -> Vec<Variant> {
@@ -82,6 +101,7 @@ pub(crate) fn variants() -> Vec<Variant> {
         .get_hash()
         .to_string();
     let seckill_sha = redis::Script::new(SECKILL).get_hash().to_string();
+    let seckill_sold_out_sha = seckill_sha.clone();
     let mut v = vec![
         variant(
             "INV.RESERVE stocked",
@@ -96,6 +116,25 @@ pub(crate) fn variants() -> Vec<Variant> {
                 crate::common::fill(c, &key, 0, SOLD, "sold-");
             },
             |p, r, i| reserve(p, format!("cpu:soldout:{r}"), r, i),
+        ),
+        variant(
+            "INV.RESERVE BUYER stocked",
+            |c, r, _| {
+                let key = format!("cpu:buyer:{r}");
+                set_big(c, "INV.SET", key.clone());
+                limit_one(c, &key);
+            },
+            |p, r, i| reserve_buyer(p, format!("cpu:buyer:{r}"), r, i),
+        ),
+        variant(
+            "INV.RESERVE BUYER sold out",
+            |c, r, _| {
+                let key = format!("cpu:buyer0:{r}");
+                let _: () = redis::cmd("INV.SET").arg(&key).arg(SOLD).query(c).unwrap();
+                crate::common::fill(c, &key, 0, SOLD, "sold-");
+                limit_one(c, &key);
+            },
+            |p, r, i| reserve_buyer(p, format!("cpu:buyer0:{r}"), r, i),
         ),
         variant(
             "INV.CONFIRM",
@@ -183,6 +222,30 @@ pub(crate) fn variants() -> Vec<Variant> {
                     .arg(format!("{{cpu:sk:{r}}}"))
                     .arg(format!("{{cpu:sk:{r}}}:buyers"))
                     .arg(format!("{{cpu:sk:{r}}}:orders"))
+                    .arg(format!("buyer-{i:010}"))
+                    .arg(1)
+                    .arg(txid(r, i))
+                    .arg(0)
+                    .arg(0);
+            },
+        ),
+        variant(
+            "seckill Lua sold out",
+            |c, r, _| {
+                load_script(c, SECKILL);
+                let _: () = redis::cmd("SET")
+                    .arg(format!("{{cpu:sk0:{r}}}"))
+                    .arg(0)
+                    .query(c)
+                    .unwrap();
+            },
+            move |p, r, i| {
+                p.cmd("EVALSHA")
+                    .arg(&seckill_sold_out_sha)
+                    .arg(3)
+                    .arg(format!("{{cpu:sk0:{r}}}"))
+                    .arg(format!("{{cpu:sk0:{r}}}:buyers"))
+                    .arg(format!("{{cpu:sk0:{r}}}:orders"))
                     .arg(format!("buyer-{i:010}"))
                     .arg(1)
                     .arg(txid(r, i))

@@ -91,7 +91,6 @@ impl<T> Chunked<T> {
         (from.min(to)..to).map(move |i| &self[i])
     }
 
-    #[cfg(test)]
     pub fn iter(&self) -> impl Iterator<Item = &T> + '_ {
         self.chunks.iter().flatten()
     }

@@ -456,8 +456,7 @@ impl Index {
     }
 
     /// Every stored slot, in bucket order.
-    #[cfg(test)]
-    fn slots(&self) -> impl Iterator<Item = u32> + '_ {
+    pub fn slots(&self) -> impl Iterator<Item = u32> + '_ {
         (0..self.buckets).flat_map(move |b| {
             let bucket = self.bucket(b);
             (0..SLOTS)

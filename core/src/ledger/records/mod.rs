@@ -18,11 +18,11 @@ mod maintain;
 mod record;
 
 use super::txid::TxId;
-use chunked::Chunked;
+pub(crate) use chunked::Chunked;
 use deadlines::Deadlines;
 use heap::{which, SlotHeap, Which};
 pub use index::release_big_buffers_with;
-use index::Index;
+pub(crate) use index::Index;
 use maintain::{Compaction, NextIndex};
 pub(crate) use record::Rec;
 pub use record::State;
@@ -233,6 +233,18 @@ impl Records {
         } else {
             self.slab[slot as usize].set_state(state);
         }
+    }
+
+    /// Changes a record's quantity (an adjusted hold; a confirm that sold
+    /// fewer units than were held, once it left the open heap).
+    pub fn set_qty(&mut self, slot: u32, qty: u64) {
+        let r = &self.slab[slot as usize];
+        if r.state() == State::Reserved {
+            let (time, old) = (r.time, r.qty() as i64);
+            self.deadlines.remove(time, old);
+            self.deadlines.add(time, qty as i64);
+        }
+        self.slab[slot as usize].set_qty(qty);
     }
 
     /// Changes a record's time and restores its heap's order.

@@ -127,6 +127,10 @@ impl Record {
             (self.packed & !(0x7 << STATE_SHIFT)) | (u64::from(state.code()) << STATE_SHIFT);
     }
 
+    pub(super) fn set_qty(&mut self, qty: u64) {
+        self.packed = (self.packed & !QTY_MASK) | (qty & QTY_MASK);
+    }
+
     pub(super) fn long_index(&self) -> Option<usize> {
         (self.len() > INLINE)
             .then(|| u32::from_le_bytes([self.id[0], self.id[1], self.id[2], self.id[3]]) as usize)

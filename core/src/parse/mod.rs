@@ -6,7 +6,7 @@
 //! replication through them, never by position. Each parser consumes its
 //! arguments and ends with one `finish()`, which rejects anything left over.
 
-use crate::ledger::{quote, Effect, Error, Result, Ttl, TxId, MAX_AMOUNT};
+use crate::ledger::{quote, BuyerId, Effect, Error, Result, Ttl, TxId, MAX_AMOUNT};
 
 /// One argument as the parsers see it: a handle to its bytes.
 pub trait Arg: Copy {
@@ -93,6 +93,12 @@ impl<'a, A: Arg> Args<'a, A> {
     pub fn txid(&mut self) -> Result<(TxId, A)> {
         let a = self.arg()?;
         Ok((TxId::new(a.bytes())?, a))
+    }
+
+    /// The next argument as a buyer id, with its handle.
+    pub fn buyer(&mut self) -> Result<(BuyerId, A)> {
+        let a = self.arg()?;
+        Ok((BuyerId::new(a.bytes())?, a))
     }
 
     /// An integer in `lo..=hi`, named `what` in the error, with its handle.
@@ -209,7 +215,7 @@ pub struct KeyTxid<A> {
     pub txid_arg: A,
 }
 
-/// `INV.RESERVE key txid qty [TTL ms | PXAT unix-ms]`
+/// `INV.RESERVE key txid qty [TTL ms | PXAT unix-ms] [BUYER id]`
 #[derive(Debug, PartialEq, Eq)]
 pub struct Reserve<A> {
     pub key: A,
@@ -219,6 +225,8 @@ pub struct Reserve<A> {
     /// The qty's own argument, echoed into replication.
     pub qty_arg: A,
     pub ttl: Ttl,
+    /// The buyer, with its own argument (echoed into replication).
+    pub buyer: Option<(BuyerId, A)>,
 }
 
 /// `INV.EXTEND key txid ttl-ms`
@@ -230,12 +238,13 @@ pub struct Extend<A> {
     pub ttl_ms: u64,
 }
 
-/// `INV.MRESERVE txid ttl-ms key qty [key qty ...]`: keys with summed
-/// quantities, in first-seen order.
+/// `INV.MRESERVE txid [BUYER id] ttl-ms key qty [key qty ...]`: keys with
+/// summed quantities, in first-seen order.
 #[derive(Debug, PartialEq, Eq)]
 pub struct MReserve<A> {
     pub txid: TxId,
     pub ttl: Ttl,
+    pub buyer: Option<BuyerId>,
     pub items: Vec<(A, i64)>,
 }
 
@@ -313,16 +322,24 @@ pub fn key_txid<A: Arg>(cmd: &'static str, a: &[A]) -> Result<KeyTxid<A>> {
 }
 
 pub fn reserve<A: Arg>(a: &[A]) -> Result<Reserve<A>> {
-    let mut a = Args::new("inv.reserve", a, 3, 5)?;
+    let mut a = Args::new("inv.reserve", a, 3, 7)?;
     let key = a.arg()?;
     let (txid, txid_arg) = a.txid()?;
     let (qty, qty_arg) = a.qty()?;
-    let ttl = match a.next() {
-        None => Ttl::Default,
-        Some(w) if w.bytes().eq_ignore_ascii_case(b"TTL") => Ttl::Millis(a.millis("TTL")?),
-        Some(w) if w.bytes().eq_ignore_ascii_case(b"PXAT") => Ttl::At(a.millis("PXAT")?),
-        Some(w) => return Err(a.unknown(w.bytes(), "TTL ms | PXAT unix-ms")),
-    };
+    let mut ttl = None;
+    let mut buyer = None;
+    while let Some(w) = a.next() {
+        let word = w.bytes();
+        if word.eq_ignore_ascii_case(b"TTL") && ttl.is_none() {
+            ttl = Some(Ttl::Millis(a.millis("TTL")?));
+        } else if word.eq_ignore_ascii_case(b"PXAT") && ttl.is_none() {
+            ttl = Some(Ttl::At(a.millis("PXAT")?));
+        } else if word.eq_ignore_ascii_case(b"BUYER") && buyer.is_none() {
+            buyer = Some(a.buyer()?);
+        } else {
+            return Err(a.unknown(word, "TTL ms | PXAT unix-ms, BUYER id"));
+        }
+    }
     a.finish()?;
     Ok(Reserve {
         key,
@@ -330,7 +347,8 @@ pub fn reserve<A: Arg>(a: &[A]) -> Result<Reserve<A>> {
         txid_arg,
         qty,
         qty_arg,
-        ttl,
+        ttl: ttl.unwrap_or(Ttl::Default),
+        buyer,
     })
 }
 
@@ -349,7 +367,7 @@ pub fn extend<A: Arg>(a: &[A]) -> Result<Extend<A>> {
 }
 
 /// Refuses more keys than `inventory.max-keys-per-command` allows.
-fn key_count(cmd: &str, given: usize, max: usize) -> Result<()> {
+pub(crate) fn key_count(cmd: &str, given: usize, max: usize) -> Result<()> {
     if given > max {
         return Err(Error::invalid(format!(
             "too many keys for '{cmd}': {given}, at most {max} (inventory.max-keys-per-command)"
@@ -359,12 +377,19 @@ fn key_count(cmd: &str, given: usize, max: usize) -> Result<()> {
 }
 
 pub fn mreserve<A: Arg>(a: &[A], max_keys: usize) -> Result<MReserve<A>> {
-    if a.len() < 4 || a.len() % 2 != 0 {
+    let head = mreserve_head(a);
+    if a.len() < head + 2 || a.len() % 2 != 0 {
         return Err(Error::Arity("inv.mreserve"));
     }
-    key_count("inv.mreserve", (a.len() - 2) / 2, max_keys)?;
+    key_count("inv.mreserve", (a.len() - head) / 2, max_keys)?;
     let mut a = Args::new("inv.mreserve", a, 4, usize::MAX)?;
     let (txid, _) = a.txid()?;
+    let buyer = if head == 4 {
+        a.next();
+        Some(a.buyer()?.0)
+    } else {
+        None
+    };
     let ttl = match a.millis("ttl-ms")? {
         0 => Ttl::Default,
         ms => Ttl::Millis(ms),
@@ -392,7 +417,12 @@ pub fn mreserve<A: Arg>(a: &[A], max_keys: usize) -> Result<MReserve<A>> {
         }
     }
     a.finish()?;
-    Ok(MReserve { txid, ttl, items })
+    Ok(MReserve {
+        txid,
+        ttl,
+        buyer,
+        items,
+    })
 }
 
 pub fn multi<A: Arg>(cmd: &'static str, a: &[A], max_keys: usize) -> Result<Multi<A>> {
@@ -442,160 +472,8 @@ pub fn apply<A: Arg>(a: &[A]) -> Result<Apply<A>> {
     Ok(Apply { key, effect })
 }
 
+mod sale;
+pub use sale::*;
+
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn v(s: &str) -> Vec<&[u8]> {
-        s.split(' ')
-            .filter(|w| !w.is_empty())
-            .map(str::as_bytes)
-            .collect()
-    }
-
-    fn err<T: std::fmt::Debug>(r: Result<T>) -> String {
-        r.unwrap_err().to_string()
-    }
-
-    #[test]
-    fn integers() {
-        for (text, want) in [
-            ("0", Some(0)),
-            ("42", Some(42)),
-            ("+7", Some(7)),
-            ("-7", Some(-7)),
-            ("9223372036854775807", Some(i64::MAX)),
-            ("-9223372036854775808", Some(i64::MIN)),
-            ("9223372036854775808", None),
-            ("", None),
-            ("-", None),
-            ("1.5", None),
-            (" 1", None),
-            ("1e3", None),
-        ] {
-            assert_eq!(int(text.as_bytes()), want, "{text}");
-        }
-    }
-
-    #[test]
-    fn reserve_forms() {
-        let r = reserve(&v("k t 3")).unwrap();
-        assert_eq!(
-            (r.key, r.txid_arg, r.qty_arg),
-            (&b"k"[..], &b"t"[..], &b"3"[..])
-        );
-        assert_eq!((r.qty, r.ttl), (3, Ttl::Default));
-        assert_eq!(reserve(&v("k t 3 ttl 50")).unwrap().ttl, Ttl::Millis(50));
-        assert_eq!(reserve(&v("k t 3 PXAT 99")).unwrap().ttl, Ttl::At(99));
-    }
-
-    #[test]
-    fn bad_input_texts() {
-        let long = [b'x'; 129];
-        let cases = [
-            (err(reserve(&v("k t"))), "ERR wrong number of arguments for 'inv.reserve' command"),
-            (err(reserve(&v("k t 0"))), "ERR qty must be an integer from 1 to 9007199254740991, got '0'"),
-            (err(reserve(&v("k t x"))), "ERR qty must be an integer from 1 to 9007199254740991, got 'x'"),
-            (err(reserve(&v("k t 1 EX 5"))), "ERR unknown option 'EX' for 'inv.reserve'; accepted: TTL ms | PXAT unix-ms"),
-            (err(reserve(&v("k t 1 TTL -5"))), "ERR TTL must be a non-negative integer of milliseconds, got '-5'"),
-            (err(set(&v("k -1"))), "ERR stock must be an integer from 0 to 9007199254740991, got '-1'"),
-            (err(set(&v("k 1 IFVERSION x"))), "ERR IFVERSION must be a non-negative integer, got 'x'"),
-            (err(set(&v("k 1 NX"))), "ERR unknown option 'NX' for 'inv.set'; accepted: IFVERSION version"),
-            (err(add(&v("k 9007199254740992"))), "ERR delta must be an integer from -9007199254740991 to 9007199254740991, got '9007199254740992'"),
-            (err(key_txid("inv.confirm", &[&b"k"[..], &long[..]])), "ERR txid must be 1 to 128 bytes, got 129"),
-            (err(key_txid("inv.confirm", &[&b"k"[..], &b""[..]])), "ERR txid must be 1 to 128 bytes, got 0"),
-            (err(mreserve(&v("t 0 k"), 10)), "ERR wrong number of arguments for 'inv.mreserve' command"),
-            (err(scan(&v("k 0 COUNT 0"))), "ERR COUNT must be an integer from 1 to 100000, got '0'"),
-            (err(scan(&v("k nope"))), "ERR invalid cursor"),
-            (err(multi("inv.mcancel", &v("t a b c"), 2)), "ERR too many keys for 'inv.mcancel': 3, at most 2 (inventory.max-keys-per-command)"),
-            (err(mreserve(&v("t 0 a 1 b 1 c 1"), 2)), "ERR too many keys for 'inv.mreserve': 3, at most 2 (inventory.max-keys-per-command)"),
-        ];
-        for (got, want) in cases {
-            assert_eq!(got, want);
-        }
-    }
-
-    #[test]
-    fn multi_key_forms_merge_repeats() {
-        let args = v("t 0 a 1 b 2 a 3");
-        let m = mreserve(&args, 10).unwrap();
-        assert_eq!(m.items, vec![(&b"a"[..], 4), (&b"b"[..], 2)]);
-        assert_eq!(m.ttl, Ttl::Default);
-        let args = v("t a b a");
-        assert_eq!(
-            multi("inv.mconfirm", &args, 10).unwrap().keys,
-            vec![&b"a"[..], &b"b"[..]]
-        );
-    }
-
-    /// One argument as a hostile client might send it: arbitrary bytes,
-    /// arbitrary UTF-8 (characters whose code point is a multiple of 256
-    /// included), keywords, numbers at and past every bound, long atoms.
-    fn atom() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
-        use proptest::prelude::*;
-        prop_oneof![
-            proptest::collection::vec(any::<u8>(), 0..12),
-            any::<String>().prop_map(String::into_bytes),
-            proptest::sample::select(vec![
-                "Ā",
-                "\u{3000}",
-                "一",
-                "\0",
-                "\r\n",
-                "%s%n",
-                "TTL",
-                "PXAT",
-                "COUNT",
-                "IFVERSION",
-                "0",
-                "-1",
-                "1",
-                "9007199254740991",
-                "9007199254740992",
-                "9223372036854775807",
-                "18446744073709551616",
-                "k",
-                "t",
-            ])
-            .prop_map(|w| w.as_bytes().to_vec()),
-            (0usize..3000).prop_map(|n| vec![b'9'; n]),
-        ]
-    }
-
-    proptest::proptest! {
-        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
-
-        /// `int` reads what the standard parser reads, up to 19 digits.
-        #[test]
-        fn integers_match_the_standard_parser(text in "[+-]?[0-9]{0,21}|[+-]?[0-9]{0,5}[^0-9][0-9]{0,3}") {
-            let digits = text.trim_start_matches(['+', '-']).len();
-            let sign = text.len() - digits;
-            let want = if digits > 19 || sign > 1 { None } else { text.parse::<i64>().ok() };
-            proptest::prop_assert_eq!(int(text.as_bytes()), want, "{}", text);
-        }
-
-        /// No argument vector makes a parser panic, and every error it
-        /// returns is one line of bounded length without NUL.
-        #[test]
-        fn parsers_take_any_bytes(args in proptest::collection::vec(atom(), 0..9)) {
-            let a: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
-            let errors = [
-                set(&a).err(),
-                add(&a).err(),
-                key_only("inv.get", &a).err(),
-                key_txid("inv.tx", &a).err(),
-                reserve(&a).err(),
-                extend(&a).err(),
-                mreserve(&a, 3).err(),
-                multi("inv.mcancel", &a, 3).err(),
-                scan(&a).err(),
-                apply(&a).err(),
-            ];
-            for e in errors.into_iter().flatten() {
-                let text = e.to_string();
-                proptest::prop_assert!(!text.contains(['\0', '\r', '\n']), "{text:?}");
-                proptest::prop_assert!(text.len() < 400, "{} bytes: {text:?}", text.len());
-            }
-        }
-    }
-}
+mod tests;
