@@ -42,6 +42,9 @@ pub struct Echo {
     /// The call's argument array, when its shape lets a fresh reservation
     /// be replicated through it (`replicate_reserve_in_place`).
     pub argv: CallArgv,
+    /// The call is `INV.APPLY key <effect>` itself (a replica or an AOF
+    /// replay): what it received is what it passes on, verbatim.
+    pub verbatim: bool,
 }
 
 impl Default for Echo {
@@ -51,6 +54,7 @@ impl Default for Echo {
             qty: None,
             buyer: None,
             argv: CallArgv::NONE,
+            verbatim: false,
         }
     }
 }
@@ -64,6 +68,14 @@ impl Echo {
         }
     }
 
+    /// INV.APPLY's own effect, passed on as received.
+    pub fn verbatim() -> Echo {
+        Echo {
+            verbatim: true,
+            ..Echo::default()
+        }
+    }
+
     /// A reserve's txid, qty and buyer strings, and its argument array.
     pub fn reserve(txid: Arg, qty: Arg, buyer: Option<Arg>, argv: CallArgv) -> Echo {
         Echo {
@@ -71,6 +83,7 @@ impl Echo {
             qty: Some(qty.raw()),
             buyer: buyer.map(Arg::raw),
             argv,
+            verbatim: false,
         }
     }
 }
@@ -124,6 +137,16 @@ fn op(o: Op) -> *mut raw::RedisModuleString {
 /// building any argument in Rust; the rest through a string vector.
 pub fn replicate(ctx: &Context, key: *mut raw::RedisModuleString, effect: &Effect, echo: &Echo) {
     if !gate::needed() {
+        return;
+    }
+    if echo.verbatim {
+        // SAFETY: ctx is the running INV.APPLY's context; the API table is
+        // filled once at load.
+        unsafe {
+            if let Some(verbatim) = raw::RedisModule_ReplicateVerbatim {
+                verbatim(ctx.ctx);
+            }
+        }
         return;
     }
     // The caller's own txid (and qty) strings are passed by reference when

@@ -78,7 +78,9 @@ fn build(c: &mut Connection, key: &str, n: usize, buyers: bool) -> (Bytes, Bytes
         memory_usage: memory_usage(c, key),
         used_memory: used_memory(c) - base,
     };
-    let _: () = redis::cmd("DEL").arg(key).query(c).unwrap();
+    // Freed on this thread, not by a lazy-free thread the next key's
+    // baseline would race with (Valkey 9 frees DEL in the background).
+    let _: () = redis::cmd("FLUSHALL").arg("SYNC").query(c).unwrap();
     (open, done)
 }
 

@@ -221,7 +221,9 @@ impl Sku {
                 if !(1..=MAX_AMOUNT).contains(qty) || c.stock - c.reserved < *qty {
                     return Err(apply_err(format!("cannot reserve {qty}")));
                 }
-                if let Some(b) = buyer {
+                // Applying one effect, `perform` checks the buyer's bound
+                // with the lookup it needs anyway.
+                if let (Some(b), true) = (buyer, overlay.is_some()) {
                     let v = self.buyers.view(b.as_bytes());
                     if v.held + v.bought + qty > MAX_BUYER_UNITS {
                         return Err(apply_err(format!(
@@ -284,7 +286,7 @@ impl Sku {
                 if !(1..=MAX_AMOUNT).contains(qty) || (more > 0 && c.stock - c.reserved < more) {
                     return Err(apply_err(format!("cannot adjust to {qty}")));
                 }
-                if let Some(slot) = self.holder_slot(txid.as_bytes()) {
+                if let Some(slot) = f.slot.and_then(|s| self.buyer_at(s)) {
                     let v = self.buyers.view_slot(slot);
                     if v.held + v.bought + more > MAX_BUYER_UNITS {
                         return Err(apply_err(format!(
@@ -412,20 +414,36 @@ impl Sku {
         Ok(())
     }
 
-    /// A hold that ends: its buyer (if any) gets `held` back and counts
-    /// `sold` as bought; its second quantity goes.
-    fn finish_hold(&mut self, txid: &[u8], held: i64, sold: i64) {
-        if !self.holders.is_empty() {
-            if let Some(slot) = self.holders.remove(txid) {
-                if sold > 0 {
-                    self.buyers.add_bought(slot, sold);
-                }
-                self.buyers.add_held(slot, -held);
+    /// The hold in record `slot` ends (call before its state changes): its
+    /// buyer, if any, gets the held units back and counts `sold` as bought;
+    /// its second quantity goes. Returns the units it held.
+    fn finish_hold(&mut self, slot: u32, sold: Option<i64>) -> i64 {
+        let Some(r) = self.records.get(slot) else {
+            return 0;
+        };
+        let held = r.qty() as i64;
+        let tag = self.records.tag(slot);
+        if tag != 0 {
+            self.records.set_tag(slot, 0);
+            let buyer = tag - 1;
+            let sold = sold.unwrap_or(0);
+            if sold > 0 {
+                self.buyers.add_bought(buyer, sold);
             }
+            self.buyers.add_held(buyer, -held);
         }
         if !self.alt.is_empty() {
-            self.alt.remove(txid);
+            if let Some(r) = self.records.get(slot) {
+                let txid = r.txid_bytes().to_vec();
+                self.alt.remove(&txid);
+            }
         }
+        held
+    }
+
+    /// The buyer slot the open hold in record `slot` counts against.
+    pub(super) fn buyer_at(&self, slot: u32) -> Option<u32> {
+        self.records.tag(slot).checked_sub(1)
     }
 
     /// Changes the records as a validated effect says, then the counters.
@@ -445,33 +463,48 @@ impl Sku {
                 deadline,
                 buyer,
             } => {
-                added(
+                // The buyer's bound is checked here, before the record is
+                // added (validate leaves it to this one lookup).
+                let buyer_slot = match buyer {
+                    Some(b) => {
+                        let slot = self.buyers.slot_for(b);
+                        let v = self.buyers.view_slot(slot);
+                        if v.held + v.bought + qty > MAX_BUYER_UNITS {
+                            self.buyers.add_held(slot, 0);
+                            return Err(apply_err(format!(
+                                "buyer '{b}' would pass {MAX_BUYER_UNITS} units"
+                            )));
+                        }
+                        Some(slot)
+                    }
+                    None => None,
+                };
+                let tag = buyer_slot.map_or(0, |b| b + 1);
+                let inserted =
                     self.records
-                        .insert(txid, State::Reserved, *qty as u64, *deadline),
-                    txid,
-                )?;
-                if let Some(b) = buyer {
-                    let slot = self.buyers.slot_for(b);
-                    self.buyers.add_held(slot, *qty);
-                    self.holders.insert(txid.clone(), slot);
+                        .insert_tagged(txid, State::Reserved, *qty as u64, *deadline, tag);
+                if let Some(b) = buyer_slot {
+                    // An entry made for a reserve that did not happen goes.
+                    let units = if inserted == Insert::Added { *qty } else { 0 };
+                    self.buyers.add_held(b, units);
                 }
+                added(inserted, txid)?;
             }
             Effect::Fence { txid, at } => {
                 added(self.records.insert(txid, State::Cancelled, 0, *at), txid)?
             }
-            Effect::Confirm(txid) => {
+            Effect::Confirm(_) => {
                 for &s in &valid.slots {
                     let held = self.records.get(s).map_or(0, |x| x.qty() as i64);
+                    self.finish_hold(s, Some(held));
                     self.records.set_state(s, State::Confirmed);
-                    self.finish_hold(txid.as_bytes(), held, held);
                 }
             }
             Effect::ConfirmPart { txid, qty } => {
                 for &s in &valid.slots {
-                    let held = self.records.get(s).map_or(0, |x| x.qty() as i64);
+                    let held = self.finish_hold(s, Some(*qty));
                     self.records.set_state(s, State::Confirmed);
                     self.records.set_qty(s, *qty as u64);
-                    self.finish_hold(txid.as_bytes(), held, *qty);
                     self.alt.insert(txid.clone(), held);
                 }
             }
@@ -479,8 +512,8 @@ impl Sku {
                 for &s in &valid.slots {
                     let held = self.records.get(s).map_or(0, |x| x.qty() as i64);
                     self.records.set_qty(s, *qty as u64);
-                    if let Some(slot) = self.holder_slot(txid.as_bytes()) {
-                        self.buyers.add_held(slot, qty - held);
+                    if let Some(b) = self.buyer_at(s) {
+                        self.buyers.add_held(b, qty - held);
                     }
                     let first = self.alt_of(txid.as_bytes()).unwrap_or(held);
                     if first == *qty {
@@ -490,31 +523,20 @@ impl Sku {
                     }
                 }
             }
-            Effect::Cancel(txid) => {
+            Effect::Cancel(_) => {
                 for &s in &valid.slots {
-                    let held = self.records.get(s).map_or(0, |x| x.qty() as i64);
+                    self.finish_hold(s, None);
                     self.records.set_state(s, State::Cancelled);
-                    self.finish_hold(txid.as_bytes(), held, 0);
                 }
             }
             Effect::Extend { deadline, .. } => valid
                 .slots
                 .iter()
                 .for_each(|&s| self.records.set_time(s, *deadline)),
-            Effect::Expire(ids) | Effect::ExpireFirst(ids) => {
-                valid
-                    .slots
-                    .iter()
-                    .for_each(|&s| self.records.set_state(s, State::Expired));
-                if !self.holders.is_empty() || !self.alt.is_empty() {
-                    for id in ids {
-                        let held = self
-                            .records
-                            .find(id.as_bytes())
-                            .and_then(|s| self.records.get(s))
-                            .map_or(0, |x| x.qty() as i64);
-                        self.finish_hold(id.as_bytes(), held, 0);
-                    }
+            Effect::Expire(_) | Effect::ExpireFirst(_) => {
+                for &s in &valid.slots {
+                    self.finish_hold(s, None);
+                    self.records.set_state(s, State::Expired);
                 }
             }
             Effect::Purge(ids) => {

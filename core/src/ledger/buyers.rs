@@ -149,6 +149,17 @@ impl Buyers {
             .find(hash, |s| self.holds(s, id))
     }
 
+    /// Starts loading the index line a later lookup of `id` reads.
+    pub fn prefetch(&self, id: &[u8]) {
+        if self.live == 0 {
+            return;
+        }
+        let h = self.hash(id);
+        if let Some(index) = self.shards.get(Self::shard_of(h)) {
+            index.prefetch(h);
+        }
+    }
+
     pub fn find(&self, id: &[u8]) -> Option<u32> {
         if self.live == 0 {
             return None;

@@ -126,18 +126,22 @@ impl Sku {
                 return Err(Error::invalid("buyer's units out of range"));
             }
         }
-        match self.records.insert(&p.txid, p.state, qty as u64, p.time) {
+        let buyer = p.buyer.as_ref().map(|b| self.buyers.slot_for(b));
+        let tag = buyer.map_or(0, |b| b + 1);
+        let inserted = self
+            .records
+            .insert_tagged(&p.txid, p.state, qty as u64, p.time, tag);
+        if let Some(b) = buyer {
+            let units = if inserted == Insert::Added { qty } else { 0 };
+            self.buyers.add_held(b, units);
+        }
+        match inserted {
             Insert::Added => {}
             Insert::Exists => return Err(Error::invalid("duplicate txid")),
             Insert::Full => return Err(Error::invalid("too many records")),
         }
         if p.state == State::Reserved {
             self.reserved += qty;
-        }
-        if let Some(b) = &p.buyer {
-            let slot = self.buyers.slot_for(b);
-            self.buyers.add_held(slot, qty);
-            self.holders.insert(p.txid.clone(), slot);
         }
         if p.alt != 0 {
             self.alt.insert(p.txid, p.alt);

@@ -261,19 +261,25 @@ impl Sku {
         }]))
     }
 
-    /// Each buyer's held units match its open holds.
+    /// Each buyer's held units match its open holds, and only open holds
+    /// name a buyer.
     pub(super) fn audit_buyers(&self) -> Result<()> {
         let mut held: hashbrown::HashMap<u32, i64, ahash::RandomState> = Default::default();
-        for (txid, &slot) in self.holders.iter() {
-            let r = self
-                .records
-                .find(txid.as_bytes())
-                .and_then(|s| self.records.get(s))
-                .filter(|r| r.state() == State::Reserved)
-                .ok_or_else(|| {
-                    Error::Drift(format!("buyer hold '{txid}' has no open reservation"))
-                })?;
-            *held.entry(slot).or_default() += r.qty() as i64;
+        for (slot, r) in self.records.iter_from(0) {
+            let Some(buyer) = self.records.tag(slot as u32).checked_sub(1) else {
+                continue;
+            };
+            if r.state() != State::Reserved {
+                return Err(Error::Drift(format!(
+                    "'{}' names a buyer but is {:?}",
+                    r.txid(),
+                    r.state()
+                )));
+            }
+            if self.buyers.id_at(buyer).is_none() {
+                return Err(Error::Drift(format!("'{}' names no known buyer", r.txid())));
+            }
+            *held.entry(buyer).or_default() += r.qty() as i64;
         }
         for (slot, units) in &held {
             let v = self.buyers.view_slot(*slot);

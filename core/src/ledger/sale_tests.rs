@@ -440,3 +440,58 @@ fn lowering_a_limit_takes_nothing_from_held_units() {
     );
     assert_eq!(s.view(START).available, 8);
 }
+
+#[test]
+fn compaction_moves_each_hold_with_its_buyer() {
+    let policy = Policy::default();
+    let mut s = Sku::new();
+    let mut r = Sku::new();
+    let e = s.plan_set(100_000, None, START).unwrap().effects;
+    commit(&mut s, &mut r, &e);
+    // 5,000 holds of 50 buyers; the first 4,900 cancelled and purged, so
+    // compaction moves the last 100 (held by buyers) into the holes.
+    for i in 0..5000u32 {
+        let txid = TxId::new(format!("order-{i:010}").as_bytes()).unwrap();
+        let b = buyer((i % 50) as u8);
+        let ttl = Ttl::Millis(if i < 4900 { 10 } else { 600_000 });
+        let p = s
+            .plan_reserve_for(&txid, 1, ttl, Some(&b), START, &policy)
+            .unwrap();
+        commit(&mut s, &mut r, &p.effects);
+    }
+    for i in 0..4900u32 {
+        let txid = TxId::new(format!("order-{i:010}").as_bytes()).unwrap();
+        let e = s.plan_cancel(&txid, START).unwrap().effects;
+        commit(&mut s, &mut r, &e);
+    }
+    let later = START + 10 + RETENTION + 1;
+    let e = s.plan_housekeeping(later, RETENTION, usize::MAX);
+    commit(&mut s, &mut r, &e);
+    assert!(s.pending().busy, "compaction is due");
+    while s.maintain(7) {
+        s.audit().unwrap();
+    }
+    s.audit().unwrap();
+    assert_eq!(s.records_len(), 100);
+    for b in 0..50u8 {
+        assert_eq!(s.buyer(buyer(b).as_bytes()).held, 2, "buyer {b}");
+    }
+    // Every hold still ends against its own buyer.
+    for i in 4900..5000u32 {
+        let txid = TxId::new(format!("order-{i:010}").as_bytes()).unwrap();
+        assert_eq!(
+            s.tx(txid.as_bytes(), later).unwrap().buyer,
+            Some(buyer((i % 50) as u8))
+        );
+        let e = s.plan_confirm_qty(&txid, None, later).unwrap().effects;
+        commit(&mut s, &mut r, &e);
+    }
+    for b in 0..50u8 {
+        assert_eq!(
+            s.buyer(buyer(b).as_bytes()),
+            BuyerView { held: 0, bought: 2 }
+        );
+    }
+    s.audit().unwrap();
+    assert_eq!(snapshot(&s), snapshot(&r));
+}

@@ -60,8 +60,6 @@ pub struct Sku {
     pub(super) rules: Rules,
     /// Per-buyer held and bought units.
     pub(super) buyers: Buyers,
-    /// The buyer slot each open hold made with `BUYER` counts against.
-    pub(super) holders: TxMap<u32>,
     /// A record's second quantity: the first quantity of an adjusted open
     /// hold (what a late retry of its INV.RESERVE names), or the units held
     /// when a partial confirm sold fewer (the record's qty is then the sold
@@ -149,6 +147,11 @@ impl Sku {
         self.records.prefetch(txid);
     }
 
+    /// The same hint for a buyer id.
+    pub fn prefetch_buyer(&self, id: &[u8]) {
+        self.buyers.prefetch(id);
+    }
+
     pub fn tx(&self, txid: &[u8], now: u64) -> Option<TxView> {
         let (state, qty, time) = self.lookup(txid, now)?;
         Some(self.tx_view(TxId::from_valid(txid), state, qty, time))
@@ -182,11 +185,12 @@ impl Sku {
         self.alt.get(txid).copied()
     }
 
+    /// The buyer slot an open hold counts against (the record's tag).
     pub(super) fn holder_slot(&self, txid: &[u8]) -> Option<u32> {
-        if self.holders.is_empty() {
+        if self.buyers.len() == 0 {
             return None;
         }
-        self.holders.get(txid).copied()
+        self.records.tag(self.records.find(txid)?).checked_sub(1)
     }
 
     pub(super) fn holder_of(&self, txid: &[u8]) -> Option<BuyerId> {
@@ -303,25 +307,22 @@ impl Sku {
 
     /// All records as persisted, in slab order.
     pub fn record_parts(&self) -> impl Iterator<Item = RecordParts> + '_ {
-        self.records.iter().map(|r| RecordParts {
+        self.records.iter_from(0).map(|(slot, r)| RecordParts {
             txid: r.txid(),
             state: r.state(),
             qty: r.qty() as i64,
             time: r.time(),
-            buyer: match r.state() {
-                State::Reserved => self.holder_of(r.txid_bytes()),
-                _ => None,
-            },
+            buyer: self
+                .records
+                .tag(slot as u32)
+                .checked_sub(1)
+                .and_then(|b| self.buyers.id_at(b)),
             alt: self.alt_of(r.txid_bytes()).unwrap_or(0),
         })
     }
 
     pub fn mem_usage(&self) -> usize {
         use std::mem::size_of;
-        size_of::<Sku>()
-            + self.records.mem_usage()
-            + self.buyers.mem_usage()
-            + self.holders.mem_usage()
-            + self.alt.mem_usage()
+        size_of::<Sku>() + self.records.mem_usage() + self.buyers.mem_usage() + self.alt.mem_usage()
     }
 }

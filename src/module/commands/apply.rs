@@ -2,6 +2,7 @@
 
 use super::{Handled, Request};
 use crate::module::key::Entry;
+use crate::module::propagation::Echo;
 use crate::module::server::{log, Level};
 use inventory_core::ledger::Error;
 use inventory_core::parse;
@@ -18,7 +19,8 @@ pub fn apply(ctx: &Context, req: &Request) -> Handled {
     }
     let cmd = parse::apply(req.args())?;
     let mut entry = Entry::open_arg(ctx, cmd.key)?;
-    if let Err(e) = entry.commit(std::slice::from_ref(&cmd.effect)) {
+    // One effect, passed on to this node's AOF and replicas as received.
+    if let Err(e) = entry.commit_echo(std::slice::from_ref(&cmd.effect), &Echo::verbatim()) {
         log(
             Level::Warning,
             &format!("INV.APPLY on a key out of step: {e}"),

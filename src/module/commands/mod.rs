@@ -60,6 +60,14 @@ impl<'a> Request<'a> {
         };
         let entry = Entry::open_arg(ctx, key)?;
         entry.sku().prefetch(txid.bytes());
+        // INV.RESERVE's `BUYER id` sits after qty or after `TTL ms`.
+        for at in [3, 5] {
+            if let [w, id, ..] = self.args.get(at..).unwrap_or(&[]) {
+                if w.bytes().eq_ignore_ascii_case(b"BUYER") {
+                    entry.sku().prefetch_buyer(id.bytes());
+                }
+            }
+        }
         Ok(entry)
     }
 }

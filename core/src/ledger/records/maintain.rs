@@ -278,6 +278,7 @@ impl Records {
                 (false, false) => {}
             }
         }
+        self.tags.relocate(f, t);
         let record = std::mem::replace(&mut self.slab[from], Record::free());
         let w = which(record.state());
         self.slab[to] = record;

@@ -16,6 +16,7 @@ mod heap;
 mod index;
 mod maintain;
 mod record;
+mod tags;
 
 use super::txid::TxId;
 pub(crate) use chunked::Chunked;
@@ -27,6 +28,7 @@ use maintain::{Compaction, NextIndex};
 pub(crate) use record::Rec;
 pub use record::State;
 use record::{holds, id_bytes, Record};
+use tags::Tags;
 /// All records of one SKU.
 #[derive(Clone)]
 pub(crate) struct Records {
@@ -57,6 +59,8 @@ pub(crate) struct Records {
     epoch: u32,
     /// Open records summed by deadline: what is due, without visiting it.
     deadlines: Deadlines,
+    /// A value some records carry (the owner's: a hold's buyer), by slot.
+    tags: Tags,
 }
 
 impl Default for Records {
@@ -77,6 +81,7 @@ impl Default for Records {
             heap_bytes: 0,
             epoch: 0,
             deadlines: Deadlines::default(),
+            tags: Tags::default(),
         }
     }
 }
@@ -159,6 +164,18 @@ impl Records {
 
     /// Adds a record, with one probe of the index.
     pub fn insert(&mut self, txid: &TxId, state: State, qty: u64, time: u64) -> Insert {
+        self.insert_tagged(txid, state, qty, time, 0)
+    }
+
+    /// `insert`, the new record carrying `tag` (0: none).
+    pub fn insert_tagged(
+        &mut self,
+        txid: &TxId,
+        state: State,
+        qty: u64,
+        time: u64,
+        tag: u32,
+    ) -> Insert {
         if self.len() >= MAX_RECORDS {
             return Insert::Full;
         }
@@ -206,7 +223,17 @@ impl Records {
         if state == State::Reserved {
             self.deadlines.add(time, qty as i64);
         }
+        self.tags.set(slot, tag);
         Insert::Added
+    }
+
+    /// The tag of the record in `slot` (0: none).
+    pub fn tag(&self, slot: u32) -> u32 {
+        self.tags.get(slot)
+    }
+
+    pub fn set_tag(&mut self, slot: u32, tag: u32) {
+        self.tags.set(slot, tag);
     }
 
     fn heap_parts(&mut self, w: Which) -> (&mut SlotHeap, &Chunked<Record>, &mut Chunked<u32>) {
@@ -274,6 +301,7 @@ impl Records {
         let hash = self.slot_hash(slot);
         self.index.remove(hash, slot);
         self.mirror_remove(hash, slot);
+        self.tags.set(slot, 0);
         let old = std::mem::replace(&mut self.slab[slot as usize], Record::free());
         if let Some(i) = old.long_index() {
             if let Some(b) = self.long.get_mut(i) {
@@ -354,6 +382,7 @@ impl Records {
             + self.long_free.capacity() * 4
             + self.heap_bytes
             + self.deadlines.mem_usage()
+            + self.tags.mem_usage()
     }
 
     /// Checks the internal structure; returns the first problem found.
