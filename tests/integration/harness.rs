@@ -62,6 +62,17 @@ pub fn pipelined(
     }
 }
 
+/// DUMPs `from` and RESTOREs the payload as `to` (no TTL).
+pub fn dump_restore(c: &mut Connection, from: &str, to: &str) {
+    let dump: Vec<u8> = redis::cmd("DUMP").arg(from).query(c).unwrap();
+    let _: () = redis::cmd("RESTORE")
+        .arg(to)
+        .arg(0)
+        .arg(&dump)
+        .query(c)
+        .unwrap();
+}
+
 /// Sends a command that must succeed.
 pub fn ok(c: &mut Connection, args: &[&str]) -> Value {
     call(c, args).unwrap_or_else(|e| panic!("{args:?} failed: {e}"))

@@ -65,13 +65,7 @@ fn dump_restore_copy_rename_preserve_the_value() {
         .arg("sku")
         .query(c)
         .unwrap();
-    let dump: Vec<u8> = redis::cmd("DUMP").arg("sku").query(c).unwrap();
-    let _: () = redis::cmd("RESTORE")
-        .arg("restored")
-        .arg(0)
-        .arg(&dump)
-        .query(c)
-        .unwrap();
+    dump_restore(c, "sku", "restored");
     ok(c, &["COPY", "sku", "copied"]);
     ok(c, &["RENAME", "sku", "renamed"]);
     for k in ["restored", "copied", "renamed"] {

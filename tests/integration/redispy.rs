@@ -11,26 +11,33 @@ fn redispy_path() -> String {
     })
 }
 
-#[test]
-fn redis_py_reads_maps_under_resp3_pairs_under_resp2_and_the_same_replies() {
-    let s = Server::start(&[]);
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/integration/redispy_check.py"
-    );
+/// Runs one of the checks in tests/integration with the real Python and
+/// the pinned redis-py against the server on `port`; what it printed, once
+/// it exited successfully.
+fn run_check(script: &str, port: u16) -> String {
+    let path = format!("{}/tests/integration/{script}", env!("CARGO_MANIFEST_DIR"));
     let out = Command::new("python3")
-        .arg(script)
-        .arg(s.port.to_string())
+        .arg(path)
+        .arg(port.to_string())
         .env("PYTHONPATH", redispy_path())
         .output()
         .expect("python3 (make deps installs it)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(stdout, "ok protocol=3\nok protocol=2\nok protocol=3\n");
+    stdout
+}
+
+#[test]
+fn redis_py_reads_maps_under_resp3_pairs_under_resp2_and_the_same_replies() {
+    let s = Server::start(&[]);
+    assert_eq!(
+        run_check("redispy_check.py", s.port),
+        "ok protocol=3\nok protocol=2\nok protocol=3\n"
+    );
 }
 
 /// redis-py's cluster client finds every key of every command, the
@@ -43,21 +50,8 @@ fn redis_py_cluster_client_routes_every_form() {
         &[],
         0,
     );
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/integration/redispy_cluster_check.py"
+    assert_eq!(
+        run_check("redispy_cluster_check.py", cluster.nodes[0].port),
+        "ok cluster\n"
     );
-    let out = Command::new("python3")
-        .arg(script)
-        .arg(cluster.nodes[0].port.to_string())
-        .env("PYTHONPATH", redispy_path())
-        .output()
-        .expect("python3 (make deps installs it)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(stdout, "ok cluster\n");
 }

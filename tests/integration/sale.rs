@@ -322,13 +322,7 @@ fn every_copy_reaches_the_same_state() {
     assert_eq!(ok(&mut replica.conn(), &["INV.GET", "sku"]), get);
     ok(c, &["DEBUG", "RELOAD"]);
     assert_eq!(digest(c), d, "DEBUG RELOAD");
-    let dump: Vec<u8> = redis::cmd("DUMP").arg("sku").query(c).unwrap();
-    let _: () = redis::cmd("RESTORE")
-        .arg("restored")
-        .arg(0)
-        .arg(&dump)
-        .query(c)
-        .unwrap();
+    dump_restore(c, "sku", "restored");
     let digest_of = |c: &mut Connection, k: &str| -> Vec<String> {
         redis::cmd("DEBUG")
             .arg("DIGEST-VALUE")

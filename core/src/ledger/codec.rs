@@ -143,19 +143,22 @@ fn decode_header(buf: &[u8]) -> Result<Header> {
     })
 }
 
+/// A record's four fields as every version stores them, checked.
+fn record(txid: &[u8], state: u8, qty: i64, time: u64) -> Result<RecordParts> {
+    Ok(RecordParts {
+        txid: TxId::new(txid).map_err(malformed)?,
+        state: State::from_code(state).ok_or_else(|| malformed("unknown state"))?,
+        qty,
+        time,
+        buyer: None,
+        alt: 0,
+    })
+}
+
 fn decode_chunk(buf: &[u8]) -> Result<Vec<RecordParts>> {
     let wire: Vec<WireRecord> = decode_exact(buf)?;
     wire.into_iter()
-        .map(|w| {
-            Ok(RecordParts {
-                txid: TxId::new(&w.txid).map_err(malformed)?,
-                state: State::from_code(w.state).ok_or_else(|| malformed("unknown state"))?,
-                qty: w.qty,
-                time: w.time,
-                buyer: None,
-                alt: 0,
-            })
-        })
+        .map(|w| record(&w.txid, w.state, w.qty, w.time))
         .collect()
 }
 
@@ -164,15 +167,12 @@ fn decode_chunk_v2(buf: &[u8]) -> Result<Vec<RecordParts>> {
     wire.into_iter()
         .map(|w| {
             Ok(RecordParts {
-                txid: TxId::new(&w.txid).map_err(malformed)?,
-                state: State::from_code(w.state).ok_or_else(|| malformed("unknown state"))?,
-                qty: w.qty,
-                time: w.time,
                 buyer: match w.buyer.as_slice() {
                     [] => None,
                     b => Some(BuyerId::new(b).map_err(malformed)?),
                 },
                 alt: w.alt,
+                ..record(&w.txid, w.state, w.qty, w.time)?
             })
         })
         .collect()

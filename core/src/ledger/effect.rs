@@ -240,6 +240,17 @@ impl Effect {
             .map_err(|_| bad())?
             .to_ascii_uppercase();
         let buyer = |a: &[u8]| BuyerId::new(a).map_err(|_| bad());
+        // A record's first four words: txid, state, qty, time.
+        let record = |c: &[&[u8]]| -> Result<RecordParts> {
+            Ok(RecordParts {
+                txid: id(c[0])?,
+                state: State::parse(c[1]).ok_or_else(bad)?,
+                qty: int(c[2])?,
+                time: time(c[3])?,
+                buyer: None,
+                alt: 0,
+            })
+        };
         let word = |a: &[u8], w: &str| a.eq_ignore_ascii_case(w.as_bytes());
         Ok(match (op.as_str(), rest) {
             ("STOCK", [s]) => Effect::Stock(int(s)?),
@@ -293,33 +304,19 @@ impl Effect {
                 version: time(v)?,
                 rules: parse_rules(r).ok_or_else(bad)?,
             },
-            ("RECORDS", r) if !r.is_empty() && r.len() % 4 == 0 => Effect::Records(
-                r.chunks_exact(4)
-                    .map(|c| {
-                        Ok(RecordParts {
-                            txid: id(c[0])?,
-                            state: State::parse(c[1]).ok_or_else(bad)?,
-                            qty: int(c[2])?,
-                            time: time(c[3])?,
-                            buyer: None,
-                            alt: 0,
-                        })
-                    })
-                    .collect::<Result<_>>()?,
-            ),
+            ("RECORDS", r) if !r.is_empty() && r.len() % 4 == 0 => {
+                Effect::Records(r.chunks_exact(4).map(record).collect::<Result<_>>()?)
+            }
             ("RECORDS2", r) if !r.is_empty() && r.len() % 6 == 0 => Effect::Records(
                 r.chunks_exact(6)
                     .map(|c| {
                         Ok(RecordParts {
-                            txid: id(c[0])?,
-                            state: State::parse(c[1]).ok_or_else(bad)?,
-                            qty: int(c[2])?,
-                            time: time(c[3])?,
                             buyer: match c[4] {
                                 [] => None,
                                 b => Some(buyer(b)?),
                             },
                             alt: int(c[5])?,
+                            ..record(c)?
                         })
                     })
                     .collect::<Result<_>>()?,

@@ -5,7 +5,7 @@ use crate::module::key::Entry;
 use crate::module::propagation::Echo;
 use crate::module::server::{log, Level};
 use inventory_core::ledger::Error;
-use inventory_core::parse;
+use inventory_core::parse::{self, Arg as _};
 use redis_module::{Context, ContextFlags, RedisValue};
 
 /// Accepted only from a master's stream or while loading, where it applies
@@ -17,8 +17,22 @@ pub fn apply(ctx: &Context, req: &Request) -> Handled {
             "INV.APPLY is internal: accepted only from a master's replication stream or an AOF being loaded",
         ));
     }
-    let cmd = parse::apply(req.args())?;
-    let mut entry = Entry::open_arg(ctx, cmd.key)?;
+    // The key is opened and the lines a reserve's txid (and buyer) will be
+    // looked up in are loaded while the effect is parsed, as on the master.
+    let args = req.args();
+    let mut entry = match args.first() {
+        Some(&key) => Entry::open_arg(ctx, key)?,
+        None => return Err(Error::Arity("inv.apply")),
+    };
+    if let [_, _, txid, rest @ ..] = args {
+        entry.sku().prefetch(txid.bytes());
+        if let [_, _, w, id] = rest {
+            if w.bytes().eq_ignore_ascii_case(b"BUYER") {
+                entry.sku().prefetch_buyer(id.bytes());
+            }
+        }
+    }
+    let cmd = parse::apply(args)?;
     // One effect, passed on to this node's AOF and replicas as received.
     if let Err(e) = entry.commit_echo(std::slice::from_ref(&cmd.effect), &Echo::verbatim()) {
         log(

@@ -51,6 +51,22 @@ fn reserve_buyer(p: &mut redis::Pipeline, key: String, r: usize, i: usize) {
     p.arg("BUYER").arg(format!("buyer-{i:010}"));
 }
 
+/// The seckill Lua for a new buyer on `key` (its stock; the buyer set and
+/// the order stream share its hash tag), no sale window.
+fn seckill(p: &mut redis::Pipeline, sha: &str, key: &str, r: usize, i: usize) {
+    p.cmd("EVALSHA")
+        .arg(sha)
+        .arg(3)
+        .arg(key)
+        .arg(format!("{key}:buyers"))
+        .arg(format!("{key}:orders"))
+        .arg(format!("buyer-{i:010}"))
+        .arg(1)
+        .arg(txid(r, i))
+        .arg(0)
+        .arg(0);
+}
+
 /// A key with a per-buyer limit of one unit.
 fn limit_one(c: &mut Connection, key: &str) {
     let _: () = redis::cmd("INV.RULES")
@@ -215,19 +231,7 @@ pub(crate) fn variants() -> Vec<Variant> {
                 load_script(c, SECKILL);
                 set_big(c, "SET", format!("{{cpu:sk:{r}}}"));
             },
-            move |p, r, i| {
-                p.cmd("EVALSHA")
-                    .arg(&seckill_sha)
-                    .arg(3)
-                    .arg(format!("{{cpu:sk:{r}}}"))
-                    .arg(format!("{{cpu:sk:{r}}}:buyers"))
-                    .arg(format!("{{cpu:sk:{r}}}:orders"))
-                    .arg(format!("buyer-{i:010}"))
-                    .arg(1)
-                    .arg(txid(r, i))
-                    .arg(0)
-                    .arg(0);
-            },
+            move |p, r, i| seckill(p, &seckill_sha, &format!("{{cpu:sk:{r}}}"), r, i),
         ),
         variant(
             "seckill Lua sold out",
@@ -239,19 +243,7 @@ pub(crate) fn variants() -> Vec<Variant> {
                     .query(c)
                     .unwrap();
             },
-            move |p, r, i| {
-                p.cmd("EVALSHA")
-                    .arg(&seckill_sold_out_sha)
-                    .arg(3)
-                    .arg(format!("{{cpu:sk0:{r}}}"))
-                    .arg(format!("{{cpu:sk0:{r}}}:buyers"))
-                    .arg(format!("{{cpu:sk0:{r}}}:orders"))
-                    .arg(format!("buyer-{i:010}"))
-                    .arg(1)
-                    .arg(txid(r, i))
-                    .arg(0)
-                    .arg(0);
-            },
+            move |p, r, i| seckill(p, &seckill_sold_out_sha, &format!("{{cpu:sk0:{r}}}"), r, i),
         ),
     ];
     if crate::phases::deployed::tairstring().is_some() {
