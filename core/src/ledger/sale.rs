@@ -77,11 +77,6 @@ impl Sku {
         self.buyers.view(id)
     }
 
-    /// Buyers with held or bought units.
-    pub fn buyer_count(&self) -> usize {
-        self.buyers.len()
-    }
-
     /// Every buyer's bought units in this sale, for persistence.
     pub fn buyer_parts(&self) -> impl Iterator<Item = (BuyerId, i64)> + '_ {
         self.buyers
@@ -137,15 +132,21 @@ impl Sku {
             }
             return Ok(None);
         };
-        let v = self.buyers.view(b.as_bytes());
-        let total = v.held + v.bought + qty;
-        if r.limit != 0 && total > r.limit as i64 {
+        self.buyer_room(self.buyers.view(b.as_bytes()), qty, &format!("buyer '{b}'"))
+    }
+
+    /// Whether a buyer (`who` in the error) with counters `v` may take
+    /// `more` units: LIMITED past the key's limit, an error past the most
+    /// one buyer can count (`None`: it may).
+    fn buyer_room(&self, v: BuyerView, more: i64, who: &str) -> Result<Option<Plan>> {
+        let total = v.held + v.bought + more;
+        if self.rules.limit != 0 && total > self.rules.limit as i64 {
             return Ok(Some(Plan::new(Status::Limited, Event::Limited)));
         }
         if total > MAX_BUYER_UNITS {
             return Err(Error::invalid(format!(
-                "buyer '{b}' would hold and have bought {total} units of this key, above \
-                 the maximum {MAX_BUYER_UNITS}"
+                "{who} would hold and have bought {total} units of this key, above the \
+                 maximum {MAX_BUYER_UNITS}"
             )));
         }
         Ok(None)
@@ -233,15 +234,8 @@ impl Sku {
             let more = qty - held;
             if let Some(slot) = self.holder_slot(txid.as_bytes()) {
                 let v = self.buyers.view_slot(slot);
-                let total = v.held + v.bought + more;
-                if self.rules.limit != 0 && total > self.rules.limit as i64 {
-                    return Ok(Plan::new(Status::Limited, Event::Limited));
-                }
-                if total > MAX_BUYER_UNITS {
-                    return Err(Error::invalid(format!(
-                        "the buyer would hold and have bought {total} units of this key, \
-                         above the maximum {MAX_BUYER_UNITS}"
-                    )));
+                if let Some(refused) = self.buyer_room(v, more, "the buyer")? {
+                    return Ok(refused);
                 }
             }
             if self.view(now).available < more {

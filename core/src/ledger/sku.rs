@@ -190,7 +190,7 @@ impl Sku {
         if self.buyers.len() == 0 {
             return None;
         }
-        self.records.tag(self.records.find(txid)?).checked_sub(1)
+        self.buyer_at(self.records.find(txid)?)
     }
 
     pub(super) fn holder_of(&self, txid: &[u8]) -> Option<BuyerId> {
