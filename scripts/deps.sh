@@ -7,6 +7,9 @@
 #   exporter  Debian's prometheus-redis-exporter (the INFO-to-Prometheus test)
 #   promtool  Debian's prometheus, for promtool (checks the shipped alert rules)
 #   redispy   redis-py from PyPI in .deps/redispy (the RESP2/RESP3 test from Python)
+#   node      Node.js (apt-get when missing) and the clients pinned in
+#             scripts/node-clients (ioredis, node-redis) in .deps/node (npm ci);
+#             prints the node_modules folder (docs/clients.md's examples)
 #   fuzz      cargo-fuzz (cargo install), for fuzz/ with the nightly toolchain
 # Usage: scripts/deps.sh NEED...  For each server (redis, valkey8, valkey9)
 # and each tool it prints the path of the binary. Each wheel goes to its own folder under .deps/ (git-ignored,
@@ -98,6 +101,21 @@ need_pylib() {
   echo "$(pwd)/$dir"
 }
 
+# The Node.js clients of scripts/node-clients, installed exactly as its lock
+# file says; again whenever the lock file changes.
+need_node() {
+  command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+  local dir=.deps/node
+  if ! cmp -s scripts/node-clients/package-lock.json "$dir/package-lock.json" || ! [ -d "$dir/node_modules" ]; then
+    say "installing the Node.js clients of scripts/node-clients into $dir (npm ci)"
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    cp scripts/node-clients/package.json scripts/node-clients/package-lock.json "$dir/"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >&2)
+  fi
+  echo "$(pwd)/$dir/node_modules"
+}
+
 need_fuzz() {
   if ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
     say "installing the nightly toolchain (rustup), which cargo-fuzz needs"
@@ -128,7 +146,7 @@ need_promtool() {
   command -v promtool
 }
 
-[ $# -gt 0 ] || { echo "usage: $0 libclang|redis|valkey8|valkey9|exporter|promtool|redispy|fuzz ..." >&2; exit 2; }
+[ $# -gt 0 ] || { echo "usage: $0 libclang|redis|valkey8|valkey9|exporter|promtool|redispy|node|fuzz ..." >&2; exit 2; }
 for need in "$@"; do
   case "$need" in
   libclang) have_libclang || apt_install libclang-dev ;;
@@ -138,6 +156,7 @@ for need in "$@"; do
   exporter) need_exporter ;;
   promtool) need_promtool ;;
   redispy) need_pylib redispy "$REDISPY" ;;
+  node) need_node ;;
   fuzz) need_fuzz ;;
   *) echo "unknown need '$need'" >&2; exit 2 ;;
   esac

@@ -289,20 +289,21 @@ fn acl_categories_where_the_server_has_them() {
     assert!(refused(inventory_reader, &["GET", "k"]));
 }
 
-/// README's ACL rules for each role, in the column for this server.
-fn readme_rules(redis_7_0: bool) -> Vec<(String, Vec<String>)> {
-    let readme = include_str!("../../README.md");
-    let section = readme
-        .split("### ACL")
+/// The ACL rules docs/commands.md gives each role, in the column for this
+/// server.
+fn documented_rules(redis_7_0: bool) -> Vec<(String, Vec<String>)> {
+    let reference = include_str!("../../docs/commands.md");
+    let section = reference
+        .split("## ACL")
         .nth(1)
-        .expect("README has an ACL section");
+        .expect("docs/commands.md has an ACL section");
     ["order service", "seller", "read-only dashboard"]
         .iter()
         .map(|role| {
             let row = section
                 .lines()
                 .find(|l| l.starts_with(&format!("| {role} |")))
-                .unwrap_or_else(|| panic!("README has no rules for {role}"));
+                .unwrap_or_else(|| panic!("docs/commands.md has no rules for {role}"));
             let cells: Vec<&str> = row.split('|').map(str::trim).collect();
             let valkey = cells[2];
             let cell = match cells[3] {
@@ -321,12 +322,12 @@ fn readme_rules(redis_7_0: bool) -> Vec<(String, Vec<String>)> {
 }
 
 #[test]
-fn the_readme_rules_give_each_role_what_it_says() {
+fn the_documented_rules_give_each_role_what_they_say() {
     let s = Server::start(&[]);
     let c = &mut s.conn();
     ok(c, &["INV.SET", "sku:1", "5"]);
     let redis_7_0 = version(c).starts_with("Redis 7.0");
-    for (role, rules) in readme_rules(redis_7_0) {
+    for (role, rules) in documented_rules(redis_7_0) {
         let rules: Vec<&str> = rules.iter().map(String::as_str).collect();
         let u = &mut user(&s, &role.replace(' ', "-"), &rules);
         let can = [

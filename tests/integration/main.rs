@@ -5,6 +5,7 @@ mod harness;
 
 mod acl;
 mod bounds;
+mod clients;
 mod cluster;
 mod commands;
 mod concurrency;

@@ -1,11 +1,11 @@
-//! README's redis-cli examples cannot drift: every ```console block is run
-//! against a fresh server through the real redis-cli, and what it prints
-//! must be what README shows.
+//! The redis-cli examples of README and docs/commands.md cannot drift:
+//! every ```console block is run against a fresh server through the real
+//! redis-cli, and what it prints must be what the page shows.
 
 use crate::harness::*;
 use std::process::Command;
 
-/// A step of a console block: a command line and the output README shows.
+/// A step of a console block: a command line and the output the page shows.
 struct Step {
     line: String,
     output: String,
@@ -59,20 +59,30 @@ fn run(line: &str, port: u16) -> String {
                 .expect("redis-cli (make deps installs it)");
             String::from_utf8_lossy(&out.stdout).into_owned()
         }
-        _ => panic!("README console line not understood: {line}"),
+        _ => panic!("console line not understood: {line}"),
     }
 }
 
+/// The pages whose console blocks are run.
+const PAGES: [&str; 2] = ["README.md", "docs/commands.md"];
+
 #[test]
-fn readme_console_examples_print_what_readme_shows() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
-        .expect("README.md");
-    let blocks = console_blocks(&readme);
-    assert!(!blocks.is_empty(), "README has no console block");
-    for steps in blocks {
-        let s = Server::start(&[]);
-        for step in steps {
-            assert_eq!(run(&step.line, s.port), step.output, "$ {}", step.line);
+fn console_examples_print_what_the_pages_show() {
+    for page in PAGES {
+        let path = format!("{}/{page}", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let blocks = console_blocks(&text);
+        assert!(!blocks.is_empty(), "{page} has no console block");
+        for steps in blocks {
+            let s = Server::start(&[]);
+            for step in steps {
+                assert_eq!(
+                    run(&step.line, s.port),
+                    step.output,
+                    "{page}: $ {}",
+                    step.line
+                );
+            }
         }
     }
 }

@@ -5,7 +5,7 @@
 use crate::harness::*;
 use std::process::Command;
 
-fn redispy_path() -> String {
+pub fn redispy_path() -> String {
     std::env::var("INVENTORY_REDISPY").unwrap_or_else(|_| {
         panic!("INVENTORY_REDISPY is unset: run `make test`, which installs redis-py into .deps/redispy and sets it")
     })
