@@ -22,10 +22,11 @@ run: release ## Start redis-server with the module in the foreground (PORT=6379;
 	@scripts/deps.sh redis >/dev/null
 	scripts/run.sh $(PORT)
 
-test: deps ## fmt, clippy, unit + property tests, 15 s of fuzzing per target, then integration and cluster tests and the short reliability suite on Redis 7.0, Valkey 8.1 and Valkey 9.1; lists the tests skipped on a server, with why
+test: deps ## fmt, clippy, the layering check, unit + property tests, 15 s of fuzzing per target, then integration and cluster tests and the short reliability suite on Redis 7.0, Valkey 8.1 and Valkey 9.1; lists the tests skipped on a server, with why
 	@mkdir -p target && rm -f target/test-skips.log
 	cargo fmt --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	scripts/check-layers.py
 	cargo build
 	cargo test -p inventory-core
 	cargo test -p redis-inventory --lib

@@ -135,5 +135,5 @@ extern "C" fn info_callback(
     ctx: *mut redis_module::raw::RedisModuleInfoCtx,
     for_crash_report: i32,
 ) {
-    module::info(&redis_module::InfoContext::new(ctx), for_crash_report != 0);
+    module::info::info(&redis_module::InfoContext::new(ctx), for_crash_report != 0);
 }

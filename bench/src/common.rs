@@ -204,6 +204,28 @@ pub(crate) fn implementation_name(imp: Impl) -> &'static str {
     }
 }
 
+/// Stocks the key `hot` and fills it with `n` one-unit reservations that
+/// share one deadline (PXAT), leaving enough time to fill before it;
+/// returns the deadline.
+pub(crate) fn fill_sharing_one_deadline(c: &mut redis::Connection, n: usize) -> u64 {
+    let _: () = redis::cmd("INV.SET").arg("hot").arg(BIG).query(c).unwrap();
+    let deadline = now_ms() + 2_000 + (n as u64 / 50);
+    run(c, n, 1000, |p, i| {
+        p.cmd("INV.RESERVE")
+            .arg("hot")
+            .arg(tagged_txid("", i))
+            .arg(1)
+            .arg("PXAT")
+            .arg(deadline)
+            .ignore();
+    });
+    assert!(
+        now_ms() + 200 < deadline,
+        "filling took longer than planned"
+    );
+    deadline
+}
+
 /// The bench's txid number `i`: `tag` then `i`, zero-padded to 16 bytes
 /// together (an untagged one is `i` in 16 digits).
 pub(crate) fn tagged_txid(tag: &str, i: usize) -> String {

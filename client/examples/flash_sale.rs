@@ -125,8 +125,8 @@ async fn main() -> redis_inventory_client::Result<()> {
     let mut available = 0;
     for s in &skus {
         let st = client.get(s).await?.expect("sku exists");
-        sold += st.sold;
-        available += st.available;
+        sold += st.counts.sold;
+        available += st.counts.available;
     }
     let offered = args.units * args.skus as i64;
     let oversold = (sold - offered).max(0) + (paid - sold).abs();

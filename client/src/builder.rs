@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 /// ```
 #[derive(Clone, Copy, Debug)]
 pub struct ClientBuilder {
-    retry: RetryPolicy,
-    durability: Option<Durability>,
-    window: usize,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) durability: Option<Durability>,
+    pub(crate) window: usize,
 }
 
 impl Default for ClientBuilder {
@@ -149,9 +149,7 @@ impl ClientBuilder {
     fn build(self, backend: Backend) -> Client {
         Client {
             backend,
-            retry: self.retry,
-            durability: self.durability,
-            window: self.window,
+            options: self,
         }
     }
 }

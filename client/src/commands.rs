@@ -3,7 +3,7 @@
 //! own `AsyncCommands`: no second connection, redis-rs's errors.
 
 use crate::sale::{adjust_cmd, confirm_qty_cmd, reserve_for_cmd};
-use crate::{BuyerTotals, Outcome, Reply, SaleRules, Stock, TxRecord};
+use crate::{BuyerTotals, Outcome, Reply, SaleRules, Stock, StockCounts, TxRecord};
 use redis::aio::ConnectionLike;
 use redis::{cmd, Cmd, ErrorKind, FromRedisValue, RedisError, RedisFuture, RedisResult, Value};
 use std::collections::HashMap;
@@ -226,24 +226,13 @@ impl FromRedisValue for Stock {
             .iter()
             .filter_map(|(k, v)| Some((k.as_str(), redis::from_redis_value(v).ok()?)))
             .collect();
-        let get = |k: &str| {
-            fields
-                .get(k)
-                .copied()
-                .ok_or_else(|| bad("INV.GET lacks", k))
-        };
         let rule = |k: &str| fields.get(k).map(|v| (*v).max(0) as u64);
         Ok(Stock {
+            counts: StockCounts::from_fields(|k| fields.get(k).copied())
+                .map_err(|k| bad("INV.GET lacks", k))?,
             limit: rule("limit"),
             start: rule("start"),
             end: rule("end"),
-            stock: get("stock")?,
-            reserved: get("reserved")?,
-            available: get("available")?,
-            sold: get("sold")?,
-            version: get("version")?.max(0) as u64,
-            open: get("open")?.max(0) as u64,
-            records: get("records")?.max(0) as u64,
         })
     }
 }

@@ -52,7 +52,7 @@ pub use commands::{InventoryCommands, ScanPage};
 pub use inventory_core::slot::slot;
 pub use order::{Blocked, LineResult, OrderLine, OrderResult};
 pub use sale::{BuyerTotals, SaleRules};
-pub use types::{Error, Outcome, Reply, Result, ServerError, Stock, TxRecord};
+pub use types::{Error, Outcome, Reply, Result, ServerError, Stock, StockCounts, TxRecord};
 
 use futures::StreamExt;
 use redis::aio::ConnectionManager;
@@ -102,9 +102,9 @@ pub(crate) enum Backend {
 #[derive(Clone)]
 pub struct Client {
     backend: Backend,
-    retry: RetryPolicy,
-    durability: Option<Durability>,
-    window: usize,
+    /// The options it connected with, changed by the `with_*` methods: one
+    /// place for them, whether set before connecting or after.
+    options: ClientBuilder,
 }
 
 /// One reserve in a batch.
@@ -162,7 +162,8 @@ impl Client {
         Client::builder().cluster(urls).await
     }
 
-    /// Sets how idempotent commands are retried.
+    /// Sets how idempotent commands are retried (as [`ClientBuilder::retry`]
+    /// does before connecting).
     ///
     /// ```no_run
     /// # async fn demo(c: redis_inventory_client::Client) {
@@ -171,7 +172,7 @@ impl Client {
     /// # }
     /// ```
     pub fn with_retry(mut self, retry: RetryPolicy) -> Client {
-        self.retry = retry;
+        self.options = self.options.retry(retry);
         self
     }
 
@@ -185,7 +186,7 @@ impl Client {
     /// # }
     /// ```
     pub fn with_durability(mut self, durability: Durability) -> Client {
-        self.durability = Some(durability);
+        self.options = self.options.durability(durability);
         self
     }
 
@@ -197,7 +198,7 @@ impl Client {
     /// # }
     /// ```
     pub fn with_window(mut self, window: usize) -> Client {
-        self.window = window.max(1);
+        self.options = self.options.window(window);
         self
     }
 
@@ -224,12 +225,15 @@ impl Client {
     /// Only for commands that are idempotent by txid.
     async fn send_idempotent(&self, key: &[u8], cmd: &Cmd) -> Result<Value> {
         let started = Instant::now();
-        let mut backoff = self.retry.initial_backoff;
+        let mut backoff = self.options.retry.initial_backoff;
         loop {
             match self.send(key, cmd).await {
-                Err(e) if e.is_transient() && started.elapsed() + backoff < self.retry.deadline => {
+                Err(e)
+                    if e.is_transient()
+                        && started.elapsed() + backoff < self.options.retry.deadline =>
+                {
                     tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(self.retry.max_backoff);
+                    backoff = (backoff * 2).min(self.options.retry.max_backoff);
                 }
                 other => return other,
             }
@@ -244,7 +248,7 @@ impl Client {
 
     /// After a write: `WAIT` on the node that took it, when durability is set.
     async fn settle(&self, key: &[u8], mut reply: Reply) -> Result<Reply> {
-        if let Some(d) = self.durability {
+        if let Some(d) = self.options.durability {
             let mut wait = cmd("WAIT");
             wait.arg(d.replicas)
                 .arg(u64::try_from(d.timeout.as_millis()).unwrap_or(u64::MAX));
@@ -296,7 +300,7 @@ impl Client {
     ///
     /// ```no_run
     /// # async fn demo(c: redis_inventory_client::Client) -> redis_inventory_client::Result<()> {
-    /// if let Some(s) = c.get("sku:tee").await? { println!("{} available", s.available); }
+    /// if let Some(s) = c.get("sku:tee").await? { println!("{} available", s.counts.available); }
     /// # Ok(()) }
     /// ```
     pub async fn get(&self, sku: &str) -> Result<Option<Stock>> {
@@ -430,7 +434,7 @@ impl Client {
     pub async fn reserve_many(&self, requests: &[ReserveRequest]) -> Vec<Result<Reply>> {
         futures::stream::iter(requests)
             .map(|r| self.reserve(&r.sku, &r.txid, r.qty, r.ttl))
-            .buffered(self.window)
+            .buffered(self.options.window)
             .collect()
             .await
     }

@@ -26,23 +26,22 @@ pub struct Reply {
     pub acked_replicas: Option<u64>,
 }
 
-/// A snapshot of one SKU (`INV.GET`).
+/// The counters of one SKU as `INV.GET` answers them: the module's own
+/// type (`inventory_core::ledger::View`), so the fields cannot drift apart.
+pub use inventory_core::ledger::View as StockCounts;
+
+/// A snapshot of one SKU (`INV.GET`): its counters, and the sale rules that
+/// are set.
+///
+/// ```
+/// use redis_inventory_client::{Stock, StockCounts};
+/// let s = Stock { counts: StockCounts { stock: 3, available: 3, ..Default::default() }, ..Default::default() };
+/// assert_eq!((s.counts.available, s.limit), (3, None));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Stock {
-    /// Units on hand, reserved ones included.
-    pub stock: i64,
-    /// Units held by open reservations.
-    pub reserved: i64,
-    /// `stock - reserved`.
-    pub available: i64,
-    /// Units confirmed since the key was created.
-    pub sold: i64,
-    /// +1 on every change; use it with `IFVERSION`.
-    pub version: u64,
-    /// Open reservations.
-    pub open: u64,
-    /// Transaction records the key holds (open, finished and fences).
-    pub records: u64,
+    /// Stock, reserved, available, sold, version, open and records.
+    pub counts: StockCounts,
     /// The per-buyer limit, when set (`INV.RULES LIMIT`).
     pub limit: Option<u64>,
     /// When the sale window opens (unix ms), when set.

@@ -18,7 +18,7 @@ async fn serves_from_memory_until_another_client_changes_the_key() {
     let cache = StockCache::connect(&s.url()).await.unwrap();
 
     let first = cache.get("sku:a").await.unwrap().expect("sku:a exists");
-    assert_eq!((first.available, first.version), (10, 1));
+    assert_eq!((first.counts.available, first.counts.version), (10, 1));
     for _ in 0..5 {
         assert_eq!(cache.get("sku:a").await.unwrap(), Some(first));
     }
@@ -38,7 +38,7 @@ async fn serves_from_memory_until_another_client_changes_the_key() {
         .unwrap();
     cache.sync().await.unwrap();
     let after = cache.get("sku:a").await.unwrap().unwrap();
-    assert_eq!((after.available, after.version), (7, 2));
+    assert_eq!((after.counts.available, after.counts.version), (7, 2));
     assert_eq!(cache.stats().invalidations, 1);
 
     // A key that does not exist is cached as absent, until it is created.
@@ -46,7 +46,7 @@ async fn serves_from_memory_until_another_client_changes_the_key() {
     assert_eq!(cache.get("sku:new").await.unwrap(), None);
     writer.set("sku:new", 4, None).await.unwrap();
     cache.sync().await.unwrap();
-    assert_eq!(cache.get("sku:new").await.unwrap().unwrap().stock, 4);
+    assert_eq!(cache.get("sku:new").await.unwrap().unwrap().counts.stock, 4);
 
     // Expiry on the server announces the change too.
     // (A TTL that a loaded machine does not reach before the first read;
@@ -56,11 +56,14 @@ async fn serves_from_memory_until_another_client_changes_the_key() {
         .await
         .unwrap();
     cache.sync().await.unwrap();
-    assert_eq!(cache.get("sku:a").await.unwrap().unwrap().reserved, 4);
+    assert_eq!(
+        cache.get("sku:a").await.unwrap().unwrap().counts.reserved,
+        4
+    );
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     loop {
         cache.sync().await.unwrap();
-        if cache.get("sku:a").await.unwrap().unwrap().reserved == 3 {
+        if cache.get("sku:a").await.unwrap().unwrap().counts.reserved == 3 {
             break;
         }
         assert!(
@@ -104,8 +107,8 @@ async fn reads_racing_writes_end_on_the_servers_version() {
             r.await.unwrap();
         }
         cache.sync().await.unwrap();
-        let cached = cache.get("hot").await.unwrap().unwrap().version;
-        let server = writer.get("hot").await.unwrap().unwrap().version;
+        let cached = cache.get("hot").await.unwrap().unwrap().counts.version;
+        let server = writer.get("hot").await.unwrap().unwrap().counts.version;
         assert_eq!(cached, server, "round {round}");
     }
     assert!(cache.stats().hits > 0, "{:?}", cache.stats());
@@ -117,7 +120,7 @@ async fn a_lost_connection_empties_the_cache_and_the_next_read_reconnects() {
     let writer = Client::standalone(&s.url()).await.unwrap();
     writer.set("sku:b", 5, None).await.unwrap();
     let cache = StockCache::connect(&s.url()).await.unwrap();
-    assert_eq!(cache.get("sku:b").await.unwrap().unwrap().version, 1);
+    assert_eq!(cache.get("sku:b").await.unwrap().unwrap().counts.version, 1);
 
     // Kill the tracking connection, then change the key: the change's
     // announcement had nowhere to go, so once the client has noticed the
@@ -155,10 +158,10 @@ async fn a_lost_connection_empties_the_cache_and_the_next_read_reconnects() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let now = cache.get("sku:b").await.unwrap().unwrap();
-    assert_eq!((now.stock, now.version), (6, 2));
+    assert_eq!((now.counts.stock, now.counts.version), (6, 2));
     // Reconnected with tracking on: it caches and is invalidated again.
     assert_eq!(cache.get("sku:b").await.unwrap(), Some(now));
     writer.set("sku:b", 7, None).await.unwrap();
     cache.sync().await.unwrap();
-    assert_eq!(cache.get("sku:b").await.unwrap().unwrap().version, 3);
+    assert_eq!(cache.get("sku:b").await.unwrap().unwrap().counts.version, 3);
 }

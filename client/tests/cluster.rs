@@ -105,7 +105,8 @@ async fn orders_span_shards_and_compensate() {
         (r.outcome, r.blocked.clone(), r.compensated),
         (Outcome::Reserved, None, false)
     );
-    let reserved = |c: Client, s: String| async move { c.get(&s).await.unwrap().unwrap().reserved };
+    let reserved =
+        |c: Client, s: String| async move { c.get(&s).await.unwrap().unwrap().counts.reserved };
     assert_eq!(reserved(c.clone(), all[0].into()).await, 2);
     // Retrying the whole order changes nothing.
     let again = c.reserve_order("o1", &lines, None).await.unwrap();
@@ -117,7 +118,7 @@ async fn orders_span_shards_and_compensate() {
     let before: Vec<i64> = futures::future::join_all(all.iter().map(|s| {
         let c = c.clone();
         let s = s.to_string();
-        async move { c.get(&s).await.unwrap().unwrap().available }
+        async move { c.get(&s).await.unwrap().unwrap().counts.available }
     }))
     .await;
     let greedy = vec![
@@ -137,7 +138,7 @@ async fn orders_span_shards_and_compensate() {
     let after: Vec<i64> = futures::future::join_all(all.iter().map(|s| {
         let c = c.clone();
         let s = s.to_string();
-        async move { c.get(&s).await.unwrap().unwrap().available }
+        async move { c.get(&s).await.unwrap().unwrap().counts.available }
     }))
     .await;
     assert_eq!(
@@ -151,7 +152,7 @@ async fn orders_span_shards_and_compensate() {
     // Confirm, then cancel reports the confirmed order.
     let confirmed = c.confirm_order("o1", &all).await.unwrap();
     assert_eq!(confirmed.outcome, Outcome::Confirmed);
-    assert_eq!(c.get(all[0]).await.unwrap().unwrap().sold, 2);
+    assert_eq!(c.get(all[0]).await.unwrap().unwrap().counts.sold, 2);
     let cancel = c.cancel_order("o1", &all).await.unwrap();
     assert_eq!(cancel.outcome, Outcome::Confirmed);
     // Confirming an order that was never reserved is blocked as UNKNOWN.
@@ -226,7 +227,7 @@ async fn a_killed_master_is_replaced_and_the_client_recovers() {
         "an acknowledged write was lost"
     );
     let stock = plain.get(sku).await.unwrap().unwrap();
-    assert_eq!(stock.reserved, 50 + survived_plain + 1);
+    assert_eq!(stock.counts.reserved, 50 + survived_plain + 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -305,7 +306,7 @@ async fn a_slot_migrated_while_orders_stream_loses_and_doubles_nothing() {
     let mut total = 0;
     for sku in &skus {
         let st = c.get(sku).await.unwrap().unwrap();
-        total += st.reserved;
+        total += st.counts.reserved;
         let ok: String = redis::cmd("INV.AUDIT")
             .arg(sku)
             .query(&mut cluster.nodes[to].conn())
@@ -367,11 +368,11 @@ async fn carts_racing_across_shards_hold_all_or_nothing_and_never_oversell() {
         let stock = c.get(s).await.unwrap().unwrap();
         let held: i64 = won.iter().map(|&o| qty(o, l)).sum();
         assert_eq!(
-            stock.reserved, held,
+            stock.counts.reserved, held,
             "{s}: exactly the winning carts hold units"
         );
         assert!(
-            stock.reserved + stock.sold <= STOCK,
+            stock.counts.reserved + stock.counts.sold <= STOCK,
             "{s} oversold: {stock:?}"
         );
         for (o, outcome) in &results {

@@ -42,7 +42,14 @@ async fn walk_through<C: ConnectionLike + Send>(con: &mut C, sku: &str) {
     );
     let s = con.inv_get(sku).await.unwrap().expect("the key exists");
     assert_eq!(
-        (s.stock, s.reserved, s.available, s.sold, s.open, s.records),
+        (
+            s.counts.stock,
+            s.counts.reserved,
+            s.counts.available,
+            s.counts.sold,
+            s.counts.open,
+            s.counts.records
+        ),
         (9, 0, 9, 3, 0, 2)
     );
     assert!(con.inv_get("missing").await.unwrap().is_none());
@@ -108,5 +115,5 @@ async fn the_client_scans_and_audits() {
         .collect();
     assert_eq!(seen, expected);
     assert_eq!(c.audit("sku").await.unwrap(), None);
-    assert_eq!(c.get("sku").await.unwrap().unwrap().records, 25);
+    assert_eq!(c.get("sku").await.unwrap().unwrap().counts.records, 25);
 }

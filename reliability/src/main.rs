@@ -7,6 +7,8 @@ mod ledger;
 mod load;
 mod report;
 mod scenarios;
+mod server_state;
+mod worker;
 
 use clap::Parser;
 use scenarios::{cluster_failover, crash, failover, hostile, reshard, soak, Finding};

@@ -2,8 +2,9 @@
 //! RDB load/save (also DUMP/RESTORE and MIGRATE), AOF rewrite, digest,
 //! memory usage, copy, free and free effort.
 
+use super::schedule;
 use super::server::{log, Level};
-use super::{schedule, STATS};
+use super::stats::STATS;
 use inventory_core::ledger::{self, Effect, RecordParts, Sku, ENCODING_VERSION};
 use redis_module::native_types::RedisType;
 use redis_module::{raw, RedisString};

@@ -28,7 +28,7 @@
 //!   stays so.
 //!
 //! The filter runs before every command of the server, the module's or not
-//! (about 120 instructions each on Redis 7.0, docs/benchmarks.md). Once the
+//! (docs/benchmarks.md measured it). Once the
 //! state is "needed" it can never change again, so the next timer tick
 //! unregisters the filter: a server with an AOF or a replica, the way a
 //! stock ledger is deployed, stops paying for it after its first tick.

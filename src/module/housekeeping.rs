@@ -9,9 +9,10 @@
 //! Each tick works at most `TIME_BOX`; while due work remains it comes back
 //! after `BUSY_TICK`, otherwise after `TICK`.
 
-use super::key::Entry;
+use super::key::OpenKey;
 use super::server::{log, now_ms, select_db, Level};
-use super::{config, schedule, slot_migration, STATS};
+use super::stats::STATS;
+use super::{config, schedule, slot_migration};
 use redis_module::{raw, Context, ContextFlags, RedisString};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
@@ -97,7 +98,7 @@ fn count_due(ctx: &Context) {
         if !select_db(ctx, db) {
             continue;
         }
-        if let Ok(entry) = Entry::open(ctx, RedisString::create_from_slice(ctx.ctx, &key)) {
+        if let Ok(entry) = OpenKey::open(ctx, RedisString::create_from_slice(ctx.ctx, &key)) {
             due += entry.sku().due(now).0;
         }
     }
@@ -124,7 +125,7 @@ fn housekeep(ctx: &Context) -> bool {
     // Keys a slot migration is bringing in are the source's to change.
     let pop = || loop {
         let (db, key) = schedule::pop_due(now, retention)?;
-        if !slot_migration::park(db, &key) {
+        if !slot_migration::defer_while_importing(db, &key) {
             return Some((db, key));
         }
     };
@@ -144,7 +145,7 @@ fn housekeep(ctx: &Context) -> bool {
 fn visit_due(
     ctx: &Context,
     mut pop: impl FnMut() -> Option<(i32, Box<[u8]>)>,
-    mut work: impl FnMut(&mut Entry),
+    mut work: impl FnMut(&mut OpenKey),
 ) -> bool {
     let started = Instant::now();
     while started.elapsed() < TIME_BOX {
@@ -154,14 +155,15 @@ fn visit_due(
         if !select_db(ctx, db) {
             continue;
         }
-        let Ok(mut entry) = Entry::open(ctx, RedisString::create_from_slice(ctx.ctx, &key)) else {
+        let Ok(mut entry) = OpenKey::open(ctx, RedisString::create_from_slice(ctx.ctx, &key))
+        else {
             continue;
         };
         work(&mut entry);
         // The registry entry was popped: register this key's next work under
         // its current name, whatever the value remembered (rename, copy).
         if let Some(p) = entry.pending() {
-            schedule::set(db, &key, p);
+            schedule::register_work(db, &key, p);
         }
     }
     true

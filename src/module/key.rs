@@ -1,13 +1,14 @@
 //! Key access: open a key as an inventory SKU, and commit effects to it.
-//! `Entry::commit` is the only place a key changes: it applies each effect,
+//! `OpenKey::commit` is the only place a key changes: it applies each effect,
 //! replicates it as `INV.APPLY`, raises its keyspace event, keeps the INFO
 //! gauges, signals WATCH/tracking and reschedules housekeeping.
 
 use super::arg::Arg;
 use super::datatype::INVENTORY_TYPE;
-use super::propagation::{replicate, Echo};
+use super::propagation::{replicate, ReplicationArgs};
+use super::schedule;
 use super::server::selected_db;
-use super::{schedule, STATS};
+use super::stats::STATS;
 use inventory_core::ledger::{Effect, Error, Pending, Sku, View};
 use redis_module::{raw, Context, RedisString};
 
@@ -111,7 +112,7 @@ impl Name {
 /// A key opened for writing. Reading its SKU borrows the entry; changing it
 /// (`commit`, housekeeping steps) borrows it mutably, so no reference to the
 /// value outlives a change.
-pub struct Entry<'c> {
+pub struct OpenKey<'c> {
     ctx: &'c Context,
     name: Name,
     key: Key,
@@ -122,7 +123,7 @@ pub struct Entry<'c> {
 /// What a missing key reads as: version 0, nothing held.
 static EMPTY: once_cell::sync::Lazy<Sku> = once_cell::sync::Lazy::new(Sku::new);
 
-impl<'c> Entry<'c> {
+impl<'c> OpenKey<'c> {
     /// Opens the key named by a string made for it.
     pub fn open(ctx: &'c Context, name: RedisString) -> Result<Self, Error> {
         Self::open_name(ctx, Name::Made(name))
@@ -142,7 +143,7 @@ impl<'c> Entry<'c> {
         let key = Key::open(ctx, name.ptr(), raw::KeyMode::READ | raw::KeyMode::WRITE);
         // One lookup tells all three apart: missing, ours, another type.
         let value = key.value()?;
-        Ok(Entry {
+        Ok(OpenKey {
             ctx,
             name,
             key,
@@ -193,11 +194,15 @@ impl<'c> Entry<'c> {
     /// checked as a whole first, so it applies all or nothing; one effect
     /// checks itself. An error leaves the key as it was.
     pub fn commit(&mut self, effects: &[Effect]) -> Result<(), Error> {
-        self.commit_echo(effects, &Echo::default())
+        self.commit_replicating(effects, &ReplicationArgs::default())
     }
 
     /// `commit`, passing the caller's own argument strings to replication.
-    pub fn commit_echo(&mut self, effects: &[Effect], echo: &Echo) -> Result<(), Error> {
+    pub fn commit_replicating(
+        &mut self,
+        effects: &[Effect],
+        reuse: &ReplicationArgs,
+    ) -> Result<(), Error> {
         let Some(first) = effects.first() else {
             return Ok(());
         };
@@ -224,7 +229,7 @@ impl<'c> Entry<'c> {
                 break;
             }
             applied += 1;
-            replicate(ctx, name, effect, echo);
+            replicate(ctx, name, effect, reuse);
             // SAFETY: live ctx and key name; the event name is a static C string.
             unsafe {
                 if let Some(notify) = raw::RedisModule_NotifyKeyspaceEvent {
@@ -260,7 +265,7 @@ impl<'c> Entry<'c> {
                 }
             }
             if let Some(p) = next {
-                schedule::set(selected_db(ctx), RedisString::string_as_slice(name), p);
+                schedule::register_work(selected_db(ctx), RedisString::string_as_slice(name), p);
             }
         }
         result

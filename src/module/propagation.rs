@@ -34,7 +34,7 @@ impl CallArgv {
 
 /// Argument strings of the calling command that replication may reuse.
 /// `qty` must be the string the effect's quantity was parsed from.
-pub struct Echo {
+pub struct ReplicationArgs {
     pub txid: Option<*mut raw::RedisModuleString>,
     pub qty: Option<*mut raw::RedisModuleString>,
     /// The reserve's buyer string, when it named one.
@@ -47,9 +47,9 @@ pub struct Echo {
     pub verbatim: bool,
 }
 
-impl Default for Echo {
-    fn default() -> Echo {
-        Echo {
+impl Default for ReplicationArgs {
+    fn default() -> ReplicationArgs {
+        ReplicationArgs {
             txid: None,
             qty: None,
             buyer: None,
@@ -59,26 +59,26 @@ impl Default for Echo {
     }
 }
 
-impl Echo {
+impl ReplicationArgs {
     /// Only the txid string is reusable.
-    pub fn txid(txid: Arg) -> Echo {
-        Echo {
+    pub fn txid(txid: Arg) -> ReplicationArgs {
+        ReplicationArgs {
             txid: Some(txid.raw()),
-            ..Echo::default()
+            ..ReplicationArgs::default()
         }
     }
 
     /// INV.APPLY's own effect, passed on as received.
-    pub fn verbatim() -> Echo {
-        Echo {
+    pub fn verbatim() -> ReplicationArgs {
+        ReplicationArgs {
             verbatim: true,
-            ..Echo::default()
+            ..ReplicationArgs::default()
         }
     }
 
     /// A reserve's txid, qty and buyer strings, and its argument array.
-    pub fn reserve(txid: Arg, qty: Arg, buyer: Option<Arg>, argv: CallArgv) -> Echo {
-        Echo {
+    pub fn reserve(txid: Arg, qty: Arg, buyer: Option<Arg>, argv: CallArgv) -> ReplicationArgs {
+        ReplicationArgs {
             txid: Some(txid.raw()),
             qty: Some(qty.raw()),
             buyer: buyer.map(Arg::raw),
@@ -91,7 +91,7 @@ impl Echo {
 /// Effect names used on every replicated change, created once and shared
 /// (passing a RedisModuleString only bumps its refcount).
 #[derive(Clone, Copy)]
-enum Op {
+enum EffectName {
     Stock,
     Add,
     Reserve,
@@ -128,18 +128,23 @@ static APPLY: once_cell::sync::Lazy<usize> = once_cell::sync::Lazy::new(|| {
     }
 });
 
-fn op(o: Op) -> *mut raw::RedisModuleString {
+fn op(o: EffectName) -> *mut raw::RedisModuleString {
     OPS[o as usize] as *mut raw::RedisModuleString
 }
 
 /// Propagates one effect as `INV.APPLY key <effect>` to replicas and the AOF.
 /// The frequent single-record effects go through a format string, without
 /// building any argument in Rust; the rest through a string vector.
-pub fn replicate(ctx: &Context, key: *mut raw::RedisModuleString, effect: &Effect, echo: &Echo) {
+pub fn replicate(
+    ctx: &Context,
+    key: *mut raw::RedisModuleString,
+    effect: &Effect,
+    reuse: &ReplicationArgs,
+) {
     if !gate::needed() {
         return;
     }
-    if echo.verbatim {
+    if reuse.verbatim {
         // SAFETY: ctx is the running INV.APPLY's context; the API table is
         // filled once at load.
         unsafe {
@@ -153,7 +158,7 @@ pub fn replicate(ctx: &Context, key: *mut raw::RedisModuleString, effect: &Effec
     // they are what the effect names; otherwise a string is made once here.
     let made;
     let txid_string = |id: &TxId| -> *mut raw::RedisModuleString {
-        match echo.txid {
+        match reuse.txid {
             Some(s) if !s.is_null() && RedisString::string_as_slice(s) == id.as_bytes() => s,
             _ => std::ptr::null_mut(),
         }
@@ -184,19 +189,19 @@ pub fn replicate(ctx: &Context, key: *mut raw::RedisModuleString, effect: &Effec
         };
         let (c, cmd, k) = (ctx.ctx, c"INV.APPLY".as_ptr(), key);
         match effect {
-            Effect::Stock(n) => rm_replicate(c, cmd, c"ssl".as_ptr(), k, op(Op::Stock), *n),
-            Effect::Add(n) => rm_replicate(c, cmd, c"ssl".as_ptr(), k, op(Op::Add), *n),
+            Effect::Stock(n) => rm_replicate(c, cmd, c"ssl".as_ptr(), k, op(EffectName::Stock), *n),
+            Effect::Add(n) => rm_replicate(c, cmd, c"ssl".as_ptr(), k, op(EffectName::Add), *n),
             Effect::Reserve {
                 qty,
                 deadline,
                 buyer: None,
                 ..
-            } => match echo.qty.filter(|q| !q.is_null()) {
+            } => match reuse.qty.filter(|q| !q.is_null()) {
                 Some(q)
-                    if tx == echo.txid.unwrap_or(std::ptr::null_mut())
-                        && echo.argv.len == 6
-                        && echo.buyer.is_none()
-                        && replicate_reserve_in_place(c, echo.argv, k, tx, q, None, *deadline)
+                    if tx == reuse.txid.unwrap_or(std::ptr::null_mut())
+                        && reuse.argv.len == 6
+                        && reuse.buyer.is_none()
+                        && replicate_reserve_in_place(c, reuse.argv, k, tx, q, None, *deadline)
                             == raw::REDISMODULE_OK as c_int =>
                 {
                     raw::REDISMODULE_OK as c_int
@@ -207,7 +212,7 @@ pub fn replicate(ctx: &Context, key: *mut raw::RedisModuleString, effect: &Effec
                     cmd,
                     c"ssssl".as_ptr(),
                     k,
-                    op(Op::Reserve),
+                    op(EffectName::Reserve),
                     tx,
                     q,
                     *deadline as i64,
@@ -217,7 +222,7 @@ pub fn replicate(ctx: &Context, key: *mut raw::RedisModuleString, effect: &Effec
                     cmd,
                     c"sssll".as_ptr(),
                     k,
-                    op(Op::Reserve),
+                    op(EffectName::Reserve),
                     tx,
                     *qty,
                     *deadline as i64,
@@ -227,14 +232,14 @@ pub fn replicate(ctx: &Context, key: *mut raw::RedisModuleString, effect: &Effec
                 deadline,
                 buyer: Some(b),
                 ..
-            } => match (echo.qty.filter(|q| !q.is_null()), echo.buyer) {
+            } => match (reuse.qty.filter(|q| !q.is_null()), reuse.buyer) {
                 (Some(q), Some(bs))
                     if !bs.is_null()
-                        && tx == echo.txid.unwrap_or(std::ptr::null_mut())
+                        && tx == reuse.txid.unwrap_or(std::ptr::null_mut())
                         && RedisString::string_as_slice(bs) == b.as_bytes() =>
                 {
-                    if echo.argv.len == 8
-                        && replicate_reserve_in_place(c, echo.argv, k, tx, q, Some(bs), *deadline)
+                    if reuse.argv.len == 8
+                        && replicate_reserve_in_place(c, reuse.argv, k, tx, q, Some(bs), *deadline)
                             == raw::REDISMODULE_OK as c_int
                     {
                         raw::REDISMODULE_OK as c_int
@@ -244,11 +249,11 @@ pub fn replicate(ctx: &Context, key: *mut raw::RedisModuleString, effect: &Effec
                             cmd,
                             c"sssslss".as_ptr(),
                             k,
-                            op(Op::Reserve),
+                            op(EffectName::Reserve),
                             tx,
                             q,
                             *deadline as i64,
-                            op(Op::Buyer),
+                            op(EffectName::Buyer),
                             bs,
                         )
                     }
@@ -258,17 +263,27 @@ pub fn replicate(ctx: &Context, key: *mut raw::RedisModuleString, effect: &Effec
                     rm_replicate(c, cmd, c"sv".as_ptr(), k, argv.as_mut_ptr(), argv.len())
                 }
             },
-            Effect::Confirm(_) => rm_replicate(c, cmd, c"sss".as_ptr(), k, op(Op::Confirm), tx),
-            Effect::Cancel(_) => rm_replicate(c, cmd, c"sss".as_ptr(), k, op(Op::Cancel), tx),
-            Effect::Fence { at, .. } => {
-                rm_replicate(c, cmd, c"sssl".as_ptr(), k, op(Op::Fence), tx, *at as i64)
+            Effect::Confirm(_) => {
+                rm_replicate(c, cmd, c"sss".as_ptr(), k, op(EffectName::Confirm), tx)
             }
+            Effect::Cancel(_) => {
+                rm_replicate(c, cmd, c"sss".as_ptr(), k, op(EffectName::Cancel), tx)
+            }
+            Effect::Fence { at, .. } => rm_replicate(
+                c,
+                cmd,
+                c"sssl".as_ptr(),
+                k,
+                op(EffectName::Fence),
+                tx,
+                *at as i64,
+            ),
             Effect::Extend { deadline, .. } => rm_replicate(
                 c,
                 cmd,
                 c"sssl".as_ptr(),
                 k,
-                op(Op::Extend),
+                op(EffectName::Extend),
                 tx,
                 *deadline as i64,
             ),
@@ -290,10 +305,10 @@ pub fn replicate(ctx: &Context, key: *mut raw::RedisModuleString, effect: &Effec
 
 /// Replicates `INV.APPLY key RESERVE txid qty deadline [BUYER id]` through
 /// the call's own argument array: `INV.RESERVE key txid qty TTL|PXAT n
-/// [BUYER id]` has the same six (eight) slots, so they are pointed at the effect's strings for the length of one
-/// `RM_ReplicateVerbatim` (which copies the array and takes its own
-/// references) and put back before anything else reads them. Measured:
-/// 2,640 of the 3,546 instructions `RM_Replicate` added to a reserve were
+/// [BUYER id]` has the same six (eight) slots, so they are pointed at the
+/// effect's strings for the length of one `RM_ReplicateVerbatim` (which
+/// copies the array and takes its own references) and put back before
+/// anything else reads them. Most of what `RM_Replicate` costs a reserve is
 /// its command lookup by name and building its argument objects
 /// (docs/benchmarks.md); this does neither. What replicas and the AOF
 /// receive is byte for byte what `RM_Replicate` sent. Returns an error,
@@ -331,11 +346,11 @@ unsafe fn replicate_reserve_in_place(
     let new = [
         apply,
         key,
-        op(Op::Reserve),
+        op(EffectName::Reserve),
         txid,
         qty,
         at,
-        op(Op::Buyer),
+        op(EffectName::Buyer),
         buyer.unwrap_or(std::ptr::null_mut()),
     ];
     slots.copy_from_slice(&new[..len]);
@@ -348,8 +363,7 @@ unsafe fn replicate_reserve_in_place(
 /// The last deadline replicated, and its string, which the module holds
 /// one reference to. Reserves with one TTL arriving in the same millisecond
 /// (a flash sale's burst) share one deadline, so they share its string
-/// instead of each making one (400 of an INV.RESERVE's 6,000 instructions
-/// with a replica or AOF attached, docs/benchmarks.md). Sharing is safe as
+/// instead of each making one (docs/benchmarks.md). Sharing is safe as
 /// for the effect names: a string handed to replication is only read, and
 /// replication takes its own reference. Touched on the main thread only
 /// (commands and timers); the atomics are plain loads and stores.

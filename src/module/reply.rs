@@ -1,19 +1,44 @@
-//! Writing replies. Every error reply goes through `error`, the one place
-//! where a ledger `Error` becomes a Redis error, and which no text can make
-//! panic: redis-module's own error replies build a C string from the text
-//! with `CString::new(..).unwrap()` after truncating each character to a
-//! byte, so any character whose code point is a multiple of 256 (U+0100 'Ā',
-//! U+3000) would abort the server.
+//! Writing replies: the one place a command's answer reaches the client.
+//! Handlers return a `Reply`; `send` writes it, the hot single-key replies
+//! (`state_available_version`, `pairs`) are written here directly. Every
+//! error reply goes through `error`, the one place where a ledger `Error`
+//! becomes a Redis error, and which no text can make panic: redis-module's
+//! own error replies build a C string from the text with
+//! `CString::new(..).unwrap()` after truncating each character to a byte, so
+//! any character whose code point is a multiple of 256 (U+0100 'Ā', U+3000)
+//! would abort the server.
 
-use super::STATS;
-use inventory_core::ledger::{Error, Status};
-use redis_module::{raw, Context};
+use super::stats::STATS;
+use inventory_core::ledger::{Error, Status, View};
+use redis_module::{raw, Context, RedisValue};
 use std::ffi::CString;
 use std::os::raw::c_int;
 use std::sync::atomic::{AtomicPtr, Ordering::Relaxed};
 
+/// What a handler answers: a value for `send` to write (`WRITTEN` when
+/// the handler already wrote its reply here), or the error `error` writes.
+pub type Reply = Result<RedisValue, Error>;
+
+/// The value of a reply already written to the client.
+pub const WRITTEN: RedisValue = RedisValue::NoReply;
+
+/// Writes a handler's answer, unless it was written already. Inlined into
+/// each command's trampoline, as the handler call is.
+#[inline(always)]
+pub fn send(ctx: &Context, reply: Reply) {
+    match reply {
+        Ok(RedisValue::NoReply) => {}
+        // Our own words and client bytes as buffers: nothing that
+        // redis-module turns into a C string.
+        Ok(value) => {
+            ctx.reply(Ok(value));
+        }
+        Err(e) => error(ctx, &e),
+    }
+}
+
 /// Replies with `e` and counts what the INFO section counts of errors.
-pub fn error(ctx: &Context, e: &Error) {
+fn error(ctx: &Context, e: &Error) {
     if matches!(e, Error::TxConflict { .. } | Error::Conflict(_)) {
         STATS.conflict();
     }
@@ -32,16 +57,16 @@ pub fn error(ctx: &Context, e: &Error) {
 /// where it could not be made. A bulk string is written the same way in
 /// RESP2 and RESP3, so one reply serves every client. `RM_ReplyWithCallReply`
 /// writes it as one piece, where `RM_ReplyWithStringBuffer` appends the
-/// length, the bytes and the line end separately (385 of a sold-out
-/// INV.RESERVE's 2,966 instructions, docs/benchmarks.md). Never freed: the
+/// length, the bytes and the line end separately (an eighth of a sold-out
+/// INV.RESERVE, docs/benchmarks.md). Never freed: the
 /// module cannot be unloaded while its type exists. Read on the main thread
 /// only (commands); written once, at load, before any command runs.
 static STATUS_REPLIES: [AtomicPtr<raw::RedisModuleCallReply>; Status::ALL.len()] =
     [const { AtomicPtr::new(std::ptr::null_mut()) }; Status::ALL.len()];
 
 /// Makes `STATUS_REPLIES` (called once, at load). A reply whose protocol is
-/// not exactly the bulk string of its word is dropped; the word is then
-/// written piece by piece, as before.
+/// not exactly the bulk string of its word is dropped; that word is then
+/// written piece by piece.
 pub fn init_status_replies(ctx: &Context) {
     for (slot, status) in STATUS_REPLIES.iter().zip(Status::ALL) {
         let word = status.as_str();
@@ -77,8 +102,49 @@ pub fn init_status_replies(ctx: &Context) {
     }
 }
 
+/// A state word as a bulk string value, for replies built as values.
+pub fn state(s: Status) -> RedisValue {
+    RedisValue::BulkString(s.as_str().to_string())
+}
+
+/// `[state, available, version]`, the reply of every single-key write that
+/// names a txid, written straight to the client.
+#[inline]
+pub fn state_available_version(ctx: &Context, s: Status, v: &View) -> Reply {
+    // SAFETY: live command context; an array of 3 followed by 3 replies.
+    unsafe {
+        if let (Some(array), Some(int)) = (
+            raw::RedisModule_ReplyWithArray,
+            raw::RedisModule_ReplyWithLongLong,
+        ) {
+            array(ctx.ctx, 3);
+            state_word(ctx, s);
+            int(ctx.ctx, v.available);
+            int(ctx.ctx, v.version as i64);
+        }
+    }
+    Ok(WRITTEN)
+}
+
+/// Field/value pairs in this order: a map in RESP3, a flat array in RESP2.
+pub fn pairs(ctx: &Context, fields: &[(&'static str, RedisValue)]) -> Reply {
+    // SAFETY: ctx is the live command context; ReplyWithMap is followed by
+    // exactly 2 * len replies.
+    unsafe {
+        let Some(reply_map) = raw::RedisModule_ReplyWithMap else {
+            return Err(Error::invalid("RESP map replies are not supported"));
+        };
+        reply_map(ctx.ctx, fields.len() as std::os::raw::c_long);
+    }
+    for (name, value) in fields {
+        ctx.reply(Ok(RedisValue::BulkString((*name).to_string())));
+        ctx.reply(Ok(value.clone()));
+    }
+    Ok(WRITTEN)
+}
+
 /// Writes a state word as a bulk string.
-pub fn status_word(ctx: &Context, s: Status) {
+fn state_word(ctx: &Context, s: Status) {
     let cached = STATUS_REPLIES
         .get(s as usize)
         .map_or(std::ptr::null_mut(), |r| r.load(Relaxed));

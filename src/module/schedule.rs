@@ -27,7 +27,7 @@ fn registry() -> std::sync::MutexGuard<'static, Registry> {
 }
 
 /// Registers a key's pending work as its value reports it.
-pub fn set(db: i32, key: &[u8], p: Pending) {
+pub fn register_work(db: i32, key: &[u8], p: Pending) {
     let work = Work {
         deadline: p.deadline,
         done: p.done,

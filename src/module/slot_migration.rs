@@ -56,7 +56,7 @@ struct Job {
 struct Imports {
     jobs: Vec<Job>,
     /// Keys housekeeping found due in an importing slot.
-    parked: Vec<(i32, Box<[u8]>)>,
+    deferred: Vec<(i32, Box<[u8]>)>,
 }
 
 impl Imports {
@@ -72,7 +72,7 @@ impl Imports {
 static ACTIVE: AtomicBool = AtomicBool::new(false);
 static IMPORTS: Mutex<Imports> = Mutex::new(Imports {
     jobs: Vec::new(),
-    parked: Vec::new(),
+    deferred: Vec::new(),
 });
 
 fn imports() -> std::sync::MutexGuard<'static, Imports> {
@@ -108,9 +108,10 @@ pub fn start(ctx: &Context) {
     }
 }
 
-/// Whether housekeeping must leave `key` alone: it is in a slot being
-/// imported. It is then kept to be looked at when the import ends.
-pub fn park(db: i32, key: &[u8]) -> bool {
+/// Whether housekeeping must leave `key` alone because it is in a slot
+/// being imported; if so (true), the key is kept to be looked at when the
+/// import ends.
+pub fn defer_while_importing(db: i32, key: &[u8]) -> bool {
     if !ACTIVE.load(Relaxed) {
         return false;
     }
@@ -118,7 +119,7 @@ pub fn park(db: i32, key: &[u8]) -> bool {
     if !imports.importing(slot(key)) {
         return false;
     }
-    imports.parked.push((db, key.into()));
+    imports.deferred.push((db, key.into()));
     true
 }
 
@@ -177,11 +178,11 @@ unsafe extern "C" fn on_event(
             imports.jobs.retain(|j| j.name != name);
             // Completed: the keys are ours now. Aborted: the server deletes
             // them, and a look finds them gone.
-            let parked = std::mem::take(&mut imports.parked);
-            let (still, done): (Vec<_>, Vec<_>) = parked
+            let deferred = std::mem::take(&mut imports.deferred);
+            let (still, done): (Vec<_>, Vec<_>) = deferred
                 .into_iter()
                 .partition(|(_, key)| imports.importing(slot(key)));
-            imports.parked = still;
+            imports.deferred = still;
             if !done.is_empty() {
                 log(
                     Level::Notice,

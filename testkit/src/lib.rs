@@ -87,11 +87,31 @@ pub struct Server {
     child: Child,
     pub port: u16,
     pub dir: tempfile::TempDir,
+    launch: Launch,
+}
+
+/// How a server is started, kept so that it can be started again.
+struct Launch {
     extra: Vec<String>,
     build: Build,
     bin: String,
     /// A configuration file given before every other argument.
     conf: Option<String>,
+}
+
+impl Launch {
+    fn new(bin: &str, build: Build, extra: &[&str], conf: Option<&std::path::Path>) -> Launch {
+        Launch {
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            build,
+            bin: bin.to_string(),
+            conf: conf.map(|c| c.display().to_string()),
+        }
+    }
+}
+
+fn temp_dir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("temp dir")
 }
 
 impl Server {
@@ -104,9 +124,10 @@ impl Server {
     /// Like `start`, but a server that will not start (an option it was
     /// not built with, say) is the reason and its log's tail, not a panic.
     pub fn try_start(extra: &[&str]) -> Result<Server, String> {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let extra = extra.iter().map(|s| s.to_string()).collect();
-        Self::try_start_in(dir, extra, Build::Debug, server_bin(), None)
+        Self::try_start_in(
+            temp_dir(),
+            Launch::new(&server_bin(), Build::Debug, extra, None),
+        )
     }
 
     /// Like `start`, with the chosen build of the module.
@@ -116,39 +137,25 @@ impl Server {
 
     /// A given server binary with the chosen build of the module.
     pub fn start_with(bin: &str, build: Build, extra: &[&str]) -> Server {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let extra = extra.iter().map(|s| s.to_string()).collect();
-        Self::start_in(dir, extra, build, bin.to_string(), None)
+        Self::start_in(temp_dir(), Launch::new(bin, build, extra, None))
     }
 
     /// `INVENTORY_SERVER` with the debug module started from a
     /// configuration file (as `make run` starts from redis.conf); the
     /// harness's own arguments (port, dir, log) override the file's.
     pub fn start_conf(conf: &std::path::Path, extra: &[&str]) -> Server {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let extra = extra.iter().map(|s| s.to_string()).collect();
-        let conf = Some(conf.display().to_string());
-        Self::start_in(dir, extra, Build::Debug, server_bin(), conf)
+        Self::start_in(
+            temp_dir(),
+            Launch::new(&server_bin(), Build::Debug, extra, Some(conf)),
+        )
     }
 
-    fn start_in(
-        dir: tempfile::TempDir,
-        extra: Vec<String>,
-        build: Build,
-        bin: String,
-        conf: Option<String>,
-    ) -> Server {
-        Self::try_start_in(dir, extra, build, bin, conf).unwrap_or_else(|log| panic!("{log}"))
+    fn start_in(dir: tempfile::TempDir, launch: Launch) -> Server {
+        Self::try_start_in(dir, launch).unwrap_or_else(|log| panic!("{log}"))
     }
 
-    fn try_start_in(
-        dir: tempfile::TempDir,
-        extra: Vec<String>,
-        build: Build,
-        bin: String,
-        conf: Option<String>,
-    ) -> Result<Server, String> {
-        let mut server = Self::spawn(dir, extra, build, bin, conf);
+    fn try_start_in(dir: tempfile::TempDir, launch: Launch) -> Result<Server, String> {
+        let mut server = Self::spawn(dir, launch);
         // A port is free when picked but another test's socket can take it
         // before the server binds it: then start again on another port.
         let mut retries = 5;
@@ -157,9 +164,9 @@ impl Server {
                 Ok(()) => return Ok(server),
                 Err(log) if retries > 0 && log.contains("Address already in use") => {
                     retries -= 1;
-                    let (dir, extra, bin, conf) = server.take_parts();
+                    let (dir, launch) = server.take_parts();
                     let _ = std::fs::remove_file(dir.path().join("server.log"));
-                    server = Self::spawn(dir, extra, build, bin, conf);
+                    server = Self::spawn(dir, launch);
                 }
                 Err(log) => return Err(log),
             }
@@ -167,17 +174,10 @@ impl Server {
     }
 
     /// Starts the server process on a free port; `wait_ready` says when it serves.
-    fn spawn(
-        dir: tempfile::TempDir,
-        extra: Vec<String>,
-        build: Build,
-        bin: String,
-        conf: Option<String>,
-    ) -> Server {
+    fn spawn(dir: tempfile::TempDir, launch: Launch) -> Server {
         let port = free_port();
         let log = dir.path().join("server.log");
-        let module = module_path(build);
-        let mut args: Vec<String> = conf.iter().cloned().collect();
+        let mut args: Vec<String> = launch.conf.iter().cloned().collect();
         args.extend([
             "--port".into(),
             port.to_string(),
@@ -192,32 +192,29 @@ impl Server {
             "--enable-debug-command".into(),
             "yes".into(),
         ]);
-        if build != Build::NoModule {
+        if launch.build != Build::NoModule {
+            let module = module_path(launch.build);
             args.extend(["--loadmodule".into(), module.display().to_string()]);
         }
-        // Module arguments must follow --loadmodule directly.
-        let split = extra
-            .iter()
-            .position(|a| a.starts_with("--"))
-            .unwrap_or(extra.len());
-        args.extend(extra[..split].iter().cloned());
-        args.extend(extra[split..].iter().cloned());
-        let child = Command::new(&bin)
+        // Module arguments (those before the first --option) follow
+        // --loadmodule directly, as `extra` lists them.
+        args.extend(launch.extra.iter().cloned());
+        let child = Command::new(&launch.bin)
             .args(&args)
             .stdout(Stdio::null())
             .stderr(stderr_file(dir.path()))
             .spawn()
             .unwrap_or_else(|e| {
-                panic!("cannot start '{bin}': {e} (install it with `make deps` or set INVENTORY_SERVER)")
+                panic!(
+                    "cannot start '{}': {e} (install it with `make deps` or set INVENTORY_SERVER)",
+                    launch.bin
+                )
             });
         Server {
             child,
             port,
             dir,
-            extra,
-            build,
-            bin,
-            conf,
+            launch,
         }
     }
 
@@ -314,8 +311,7 @@ impl Server {
         bin: &str,
         extra: &[&str],
     ) -> Result<Server, String> {
-        let extra = extra.iter().map(|s| s.to_string()).collect();
-        Self::try_start_in(dir, extra, build, bin.to_string(), None)
+        Self::try_start_in(dir, Launch::new(bin, build, extra, None))
     }
 
     /// Stops the server, waits, then starts it again on the same dir.
@@ -334,20 +330,15 @@ impl Server {
 
     /// Starts a stopped server again on its dir and arguments.
     fn relaunch(mut self) -> Server {
-        let (dir, extra, bin, conf) = self.take_parts();
-        Server::start_in(dir, extra, self.build, bin, conf)
+        let (dir, launch) = self.take_parts();
+        Server::start_in(dir, launch)
     }
 
-    /// What starting the server again needs (its data dir, arguments,
-    /// binary and config), taken out of this handle.
-    fn take_parts(&mut self) -> (tempfile::TempDir, Vec<String>, String, Option<String>) {
-        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
-        (
-            dir,
-            std::mem::take(&mut self.extra),
-            std::mem::take(&mut self.bin),
-            self.conf.take(),
-        )
+    /// Its data dir and how it was started, taken out of this handle.
+    fn take_parts(&mut self) -> (tempfile::TempDir, Launch) {
+        let dir = std::mem::replace(&mut self.dir, temp_dir());
+        let empty = Launch::new("", self.launch.build, &[], None);
+        (dir, std::mem::replace(&mut self.launch, empty))
     }
 
     /// What the server logged, then what it wrote to stderr (where a Rust

@@ -9,22 +9,7 @@ use std::time::Duration;
 pub(crate) fn phase_expiry(args: &Args, n: usize) -> ExpiryRow {
     let server = bench_server(&args.server);
     let c = &mut server.conn();
-    let _: () = redis::cmd("INV.SET").arg("hot").arg(BIG).query(c).unwrap();
-    // Leave enough time to fill before the shared deadline.
-    let deadline = now_ms() + 2_000 + (n as u64 / 50);
-    run(c, n, 1000, |p, i| {
-        p.cmd("INV.RESERVE")
-            .arg("hot")
-            .arg(tagged_txid("", i))
-            .arg(1)
-            .arg("PXAT")
-            .arg(deadline)
-            .ignore();
-    });
-    assert!(
-        now_ms() + 200 < deadline,
-        "filling took longer than planned"
-    );
+    let deadline = fill_sharing_one_deadline(c, n);
     let probe = PingProbe::start(server.url(), move || now_ms() + 100 >= deadline);
     while now_ms() < deadline {
         std::thread::sleep(Duration::from_millis(5));

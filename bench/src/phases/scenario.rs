@@ -242,7 +242,7 @@ async fn sale(
     let mut oversold = 0i64;
     for (n, paid) in names.iter().zip(paid) {
         let sold = match imp {
-            Impl::Module => client.get(n).await.unwrap().map_or(0, |s| s.sold),
+            Impl::Module => client.get(n).await.unwrap().map_or(0, |s| s.counts.sold),
             _ => {
                 let mut hget = redis::cmd("HGET");
                 hget.arg(&lua_keys(n)[0]).arg("sold");

@@ -164,21 +164,7 @@ pub(crate) fn expire_and_purge(args: &Args, n: usize) -> EdgeRow {
     let server = bench_server(&args.server);
     let c = &mut server.conn();
     config_set(c, "inventory.retention-ms", 1000);
-    let _: () = redis::cmd("INV.SET").arg("hot").arg(BIG).query(c).unwrap();
-    let deadline = now_ms() + 2_000 + (n as u64 / 50);
-    run(c, n, 1000, |p, i| {
-        p.cmd("INV.RESERVE")
-            .arg("hot")
-            .arg(tagged_txid("", i))
-            .arg(1)
-            .arg("PXAT")
-            .arg(deadline)
-            .ignore();
-    });
-    assert!(
-        now_ms() + 200 < deadline,
-        "filling took longer than planned"
-    );
+    let deadline = fill_sharing_one_deadline(c, n);
     watch_slowlog(c);
     let probe = PingProbe::start(server.url(), move || now_ms() + 100 >= deadline);
     let records = |c: &mut Connection| -> i64 {

@@ -206,7 +206,7 @@ impl Buyers {
             self.shards = (0..SHARDS).map(|_| Index::default()).collect();
         }
         let shard = Self::shard_of(hash);
-        if !self.shards[shard].has_room(1) {
+        if !self.shards[shard].fits_more(1) {
             self.grow(shard);
         }
         let slot = self.free.pop().unwrap_or(self.slab.len() as u32);

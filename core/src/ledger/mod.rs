@@ -16,8 +16,8 @@ mod stats;
 mod status;
 mod txid;
 mod txmap;
+mod validate;
 
-pub use apply::{MAX_TIME, MAX_VERSION};
 pub use buyers::{BuyerId, BuyerView, MAX_BUYER_LEN, MAX_BUYER_UNITS};
 pub use codec::{decode, encode, ENCODING_VERSION};
 pub use effect::{Effect, RecordParts};
@@ -30,6 +30,7 @@ pub use sku::{Header, Pending, Sku, TxView, View, MAX_AMOUNT};
 pub use stats::Stats;
 pub use status::Status;
 pub use txid::{TxId, MAX_TXID_LEN};
+pub use validate::{MAX_TIME, MAX_VERSION};
 
 #[cfg(test)]
 mod model_tests;

@@ -2,12 +2,12 @@
 //! every value is checked against what commands can produce, so a malformed
 //! payload is refused whole, never loaded in part.
 
-use super::apply::{MAX_TIME, MAX_VERSION};
 use super::buyers::{BuyerId, MAX_BUYER_UNITS};
 use super::effect::RecordParts;
 use super::error::{Error, Result};
 use super::records::{Insert, State, MAX_RECORDS};
 use super::sku::{Header, Sku, MAX_AMOUNT};
+use super::validate::{MAX_TIME, MAX_VERSION};
 
 impl Sku {
     /// An SKU with these counters and no records yet (loading). Refuses any

@@ -17,18 +17,57 @@ use super::txmap::TxMap;
 /// that ever entered a key): 2^53-1.
 pub const MAX_AMOUNT: i64 = (1 << 53) - 1;
 
-/// A key as a reader sees it at a given time.
+/// A key as a reader sees it at a given time: what `INV.GET` answers
+/// first, under the names of `View::fields`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct View {
+    /// Units on hand, reserved ones included.
     pub stock: i64,
+    /// Units held by open reservations.
     pub reserved: i64,
+    /// `stock - reserved`.
     pub available: i64,
+    /// Units confirmed since the key was created.
     pub sold: i64,
+    /// +1 on every change; use it with `IFVERSION`.
     pub version: u64,
     /// RESERVED records not yet past their deadline.
     pub open: u64,
     /// All records kept, finished ones and fences included.
     pub records: u64,
+}
+
+impl View {
+    /// The counters under their `INV.GET` names, in reply order.
+    pub fn fields(&self) -> [(&'static str, i64); 7] {
+        [
+            ("stock", self.stock),
+            ("reserved", self.reserved),
+            ("available", self.available),
+            ("sold", self.sold),
+            ("version", self.version as i64),
+            ("open", self.open as i64),
+            ("records", self.records as i64),
+        ]
+    }
+
+    /// A view read back from `INV.GET`'s pairs, `get` answering each name
+    /// of `fields`; the first name it cannot answer when one is missing.
+    pub fn from_fields(
+        get: impl Fn(&str) -> Option<i64>,
+    ) -> std::result::Result<View, &'static str> {
+        let f = |name: &'static str| get(name).ok_or(name);
+        let count = |name: &'static str| f(name).map(|v| v.max(0) as u64);
+        Ok(View {
+            stock: f("stock")?,
+            reserved: f("reserved")?,
+            available: f("available")?,
+            sold: f("sold")?,
+            version: count("version")?,
+            open: count("open")?,
+            records: count("records")?,
+        })
+    }
 }
 
 /// One record as a reader sees it at a given time.

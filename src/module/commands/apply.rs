@@ -1,8 +1,9 @@
 //! `INV.APPLY key <effect>`: the replication and AOF form of every change.
 
-use super::{Handled, Request};
-use crate::module::key::Entry;
-use crate::module::propagation::Echo;
+use super::Request;
+use crate::module::key::OpenKey;
+use crate::module::propagation::ReplicationArgs;
+use crate::module::reply::Reply;
 use crate::module::server::{log, Level};
 use inventory_core::ledger::Error;
 use inventory_core::parse::{self, Arg as _};
@@ -10,7 +11,7 @@ use redis_module::{Context, ContextFlags, RedisValue};
 
 /// Accepted only from a master's stream or while loading, where it applies
 /// the effect exactly, without consulting any clock or config.
-pub fn apply(ctx: &Context, req: &Request) -> Handled {
+pub fn apply(ctx: &Context, req: &Request) -> Reply {
     let flags = ctx.get_flags();
     if !flags.intersects(ContextFlags::REPLICATED | ContextFlags::LOADING) {
         return Err(Error::invalid(
@@ -21,7 +22,7 @@ pub fn apply(ctx: &Context, req: &Request) -> Handled {
     // looked up in are loaded while the effect is parsed, as on the master.
     let args = req.args();
     let mut entry = match args.first() {
-        Some(&key) => Entry::open_arg(ctx, key)?,
+        Some(&key) => OpenKey::open_arg(ctx, key)?,
         None => return Err(Error::Arity("inv.apply")),
     };
     if let [_, _, txid, rest @ ..] = args {
@@ -34,7 +35,10 @@ pub fn apply(ctx: &Context, req: &Request) -> Handled {
     }
     let cmd = parse::apply(args)?;
     // One effect, passed on to this node's AOF and replicas as received.
-    if let Err(e) = entry.commit_echo(std::slice::from_ref(&cmd.effect), &Echo::verbatim()) {
+    if let Err(e) = entry.commit_replicating(
+        std::slice::from_ref(&cmd.effect),
+        &ReplicationArgs::verbatim(),
+    ) {
         log(
             Level::Warning,
             &format!("INV.APPLY on a key out of step: {e}"),

@@ -4,25 +4,21 @@
 //! commands in `multi.rs`, the replication form in `apply.rs`.
 
 mod apply;
-mod info;
+mod describe;
 mod multi;
 mod read;
 mod write;
 
 use super::arg::Arg;
-use super::key::Entry;
+use super::key::OpenKey;
 use super::propagation::CallArgv;
-use super::reply;
-use info::Arg as DocArg;
-use inventory_core::ledger::{Error, Status};
+use super::reply::{self, Reply};
+use describe::Arg as DocArg;
+use inventory_core::ledger::Error;
 use inventory_core::parse::Arg as _;
-use redis_module::{raw, Context, RedisValue};
+use redis_module::{raw, Context};
 use std::ffi::{CStr, CString};
 use std::os::raw::c_int;
-
-/// What a handler returns: a reply to write (or `NoReply` when it wrote its
-/// own), or the error `reply::error` writes.
-type Handled = Result<RedisValue, Error>;
 
 /// The arguments after the command name, each read once, and the call's
 /// own argument array.
@@ -38,7 +34,7 @@ pub struct Request<'a> {
 const STACK_ARGS: usize = 8;
 
 impl<'a> Request<'a> {
-    /// The call's argument array, for `Echo::reserve`.
+    /// The call's argument array, for `ReplicationArgs::reserve`.
     pub fn call_argv(&self) -> CallArgv {
         self.argv
     }
@@ -54,11 +50,15 @@ impl<'a> Request<'a> {
     /// stalling the lookup (docs/benchmarks.md). Opening a key changes
     /// nothing; its error (WRONGTYPE) is reported only once the arguments
     /// have parsed, so malformed arguments win.
-    pub fn open_early<'c>(&self, ctx: &'c Context, cmd: &'static str) -> Result<Entry<'c>, Error> {
+    pub fn open_early<'c>(
+        &self,
+        ctx: &'c Context,
+        cmd: &'static str,
+    ) -> Result<OpenKey<'c>, Error> {
         let [key, txid, ..] = self.args[..] else {
             return Err(Error::Arity(cmd));
         };
-        let entry = Entry::open_arg(ctx, key)?;
+        let entry = OpenKey::open_arg(ctx, key)?;
         entry.sku().prefetch(txid.bytes());
         // INV.RESERVE's `BUYER id` sits after qty or after `TTL ms`.
         for at in [3, 5] {
@@ -79,7 +79,7 @@ fn dispatch(
     ctx: *mut raw::RedisModuleCtx,
     argv: *mut *mut raw::RedisModuleString,
     argc: c_int,
-    handler: fn(&Context, &Request) -> Handled,
+    handler: fn(&Context, &Request) -> Reply,
 ) -> c_int {
     let context = Context::new(ctx);
     let (raw_argv, argv): (CallArgv, &[*mut raw::RedisModuleString]) =
@@ -103,8 +103,8 @@ fn dispatch(
         &long
     } else {
         // Filled in place, in the caller's frame: nothing is moved or
-        // copied afterwards (a returned small vector was: about 110
-        // instructions of an INV.RESERVE, docs/benchmarks.md).
+        // copied afterwards (docs/benchmarks.md measured what a returned
+        // vector costs).
         for (slot, &s) in buf.iter_mut().zip(rest) {
             *slot = Arg::new(s);
         }
@@ -114,16 +114,7 @@ fn dispatch(
         args,
         argv: raw_argv,
     };
-    match handler(&context, &req) {
-        // Written by the handler itself (the hot single-key replies).
-        Ok(RedisValue::NoReply) => {}
-        // Replies of our own words and of client bytes as buffers: nothing
-        // that redis-module turns into a C string.
-        Ok(value) => {
-            context.reply(Ok(value));
-        }
-        Err(e) => reply::error(&context, &e),
-    }
+    reply::send(&context, handler(&context, &req));
     raw::REDISMODULE_OK as c_int
 }
 
@@ -165,7 +156,7 @@ macro_rules! command_table {
        $categories:literal, $summary:literal, $complexity:expr, $args:expr;)*) => {
         /// Registers every command and describes it to the server.
         pub fn register(ctx: &Context) -> Result<(), String> {
-            let with_category = info::add_category(ctx);
+            let with_category = describe::add_category(ctx);
             $({
                 extern "C" fn trampoline(
                     ctx: *mut raw::RedisModuleCtx,
@@ -175,7 +166,7 @@ macro_rules! command_table {
                     dispatch(ctx, argv, argc, $handler)
                 }
                 create(ctx, $name, Some(trampoline), $flags, $keys)?;
-                let described = info::Info {
+                let described = describe::Info {
                     arity: $arity,
                     key_flags: $key_flags,
                     categories: $categories,
@@ -184,7 +175,7 @@ macro_rules! command_table {
                     args: $args,
                 };
                 let name = CString::new($name).map_err(|_| format!("bad command name {}", $name))?;
-                info::describe(ctx, &name, $keys, &described, with_category)?;
+                describe::describe(ctx, &name, $keys, &described, with_category)?;
             })*
             Ok(())
         }
@@ -254,43 +245,38 @@ const PER_KEY: &CStr = c"O(K log N) for K keys of at most N records each";
 // what the command does to its keys, ACL categories, summary, complexity,
 // arguments.
 command_table! {
-    "inv.set" => write::set, "write deny-oom", (1, 1, 1), -3, info::WRITE, "write",
+    "inv.set" => write::set, "write deny-oom", (1, 1, 1), -3, describe::WRITE, "write",
         c"Sets a SKU's stock, creating the key", PLANNED, SET;
-    "inv.add" => write::add, "write deny-oom", (1, 1, 1), -3, info::UPDATE, "write",
+    "inv.add" => write::add, "write deny-oom", (1, 1, 1), -3, describe::UPDATE, "write",
         c"Adds to (or takes from) a SKU's stock", PLANNED, ADD;
-    "inv.get" => read::get, "readonly fast", (1, 1, 1), 2, info::READ, "read fast",
+    "inv.get" => read::get, "readonly fast", (1, 1, 1), 2, describe::READ, "read fast",
         c"Returns a SKU's stock, reserved, available, sold, version and record counts", c"O(1)", ONE_KEY;
-    "inv.reserve" => write::reserve, "write deny-oom", (1, 1, 1), -4, info::INSERT, "write",
+    "inv.reserve" => write::reserve, "write deny-oom", (1, 1, 1), -4, describe::INSERT, "write",
         c"Reserves units for a transaction id, idempotently, until a deadline", PLANNED, RESERVE;
-    "inv.confirm" => write::confirm, "write deny-oom", (1, 1, 1), -3, info::UPDATE, "write",
+    "inv.confirm" => write::confirm, "write deny-oom", (1, 1, 1), -3, describe::UPDATE, "write",
         c"Confirms a reservation (or part of it): its units become sold", ONE_RECORD, CONFIRM;
-    "inv.cancel" => write::cancel, "write deny-oom", (1, 1, 1), 3, info::UPDATE, "write",
+    "inv.cancel" => write::cancel, "write deny-oom", (1, 1, 1), 3, describe::UPDATE, "write",
         c"Cancels a reservation, or fences a transaction id that has not reserved yet", ONE_RECORD, KEY_TXID;
-    "inv.extend" => write::extend, "write deny-oom", (1, 1, 1), 4, info::UPDATE, "write",
+    "inv.extend" => write::extend, "write deny-oom", (1, 1, 1), 4, describe::UPDATE, "write",
         c"Moves an open reservation's deadline", ONE_RECORD, EXTEND;
-    "inv.adjust" => write::adjust, "write deny-oom", (1, 1, 1), 4, info::UPDATE, "write",
+    "inv.adjust" => write::adjust, "write deny-oom", (1, 1, 1), 4, describe::UPDATE, "write",
         c"Changes an open reservation's quantity in place", PLANNED, ADJUST;
-    "inv.rules" => write::rules, "write deny-oom", (1, 1, 1), -3, info::UPDATE, "write",
+    "inv.rules" => write::rules, "write deny-oom", (1, 1, 1), -3, describe::UPDATE, "write",
         c"Sets a SKU's sale rules: per-buyer limit, sale window, new sale", c"O(1)", RULES;
-    "inv.buyer" => read::buyer, "readonly fast", (1, 1, 1), 3, info::READ, "read fast",
+    "inv.buyer" => read::buyer, "readonly fast", (1, 1, 1), 3, describe::READ, "read fast",
         c"Returns one buyer's held and bought units on a SKU", c"O(1)", BUYER_READ;
-    "inv.tx" => read::tx, "readonly fast", (1, 1, 1), 3, info::READ, "read fast",
+    "inv.tx" => read::tx, "readonly fast", (1, 1, 1), 3, describe::READ, "read fast",
         c"Returns one transaction id's state, quantity and deadline", c"O(1)", KEY_TXID;
-    "inv.mreserve" => multi::mreserve, "write deny-oom getkeys-api", (0, 0, 0), -5, info::INSERT, "write",
+    "inv.mreserve" => multi::mreserve, "write deny-oom getkeys-api", (0, 0, 0), -5, describe::INSERT, "write",
         c"Reserves units on several SKUs of one slot, all or nothing", PER_KEY, MRESERVE;
-    "inv.mconfirm" => multi::mconfirm, "write deny-oom getkeys-api", (0, 0, 0), -3, info::UPDATE, "write",
+    "inv.mconfirm" => multi::mconfirm, "write deny-oom getkeys-api", (0, 0, 0), -3, describe::UPDATE, "write",
         c"Confirms a transaction id on several SKUs of one slot, all or nothing", PER_KEY, MCONFIRM;
-    "inv.mcancel" => multi::mcancel, "write deny-oom", (2, -1, 1), -3, info::UPDATE, "write",
+    "inv.mcancel" => multi::mcancel, "write deny-oom", (2, -1, 1), -3, describe::UPDATE, "write",
         c"Cancels or fences a transaction id on several SKUs of one slot", PER_KEY, MULTI;
-    "inv.scan" => read::scan, "readonly", (1, 1, 1), -3, info::READ, "read",
+    "inv.scan" => read::scan, "readonly", (1, 1, 1), -3, describe::READ, "read",
         c"Iterates over a SKU's transaction records", c"O(COUNT) per call", SCAN;
-    "inv.audit" => read::audit, "readonly", (1, 1, 1), 2, info::READ, "read",
+    "inv.audit" => read::audit, "readonly", (1, 1, 1), 2, describe::READ, "read",
         c"Checks a SKU's invariants against its records", c"O(N) where N is the records", ONE_KEY;
-    "inv.apply" => apply::apply, "write", (1, 1, 1), -3, info::WRITE, "write",
+    "inv.apply" => apply::apply, "write", (1, 1, 1), -3, describe::WRITE, "write",
         c"Internal: how every change reaches replicas and the AOF; refused from clients", ONE_RECORD, APPLY;
-}
-
-/// A state word as a bulk string.
-fn status(s: Status) -> RedisValue {
-    RedisValue::BulkString(s.as_str().to_string())
 }

@@ -3,12 +3,13 @@
 //! (`MultiPlan`: all or nothing) and checks every key's effects before any
 //! key changes.
 
-use super::{info, status, Handled, Request};
+use super::{describe, Request};
 use crate::module::arg::Arg;
 use crate::module::config::{max_keys, policy};
-use crate::module::key::Entry;
+use crate::module::key::OpenKey;
+use crate::module::reply::{state, Reply, WRITTEN};
 use crate::module::server::now_ms;
-use crate::module::STATS;
+use crate::module::stats::STATS;
 use inventory_core::ledger::{Effects, Error, MultiPlan, Plan, Sku, Status, View};
 use inventory_core::parse::{self, Arg as _};
 use redis_module::{raw, Context, RedisValue};
@@ -16,14 +17,14 @@ use redis_module::{raw, Context, RedisValue};
 /// `[state, [[key, state, available, version], ...]]`
 fn multi_reply(overall: Status, items: Vec<(Arg, Status, View)>) -> RedisValue {
     RedisValue::Array(vec![
-        status(overall),
+        state(overall),
         RedisValue::Array(
             items
                 .into_iter()
                 .map(|(k, s, v)| {
                     RedisValue::Array(vec![
                         RedisValue::StringBuffer(k.bytes().to_vec()),
-                        status(s),
+                        state(s),
                         RedisValue::Integer(v.available),
                         RedisValue::Integer(v.version as i64),
                     ])
@@ -38,7 +39,7 @@ fn multi_reply(overall: Status, items: Vec<(Arg, Status, View)>) -> RedisValue {
 struct Planned<'a, 'c> {
     now: u64,
     keys: Vec<Arg<'a>>,
-    entries: Vec<Entry<'c>>,
+    entries: Vec<OpenKey<'c>>,
     plan: MultiPlan,
 }
 
@@ -48,11 +49,11 @@ fn plan_all<'a, 'c>(
     plan: impl FnOnce(&[&Sku], u64) -> Result<MultiPlan, Error>,
 ) -> Result<Planned<'a, 'c>, Error> {
     let now = now_ms();
-    let entries: Vec<Entry> = keys
+    let entries: Vec<OpenKey> = keys
         .iter()
-        .map(|&k| Entry::open_arg(ctx, k))
+        .map(|&k| OpenKey::open_arg(ctx, k))
         .collect::<Result<_, _>>()?;
-    let skus: Vec<&Sku> = entries.iter().map(Entry::sku).collect();
+    let skus: Vec<&Sku> = entries.iter().map(OpenKey::sku).collect();
     let plan = plan(&skus, now)?;
     Ok(Planned {
         now,
@@ -66,8 +67,8 @@ impl Planned<'_, '_> {
     /// Commits every key's plan (each key's effects checked before any key
     /// changes), or, when the command is blocked, only counts the blocking
     /// key's answer.
-    fn finish(mut self) -> Handled {
-        let skus: Vec<&Sku> = self.entries.iter().map(Entry::sku).collect();
+    fn finish(mut self) -> Reply {
+        let skus: Vec<&Sku> = self.entries.iter().map(OpenKey::sku).collect();
         if self.plan.check(&skus)? {
             for (e, p) in self.entries.iter_mut().zip(&self.plan.plans) {
                 STATS.count_plan(p);
@@ -90,9 +91,9 @@ impl Planned<'_, '_> {
     }
 }
 
-pub fn mreserve(ctx: &Context, req: &Request) -> Handled {
-    if key_positions(ctx, info::INSERT, || parse::mreserve_keys(req.args())) {
-        return Ok(RedisValue::NoReply);
+pub fn mreserve(ctx: &Context, req: &Request) -> Reply {
+    if key_positions(ctx, describe::INSERT, || parse::mreserve_keys(req.args())) {
+        return Ok(WRITTEN);
     }
     let cmd = parse::mreserve(req.args(), max_keys())?;
     let p = policy();
@@ -104,9 +105,9 @@ pub fn mreserve(ctx: &Context, req: &Request) -> Handled {
     .finish()
 }
 
-pub fn mconfirm(ctx: &Context, req: &Request) -> Handled {
-    if key_positions(ctx, info::UPDATE, || parse::mconfirm_keys(req.args())) {
-        return Ok(RedisValue::NoReply);
+pub fn mconfirm(ctx: &Context, req: &Request) -> Reply {
+    if key_positions(ctx, describe::UPDATE, || parse::mconfirm_keys(req.args())) {
+        return Ok(WRITTEN);
     }
     let cmd = parse::mconfirm(req.args(), max_keys())?;
     let keys = cmd.items.iter().map(|(k, _)| *k).collect();
@@ -144,7 +145,7 @@ fn key_positions(ctx: &Context, flags: u32, keys: impl FnOnce() -> Vec<usize>) -
     true
 }
 
-pub fn mcancel(ctx: &Context, req: &Request) -> Handled {
+pub fn mcancel(ctx: &Context, req: &Request) -> Reply {
     let cmd = parse::multi("inv.mcancel", req.args(), max_keys())?;
     plan_all(ctx, cmd.keys, |skus, now| {
         MultiPlan::cancel(skus, &cmd.txid, now)

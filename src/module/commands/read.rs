@@ -1,53 +1,29 @@
 //! Reads: INV.GET, INV.TX, INV.SCAN, INV.AUDIT, INV.BUYER. They open their key for
 //! reading and change nothing.
 
-use super::{Handled, Request};
+use super::Request;
 use crate::module::key::read;
+use crate::module::reply::{pairs, state, Reply};
 use crate::module::server::now_ms;
-use crate::module::STATS;
-use inventory_core::ledger::{Error, Sku, TxView};
+use crate::module::stats::STATS;
+use inventory_core::ledger::{Sku, TxView};
 use inventory_core::parse;
-use redis_module::{raw, Context, RedisValue};
+use redis_module::{Context, RedisValue};
 
-/// Replies field/value pairs in this order: a map in RESP3, a flat array in RESP2.
-fn pairs(ctx: &Context, fields: &[(&'static str, RedisValue)]) -> Handled {
-    // SAFETY: ctx is the live command context; ReplyWithMap is followed by
-    // exactly 2 * len replies.
-    unsafe {
-        let Some(reply_map) = raw::RedisModule_ReplyWithMap else {
-            return Err(Error::invalid("RESP map replies are not supported"));
-        };
-        reply_map(ctx.ctx, fields.len() as std::os::raw::c_long);
-    }
-    for (name, value) in fields {
-        ctx.reply(Ok(RedisValue::BulkString((*name).to_string())));
-        ctx.reply(Ok(value.clone()));
-    }
-    Ok(RedisValue::NoReply)
-}
-
-pub fn get(ctx: &Context, req: &Request) -> Handled {
+pub fn get(ctx: &Context, req: &Request) -> Reply {
     let cmd = parse::key_only("inv.get", req.args())?;
     let now = now_ms();
     let Some((v, rules)) = read(ctx, cmd.key, |s| s.map(|s| (s.view(now), s.rules())))? else {
         return Ok(RedisValue::Null);
     };
     let i = RedisValue::Integer;
-    let mut fields = vec![
-        ("stock", i(v.stock)),
-        ("reserved", i(v.reserved)),
-        ("available", i(v.available)),
-        ("sold", i(v.sold)),
-        ("version", i(v.version as i64)),
-        ("open", i(v.open as i64)),
-        ("records", i(v.records as i64)),
-    ];
+    let mut fields: Vec<_> = v.fields().map(|(name, value)| (name, i(value))).into();
     // Only the rules that are set: readers of the fields above keep working.
     fields.extend(rules.set().map(|(name, value)| (name, i(value as i64))));
     pairs(ctx, &fields)
 }
 
-pub fn buyer(ctx: &Context, req: &Request) -> Handled {
+pub fn buyer(ctx: &Context, req: &Request) -> Reply {
     let cmd = parse::buyer(req.args())?;
     let v = read(ctx, cmd.key, |s| {
         s.map(|s| s.buyer(cmd.buyer.as_bytes())).unwrap_or_default()
@@ -61,7 +37,7 @@ pub fn buyer(ctx: &Context, req: &Request) -> Handled {
     )
 }
 
-pub fn tx(ctx: &Context, req: &Request) -> Handled {
+pub fn tx(ctx: &Context, req: &Request) -> Reply {
     let cmd = parse::key_txid("inv.tx", req.args())?;
     let now = now_ms();
     let found = read(ctx, cmd.key, |s| {
@@ -71,7 +47,7 @@ pub fn tx(ctx: &Context, req: &Request) -> Handled {
         return Ok(RedisValue::Null);
     };
     let mut fields = vec![
-        ("state", super::status(t.state.into())),
+        ("state", state(t.state.into())),
         ("qty", RedisValue::Integer(t.qty)),
         ("deadline", RedisValue::Integer(t.time as i64)),
         ("sold", RedisValue::Integer(t.sold)),
@@ -85,14 +61,14 @@ pub fn tx(ctx: &Context, req: &Request) -> Handled {
 fn record(t: &TxView) -> RedisValue {
     RedisValue::Array(vec![
         RedisValue::StringBuffer(t.txid.as_bytes().to_vec()),
-        super::status(t.state.into()),
+        state(t.state.into()),
         RedisValue::Integer(t.qty),
         RedisValue::Integer(t.time as i64),
         RedisValue::Integer(t.sold),
     ])
 }
 
-pub fn scan(ctx: &Context, req: &Request) -> Handled {
+pub fn scan(ctx: &Context, req: &Request) -> Reply {
     let cmd = parse::scan(req.args())?;
     let now = now_ms();
     let (next, recs) = read(ctx, cmd.key, |s| match s {
@@ -105,7 +81,7 @@ pub fn scan(ctx: &Context, req: &Request) -> Handled {
     ]))
 }
 
-pub fn audit(ctx: &Context, req: &Request) -> Handled {
+pub fn audit(ctx: &Context, req: &Request) -> Reply {
     let cmd = parse::key_only("inv.audit", req.args())?;
     let result = read(ctx, cmd.key, |s| s.map_or(Ok(()), Sku::audit))?;
     if result.is_err() {

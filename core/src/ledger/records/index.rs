@@ -2,12 +2,10 @@
 //! the record slab, laid out so that one lookup or one insert of a fresh
 //! txid touches one cache line.
 //!
-//! Why not hashbrown: its control bytes and its values live in two arrays, so
-//! on a key with a million records a fresh INV.RESERVE missed the cache
-//! twice (control group, then the value written), plus once more into the
-//! slab whenever a 7-bit tag matched by chance. Those misses were ~20% of the
-//! server's time in `perf` (docs/benchmarks.md). Here a bucket is one aligned
-//! 64-byte line holding 12 one-byte tags, an overflow count and 12 slots.
+//! Not hashbrown: its control bytes and values live in two arrays, so a
+//! fresh txid on a big key misses the cache twice (docs/benchmarks.md). Here
+//! a bucket is one aligned 64-byte line: 12 one-byte tags, an overflow count
+//! and 12 slots.
 //!
 //! Collisions probe the next bucket (linear probing by cache line). Each
 //! bucket counts the entries that had to move past it (F14's "outbound
@@ -27,9 +25,8 @@ const LOOKAHEAD: usize = 16;
 /// prefetching.
 const BIG: usize = 1 << 15;
 /// Tables of at least this many buckets grow in the background instead of
-/// in one step: the biggest one-step rebuild moves the 5,376 entries of a
-/// full 512-bucket table (a tenth of a millisecond; at 4,096 it was 21,504
-/// entries, about a millisecond on a busy host, which SLOWLOG caught).
+/// in one step, so the biggest one-step rebuild moves the 5,376 entries of a
+/// full 512-bucket table (about a tenth of a millisecond).
 pub(super) const BACKGROUND: usize = 1 << 10;
 /// Tag of an empty slot; live tags are 1..=255.
 const EMPTY: u8 = 0;
@@ -39,10 +36,8 @@ const RELEASE_WORDS: usize = 1 << 18;
 
 /// Where the buffer of a big index that is being dropped goes; dropped in
 /// place when unset. jemalloc hands a freed block of 8 MiB or more straight
-/// back to the kernel inside `free` (the old index of a key growing past
-/// 1.37M records is 10 MiB: a 0.6 ms `madvise` inside the insert that
-/// finished the growth, docs/benchmarks.md), so a server sets a function
-/// that drops it on another thread.
+/// back to the kernel inside `free` (an `madvise` of most of a millisecond),
+/// so a server sets a function that drops it on another thread.
 static RELEASE: std::sync::OnceLock<fn(Vec<u32>)> = std::sync::OnceLock::new();
 
 /// Sets where the buffers of big indexes are dropped (once per process;
@@ -242,9 +237,9 @@ impl Index {
     }
 
     /// Adds `slot` under `hash` unless `eq` finds an entry already.
-    /// Grows nothing: the owner makes room first (`has_room`, `rebuild`).
+    /// Grows nothing: the owner makes room first (`fits_more`, `rebuild`).
     pub fn insert(&mut self, hash: u64, slot: u32, mut eq: impl FnMut(u32) -> bool) -> Insert {
-        if !self.has_room(1) {
+        if !self.fits_more(1) {
             return match self.find(hash, eq) {
                 Some(found) => Insert::Found(found),
                 None => Insert::Full,
@@ -272,7 +267,7 @@ impl Index {
         }
         let Some((at, i)) = empty else {
             // Every bucket of the chain is full: extend it.
-            return if self.place(hash, slot) {
+            return if self.fill_first_empty(hash, slot) {
                 Insert::Added
             } else {
                 Insert::Full
@@ -292,17 +287,17 @@ impl Index {
     }
 
     /// Entries that still fit.
-    pub fn room(&self) -> usize {
+    pub fn free_entries(&self) -> usize {
         capacity(self.buckets).saturating_sub(self.len)
     }
 
     /// True when `entries` entries in all would fit.
-    pub fn can_hold(&self, entries: usize) -> bool {
+    pub fn fits_in_total(&self, entries: usize) -> bool {
         entries <= capacity(self.buckets)
     }
 
     /// True when `additional` more entries fit without a rebuild.
-    pub fn has_room(&self, additional: usize) -> bool {
+    pub fn fits_more(&self, additional: usize) -> bool {
         self.len.saturating_add(additional) <= capacity(self.buckets)
     }
 
@@ -337,7 +332,7 @@ impl Index {
         // Placements cannot fail: the owner keeps the table below 7/8 load.
         if self.buckets < BIG {
             for (hash, slot) in items {
-                let _ = self.place(hash, slot);
+                let _ = self.fill_first_empty(hash, slot);
             }
             return;
         }
@@ -350,23 +345,25 @@ impl Index {
             self.prefetch(hash);
             let due = std::mem::replace(&mut ring[n % LOOKAHEAD], (hash, slot));
             if n >= LOOKAHEAD {
-                let _ = self.place(due.0, due.1);
+                let _ = self.fill_first_empty(due.0, due.1);
             }
             n += 1;
         }
         for &(hash, slot) in ring.iter().take(n.min(LOOKAHEAD)) {
-            let _ = self.place(hash, slot);
+            let _ = self.fill_first_empty(hash, slot);
         }
     }
 
-    /// Stores an entry known to be absent (false when there is no room).
-    pub fn put(&mut self, hash: u64, slot: u32) -> bool {
-        self.has_room(1) && self.place(hash, slot)
+    /// Inserts an entry known to be absent (false, nothing stored, when the
+    /// index is full).
+    pub fn insert_new(&mut self, hash: u64, slot: u32) -> bool {
+        self.fits_more(1) && self.fill_first_empty(hash, slot)
     }
 
-    /// Stores an entry known to be absent. Always succeeds below full load,
-    /// which growth guarantees; false (nothing stored) otherwise.
-    fn place(&mut self, hash: u64, slot: u32) -> bool {
+    /// Stores an entry known to be absent in the first empty slot of its
+    /// probe sequence. Always succeeds below full load, which growth
+    /// guarantees; false (nothing stored) otherwise.
+    fn fill_first_empty(&mut self, hash: u64, slot: u32) -> bool {
         let tag = tag_of(hash);
         let mut b = self.home(hash);
         for _ in 0..self.buckets {
@@ -498,167 +495,5 @@ impl Index {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-    use std::collections::HashMap;
-
-    /// Makes room the way `Records` does: a rebuild from every stored slot.
-    fn grow(idx: &mut Index, additional: usize, hash: impl Fn(u32) -> u64) {
-        if !idx.has_room(additional) {
-            let slots: Vec<u32> = idx.slots().collect();
-            *idx = Index::rebuild(
-                idx.len() + additional,
-                slots.into_iter().map(|s| (hash(s), s)),
-            );
-        }
-    }
-
-    /// A deliberately poor hash (few home buckets, few tags) so chains,
-    /// overflow counts and tag collisions are exercised.
-    fn weak(key: u32) -> u64 {
-        let h = u64::from(key % 7);
-        h | (h << 56)
-    }
-
-    #[test]
-    fn matching_finds_exactly_the_slots_with_the_tag() {
-        let mut bucket = [0u32; WORDS];
-        let tags = [7u8, 0, 255, 7, 1, 128, 7, 0, 0x7f, 0x80, 7, 3];
-        for (i, &t) in tags.iter().enumerate() {
-            set_tag(&mut bucket, i, t);
-        }
-        for probe in [0u8, 1, 3, 7, 0x7f, 0x80, 128, 255, 42] {
-            let want: Vec<usize> = (0..SLOTS).filter(|&i| tags[i] == probe).collect();
-            assert_eq!(
-                matching(&bucket, probe).collect::<Vec<_>>(),
-                want,
-                "tag {probe}"
-            );
-        }
-    }
-
-    /// Addresses of the buffers `RELEASE` was handed, in order.
-    static RELEASED: std::sync::Mutex<Vec<usize>> = std::sync::Mutex::new(Vec::new());
-
-    fn note_release(words: Vec<u32>) {
-        RELEASED.lock().unwrap().push(words.as_ptr() as usize);
-    }
-
-    #[test]
-    fn a_big_index_hands_its_buffer_to_release_and_a_small_one_does_not() {
-        release_big_buffers_with(note_release);
-        // Other tests may release buffers meanwhile: only entries added
-        // after `before` are looked at, and a live buffer's address cannot
-        // be released by anyone else until it is dropped.
-        let released_since =
-            |before: usize, at: usize| RELEASED.lock().unwrap()[before..].contains(&at);
-        let big = Index::with_buckets(RELEASE_WORDS / WORDS);
-        let (at, before) = (big.words.as_ptr() as usize, RELEASED.lock().unwrap().len());
-        drop(big);
-        assert!(
-            released_since(before, at),
-            "a 1 MiB index was dropped in place"
-        );
-        let small = Index::with_buckets(RELEASE_WORDS / WORDS / 2);
-        let (at, before) = (
-            small.words.as_ptr() as usize,
-            RELEASED.lock().unwrap().len(),
-        );
-        drop(small);
-        assert!(
-            !released_since(before, at),
-            "a 512 KiB index went to release"
-        );
-    }
-
-    #[test]
-    fn a_big_rebuild_prefetches_and_keeps_every_entry() {
-        let hash = |k: u32| u64::from(k).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let n = capacity(BIG) as u32 + 5;
-        let idx = Index::rebuild(n as usize, (0..n).map(|k| (hash(k), k)));
-        assert!(idx.buckets >= BIG);
-        assert_eq!(idx.len(), n as usize);
-        idx.check(hash).unwrap();
-        assert!((0..n).all(|k| idx.find(hash(k), |s| s == k) == Some(k)));
-    }
-
-    #[test]
-    fn buckets_are_cache_line_aligned() {
-        for n in [1, 2, 64, 1024] {
-            let idx = Index::with_buckets(n);
-            assert_eq!(idx.bucket(0).as_ptr() as usize % 64, 0);
-            assert_eq!(idx.clone().bucket(0).as_ptr() as usize % 64, 0);
-        }
-    }
-
-    #[test]
-    fn grows_and_keeps_every_entry() {
-        let mut idx = Index::default();
-        let hash = |k: u32| u64::from(k).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        for k in 0..10_000u32 {
-            grow(&mut idx, 1, hash);
-            assert_eq!(idx.insert(hash(k), k, |s| s == k), Insert::Added);
-        }
-        assert_eq!(idx.len(), 10_000);
-        // 10,000 entries at <= 7/8 of 12 per bucket: 1024 buckets of 64 bytes.
-        assert_eq!(idx.buckets, 1024);
-        for k in 0..10_000u32 {
-            assert_eq!(idx.find(hash(k), |s| s == k), Some(k));
-        }
-        idx.check(hash).unwrap();
-    }
-
-    #[derive(Debug, Clone)]
-    enum Op {
-        Insert(u32),
-        Remove(u32),
-        Reserve(u8),
-    }
-
-    fn op() -> impl Strategy<Value = Op> {
-        prop_oneof![
-            4 => (0..200u32).prop_map(Op::Insert),
-            3 => (0..200u32).prop_map(Op::Remove),
-            1 => any::<u8>().prop_map(Op::Reserve),
-        ]
-    }
-
-    proptest! {
-        /// Against a HashMap: finds, inserts and removes agree and the
-        /// overflow counts stay exact, even with a hash that collides a lot.
-        #[test]
-        fn behaves_like_a_map(ops in proptest::collection::vec(op(), 1..400)) {
-            let mut idx = Index::default();
-            let mut model: HashMap<u32, ()> = HashMap::new();
-            for op in ops {
-                match op {
-                    Op::Insert(k) => {
-                        let mut done = idx.insert(weak(k), k, |s| s == k);
-                        if done == Insert::Full {
-                            grow(&mut idx, 1, weak);
-                            done = idx.insert(weak(k), k, |s| s == k);
-                        }
-                        let present = model.insert(k, ()).is_some();
-                        prop_assert_eq!(done, if present { Insert::Found(k) } else { Insert::Added });
-                    }
-                    Op::Remove(k) => {
-                        prop_assert_eq!(idx.remove(weak(k), k), model.remove(&k).is_some());
-                    }
-                    Op::Reserve(n) => {
-                        grow(&mut idx, usize::from(n), weak);
-                        prop_assert!(idx.has_room(usize::from(n)));
-                    }
-                }
-                prop_assert_eq!(idx.len(), model.len());
-                prop_assert!(idx.check(weak).is_ok(), "{:?}", idx.check(weak));
-            }
-            for k in 0..200u32 {
-                prop_assert_eq!(idx.find(weak(k), |s| s == k).is_some(), model.contains_key(&k));
-            }
-            let copy = idx.clone();
-            prop_assert!(copy.check(weak).is_ok());
-            prop_assert_eq!(copy.slots().count(), model.len());
-        }
-    }
-}
+#[path = "index_tests.rs"]
+mod tests;

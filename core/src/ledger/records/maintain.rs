@@ -89,7 +89,7 @@ impl Records {
     pub(super) fn mirror_insert(&mut self, hash: u64, slot: u32) {
         match &mut self.next {
             Some(next) if (slot as usize) < next.cursor => {
-                let _ = next.index.put(hash, slot);
+                let _ = next.index.insert_new(hash, slot);
             }
             Some(_) => {}
             None if self.index.wants_successor() => {
@@ -123,7 +123,7 @@ impl Records {
             return;
         };
         let left = self.slab.len().saturating_sub(next.cursor);
-        let room = self.index.room().max(1);
+        let room = self.index.free_entries().max(1);
         let copies = left.div_ceil(room).saturating_sub(LEAD);
         if copies > 0 {
             self.grow_step(copies);
@@ -141,16 +141,16 @@ impl Records {
         if self
             .next
             .as_ref()
-            .is_some_and(|n| !n.index.can_hold(needed))
+            .is_some_and(|n| !n.index.fits_in_total(needed))
         {
             self.next = None;
         }
-        if self.index.has_room(additional) {
+        if self.index.fits_more(additional) {
             return;
         }
         if self.next.is_some() {
             self.grow_step(usize::MAX);
-            if self.index.has_room(additional) {
+            if self.index.fits_more(additional) {
                 return;
             }
         }
@@ -273,7 +273,7 @@ impl Records {
                     next.index.remove(hash, f);
                 }
                 (false, true) => {
-                    let _ = next.index.put(hash, t);
+                    let _ = next.index.insert_new(hash, t);
                 }
                 (false, false) => {}
             }
