@@ -45,6 +45,11 @@ pub const P16_VS_SEED: f64 = 2.5;
 pub const BYTES_PER_RESERVATION: f64 = 64.0;
 /// Bytes per buyer (16-byte ids, 10^6 buyers on one key) at most this.
 pub const BYTES_PER_BUYER: f64 = 40.0;
+/// The module's own memory per waiter (beside the server's state for a
+/// blocked client), at most.
+pub const BYTES_PER_WAITER: f64 = 200.0;
+/// A returned unit reaches its waiter within this, at the 99th percentile.
+pub const RETURN_TO_GRANT_P99_MS: f64 = 2.0;
 /// Cost per call at most this multiple of its smallest value across sizes.
 pub const FLATNESS: f64 = 1.5;
 /// Largest size the flatness and memory goals cover.

@@ -29,6 +29,7 @@
 //!    Lua set, as deployed: throughput, latency percentiles, oversold units;
 //!    5 sales each, the implementations taking turns (medians, range).
 
+mod alloc;
 mod chart;
 mod common;
 mod goals;
@@ -107,6 +108,11 @@ pub(crate) struct Args {
     /// --quick: 10^5), print it and exit. Writes nothing.
     #[arg(long)]
     pub buyers_memory: bool,
+    /// Run only the waiting room (phase 6: 10,000 waiters on one sold-out
+    /// key, --quick: 1,000; against polling clients), print it and exit.
+    /// Writes nothing.
+    #[arg(long)]
+    pub waiting: bool,
     /// Exit non-zero when a goal is missed (without it, a missed goal is
     /// reported and the exit is 0; a broken run or an oversold unit always
     /// fails).
@@ -129,6 +135,9 @@ pub(crate) struct Sizes {
     pub buyers: usize,
     pub runs: usize,
 }
+
+#[global_allocator]
+static ALLOCATOR: alloc::Counting = alloc::Counting;
 
 #[tokio::main]
 async fn main() {
@@ -208,6 +217,12 @@ async fn main() {
         let m = phases::buyers::phase(&args.server, n);
         println!("{}", phases::buyers::table(&m));
         finish(&phases::buyers::goals(&m), args.strict, 0);
+    }
+    if args.waiting {
+        let (n, runs) = if args.quick { (1_000, 1) } else { (10_000, 3) };
+        let r = phases::waiting::phase_waiting(&args.server, n, runs).await;
+        println!("{}", phases::waiting::table(&r));
+        finish(&phases::waiting::goals(&r), args.strict, 0);
     }
     if args.sale_only {
         let rows = phase_sale(&args, &sz).await;

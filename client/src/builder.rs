@@ -56,7 +56,7 @@ impl ClientBuilder {
 
     /// How long one attempt to connect or to get a reply may take: the
     /// retry deadline bounds the whole.
-    fn attempt_timeout(&self) -> Duration {
+    pub(crate) fn attempt_timeout(&self) -> Duration {
         self.retry.deadline.min(Duration::from_secs(2))
     }
 
@@ -89,7 +89,7 @@ impl ClientBuilder {
         let manager = self
             .connect(|| client.get_connection_manager_with_config(config.clone()))
             .await?;
-        Ok(self.build(Backend::Standalone(manager)))
+        Ok(self.build(Backend::Standalone(manager, client)))
     }
 
     /// Connects to a Redis Cluster from one or more node URLs, retrying
@@ -111,7 +111,7 @@ impl ClientBuilder {
     /// settings then apply as you set them).
     pub async fn cluster_from(self, client: redis::cluster::ClusterClient) -> Result<Client> {
         let conn = self.connect(|| client.get_async_connection()).await?;
-        Ok(self.build(Backend::Cluster(conn)))
+        Ok(self.build(Backend::Cluster(conn, client)))
     }
 
     /// Runs `attempt` until it connects, fails for good, or the deadline.

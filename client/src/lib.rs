@@ -9,6 +9,9 @@
 //! - Retries with backoff under a deadline for the commands that are
 //!   idempotent by txid; SET and ADD are never retried.
 //! - Optional durability: wait for N replicas after writes.
+//! - A reserve that waits in line for returned units
+//!   ([`Client::reserve_waiting`]), on a connection of its own, that fences
+//!   its txid when its caller gives up.
 //! - An opt-in local stock cache ([`StockCache`]) kept true by the server's
 //!   invalidations (`CLIENT TRACKING`).
 //!
@@ -38,6 +41,7 @@ mod commands;
 mod order;
 mod sale;
 mod types;
+mod waiting;
 
 pub use builder::ClientBuilder;
 pub use cache::{CacheStats, StockCache};
@@ -70,6 +74,10 @@ pub struct RetryPolicy {
     pub initial_backoff: Duration,
     /// Longest backoff.
     pub max_backoff: Duration,
+    /// How long the client keeps trying to fence a reserve whose outcome
+    /// was still unknown at `deadline` ([`Error::Abandoned`]), counted from
+    /// then.
+    pub fence_deadline: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -78,6 +86,7 @@ impl Default for RetryPolicy {
             deadline: Duration::from_secs(10),
             initial_backoff: Duration::from_millis(10),
             max_backoff: Duration::from_millis(500),
+            fence_deadline: Duration::from_secs(10),
         }
     }
 }
@@ -93,8 +102,10 @@ pub struct Durability {
 
 #[derive(Clone)]
 pub(crate) enum Backend {
-    Standalone(ConnectionManager),
-    Cluster(ClusterConnection),
+    /// The shared connection, and the client that opens connections of
+    /// their own (a waiting reserve's).
+    Standalone(ConnectionManager, redis::Client),
+    Cluster(ClusterConnection, redis::cluster::ClusterClient),
 }
 
 /// A connection to redis-inventory, standalone or cluster. Cheap to clone;
@@ -205,11 +216,11 @@ impl Client {
     /// Sends one command to the primary that owns `key`'s slot.
     async fn send(&self, key: &[u8], cmd: &Cmd) -> Result<Value> {
         match &self.backend {
-            Backend::Standalone(c) => cmd
+            Backend::Standalone(c, _) => cmd
                 .query_async(&mut c.clone())
                 .await
                 .map_err(Error::from_redis),
-            Backend::Cluster(c) => {
+            Backend::Cluster(c, _) => {
                 let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
                     Route::new(slot(key), SlotAddr::Master),
                 ));
@@ -224,14 +235,21 @@ impl Client {
     /// `send`, retried with backoff on transient errors until the deadline.
     /// Only for commands that are idempotent by txid.
     async fn send_idempotent(&self, key: &[u8], cmd: &Cmd) -> Result<Value> {
+        self.send_until(key, cmd, self.options.retry.deadline).await
+    }
+
+    /// `send`, retried with backoff on transient errors for `deadline`.
+    pub(crate) async fn send_until(
+        &self,
+        key: &[u8],
+        cmd: &Cmd,
+        deadline: Duration,
+    ) -> Result<Value> {
         let started = Instant::now();
         let mut backoff = self.options.retry.initial_backoff;
         loop {
             match self.send(key, cmd).await {
-                Err(e)
-                    if e.is_transient()
-                        && started.elapsed() + backoff < self.options.retry.deadline =>
-                {
+                Err(e) if e.is_transient() && started.elapsed() + backoff < deadline => {
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(self.options.retry.max_backoff);
                 }
@@ -246,8 +264,33 @@ impl Client {
         redis::from_redis_value(&v).map_err(|e| Error::Protocol(e.to_string()))
     }
 
+    /// Sends a reserve (retried as any idempotent command). When its
+    /// outcome is still unknown at the deadline (the last attempt failed
+    /// with a transient error, and an attempt may have reached the server),
+    /// cancels the txid before returning, retried for
+    /// `RetryPolicy::fence_deadline`: a reserve still in flight, or queued
+    /// behind a slow or paused server, then finds the txid fenced and takes
+    /// nothing after the caller gave up ([`Error::Abandoned`]).
+    pub(crate) async fn reserve_or_fence(&self, sku: &str, txid: &str, c: &Cmd) -> Result<Reply> {
+        match self.send_idempotent(sku.as_bytes(), c).await {
+            Ok(v) => {
+                let reply = parse_reply(v)?;
+                self.settle(sku.as_bytes(), reply).await
+            }
+            Err(e) if e.is_transient() => {
+                let fenced = self.fence(sku, txid).await.ok().map(|r| r.outcome);
+                Err(Error::Abandoned {
+                    txid: txid.to_string(),
+                    cause: Box::new(e),
+                    fenced,
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// After a write: `WAIT` on the node that took it, when durability is set.
-    async fn settle(&self, key: &[u8], mut reply: Reply) -> Result<Reply> {
+    pub(crate) async fn settle(&self, key: &[u8], mut reply: Reply) -> Result<Reply> {
         if let Some(d) = self.options.durability {
             let mut wait = cmd("WAIT");
             wait.arg(d.replicas)
@@ -310,7 +353,9 @@ impl Client {
     }
 
     /// `INV.RESERVE`: holds `qty` units for `txid`. Idempotent: a retry
-    /// answers the same. `ttl` `None` uses the server default.
+    /// answers the same. `ttl` `None` uses the server default. When the
+    /// retry deadline passes with the outcome unknown, the txid is fenced
+    /// before this returns [`Error::Abandoned`].
     ///
     /// ```no_run
     /// # async fn demo(c: redis_inventory_client::Client) -> redis_inventory_client::Result<()> {
@@ -326,8 +371,7 @@ impl Client {
         ttl: Option<Duration>,
     ) -> Result<Reply> {
         let c = reserve_cmd(sku, txid, qty, ttl);
-        let reply = parse_reply(self.send_idempotent(sku.as_bytes(), &c).await?)?;
-        self.settle(sku.as_bytes(), reply).await
+        self.reserve_or_fence(sku, txid, &c).await
     }
 
     /// `INV.CONFIRM`: sells the reserved units. Idempotent.

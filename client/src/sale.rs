@@ -133,8 +133,7 @@ impl Client {
         buyer: &str,
     ) -> Result<Reply> {
         let c = reserve_for_cmd(sku, txid, qty, ttl, buyer);
-        let reply = parse_reply(self.send_idempotent(sku.as_bytes(), &c).await?)?;
-        self.settle(sku.as_bytes(), reply).await
+        self.reserve_or_fence(sku, txid, &c).await
     }
 
     /// `INV.CONFIRM ... QTY qty`: sells `qty` of the held units and releases

@@ -152,6 +152,21 @@ pub enum Error {
     /// (unknown CA, wrong name, expired) or the peers share no protocol.
     /// Not retried: it does not heal by waiting.
     Tls(redis::RedisError),
+    /// A reserve whose outcome was still unknown when the retry deadline
+    /// passed (sent, no reply: a slow or paused server, a cut connection).
+    /// So that a reserve still in flight cannot take stock after the caller
+    /// gave up, the client then cancelled the txid (`INV.CANCEL`, retried
+    /// for `RetryPolicy::fence_deadline`). `fenced` is what that cancel
+    /// answered: `Some(Cancelled)` (or `Expired`) when the txid holds
+    /// nothing and any late reserve of it is refused; `None` when the
+    /// cancel did not land either, and the txid may hold units until its
+    /// TTL: cancel it when the server is back. Use a new txid to try again.
+    Abandoned {
+        txid: String,
+        /// The failure the reserve ended with.
+        cause: Box<Error>,
+        fenced: Option<Outcome>,
+    },
     /// The call was malformed before it was sent.
     InvalidInput(String),
     /// An order was blocked and cancelling its other lines failed too: call
@@ -175,6 +190,23 @@ impl fmt::Display for Error {
             Error::Server(e) => write!(f, "server error: {e}"),
             Error::Connection(e) => write!(f, "connection: {e}"),
             Error::Tls(e) => write!(f, "TLS: {e}"),
+            Error::Abandoned {
+                txid,
+                cause,
+                fenced: Some(state),
+            } => write!(
+                f,
+                "reserve of txid '{txid}' abandoned, its outcome unknown at the deadline ({cause}); fenced: INV.CANCEL answered {}",
+                state.as_str()
+            ),
+            Error::Abandoned {
+                txid,
+                cause,
+                fenced: None,
+            } => write!(
+                f,
+                "reserve of txid '{txid}' abandoned, its outcome unknown at the deadline ({cause}); the fence (INV.CANCEL) did not land either: the txid may hold units until its TTL"
+            ),
             Error::InvalidInput(m) => write!(f, "invalid input: {m}"),
             Error::CompensationFailed(m) => write!(f, "compensation failed: {m}"),
             Error::Protocol(m) => write!(f, "unexpected reply: {m}"),
@@ -186,6 +218,7 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Connection(e) | Error::Tls(e) => Some(e),
+            Error::Abandoned { cause, .. } => Some(cause.as_ref()),
             _ => self.server_error().map(|e| e as _),
         }
     }

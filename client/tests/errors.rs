@@ -5,7 +5,7 @@
 
 use redis_inventory_client::{Client, Error, Outcome, RetryPolicy};
 use std::time::{Duration, Instant};
-use testkit::Server;
+use testkit::{signal, Server};
 
 fn admin(s: &Server) -> redis::Connection {
     s.conn()
@@ -171,4 +171,102 @@ async fn a_node_demoted_by_a_failover_is_retried_until_it_serves_again() {
         "it was retried"
     );
     promote.await.unwrap();
+}
+
+/// Freezes the server now and thaws it after `after`, on a thread of its
+/// own (the frozen server cannot be waited on by the test's runtime).
+fn freeze_for(s: &Server, after: Duration) -> std::thread::JoinHandle<()> {
+    let pid = s.pid();
+    signal("STOP", pid);
+    std::thread::spawn(move || {
+        std::thread::sleep(after);
+        signal("CONT", pid);
+    })
+}
+
+async fn client_with(s: &Server, deadline: Duration, fence_deadline: Duration) -> Client {
+    Client::builder()
+        .retry(RetryPolicy {
+            deadline,
+            fence_deadline,
+            ..Default::default()
+        })
+        .standalone(&s.url())
+        .await
+        .unwrap()
+}
+
+/// The "deducted after the timeout" trap: a reserve sent to a server that
+/// stalls mid-request gets no reply before the caller's deadline; the
+/// server runs it later. The client fences the txid before it returns, so
+/// when the server comes back the late reserve takes nothing (or is undone
+/// by the cancel that follows it) and the caller is told so.
+#[tokio::test]
+async fn a_reserve_whose_reply_never_came_is_fenced_before_the_error_returns() {
+    let s = Server::start(&[]);
+    run(&mut admin(&s), &["INV.SET", "sku", "5"]);
+    let client = client_with(&s, Duration::from_secs(1), Duration::from_secs(10)).await;
+    let thaw = freeze_for(&s, Duration::from_millis(1500));
+    let r = client
+        .reserve("sku", "late", 2, Some(Duration::from_secs(600)))
+        .await;
+    thaw.join().unwrap();
+    match r {
+        Err(Error::Abandoned {
+            txid,
+            cause,
+            fenced: Some(Outcome::Cancelled),
+        }) => {
+            assert_eq!(txid, "late");
+            assert!(cause.is_transient(), "{cause}");
+        }
+        Err(e) => panic!("expected a fenced abandon, got {e}"),
+        Ok(r) => panic!("a reply came back from a frozen server: {r:?}"),
+    }
+    // Whichever of the reserve and the cancel the server ran first, the
+    // txid ends cancelled and holds nothing.
+    let a = &mut admin(&s);
+    let state: Vec<redis::Value> = redis::cmd("INV.TX")
+        .arg("sku")
+        .arg("late")
+        .query(a)
+        .unwrap();
+    assert_eq!(state[1], redis::Value::BulkString(b"CANCELLED".to_vec()));
+    let stock = client.get("sku").await.unwrap().unwrap();
+    assert_eq!((stock.counts.available, stock.counts.reserved), (5, 0));
+    // A retry of the same txid is refused: the caller gave it up.
+    let again = client
+        .reserve("sku", "late", 2, Some(Duration::from_secs(600)))
+        .await
+        .unwrap();
+    assert_eq!(again.outcome, Outcome::Cancelled);
+    assert_eq!(again.available, 5);
+}
+
+/// When the fence cannot land either (the server stays frozen past the
+/// fence's own bound), the error says that the txid may hold units, and
+/// the call still returns within both bounds.
+#[tokio::test]
+async fn a_fence_that_cannot_land_is_reported_within_its_bound() {
+    let s = Server::start(&[]);
+    run(&mut admin(&s), &["INV.SET", "sku", "5"]);
+    let client = client_with(&s, Duration::from_secs(1), Duration::from_secs(1)).await;
+    let thaw = freeze_for(&s, Duration::from_secs(4));
+    let started = Instant::now();
+    let r = client.reserve("sku", "stuck", 1, None).await;
+    let elapsed = started.elapsed();
+    thaw.join().unwrap();
+    match &r {
+        Err(Error::Abandoned {
+            txid, fenced: None, ..
+        }) => assert_eq!(txid, "stuck"),
+        Err(e) => panic!("expected an unfenced abandon, got {e}"),
+        Ok(r) => panic!("a reply came back from a frozen server: {r:?}"),
+    }
+    let text = r.unwrap_err().to_string();
+    assert!(text.contains("may hold units until its TTL"), "{text}");
+    assert!(
+        elapsed < Duration::from_secs(4),
+        "returned after {elapsed:?}"
+    );
 }

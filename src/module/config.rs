@@ -9,6 +9,7 @@ pub static MAX_TTL_MS: AtomicI64 = AtomicI64::new(86_400_000);
 pub static RETENTION_MS: AtomicI64 = AtomicI64::new(86_400_000);
 pub static MAX_OPEN_PER_KEY: AtomicI64 = AtomicI64::new(0);
 pub static MAX_KEYS_PER_COMMAND: AtomicI64 = AtomicI64::new(1000);
+pub static MAX_WAITERS_PER_KEY: AtomicI64 = AtomicI64::new(100_000);
 
 /// Upper bound of the millisecond configs: ten years.
 pub const MAX_MS: i64 = 10 * 365 * 86_400_000;
@@ -32,8 +33,13 @@ pub fn max_keys() -> usize {
     get(&MAX_KEYS_PER_COMMAND) as usize
 }
 
+/// Most reserves that may wait (`BLOCK`) on one key.
+pub fn max_waiters() -> u64 {
+    get(&MAX_WAITERS_PER_KEY)
+}
+
 /// Every config: name (without the `inventory.` prefix), value, default, range.
-pub static CONFIGS: [(&str, &AtomicI64, i64, i64, i64); 5] = [
+pub static CONFIGS: [(&str, &AtomicI64, i64, i64, i64); 6] = [
     ("default-ttl-ms", &DEFAULT_TTL_MS, 600_000, 1, MAX_MS),
     ("max-ttl-ms", &MAX_TTL_MS, 86_400_000, 1, MAX_MS),
     ("retention-ms", &RETENTION_MS, 86_400_000, 0, MAX_MS),
@@ -44,6 +50,13 @@ pub static CONFIGS: [(&str, &AtomicI64, i64, i64, i64); 5] = [
         1000,
         1,
         1_000_000,
+    ),
+    (
+        "max-waiters-per-key",
+        &MAX_WAITERS_PER_KEY,
+        100_000,
+        0,
+        10_000_000,
     ),
 ];
 

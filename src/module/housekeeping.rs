@@ -12,7 +12,7 @@
 use super::key::OpenKey;
 use super::server::{log, now_ms, select_db, Level};
 use super::stats::STATS;
-use super::{config, schedule, slot_migration};
+use super::{config, schedule, slot_migration, waiting};
 use redis_module::{raw, Context, ContextFlags, RedisString};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
@@ -46,13 +46,34 @@ fn tick(ctx: &Context) {
     let mut behind = false;
     if !flags.contains(ContextFlags::LOADING) {
         behind = if flags.contains(ContextFlags::MASTER) && !writes_paused() {
-            housekeep(ctx)
+            let behind = housekeep(ctx);
+            waiting::check_rooms(ctx);
+            behind
         } else {
             maintain_keys(ctx)
         };
         count_due(ctx);
     }
-    arm(ctx, if behind { BUSY_TICK } else { TICK });
+    arm(ctx, next_tick(behind));
+}
+
+/// When the timer runs next: soon while work is due; at the next deadline
+/// (to the millisecond) when it comes before the idle tick and reserves
+/// wait for units, so an expiring hold's units reach the queue at once;
+/// otherwise at the idle tick.
+fn next_tick(behind: bool) -> Duration {
+    if behind {
+        return BUSY_TICK;
+    }
+    if waiting::any() {
+        if let Some(deadline) = schedule::earliest_deadline() {
+            let ms = deadline.saturating_sub(now_ms());
+            if ms < TICK.as_millis() as u64 {
+                return Duration::from_millis(ms.max(1));
+            }
+        }
+    }
+    TICK
 }
 
 /// Whether the server has paused writes (`CLIENT PAUSE WRITE`, `FAILOVER`,
@@ -135,6 +156,8 @@ fn housekeep(ctx: &Context) -> bool {
         if let Err(e) = entry.commit(&effects) {
             log(Level::Warning, &format!("housekeeping failed: {e}"));
         }
+        // Units that expired go to the key's waiters first.
+        waiting::serve(ctx, entry);
         entry.maintain(GROW_BATCH);
     })
 }

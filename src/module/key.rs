@@ -164,6 +164,11 @@ impl<'c> OpenKey<'c> {
         unsafe { self.value.as_mut() }
     }
 
+    /// The key's name.
+    pub fn name(&self) -> &[u8] {
+        RedisString::string_as_slice(self.name.ptr())
+    }
+
     /// The SKU, or an empty one (version 0) when the key is missing.
     pub fn sku(&self) -> &Sku {
         self.stored().unwrap_or(&EMPTY)

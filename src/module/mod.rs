@@ -17,3 +17,4 @@ pub mod schedule;
 pub mod server;
 pub mod slot_migration;
 pub mod stats;
+pub mod waiting;

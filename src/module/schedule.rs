@@ -67,6 +67,11 @@ pub fn expiry_lag_ms(now: u64) -> u64 {
         .map_or(0, |t| now.saturating_sub(t))
 }
 
+/// The earliest open deadline of any key (`None`: no open reservation).
+pub fn earliest_deadline() -> Option<u64> {
+    registry().earliest_deadline()
+}
+
 /// Keys counted by `due_keys`, at most: INFO stays cheap however far
 /// expiry is behind.
 pub const DUE_KEYS_CAP: usize = 10_000;

@@ -155,9 +155,10 @@ fn every_command_has_its_exact_arity_and_what_it_does_to_each_key() {
     };
     let reserve = words(c, "inv.reserve");
     for w in [
-        "Reserves units for a transaction id, idempotently, until a deadline",
+        "Reserves units for a transaction id, idempotently, until a deadline; with BLOCK, waits in line for returned units",
         "TTL",
         "PXAT",
+        "BLOCK",
         "oneof",
         "optional",
         "unix-time",

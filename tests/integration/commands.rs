@@ -320,7 +320,7 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
         (&["INV.RESERVE", "sku", "t", "1", "TTL", "0"], "ERR TTL must be 1 to 86400000 milliseconds (inventory.max-ttl-ms), got 0"),
         (&["INV.RESERVE", "sku", "t", "1", "TTL", "86400001"], "ERR TTL must be 1 to 86400000 milliseconds (inventory.max-ttl-ms), got 86400001"),
         (&["INV.RESERVE", "sku", "t", "1", "TTL"], "ERR wrong number of arguments for 'inv.reserve' command"),
-        (&["INV.RESERVE", "sku", "t", "1", "EX", "5"], "ERR unknown option 'EX' for 'inv.reserve'; accepted: TTL ms | PXAT unix-ms, BUYER id"),
+        (&["INV.RESERVE", "sku", "t", "1", "EX", "5"], "ERR unknown option 'EX' for 'inv.reserve'; accepted: TTL ms | PXAT unix-ms, BUYER id, BLOCK ms"),
         (&["INV.RESERVE", "sku", "", "1"], "ERR txid must be 1 to 128 bytes, got 0"),
         (&["INV.RESERVE", "sku", &long, "1"], "ERR txid must be 1 to 128 bytes, got 129"),
         (&["INV.RESERVE", "str", "t", "1"], "WRONGTYPE Operation against a key holding the wrong kind of value"),

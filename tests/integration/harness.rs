@@ -148,12 +148,4 @@ pub fn wait_for_aof_rewrite(c: &mut Connection) {
     );
 }
 
-/// `kill -SIG pid` (STOP and CONT freeze and thaw a server).
-pub fn signal(sig: &str, pid: u32) {
-    let status = std::process::Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill -{sig} {pid}");
-}
+pub use testkit::signal;

@@ -33,7 +33,7 @@ fn any_character_in_an_argument_gets_an_error_reply() {
         ),
         (
             &[b"INV.RESERVE", b"k", b"t", b"1", "\u{3000}".as_bytes()],
-            "ERR unknown option '\u{3000}' for 'inv.reserve'; accepted: TTL ms | PXAT unix-ms, BUYER id",
+            "ERR unknown option '\u{3000}' for 'inv.reserve'; accepted: TTL ms | PXAT unix-ms, BUYER id, BLOCK ms",
         ),
         (
             &[b"INV.SCAN", b"k", b"0", b"COUNT", "一".as_bytes()],

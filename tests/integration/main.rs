@@ -19,3 +19,4 @@ mod redispy;
 mod replication;
 mod resp3;
 mod sale;
+mod waiting;

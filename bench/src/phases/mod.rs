@@ -10,3 +10,4 @@ pub mod scenario;
 pub mod server_cpu;
 pub mod stall;
 pub mod throughput;
+pub mod waiting;

@@ -18,6 +18,8 @@ pub mod code {
     pub const TRYAGAIN: &str = "TRYAGAIN";
     /// INV.AUDIT found a broken invariant.
     pub const DRIFT: &str = "DRIFT";
+    /// The txid is waiting for units already (`BLOCK`).
+    pub const WAITING: &str = "WAITING";
 }
 
 /// Everything that can go wrong, from malformed arguments to broken invariants.
@@ -48,6 +50,10 @@ pub enum Error {
     Drift(String),
     /// An INV.APPLY effect does not fit the key's state (replica out of step).
     Apply(String),
+    /// The txid (quoted) is already waiting for units on this key.
+    Waiting(String),
+    /// `inventory.max-waiters-per-key` reserves already wait on the key.
+    QueueFull { max: u64 },
 }
 
 impl Error {
@@ -150,6 +156,16 @@ impl fmt::Display for Error {
             Error::TryAgain(m) => write!(f, "{} {m}", code::TRYAGAIN),
             Error::Drift(m) => write!(f, "{} {m}", code::DRIFT),
             Error::Apply(m) => write!(f, "ERR INV.APPLY {m}"),
+            Error::Waiting(txid) => write!(
+                f,
+                "{} txid '{txid}' is already waiting for units on this key",
+                code::WAITING
+            ),
+            Error::QueueFull { max } => write!(
+                f,
+                "{} key already has {max} waiting reserves (inventory.max-waiters-per-key)",
+                code::LIMIT
+            ),
         }
     }
 }

@@ -17,13 +17,14 @@ mod status;
 mod txid;
 mod txmap;
 mod validate;
+mod waiting;
 
 pub use buyers::{BuyerId, BuyerView, MAX_BUYER_LEN, MAX_BUYER_UNITS};
 pub use codec::{decode, encode, ENCODING_VERSION};
 pub use effect::{Effect, RecordParts};
 pub use error::{code, quote, Error, Result, QUOTE_MAX};
 pub use multi::MultiPlan;
-pub use plan::{Effects, Event, Plan, Policy, Ttl};
+pub use plan::{Effects, Event, Grant, Plan, Policy, Ttl};
 pub use records::{release_big_buffers_with, State};
 pub use sale::{Rules, RulesChange};
 pub use sku::{Header, Pending, Sku, TxView, View, MAX_AMOUNT};
@@ -31,6 +32,7 @@ pub use stats::Stats;
 pub use status::Status;
 pub use txid::{TxId, MAX_TXID_LEN};
 pub use validate::{MAX_TIME, MAX_VERSION};
+pub use waiting::{Ahead, WaitQueue, Waiter};
 
 #[cfg(test)]
 mod model_tests;
@@ -38,3 +40,5 @@ mod model_tests;
 mod multi_tests;
 #[cfg(test)]
 mod sale_tests;
+#[cfg(test)]
+mod waiting_tests;

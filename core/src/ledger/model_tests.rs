@@ -99,7 +99,7 @@ fn snapshot(s: &Sku) -> (Header, Vec<RecordParts>) {
 
 /// Applies a plan's effects to the master and a replica, like the module
 /// does: the list is checked as a whole first, and every effect applies.
-fn commit(master: &mut Sku, replica: &mut Sku, plan: &Plan) {
+pub(super) fn commit(master: &mut Sku, replica: &mut Sku, plan: &Plan) {
     master
         .check(&plan.effects)
         .expect("a plan's effects check as a whole");

@@ -2,7 +2,7 @@
 //! is planned, and every key's effects are checked, before any key changes.
 //! A command applies all or nothing.
 
-use super::{BuyerId, Plan, Policy, Result, Sku, Status, Ttl, TxId};
+use super::{Ahead, BuyerId, Plan, Policy, Result, Sku, Status, Ttl, TxId};
 
 /// One multi-key command's decision, over its keys in the command's order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,10 +38,31 @@ impl MultiPlan {
         now: u64,
         policy: &Policy,
     ) -> Result<MultiPlan> {
+        Self::reserve_behind(skus, txid, qtys, ttl, buyer, &[], now, policy)
+    }
+
+    /// `reserve` on keys with waiting rooms: `ahead[i]` is what waits on
+    /// key `i` (missing: nobody), and a key anyone waits on answers NOSTOCK
+    /// (the whole order then reserves nothing), as a single reserve would.
+    #[allow(clippy::too_many_arguments)]
+    pub fn reserve_behind(
+        skus: &[&Sku],
+        txid: &TxId,
+        qtys: &[i64],
+        ttl: Ttl,
+        buyer: Option<&BuyerId>,
+        ahead: &[Ahead],
+        now: u64,
+        policy: &Policy,
+    ) -> Result<MultiPlan> {
         let plans = skus
             .iter()
             .zip(qtys)
-            .map(|(sku, &qty)| sku.plan_reserve_for(txid, qty, ttl, buyer, now, policy))
+            .enumerate()
+            .map(|(i, (sku, &qty))| {
+                let ahead = ahead.get(i).copied().unwrap_or(Ahead::NONE);
+                sku.plan_reserve_behind(txid, qty, ttl, buyer, ahead, now, policy)
+            })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self::all_or_nothing(plans, Status::Reserved))
     }

@@ -15,6 +15,7 @@ use super::records::{State, MAX_RECORDS};
 use super::sku::{Sku, MAX_AMOUNT};
 use super::status::Status;
 use super::txid::TxId;
+use super::waiting::{Ahead, WaitQueue};
 
 /// Most due records one command expires to make room for itself.
 pub const MAX_EXPIRE_PER_COMMAND: usize = 1000;
@@ -79,6 +80,17 @@ pub enum Ttl {
     Millis(u64),
     /// Absolute deadline in unix milliseconds.
     At(u64),
+}
+
+/// What `plan_grant` decides for the front waiter of a queue.
+#[derive(Debug)]
+pub enum Grant {
+    /// Its units are not there (or cannot be taken this turn): it keeps
+    /// waiting, and so does everyone behind it.
+    Wait,
+    /// Its wait ends: the plan to commit (its reservation, or no effect)
+    /// and the state it answers, or the error it answers.
+    Done(Result<Plan>),
 }
 
 /// Settings that shape plans (never used by `apply`).
@@ -260,15 +272,35 @@ impl Sku {
         now: u64,
         policy: &Policy,
     ) -> Result<Plan> {
+        self.plan_reserve_behind(txid, qty, ttl, buyer, Ahead::NONE, now, policy)
+    }
+
+    /// `plan_reserve_for` on a key with a waiting room: while anyone waits
+    /// (`ahead.queued`), a new reservation takes nothing (NOSTOCK), however
+    /// many units are available, so no reserve overtakes the queue; the
+    /// units its buyer waits for count against the limit. A known txid
+    /// still answers its state first.
+    #[allow(clippy::too_many_arguments)]
+    pub fn plan_reserve_behind(
+        &self,
+        txid: &TxId,
+        qty: i64,
+        ttl: Ttl,
+        buyer: Option<&BuyerId>,
+        ahead: Ahead,
+        now: u64,
+        policy: &Policy,
+    ) -> Result<Plan> {
         if let Some((state, held, _)) = self.lookup(txid.as_bytes(), now) {
             return self.retry(txid, state, held, qty, buyer);
         }
         let deadline = policy.deadline(ttl, now)?;
-        if let Some(refused) = self.sale_gate(buyer, qty, now)? {
+        let counted = qty.saturating_add(ahead.buyer_waiting);
+        if let Some(refused) = self.sale_gate(buyer, counted, now)? {
             return Ok(refused);
         }
         let view = self.view(now);
-        if view.available < qty {
+        if ahead.queued || view.available < qty {
             return Ok(Plan::new(Status::NoStock, Event::NoStock));
         }
         let cap = policy.max_open_per_key;
@@ -284,6 +316,30 @@ impl Sku {
             buyer: buyer.cloned(),
         });
         Ok(Plan::new(Status::Reserved, Event::Reserve).with(effects))
+    }
+
+    /// What the front waiter of `queue` gets now (`None`: nobody waits):
+    /// its reservation when its units are there (its TTL counted from now),
+    /// `Grant::Wait` while they are not (it keeps waiting, and so does
+    /// everyone behind it), or the answer that ends its wait otherwise: a
+    /// rule that now refuses it, a txid that meanwhile got a state of its
+    /// own, NOSTOCK once its PXAT has passed.
+    pub fn plan_grant<H>(&self, queue: &WaitQueue<H>, now: u64, policy: &Policy) -> Option<Grant> {
+        let w = queue.front()?;
+        if matches!(w.ttl, Ttl::At(at) if at <= now) {
+            return Some(Grant::Done(Ok(Plan::new(Status::NoStock, Event::NoStock))));
+        }
+        let ahead = Ahead {
+            queued: false,
+            buyer_waiting: queue.others_of_buyer(w),
+        };
+        let plan =
+            self.plan_reserve_behind(&w.txid, w.qty, w.ttl, w.buyer.as_ref(), ahead, now, policy);
+        Some(match plan {
+            Ok(p) if p.status == Status::NoStock => Grant::Wait,
+            Err(Error::TryAgain(_)) => Grant::Wait,
+            other => Grant::Done(other),
+        })
     }
 
     pub fn plan_confirm(&self, txid: &TxId, now: u64) -> Plan {

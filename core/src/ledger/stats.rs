@@ -64,6 +64,10 @@ stats!(
     purged,
     tx_conflicts,
     audits_failed,
+    waiters,
+    grants,
+    wait_timeouts,
+    waiters_dropped,
 );
 
 /// Main-thread update: a plain load and store (a locked add costs more
@@ -75,6 +79,27 @@ fn add(c: &AtomicI64, n: i64) {
 }
 
 impl Stats {
+    /// A reserve starts waiting (`+1`) or stops (`-1`).
+    pub fn waiting(&self, n: i64) {
+        add(&self.waiters, n);
+    }
+
+    /// A waiting reserve got its units.
+    pub fn granted(&self) {
+        add(&self.grants, 1);
+    }
+
+    /// A waiting reserve's BLOCK ran out (it answered NOSTOCK).
+    pub fn wait_timed_out(&self) {
+        add(&self.wait_timeouts, 1);
+    }
+
+    /// A waiting reserve left without an answer of ours (its connection
+    /// closed) or was answered because its key went away.
+    pub fn waiter_dropped(&self) {
+        add(&self.waiters_dropped, 1);
+    }
+
     /// Counts what a planned command did (on the node that planned it).
     #[inline]
     pub fn count_plan(&self, plan: &Plan) {

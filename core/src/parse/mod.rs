@@ -218,6 +218,9 @@ pub struct Reserve<A> {
     pub ttl: Ttl,
     /// The buyer, with its own argument (echoed into replication).
     pub buyer: Option<(BuyerId, A)>,
+    /// `BLOCK ms`: wait up to ms (0: while connected) for units when there
+    /// are none.
+    pub block: Option<u64>,
 }
 
 /// `INV.EXTEND key txid ttl-ms`
@@ -313,12 +316,13 @@ pub fn key_txid<A: Arg>(cmd: &'static str, a: &[A]) -> Result<KeyTxid<A>> {
 }
 
 pub fn reserve<A: Arg>(a: &[A]) -> Result<Reserve<A>> {
-    let mut a = Args::new("inv.reserve", a, 3, 7)?;
+    let mut a = Args::new("inv.reserve", a, 3, 9)?;
     let key = a.arg()?;
     let (txid, txid_arg) = a.txid()?;
     let (qty, qty_arg) = a.qty()?;
     let mut ttl = None;
     let mut buyer = None;
+    let mut block = None;
     while let Some(w) = a.next() {
         let word = w.bytes();
         if word.eq_ignore_ascii_case(b"TTL") && ttl.is_none() {
@@ -327,8 +331,10 @@ pub fn reserve<A: Arg>(a: &[A]) -> Result<Reserve<A>> {
             ttl = Some(Ttl::At(a.millis("PXAT")?));
         } else if word.eq_ignore_ascii_case(b"BUYER") && buyer.is_none() {
             buyer = Some(a.buyer()?);
+        } else if word.eq_ignore_ascii_case(b"BLOCK") && block.is_none() {
+            block = Some(a.millis("BLOCK")?);
         } else {
-            return Err(a.unknown(word, "TTL ms | PXAT unix-ms, BUYER id"));
+            return Err(a.unknown(word, "TTL ms | PXAT unix-ms, BUYER id, BLOCK ms"));
         }
     }
     a.finish()?;
@@ -340,6 +346,7 @@ pub fn reserve<A: Arg>(a: &[A]) -> Result<Reserve<A>> {
         qty_arg,
         ttl: ttl.unwrap_or(Ttl::Default),
         buyer,
+        block,
     })
 }
 

@@ -51,7 +51,7 @@ fn bad_input_texts() {
         (err(reserve(&v("k t"))), "ERR wrong number of arguments for 'inv.reserve' command"),
         (err(reserve(&v("k t 0"))), "ERR qty must be an integer from 1 to 9007199254740991, got '0'"),
         (err(reserve(&v("k t x"))), "ERR qty must be an integer from 1 to 9007199254740991, got 'x'"),
-        (err(reserve(&v("k t 1 EX 5"))), "ERR unknown option 'EX' for 'inv.reserve'; accepted: TTL ms | PXAT unix-ms, BUYER id"),
+        (err(reserve(&v("k t 1 EX 5"))), "ERR unknown option 'EX' for 'inv.reserve'; accepted: TTL ms | PXAT unix-ms, BUYER id, BLOCK ms"),
         (err(reserve(&v("k t 1 TTL -5"))), "ERR TTL must be a non-negative integer of milliseconds, got '-5'"),
         (err(set(&v("k -1"))), "ERR stock must be an integer from 0 to 9007199254740991, got '-1'"),
         (err(set(&v("k 1 IFVERSION x"))), "ERR IFVERSION must be a non-negative integer, got 'x'"),
@@ -194,7 +194,7 @@ fn flash_sale_forms() {
     );
     let long = [b'b'; 65];
     let cases = [
-        (err(reserve(&v("k t 1 BUYER a BUYER b"))), "ERR unknown option 'BUYER' for 'inv.reserve'; accepted: TTL ms | PXAT unix-ms, BUYER id"),
+        (err(reserve(&v("k t 1 BUYER a BUYER b"))), "ERR unknown option 'BUYER' for 'inv.reserve'; accepted: TTL ms | PXAT unix-ms, BUYER id, BLOCK ms"),
         (err(reserve(&[&b"k"[..], b"t", b"1", b"BUYER", b""])), "ERR buyer id must be 1 to 64 bytes, got 0"),
         (err(reserve(&[&b"k"[..], b"t", b"1", b"BUYER", &long[..]])), "ERR buyer id must be 1 to 64 bytes, got 65"),
         (err(confirm(&v("k t QTY 0"))), "ERR QTY must be an integer from 1 to 9007199254740991, got '0'"),
@@ -208,4 +208,26 @@ fn flash_sale_forms() {
     for (got, want) in cases {
         assert_eq!(got, want);
     }
+}
+
+#[test]
+fn block_waits_for_ms_in_any_position() {
+    assert_eq!(reserve(&v("k t 1")).unwrap().block, None);
+    assert_eq!(reserve(&v("k t 1 BLOCK 250")).unwrap().block, Some(250));
+    let r = reserve(&v("k t 1 block 0 TTL 5 BUYER b")).unwrap();
+    assert_eq!((r.block, r.ttl), (Some(0), Ttl::Millis(5)));
+    let r = reserve(&v("k t 1 PXAT 9 BUYER b BLOCK 7")).unwrap();
+    assert_eq!((r.block, r.ttl), (Some(7), Ttl::At(9)));
+    assert_eq!(
+        err(reserve(&v("k t 1 BLOCK -1"))),
+        "ERR BLOCK must be a non-negative integer of milliseconds, got '-1'"
+    );
+    assert_eq!(
+        err(reserve(&v("k t 1 BLOCK 1 BLOCK 2"))),
+        "ERR unknown option 'BLOCK' for 'inv.reserve'; accepted: TTL ms | PXAT unix-ms, BUYER id, BLOCK ms"
+    );
+    assert_eq!(
+        err(reserve(&v("k t 1 BLOCK"))),
+        "ERR wrong number of arguments for 'inv.reserve' command"
+    );
 }

@@ -204,6 +204,7 @@ const RESERVE: &[DocArg] = &[
     )
     .optional(),
     BUYER,
+    DocArg::int(c"ms").token(c"BLOCK").optional(),
 ];
 const QTY: DocArg = DocArg::int(c"qty").token(c"QTY").optional();
 const CONFIRM: &[DocArg] = &[KEY, TXID, QTY];
@@ -252,7 +253,7 @@ command_table! {
     "inv.get" => read::get, "readonly fast", (1, 1, 1), 2, describe::READ, "read fast",
         c"Returns a SKU's stock, reserved, available, sold, version and record counts", c"O(1)", ONE_KEY;
     "inv.reserve" => write::reserve, "write deny-oom", (1, 1, 1), -4, describe::INSERT, "write",
-        c"Reserves units for a transaction id, idempotently, until a deadline", PLANNED, RESERVE;
+        c"Reserves units for a transaction id, idempotently, until a deadline; with BLOCK, waits in line for returned units", PLANNED, RESERVE;
     "inv.confirm" => write::confirm, "write deny-oom", (1, 1, 1), -3, describe::UPDATE, "write",
         c"Confirms a reservation (or part of it): its units become sold", ONE_RECORD, CONFIRM;
     "inv.cancel" => write::cancel, "write deny-oom", (1, 1, 1), 3, describe::UPDATE, "write",

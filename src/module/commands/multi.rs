@@ -10,7 +10,8 @@ use crate::module::key::OpenKey;
 use crate::module::reply::{state, Reply, WRITTEN};
 use crate::module::server::now_ms;
 use crate::module::stats::STATS;
-use inventory_core::ledger::{Effects, Error, MultiPlan, Plan, Sku, Status, View};
+use crate::module::waiting;
+use inventory_core::ledger::{Effects, Error, MultiPlan, Plan, Sku, Status, TxId, View};
 use inventory_core::parse::{self, Arg as _};
 use redis_module::{raw, Context, RedisValue};
 
@@ -66,10 +67,13 @@ fn plan_all<'a, 'c>(
 impl Planned<'_, '_> {
     /// Commits every key's plan (each key's effects checked before any key
     /// changes), or, when the command is blocked, only counts the blocking
-    /// key's answer.
-    fn finish(mut self) -> Reply {
+    /// key's answer. Then serves each key's waiters (a cancel of `cancels`
+    /// also takes its waiting reserves out of their queues); the reply
+    /// shows the keys as the command left them.
+    fn finish(mut self, ctx: &Context, cancels: Option<&TxId>) -> Reply {
         let skus: Vec<&Sku> = self.entries.iter().map(OpenKey::sku).collect();
-        if self.plan.check(&skus)? {
+        let committed = self.plan.check(&skus)?;
+        if committed {
             for (e, p) in self.entries.iter_mut().zip(&self.plan.plans) {
                 STATS.count_plan(p);
                 e.commit(&p.effects)?;
@@ -81,12 +85,20 @@ impl Planned<'_, '_> {
             });
         }
         let now = self.now;
-        let items = self
+        let items: Vec<(Arg, Status, View)> = self
             .keys
             .iter()
             .zip(self.entries.iter().zip(&self.plan.plans))
             .map(|(&k, (e, p))| (k, p.status, e.view(now)))
             .collect();
+        if committed {
+            for (e, (k, _, view)) in self.entries.iter_mut().zip(&items) {
+                if let Some(txid) = cancels {
+                    waiting::cancelled(ctx, k.bytes(), txid, *view);
+                }
+                waiting::serve(ctx, e);
+            }
+        }
         Ok(multi_reply(self.plan.overall, items))
     }
 }
@@ -99,10 +111,16 @@ pub fn mreserve(ctx: &Context, req: &Request) -> Reply {
     let p = policy();
     let keys = cmd.items.iter().map(|(k, _)| *k).collect();
     let qtys: Vec<i64> = cmd.items.iter().map(|(_, q)| *q).collect();
+    let ahead = cmd
+        .items
+        .iter()
+        .map(|(k, _)| waiting::ahead(ctx, k.bytes(), &cmd.txid, cmd.buyer.as_ref()))
+        .collect::<Result<Vec<_>, _>>()?;
     plan_all(ctx, keys, |skus, now| {
-        MultiPlan::reserve(skus, &cmd.txid, &qtys, cmd.ttl, cmd.buyer.as_ref(), now, &p)
+        let buyer = cmd.buyer.as_ref();
+        MultiPlan::reserve_behind(skus, &cmd.txid, &qtys, cmd.ttl, buyer, &ahead, now, &p)
     })?
-    .finish()
+    .finish(ctx, None)
 }
 
 pub fn mconfirm(ctx: &Context, req: &Request) -> Reply {
@@ -115,7 +133,7 @@ pub fn mconfirm(ctx: &Context, req: &Request) -> Reply {
     plan_all(ctx, keys, |skus, now| {
         MultiPlan::confirm(skus, &cmd.txid, &qtys, now)
     })?
-    .finish()
+    .finish(ctx, None)
 }
 
 /// When the server asks where a command's keys are (`getkeys-api`: COMMAND
@@ -150,5 +168,5 @@ pub fn mcancel(ctx: &Context, req: &Request) -> Reply {
     plan_all(ctx, cmd.keys, |skus, now| {
         MultiPlan::cancel(skus, &cmd.txid, now)
     })?
-    .finish()
+    .finish(ctx, Some(&cmd.txid))
 }

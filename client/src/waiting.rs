@@ -1,0 +1,153 @@
+//! The waiting room from the client: a reserve that waits for returned
+//! units (`INV.RESERVE ... BLOCK ms`), on a connection of its own, and
+//! that never leaves a grant behind for a caller who gave up.
+
+use crate::sale::reserve_for_cmd;
+use crate::{parse_reply, reserve_cmd, Backend, Client, Error, Reply, Result};
+use redis::{cmd, Cmd, Value};
+use std::time::{Duration, Instant};
+
+/// Fences a txid if the waiting reserve that owns it is dropped before it
+/// finished (the caller's own timeout, a cancelled task): a grant the
+/// server makes after that would hold units for nobody.
+struct FenceOnDrop {
+    client: Client,
+    sku: String,
+    txid: String,
+    armed: bool,
+}
+
+impl Drop for FenceOnDrop {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let (client, sku, txid) = (self.client.clone(), self.sku.clone(), self.txid.clone());
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                let _ = client.fence(&sku, &txid).await;
+            });
+        }
+    }
+}
+
+impl Client {
+    /// `INV.RESERVE ... BLOCK`: holds `qty` units for `txid`, waiting up to
+    /// `wait` for them when there are none, first come, first served (units
+    /// that come back go to the earliest waiter; nothing overtakes the
+    /// queue). Answers `Reserved` when they came, `NoStock` when `wait` ran
+    /// out (nothing recorded), or the state a rule or a cancel gave it.
+    /// `buyer` names the buyer as [`Client::reserve_for`] does; `ttl` counts
+    /// from the grant.
+    ///
+    /// The wait runs on a connection of its own (on a cluster, a cluster
+    /// connection of its own), so it does not hold up the other requests
+    /// that share the client's connection. If the caller stops waiting
+    /// first (drops the future, e.g. under its own `tokio::time::timeout`),
+    /// or the reply is lost, the client cancels the txid, so that a grant
+    /// made after that cannot take stock for nobody; a lost reply is then
+    /// [`Error::Abandoned`].
+    ///
+    /// ```no_run
+    /// # async fn demo(c: redis_inventory_client::Client) -> redis_inventory_client::Result<()> {
+    /// use redis_inventory_client::Outcome;
+    /// use std::time::Duration;
+    /// let r = c.reserve_waiting("sku:tee", "order-7", 1, None, Some("user-42"), Duration::from_secs(30)).await?;
+    /// if r.outcome == Outcome::Reserved { /* pay within the TTL */ }
+    /// # Ok(()) }
+    /// ```
+    pub async fn reserve_waiting(
+        &self,
+        sku: &str,
+        txid: &str,
+        qty: i64,
+        ttl: Option<Duration>,
+        buyer: Option<&str>,
+        wait: Duration,
+    ) -> Result<Reply> {
+        let mut c = match buyer {
+            Some(b) => reserve_for_cmd(sku, txid, qty, ttl, b),
+            None => reserve_cmd(sku, txid, qty, ttl),
+        };
+        c.arg("BLOCK")
+            .arg(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1));
+        let mut guard = FenceOnDrop {
+            client: self.clone(),
+            sku: sku.to_string(),
+            txid: txid.to_string(),
+            armed: true,
+        };
+        let started = Instant::now();
+        let outcome = loop {
+            match self.send_waiting(&c, wait).await {
+                // The key moved to another node while the reserve waited
+                // (TRYAGAIN, MOVED): nothing was recorded; wait again there.
+                Err(Error::Unavailable(_)) if started.elapsed() < wait => {
+                    tokio::time::sleep(self.options.retry.initial_backoff).await;
+                }
+                other => break other,
+            }
+        };
+        match outcome {
+            Ok(v) => {
+                guard.armed = false;
+                let reply = parse_reply(v)?;
+                self.settle(sku.as_bytes(), reply).await
+            }
+            Err(e) if e.is_transient() => {
+                guard.armed = false;
+                let fenced = self.fence(sku, txid).await.ok().map(|r| r.outcome);
+                Err(Error::Abandoned {
+                    txid: txid.to_string(),
+                    cause: Box::new(e),
+                    fenced,
+                })
+            }
+            Err(e) => {
+                guard.armed = false;
+                Err(e)
+            }
+        }
+    }
+
+    /// Sends a waiting reserve on a connection of its own, allowed to stay
+    /// unanswered for `wait` plus one attempt's time.
+    async fn send_waiting(&self, c: &Cmd, wait: Duration) -> Result<Value> {
+        let patience = wait + self.options.attempt_timeout();
+        match &self.backend {
+            Backend::Standalone(_, client) => {
+                let config = redis::AsyncConnectionConfig::new()
+                    .set_connection_timeout(self.options.attempt_timeout())
+                    .set_response_timeout(patience);
+                let mut conn = client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await
+                    .map_err(Error::from_redis)?;
+                c.query_async(&mut conn).await.map_err(Error::from_redis)
+            }
+            Backend::Cluster(_, client) => {
+                let config = redis::cluster::ClusterConfig::new()
+                    .set_connection_timeout(self.options.attempt_timeout())
+                    .set_response_timeout(patience);
+                let mut conn = client
+                    .get_async_connection_with_config(config)
+                    .await
+                    .map_err(Error::from_redis)?;
+                c.query_async(&mut conn).await.map_err(Error::from_redis)
+            }
+        }
+    }
+
+    /// Cancels `txid` on `sku`, retried for `RetryPolicy::fence_deadline`:
+    /// what a reserve whose outcome is unknown, or whose caller gave up,
+    /// leaves behind.
+    pub(crate) async fn fence(&self, sku: &str, txid: &str) -> Result<Reply> {
+        let mut cancel = cmd("INV.CANCEL");
+        cancel.arg(sku).arg(txid);
+        let v = self
+            .send_until(sku.as_bytes(), &cancel, self.options.retry.fence_deadline)
+            .await?;
+        let reply = parse_reply(v)?;
+        self.settle(sku.as_bytes(), reply).await
+    }
+}

@@ -1,0 +1,253 @@
+//! A key's waiting room: reserves that found no stock and wait (`BLOCK ms`)
+//! for units to come back, served strictly in arrival order.
+//!
+//! The queue is not state of the key: it lives beside it, on the master, as
+//! long as its clients stay connected, and is never persisted or
+//! replicated; what it produces are ordinary reservations, planned by
+//! `Sku::plan_grant` and applied as any other. Strict order: a head that
+//! wants more than is available keeps everyone behind it waiting (no
+//! smaller request overtakes it), so a request can never starve behind a
+//! stream of smaller ones. A buyer's waiting units count against the key's
+//! per-buyer limit while they wait.
+//!
+//! Removing a waiter (a cancel, a timeout, a disconnect) is O(1): its slot
+//! is emptied in place and skipped when it reaches the front.
+
+use super::buyers::BuyerId;
+use super::plan::Ttl;
+use super::txid::TxId;
+use std::collections::{HashMap, VecDeque};
+
+/// One waiting reserve. `H` is whatever the shell answers it through (a
+/// blocked client).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Waiter<H> {
+    pub handle: H,
+    pub txid: TxId,
+    pub qty: i64,
+    /// The reservation's TTL, counted from the grant (or its PXAT).
+    pub ttl: Ttl,
+    pub buyer: Option<BuyerId>,
+}
+
+/// What waits ahead of a new reserve on a key: whether anyone does (then a
+/// new reserve takes nothing, however many units are available), and the
+/// units its buyer already waits for (they count against the limit).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Ahead {
+    pub queued: bool,
+    pub buyer_waiting: i64,
+}
+
+impl Ahead {
+    /// Nobody waits.
+    pub const NONE: Ahead = Ahead {
+        queued: false,
+        buyer_waiting: 0,
+    };
+}
+
+/// The waiters of one key, in arrival order.
+#[derive(Debug)]
+pub struct WaitQueue<H> {
+    /// Waiters by arrival; `None` where one left early. The front is never
+    /// `None`.
+    slots: VecDeque<Option<Waiter<H>>>,
+    /// Arrival number of `slots[0]`.
+    first: u64,
+    /// Where each waiting txid stands (its arrival number).
+    by_txid: HashMap<TxId, u64>,
+    /// Units each buyer waits for.
+    by_buyer: HashMap<BuyerId, i64>,
+}
+
+impl<H> Default for WaitQueue<H> {
+    fn default() -> Self {
+        WaitQueue {
+            slots: VecDeque::new(),
+            first: 0,
+            by_txid: HashMap::new(),
+            by_buyer: HashMap::new(),
+        }
+    }
+}
+
+impl<H> WaitQueue<H> {
+    /// Waiters still waiting.
+    pub fn len(&self) -> usize {
+        self.by_txid.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_txid.is_empty()
+    }
+
+    pub fn contains(&self, txid: &[u8]) -> bool {
+        TxId::new(txid).is_ok_and(|t| self.by_txid.contains_key(&t))
+    }
+
+    /// What a new reserve by `buyer` finds ahead of it.
+    pub fn ahead(&self, buyer: Option<&BuyerId>) -> Ahead {
+        Ahead {
+            queued: !self.is_empty(),
+            buyer_waiting: buyer.map_or(0, |b| self.buyer_waiting(b)),
+        }
+    }
+
+    /// Units `buyer` waits for on this key.
+    pub fn buyer_waiting(&self, buyer: &BuyerId) -> i64 {
+        self.by_buyer.get(buyer).copied().unwrap_or(0)
+    }
+
+    /// Adds a waiter at the back and returns its arrival number (for
+    /// `remove_arrival`). The caller has checked that its txid is not
+    /// waiting already (`contains`); a duplicate is handed back.
+    pub fn push(&mut self, w: Waiter<H>) -> Result<u64, Waiter<H>> {
+        if self.by_txid.contains_key(&w.txid) {
+            return Err(w);
+        }
+        let seq = self.first + self.slots.len() as u64;
+        self.by_txid.insert(w.txid.clone(), seq);
+        if let Some(b) = &w.buyer {
+            *self.by_buyer.entry(b.clone()).or_default() += w.qty;
+        }
+        self.slots.push_back(Some(w));
+        Ok(seq)
+    }
+
+    /// The waiter served next.
+    pub fn front(&self) -> Option<&Waiter<H>> {
+        self.slots.front().and_then(Option::as_ref)
+    }
+
+    /// Takes the waiter served next out of the queue.
+    pub fn pop_front(&mut self) -> Option<Waiter<H>> {
+        let w = self.slots.pop_front()??;
+        self.first += 1;
+        self.forget(&w);
+        self.skip_gaps();
+        Some(w)
+    }
+
+    /// Takes `txid`'s waiter out, wherever it stands.
+    pub fn remove(&mut self, txid: &[u8]) -> Option<Waiter<H>> {
+        let t = TxId::new(txid).ok()?;
+        let seq = *self.by_txid.get(&t)?;
+        self.remove_arrival(seq)
+    }
+
+    /// Takes out the waiter that arrived as number `seq` (`push`'s answer),
+    /// if it still waits.
+    pub fn remove_arrival(&mut self, seq: u64) -> Option<Waiter<H>> {
+        let at = usize::try_from(seq.checked_sub(self.first)?).ok()?;
+        let w = self.slots.get_mut(at)?.take()?;
+        self.forget(&w);
+        self.skip_gaps();
+        Some(w)
+    }
+
+    /// The buyer's waiting units, not counting `w`'s own: what counts
+    /// against the limit when `w` is served.
+    pub fn others_of_buyer(&self, w: &Waiter<H>) -> i64 {
+        w.buyer
+            .as_ref()
+            .map_or(0, |b| self.buyer_waiting(b) - w.qty)
+            .max(0)
+    }
+
+    fn forget(&mut self, w: &Waiter<H>) {
+        self.by_txid.remove(&w.txid);
+        if let Some(b) = &w.buyer {
+            if let Some(units) = self.by_buyer.get_mut(b) {
+                *units -= w.qty;
+                if *units <= 0 {
+                    self.by_buyer.remove(b);
+                }
+            }
+        }
+    }
+
+    /// Drops the emptied slots at the front, so the front is a waiter.
+    fn skip_gaps(&mut self) {
+        while let Some(None) = self.slots.front() {
+            self.slots.pop_front();
+            self.first += 1;
+        }
+        if self.slots.is_empty() {
+            // Nothing waits: give the memory of a big queue back.
+            self.slots.shrink_to(16);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(txid: &str, qty: i64, buyer: Option<&str>) -> Waiter<u32> {
+        Waiter {
+            handle: 0,
+            txid: TxId::new(txid.as_bytes()).unwrap(),
+            qty,
+            ttl: Ttl::Default,
+            buyer: buyer.map(|b| BuyerId::new(b.as_bytes()).unwrap()),
+        }
+    }
+
+    #[test]
+    fn serves_in_arrival_order_and_skips_who_left() {
+        let mut q = WaitQueue::default();
+        for (t, b) in [("a", Some("x")), ("b", None), ("c", Some("x")), ("d", None)] {
+            q.push(w(t, 2, b)).unwrap();
+        }
+        assert!(q.push(w("b", 1, None)).is_err(), "a txid waits once");
+        let x = BuyerId::new(b"x").unwrap();
+        assert_eq!(
+            q.ahead(Some(&x)),
+            Ahead {
+                queued: true,
+                buyer_waiting: 4
+            }
+        );
+        assert_eq!(q.remove(b"b").map(|w| w.qty), Some(2));
+        assert!(q.remove(b"b").is_none());
+        let order: Vec<Vec<u8>> = std::iter::from_fn(|| q.pop_front())
+            .map(|w| w.txid.as_bytes().to_vec())
+            .collect();
+        assert_eq!(order, [b"a".to_vec(), b"c".to_vec(), b"d".to_vec()]);
+        assert!(q.is_empty());
+        assert_eq!(q.ahead(Some(&x)), Ahead::NONE);
+    }
+
+    #[test]
+    fn removing_the_front_moves_it_to_the_next_waiter() {
+        let mut q = WaitQueue::default();
+        for t in ["a", "b", "c"] {
+            q.push(w(t, 1, None)).unwrap();
+        }
+        q.remove(b"b").unwrap();
+        q.remove(b"a").unwrap();
+        assert_eq!(
+            q.front().map(|w| w.txid.as_bytes().to_vec()),
+            Some(b"c".to_vec())
+        );
+        assert_eq!(q.len(), 1);
+        q.push(w("e", 1, None)).unwrap();
+        assert!(q.contains(b"e") && !q.contains(b"a"));
+        let left: Vec<_> = std::iter::from_fn(|| q.pop_front()).collect();
+        assert_eq!(left.len(), 2);
+        assert!(q.is_empty() && q.front().is_none());
+    }
+
+    #[test]
+    fn a_buyers_other_waiting_units_exclude_the_one_served() {
+        let mut q = WaitQueue::default();
+        q.push(w("a", 2, Some("x"))).unwrap();
+        q.push(w("b", 3, Some("x"))).unwrap();
+        let front = q.front().unwrap().clone();
+        assert_eq!(q.others_of_buyer(&front), 3);
+        q.pop_front();
+        q.pop_front();
+        assert_eq!(q.buyer_waiting(&BuyerId::new(b"x").unwrap()), 0);
+    }
+}
