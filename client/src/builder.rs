@@ -1,7 +1,7 @@
 //! Connecting: the options a client starts with, and a connect bounded by
 //! the retry deadline.
 
-use crate::{Backend, Client, Durability, Error, Result, RetryPolicy};
+use crate::{Backend, Client, Error, Result};
 use std::time::{Duration, Instant};
 
 /// How a [`Client`] connects and behaves: the retry policy (which also
@@ -152,4 +152,39 @@ impl ClientBuilder {
             options: self,
         }
     }
+}
+
+/// How idempotent commands are retried on connection and cluster errors.
+#[derive(Clone, Copy, Debug)]
+pub struct RetryPolicy {
+    /// Give up after this long, counted from the first attempt.
+    pub deadline: Duration,
+    /// First backoff; doubles each attempt.
+    pub initial_backoff: Duration,
+    /// Longest backoff.
+    pub max_backoff: Duration,
+    /// How long the client keeps trying to fence a reserve whose outcome
+    /// was still unknown at `deadline` ([`Error::Abandoned`]), counted from
+    /// then.
+    pub fence_deadline: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            deadline: Duration::from_secs(10),
+            initial_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(500),
+            fence_deadline: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Wait for replicas after each write (`WAIT numreplicas timeout`).
+#[derive(Clone, Copy, Debug)]
+pub struct Durability {
+    /// Replicas that should acknowledge.
+    pub replicas: u64,
+    /// How long to wait for them.
+    pub timeout: Duration,
 }

@@ -43,7 +43,7 @@ mod sale;
 mod types;
 mod waiting;
 
-pub use builder::ClientBuilder;
+pub use builder::{ClientBuilder, Durability, RetryPolicy};
 pub use cache::{CacheStats, StockCache};
 pub use commands::{InventoryCommands, ScanPage};
 /// The hash slot of a key. Keys sharing a hash tag share a slot, so their
@@ -64,41 +64,6 @@ use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{Cmd, Value};
 use std::time::{Duration, Instant};
-
-/// How idempotent commands are retried on connection and cluster errors.
-#[derive(Clone, Copy, Debug)]
-pub struct RetryPolicy {
-    /// Give up after this long, counted from the first attempt.
-    pub deadline: Duration,
-    /// First backoff; doubles each attempt.
-    pub initial_backoff: Duration,
-    /// Longest backoff.
-    pub max_backoff: Duration,
-    /// How long the client keeps trying to fence a reserve whose outcome
-    /// was still unknown at `deadline` ([`Error::Abandoned`]), counted from
-    /// then.
-    pub fence_deadline: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            deadline: Duration::from_secs(10),
-            initial_backoff: Duration::from_millis(10),
-            max_backoff: Duration::from_millis(500),
-            fence_deadline: Duration::from_secs(10),
-        }
-    }
-}
-
-/// Wait for replicas after each write (`WAIT numreplicas timeout`).
-#[derive(Clone, Copy, Debug)]
-pub struct Durability {
-    /// Replicas that should acknowledge.
-    pub replicas: u64,
-    /// How long to wait for them.
-    pub timeout: Duration,
-}
 
 #[derive(Clone)]
 pub(crate) enum Backend {
@@ -262,31 +227,6 @@ impl Client {
     async fn query<T: redis::FromRedisValue>(&self, sku: &str, c: &Cmd) -> Result<T> {
         let v = self.send_idempotent(sku.as_bytes(), c).await?;
         redis::from_redis_value(&v).map_err(|e| Error::Protocol(e.to_string()))
-    }
-
-    /// Sends a reserve (retried as any idempotent command). When its
-    /// outcome is still unknown at the deadline (the last attempt failed
-    /// with a transient error, and an attempt may have reached the server),
-    /// cancels the txid before returning, retried for
-    /// `RetryPolicy::fence_deadline`: a reserve still in flight, or queued
-    /// behind a slow or paused server, then finds the txid fenced and takes
-    /// nothing after the caller gave up ([`Error::Abandoned`]).
-    pub(crate) async fn reserve_or_fence(&self, sku: &str, txid: &str, c: &Cmd) -> Result<Reply> {
-        match self.send_idempotent(sku.as_bytes(), c).await {
-            Ok(v) => {
-                let reply = parse_reply(v)?;
-                self.settle(sku.as_bytes(), reply).await
-            }
-            Err(e) if e.is_transient() => {
-                let fenced = self.fence(sku, txid).await.ok().map(|r| r.outcome);
-                Err(Error::Abandoned {
-                    txid: txid.to_string(),
-                    cause: Box::new(e),
-                    fenced,
-                })
-            }
-            Err(e) => Err(e),
-        }
     }
 
     /// After a write: `WAIT` on the node that took it, when durability is set.

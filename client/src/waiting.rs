@@ -1,6 +1,8 @@
-//! The waiting room from the client: a reserve that waits for returned
-//! units (`INV.RESERVE ... BLOCK ms`), on a connection of its own, and
-//! that never leaves a grant behind for a caller who gave up.
+//! Reserves a caller may give up on: every reserve whose outcome is still
+//! unknown at its deadline fences its txid (`reserve_or_fence`), and the
+//! waiting room's reserve (`INV.RESERVE ... BLOCK ms`) waits on a
+//! connection of its own and never leaves a grant behind for a caller who
+//! gave up.
 
 use crate::sale::reserve_for_cmd;
 use crate::{parse_reply, reserve_cmd, Backend, Client, Error, Reply, Result};
@@ -32,6 +34,31 @@ impl Drop for FenceOnDrop {
 }
 
 impl Client {
+    /// Sends a reserve (retried as any idempotent command). When its
+    /// outcome is still unknown at the deadline (the last attempt failed
+    /// with a transient error, and an attempt may have reached the server),
+    /// cancels the txid before returning, retried for
+    /// `RetryPolicy::fence_deadline`: a reserve still in flight, or queued
+    /// behind a slow or paused server, then finds the txid fenced and takes
+    /// nothing after the caller gave up ([`Error::Abandoned`]).
+    pub(crate) async fn reserve_or_fence(&self, sku: &str, txid: &str, c: &Cmd) -> Result<Reply> {
+        match self.send_idempotent(sku.as_bytes(), c).await {
+            Ok(v) => {
+                let reply = parse_reply(v)?;
+                self.settle(sku.as_bytes(), reply).await
+            }
+            Err(e) if e.is_transient() => {
+                let fenced = self.fence(sku, txid).await.ok().map(|r| r.outcome);
+                Err(Error::Abandoned {
+                    txid: txid.to_string(),
+                    cause: Box::new(e),
+                    fenced,
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// `INV.RESERVE ... BLOCK`: holds `qty` units for `txid`, waiting up to
     /// `wait` for them when there are none, first come, first served (units
     /// that come back go to the earliest waiter; nothing overtakes the

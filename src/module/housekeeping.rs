@@ -57,17 +57,21 @@ fn tick(ctx: &Context) {
     arm(ctx, next_tick(behind));
 }
 
-/// When the timer runs next: soon while work is due; at the next deadline
-/// (to the millisecond) when it comes before the idle tick and reserves
-/// wait for units, so an expiring hold's units reach the queue at once;
-/// otherwise at the idle tick.
+/// When the timer runs next: soon while work is due; while reserves wait,
+/// at the next hold deadline or end of a wait (to the millisecond) when it
+/// comes before the idle tick, so an expiring hold's units reach the queue
+/// at once and a wait ends on time; otherwise at the idle tick.
 fn next_tick(behind: bool) -> Duration {
     if behind {
         return BUSY_TICK;
     }
     if waiting::any() {
-        if let Some(deadline) = schedule::earliest_deadline() {
-            let ms = deadline.saturating_sub(now_ms());
+        let next = [schedule::earliest_deadline(), waiting::next_end()]
+            .into_iter()
+            .flatten()
+            .min();
+        if let Some(at) = next {
+            let ms = at.saturating_sub(now_ms());
             if ms < TICK.as_millis() as u64 {
                 return Duration::from_millis(ms.max(1));
             }

@@ -167,18 +167,22 @@ pub fn wait(
     let (Some(block), Some(on_disconnect)) = api else {
         return Ok(false);
     };
-    // The server adds the timeout to its clock: kept far from overflowing
-    // (2^50 ms is 35,000 years).
-    let timeout = timeout_ms.min(1 << 50) as i64;
+    // The module ends the wait (`end_waits`), not the server: no server
+    // timeout. (2^50 ms is 35,000 years: no overflow.)
+    let until = match timeout_ms {
+        0 => 0,
+        ms => now_ms().saturating_add(ms.min(1 << 50)),
+    };
     // SAFETY: a live command context of a client that may block (checked
-    // above); the callbacks live as long as the module.
+    // above); the callbacks live as long as the module. The timeout
+    // callback still answers `CLIENT UNBLOCK`.
     let bc = unsafe {
         block(
             ctx.ctx,
             Some(reply_callback),
             Some(timeout_callback),
             Some(free_answer),
-            timeout,
+            0,
         )
     };
     if bc.is_null() {
@@ -189,13 +193,10 @@ pub fn wait(
     let (txid, qty, ttl, buyer) = waiter;
     let mut q = take_room(&room).unwrap_or_else(|| Queue::new(&room));
     q.key_seen |= key_exists;
-    let pushed = q.waiters.push(Waiter {
-        handle: Blocked(bc),
-        txid: txid.clone(),
-        qty,
-        ttl,
-        buyer,
-    });
+    let pushed = q.waiters.push(
+        Waiter::new(Blocked(bc), txid.clone(), qty, ttl, buyer),
+        until,
+    );
     let shared = Rc::clone(&q.room);
     put_room(room, q);
     match pushed {
@@ -331,7 +332,14 @@ pub fn check_rooms(ctx: &Context) {
         let name = RedisString::create_from_slice(ctx.ctx, &key);
         let room = (db, key);
         let seen = ROOMS.with(|r| r.borrow().get(&room).is_some_and(|q| q.key_seen));
-        let gone = match OpenKey::open(ctx, name) {
+        let opened = OpenKey::open(ctx, name);
+        // Waits that ended (BLOCK, PXAT) answer NOSTOCK with the key as it is.
+        let view = opened
+            .as_ref()
+            .map(|e| e.view(now_ms()))
+            .unwrap_or_default();
+        forced += end_waits(&room, view);
+        let gone = match opened {
             Ok(mut entry) if entry.stored().is_some() => {
                 ROOMS.with(|r| {
                     if let Some(q) = r.borrow_mut().get_mut(&room) {
@@ -371,6 +379,42 @@ pub fn check_rooms(ctx: &Context) {
         }
         put_room(room, q);
     }
+}
+
+/// Answers NOSTOCK (with `view`) every waiter of `room` whose wait has
+/// ended; how many. The module, not the server, times waits out: a client
+/// the module answers in the same event-loop turn as the server's own
+/// timeout would lose its reply (the server runs its timeouts before it
+/// hands the module's answers out), so clients block without a server
+/// timeout.
+fn end_waits(room: &Room, view: View) -> usize {
+    let Some(mut q) = take_room(room) else {
+        return 0;
+    };
+    let now = now_ms();
+    let mut ended = 0;
+    while let Some(w) = q.waiters.pop_ended(now) {
+        STATS.waiting(-1);
+        STATS.wait_timed_out();
+        unblock(w.handle.0, Answer::Outcome(Status::NoStock, view));
+        ended += 1;
+    }
+    put_room(room.clone(), q);
+    ended
+}
+
+/// When the next wait ends, of every key's waiters (housekeeping's timer
+/// comes back then).
+pub fn next_end() -> Option<u64> {
+    if !ANY.load(Relaxed) {
+        return None;
+    }
+    ROOMS.with(|r| {
+        r.borrow()
+            .values()
+            .filter_map(|q| q.waiters.next_end())
+            .min()
+    })
 }
 
 /// Takes a blocked client's waiter out of its queue (timeout, disconnect).
@@ -414,8 +458,8 @@ extern "C" fn reply_callback(
     raw::REDISMODULE_OK as c_int
 }
 
-/// A waiter's BLOCK ran out: it leaves the queue and answers NOSTOCK with
-/// the key as it is now.
+/// `CLIENT UNBLOCK` of a waiter (the module times waits out itself): it
+/// leaves the queue and answers NOSTOCK with the key as it is now.
 extern "C" fn timeout_callback(
     ctx: *mut raw::RedisModuleCtx,
     _argv: *mut *mut raw::RedisModuleString,

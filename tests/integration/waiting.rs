@@ -420,3 +420,68 @@ fn a_waiter_whose_key_moves_to_another_node_is_told_to_retry() {
     let e = h.join().unwrap().unwrap_err();
     assert_eq!(e.code(), Some("TRYAGAIN"), "{e}");
 }
+
+/// Units that come back just as waits end: every waiter gets exactly one
+/// answer (none is lost between a grant and its end of wait), and what it
+/// was told is what the key records.
+#[test]
+fn grants_at_the_end_of_waits_are_never_lost() {
+    use std::io::{BufRead, BufReader};
+    let s = Server::start(&[]);
+    let c = &mut s.conn();
+    ok(c, &["INV.SET", "sku", "0"]);
+    let n = 200;
+    let mut streams = Vec::new();
+    for i in 0..n {
+        let mut t = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+        t.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let txid = format!("e{i:03}");
+        let block = (250 + i % 20).to_string();
+        let args = [
+            "INV.RESERVE",
+            "sku",
+            txid.as_str(),
+            "1",
+            "BLOCK",
+            block.as_str(),
+        ];
+        let mut cmd = format!("*{}\r\n", args.len());
+        for a in args {
+            cmd.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        t.write_all(cmd.as_bytes()).unwrap();
+        streams.push((txid, t));
+    }
+    eventually("all wait", Duration::from_secs(5), || waiters(c) == n);
+    // Units trickle back across the moment the waits end.
+    std::thread::sleep(Duration::from_millis(230));
+    for _ in 0..60 {
+        ok(c, &["INV.ADD", "sku", "1"]);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let mut granted = 0;
+    for (txid, t) in streams {
+        let mut r = BufReader::new(t);
+        let mut line = String::new();
+        r.read_line(&mut line).expect("every waiter is answered");
+        assert_eq!(line, "*3\r\n", "{txid}: {line:?}");
+        let (mut len, mut word) = (String::new(), String::new());
+        r.read_line(&mut len).unwrap();
+        r.read_line(&mut word).unwrap();
+        match word.trim_end() {
+            "RESERVED" => {
+                granted += 1;
+                assert_eq!(
+                    tx_state(c, "sku", &txid).as_deref(),
+                    Some("RESERVED"),
+                    "{txid}"
+                );
+            }
+            "NOSTOCK" => assert_eq!(tx_state(c, "sku", &txid), None, "{txid}"),
+            other => panic!("{txid}: {other}"),
+        }
+    }
+    assert_eq!(granted, info_field(c, "grants"));
+    assert_eq!(waiters(c), 0);
+    ok(c, &["INV.AUDIT", "sku"]);
+}

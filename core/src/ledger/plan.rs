@@ -323,18 +323,26 @@ impl Sku {
     /// `Grant::Wait` while they are not (it keeps waiting, and so does
     /// everyone behind it), or the answer that ends its wait otherwise: a
     /// rule that now refuses it, a txid that meanwhile got a state of its
-    /// own, NOSTOCK once its PXAT has passed.
+    /// own, NOSTOCK once its PXAT has passed. (A wait whose BLOCK ended is
+    /// taken out by `WaitQueue::pop_ended`.)
     pub fn plan_grant<H>(&self, queue: &WaitQueue<H>, now: u64, policy: &Policy) -> Option<Grant> {
         let w = queue.front()?;
-        if matches!(w.ttl, Ttl::At(at) if at <= now) {
+        if matches!(w.ttl(), Ttl::At(at) if at <= now) {
             return Some(Grant::Done(Ok(Plan::new(Status::NoStock, Event::NoStock))));
         }
         let ahead = Ahead {
             queued: false,
             buyer_waiting: queue.others_of_buyer(w),
         };
-        let plan =
-            self.plan_reserve_behind(&w.txid, w.qty, w.ttl, w.buyer.as_ref(), ahead, now, policy);
+        let plan = self.plan_reserve_behind(
+            &w.txid,
+            w.qty,
+            w.ttl(),
+            w.buyer.as_ref(),
+            ahead,
+            now,
+            policy,
+        );
         Some(match plan {
             Ok(p) if p.status == Status::NoStock => Grant::Wait,
             Err(Error::TryAgain(_)) => Grant::Wait,

@@ -16,18 +16,53 @@
 use super::buyers::BuyerId;
 use super::plan::Ttl;
 use super::txid::TxId;
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 
 /// One waiting reserve. `H` is whatever the shell answers it through (a
-/// blocked client).
+/// blocked client). When its wait ends unanswered is kept by the queue
+/// (`WaitQueue::push`), not here: a queue of a hundred thousand waiters
+/// counts every byte of this.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Waiter<H> {
     pub handle: H,
     pub txid: TxId,
     pub qty: i64,
-    /// The reservation's TTL, counted from the grant (or its PXAT).
-    pub ttl: Ttl,
+    /// The reservation's TTL, counted from the grant (or its PXAT), packed
+    /// in 8 bytes (`Waiter::ttl`).
+    ttl: u64,
     pub buyer: Option<BuyerId>,
+}
+
+/// `Waiter::ttl`'s packing: `Ttl::Default` is all ones, `Ttl::At(t)` has
+/// the top bit set; `Ttl::Millis(ms)` is `ms` (both below 2^63).
+const TTL_DEFAULT: u64 = u64::MAX;
+const TTL_AT: u64 = 1 << 63;
+
+impl<H> Waiter<H> {
+    pub fn new(handle: H, txid: TxId, qty: i64, ttl: Ttl, buyer: Option<BuyerId>) -> Self {
+        let ttl = match ttl {
+            Ttl::Default => TTL_DEFAULT,
+            Ttl::Millis(ms) => ms.min(TTL_AT - 1),
+            Ttl::At(t) => t.min(TTL_AT - 2) | TTL_AT,
+        };
+        Waiter {
+            handle,
+            txid,
+            qty,
+            ttl,
+            buyer,
+        }
+    }
+
+    /// The reservation's TTL.
+    pub fn ttl(&self) -> Ttl {
+        match self.ttl {
+            TTL_DEFAULT => Ttl::Default,
+            t if t & TTL_AT != 0 => Ttl::At(t & !TTL_AT),
+            ms => Ttl::Millis(ms),
+        }
+    }
 }
 
 /// What waits ahead of a new reserve on a key: whether anyone does (then a
@@ -59,6 +94,9 @@ pub struct WaitQueue<H> {
     by_txid: HashMap<TxId, u64>,
     /// Units each buyer waits for.
     by_buyer: HashMap<BuyerId, i64>,
+    /// (until, arrival) of every waiter whose wait ends, earliest first;
+    /// entries of waiters that left are skipped when they surface.
+    ends: BinaryHeap<Reverse<(u64, u64)>>,
 }
 
 impl<H> Default for WaitQueue<H> {
@@ -68,6 +106,7 @@ impl<H> Default for WaitQueue<H> {
             first: 0,
             by_txid: HashMap::new(),
             by_buyer: HashMap::new(),
+            ends: BinaryHeap::new(),
         }
     }
 }
@@ -99,15 +138,27 @@ impl<H> WaitQueue<H> {
         self.by_buyer.get(buyer).copied().unwrap_or(0)
     }
 
-    /// Adds a waiter at the back and returns its arrival number (for
+    /// Adds a waiter at the back, whose wait ends unanswered at `until`
+    /// (unix ms; 0: never), and returns its arrival number (for
     /// `remove_arrival`). The caller has checked that its txid is not
     /// waiting already (`contains`); a duplicate is handed back.
-    pub fn push(&mut self, w: Waiter<H>) -> Result<u64, Waiter<H>> {
+    pub fn push(&mut self, w: Waiter<H>, until: u64) -> Result<u64, Waiter<H>> {
         if self.by_txid.contains_key(&w.txid) {
             return Err(w);
         }
         let seq = self.first + self.slots.len() as u64;
+        if self.slots.len() == self.slots.capacity() {
+            // Grow by an eighth, not by doubling: a long queue's slots then
+            // hold at most 12.5% spare room (the memory goal per waiter).
+            self.slots.reserve_exact(self.slots.len() / 8 + 16);
+        }
         self.by_txid.insert(w.txid.clone(), seq);
+        if until != 0 {
+            if self.ends.len() == self.ends.capacity() {
+                self.ends.reserve_exact(self.ends.len() / 8 + 16);
+            }
+            self.ends.push(Reverse((until, seq)));
+        }
         if let Some(b) = &w.buyer {
             *self.by_buyer.entry(b.clone()).or_default() += w.qty;
         }
@@ -146,6 +197,27 @@ impl<H> WaitQueue<H> {
         Some(w)
     }
 
+    /// Takes out a waiter whose wait has ended by `now` (its BLOCK or PXAT
+    /// passed), earliest first, wherever it stands.
+    pub fn pop_ended(&mut self, now: u64) -> Option<Waiter<H>> {
+        while let Some(&Reverse((until, seq))) = self.ends.peek() {
+            if until > now {
+                return None;
+            }
+            self.ends.pop();
+            if let Some(w) = self.remove_arrival(seq) {
+                return Some(w);
+            }
+        }
+        None
+    }
+
+    /// When the next wait ends, if any does (possibly one that already
+    /// left: a hint for when to look again).
+    pub fn next_end(&self) -> Option<u64> {
+        self.ends.peek().map(|r| r.0 .0)
+    }
+
     /// The buyer's waiting units, not counting `w`'s own: what counts
     /// against the limit when `w` is served.
     pub fn others_of_buyer(&self, w: &Waiter<H>) -> i64 {
@@ -176,6 +248,8 @@ impl<H> WaitQueue<H> {
         if self.slots.is_empty() {
             // Nothing waits: give the memory of a big queue back.
             self.slots.shrink_to(16);
+            self.ends.clear();
+            self.ends.shrink_to(16);
         }
     }
 }
@@ -185,22 +259,23 @@ mod tests {
     use super::*;
 
     fn w(txid: &str, qty: i64, buyer: Option<&str>) -> Waiter<u32> {
-        Waiter {
-            handle: 0,
-            txid: TxId::new(txid.as_bytes()).unwrap(),
+        let buyer = buyer.map(|b| BuyerId::new(b.as_bytes()).unwrap());
+        Waiter::new(
+            0,
+            TxId::new(txid.as_bytes()).unwrap(),
             qty,
-            ttl: Ttl::Default,
-            buyer: buyer.map(|b| BuyerId::new(b.as_bytes()).unwrap()),
-        }
+            Ttl::Default,
+            buyer,
+        )
     }
 
     #[test]
     fn serves_in_arrival_order_and_skips_who_left() {
         let mut q = WaitQueue::default();
         for (t, b) in [("a", Some("x")), ("b", None), ("c", Some("x")), ("d", None)] {
-            q.push(w(t, 2, b)).unwrap();
+            q.push(w(t, 2, b), 0).unwrap();
         }
-        assert!(q.push(w("b", 1, None)).is_err(), "a txid waits once");
+        assert!(q.push(w("b", 1, None), 0).is_err(), "a txid waits once");
         let x = BuyerId::new(b"x").unwrap();
         assert_eq!(
             q.ahead(Some(&x)),
@@ -223,7 +298,7 @@ mod tests {
     fn removing_the_front_moves_it_to_the_next_waiter() {
         let mut q = WaitQueue::default();
         for t in ["a", "b", "c"] {
-            q.push(w(t, 1, None)).unwrap();
+            q.push(w(t, 1, None), 0).unwrap();
         }
         q.remove(b"b").unwrap();
         q.remove(b"a").unwrap();
@@ -232,7 +307,7 @@ mod tests {
             Some(b"c".to_vec())
         );
         assert_eq!(q.len(), 1);
-        q.push(w("e", 1, None)).unwrap();
+        q.push(w("e", 1, None), 0).unwrap();
         assert!(q.contains(b"e") && !q.contains(b"a"));
         let left: Vec<_> = std::iter::from_fn(|| q.pop_front()).collect();
         assert_eq!(left.len(), 2);
@@ -242,12 +317,55 @@ mod tests {
     #[test]
     fn a_buyers_other_waiting_units_exclude_the_one_served() {
         let mut q = WaitQueue::default();
-        q.push(w("a", 2, Some("x"))).unwrap();
-        q.push(w("b", 3, Some("x"))).unwrap();
+        q.push(w("a", 2, Some("x")), 0).unwrap();
+        q.push(w("b", 3, Some("x")), 0).unwrap();
         let front = q.front().unwrap().clone();
         assert_eq!(q.others_of_buyer(&front), 3);
         q.pop_front();
         q.pop_front();
         assert_eq!(q.buyer_waiting(&BuyerId::new(b"x").unwrap()), 0);
+    }
+}
+
+#[cfg(test)]
+mod ends {
+    use super::*;
+
+    #[test]
+    fn waits_end_earliest_first_wherever_the_waiter_stands() {
+        let w = |t: &str| Waiter::new(0u8, TxId::new(t.as_bytes()).unwrap(), 1, Ttl::Default, None);
+        let mut q = WaitQueue::default();
+        for (t, until) in [("a", 0), ("b", 30), ("c", 10), ("d", 20)] {
+            q.push(w(t), until).unwrap();
+        }
+        q.remove(b"d").unwrap();
+        assert_eq!(q.next_end(), Some(10));
+        assert!(q.pop_ended(9).is_none());
+        let ended: Vec<Vec<u8>> = std::iter::from_fn(|| q.pop_ended(30))
+            .map(|w| w.txid.as_bytes().to_vec())
+            .collect();
+        assert_eq!(
+            ended,
+            [b"c".to_vec(), b"b".to_vec()],
+            "d left before its end"
+        );
+        assert_eq!(
+            q.front().map(|w| w.txid.as_bytes().to_vec()),
+            Some(b"a".to_vec())
+        );
+    }
+}
+
+#[cfg(test)]
+#[test]
+fn a_waiters_ttl_packs_and_unpacks() {
+    for ttl in [
+        Ttl::Default,
+        Ttl::Millis(0),
+        Ttl::Millis(600_000),
+        Ttl::At(1_800_000_000_000),
+    ] {
+        let w = Waiter::new((), TxId::new(b"t").unwrap(), 1, ttl, None);
+        assert_eq!(w.ttl(), ttl);
     }
 }

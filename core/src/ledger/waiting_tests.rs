@@ -111,7 +111,7 @@ proptest! {
                     let over = bv.held + bv.bought + ahead.buyer_waiting + qty > 4;
                     if plan.status == Status::NoStock {
                         prop_assert!(ahead.queued || sku.view(now).available < qty);
-                        q.push(Waiter { handle: t, txid: tx(t), qty, ttl: Ttl::Millis(ttl), buyer: Some(who) }).unwrap();
+                        q.push(Waiter::new(t, tx(t), qty, Ttl::Millis(ttl), Some(who)), 0).unwrap();
                         model.push_back((t, qty));
                     } else if plan.status == Status::Reserved && !plan.effects.is_empty() {
                         prop_assert!(!ahead.queued, "a reserve overtook the queue");

@@ -117,24 +117,23 @@ impl<'a, A: Arg> Args<'a, A> {
         self.int_in("qty", 1, MAX_AMOUNT)
     }
 
-    /// A non-negative integer; the error says it must be `what`.
-    fn non_negative(&mut self, what: &str) -> Result<u64> {
+    /// A non-negative integer; the error says `what` must be `kind` (the
+    /// text is made only for an error: this runs on every reserve).
+    fn non_negative(&mut self, what: &str, kind: &str) -> Result<u64> {
         let a = self.arg()?;
         let raw = a.bytes();
         int(raw)
             .filter(|v| *v >= 0)
             .map(|v| v as u64)
-            .ok_or_else(|| Error::invalid(format!("{what}, got '{}'", quote(raw))))
+            .ok_or_else(|| Error::invalid(format!("{what} must be {kind}, got '{}'", quote(raw))))
     }
 
     fn millis(&mut self, what: &str) -> Result<u64> {
-        self.non_negative(&format!(
-            "{what} must be a non-negative integer of milliseconds"
-        ))
+        self.non_negative(what, "a non-negative integer of milliseconds")
     }
 
     fn version(&mut self) -> Result<u64> {
-        self.non_negative("IFVERSION must be a non-negative integer")
+        self.non_negative("IFVERSION", "a non-negative integer")
     }
 
     fn unknown(&self, word: &[u8], accepted: &str) -> Error {
