@@ -1,20 +1,16 @@
 //! The waiting room's shell: `INV.RESERVE ... BLOCK ms` blocks its client
-//! (`RM_BlockClient`) in a per-key queue (the core's `WaitQueue`), and a
-//! change that returns units serves the queue at once, in arrival order,
-//! each grant an ordinary reservation committed (and replicated) as its
-//! own change.
+//! (`RM_BlockClient`, no server timeout) in its key's queue (the core's
+//! `WaitQueue`); a change that returns units serves the queue at once, in
+//! arrival order, each grant an ordinary reservation and its own change.
 //!
-//! Who answers a waiter, and how: a grant or a rule's refusal (`serve`), a
-//! cancel of its txid (`cancelled`: CANCELLED), its BLOCK running out (the
-//! timeout callback: NOSTOCK), its key going away or changing type
-//! (`check_rooms`: NOSTOCK, WRONGTYPE, or TRYAGAIN in a cluster, where the
-//! key may have moved). A closed connection drops its place (the
-//! disconnect callback); the server itself answers every waiter when a
-//! master turns replica (`-UNBLOCKED`, then closes the connection).
-//!
-//! Every callback runs on the main thread. The queues are taken out of
-//! their map while they are worked on, so no callback of the server can
-//! find one borrowed.
+//! Who answers a waiter: a grant or a rule's refusal (`serve`), a cancel
+//! of its txid (`cancelled`), the end of its wait (`end_waits`: NOSTOCK;
+//! `CLIENT UNBLOCK` through the timeout callback), its key going away or
+//! changing type (`check_rooms`: NOSTOCK, WRONGTYPE, or TRYAGAIN in a
+//! cluster). A closed connection drops its place (the disconnect
+//! callback); the server answers every waiter of a master turned replica.
+//! Callbacks run on the main thread; a queue is taken out of its map while
+//! worked on, so no callback finds one borrowed.
 
 use super::config;
 use super::key::OpenKey;
@@ -167,8 +163,7 @@ pub fn wait(
     let (Some(block), Some(on_disconnect)) = api else {
         return Ok(false);
     };
-    // The module ends the wait (`end_waits`), not the server: no server
-    // timeout. (2^50 ms is 35,000 years: no overflow.)
+    // The module ends the wait (`end_waits`). 2^50 ms: no overflow.
     let until = match timeout_ms {
         0 => 0,
         ms => now_ms().saturating_add(ms.min(1 << 50)),
@@ -309,11 +304,10 @@ pub fn cancelled(ctx: &Context, key: &[u8], txid: &TxId, view: View) {
     }
 }
 
-/// Housekeeping's look at every key that has waiters: a key that was there
-/// and is gone (deleted, expired, flushed, moved to another node) or holds
-/// another type answers its waiters; a key whose queue can be served is
-/// served (grants left over from a busy turn). At most `FORCED_PER_TICK`
-/// forced answers per tick.
+/// Housekeeping's look at every key with waiters: ended waits answered; a
+/// key that was there and is gone (deleted, flushed, moved) or holds another
+/// type answers its waiters (at most `FORCED_PER_TICK` a tick); otherwise
+/// its queue is served (grants left over from a busy turn).
 pub fn check_rooms(ctx: &Context) {
     if !ANY.load(Relaxed) {
         return;
@@ -382,11 +376,8 @@ pub fn check_rooms(ctx: &Context) {
 }
 
 /// Answers NOSTOCK (with `view`) every waiter of `room` whose wait has
-/// ended; how many. The module, not the server, times waits out: a client
-/// the module answers in the same event-loop turn as the server's own
-/// timeout would lose its reply (the server runs its timeouts before it
-/// hands the module's answers out), so clients block without a server
-/// timeout.
+/// ended; how many. (With a server timeout, a client answered by the module
+/// in the turn it timed out would lose its reply: docs/design.md.)
 fn end_waits(room: &Room, view: View) -> usize {
     let Some(mut q) = take_room(room) else {
         return 0;
