@@ -169,12 +169,17 @@ fn hold_everything(
     (expiring, cancel)
 }
 
-async fn queue_run(bin: &str, n: usize) -> WaitingResult {
+/// A server of `bin` with the release module, taking `n` clients and more.
+fn server_for(bin: &str, n: usize) -> Server {
     std::env::set_var("INVENTORY_SERVER", bin);
     let max = (n + 200).to_string();
     let mut args = MEASURING.to_vec();
     args.extend(["--appendonly", "no", "--maxclients", &max]);
-    let server = Server::start_build(Build::Release, &args);
+    Server::start_build(Build::Release, &args)
+}
+
+async fn queue_run(bin: &str, n: usize) -> WaitingResult {
+    let server = server_for(bin, n);
     let admin = &mut server.conn();
     // Memory: idle connections, then the same connections waiting.
     let mut conns = connect_all(server.port, n).await;
@@ -322,11 +327,7 @@ async fn cancel_in_turn(server: &Server, txids: &[String], first: u64, gap_ms: f
 /// The same sale by polling: `n` clients in arrival order, each sending
 /// `INV.RESERVE` without BLOCK until it is RESERVED.
 async fn polling_run(bin: &str, n: usize) -> (f64, f64, f64) {
-    std::env::set_var("INVENTORY_SERVER", bin);
-    let max = (n + 200).to_string();
-    let mut args = MEASURING.to_vec();
-    args.extend(["--appendonly", "no", "--maxclients", &max]);
-    let server = Server::start_build(Build::Release, &args);
+    let server = server_for(bin, n);
     let admin = &mut server.conn();
     let gap_ms = 0.4;
     let start = now_ms() + 1_000 + n as u64 / 4;
