@@ -42,7 +42,20 @@ impl Client {
     /// behind a slow or paused server, then finds the txid fenced and takes
     /// nothing after the caller gave up ([`Error::Abandoned`]).
     pub(crate) async fn reserve_or_fence(&self, sku: &str, txid: &str, c: &Cmd) -> Result<Reply> {
-        match self.send_idempotent(sku.as_bytes(), c).await {
+        let outcome = self.send_idempotent(sku.as_bytes(), c).await;
+        self.reserve_reply_or_fence(sku, txid, outcome).await
+    }
+
+    /// A reserve's reply typed and settled; or, when its outcome is still
+    /// unknown (a transient failure), its txid fenced and the failure
+    /// reported as [`Error::Abandoned`].
+    async fn reserve_reply_or_fence(
+        &self,
+        sku: &str,
+        txid: &str,
+        outcome: Result<Value>,
+    ) -> Result<Reply> {
+        match outcome {
             Ok(v) => {
                 let reply = parse_reply(v)?;
                 self.settle(sku.as_bytes(), reply).await
@@ -115,26 +128,9 @@ impl Client {
                 other => break other,
             }
         };
-        match outcome {
-            Ok(v) => {
-                guard.armed = false;
-                let reply = parse_reply(v)?;
-                self.settle(sku.as_bytes(), reply).await
-            }
-            Err(e) if e.is_transient() => {
-                guard.armed = false;
-                let fenced = self.fence(sku, txid).await.ok().map(|r| r.outcome);
-                Err(Error::Abandoned {
-                    txid: txid.to_string(),
-                    cause: Box::new(e),
-                    fenced,
-                })
-            }
-            Err(e) => {
-                guard.armed = false;
-                Err(e)
-            }
-        }
+        // Answered, or fenced below: the guard's work is done either way.
+        guard.armed = false;
+        self.reserve_reply_or_fence(sku, txid, outcome).await
     }
 
     /// Sends a waiting reserve on a connection of its own, allowed to stay

@@ -107,14 +107,13 @@ pub fn ahead(
     let room = room_of(ctx, key);
     ROOMS.with(|r| match r.borrow().get(&room) {
         None => Ok(Ahead::NONE),
-        Some(q) if q.waiters.contains(txid.as_bytes()) => {
-            Err(Error::Waiting(quote(txid.as_bytes())))
-        }
+        Some(q) if q.waiters.contains(txid) => Err(Error::Waiting(quote(txid.as_bytes()))),
         Some(q) => Ok(q.waiters.ahead(buyer)),
     })
 }
 
 /// What the module answers a waiter with, kept until its reply callback.
+#[derive(Clone)]
 enum Answer {
     Outcome(Status, View),
     Error(Error),
@@ -296,7 +295,7 @@ pub fn cancelled(ctx: &Context, key: &[u8], txid: &TxId, view: View) {
     let Some(mut q) = take_room(&room) else {
         return;
     };
-    let w = q.waiters.remove(txid.as_bytes());
+    let w = q.waiters.remove(txid);
     put_room(room, q);
     if let Some(w) = w {
         STATS.waiting(-1);
@@ -364,11 +363,7 @@ pub fn check_rooms(ctx: &Context) {
             };
             STATS.waiting(-1);
             STATS.waiter_dropped();
-            let a = match &answer {
-                Answer::Outcome(s, v) => Answer::Outcome(*s, *v),
-                Answer::Error(e) => Answer::Error(e.clone()),
-            };
-            unblock(w.handle.0, a);
+            unblock(w.handle.0, answer.clone());
             forced += 1;
         }
         put_room(room, q);

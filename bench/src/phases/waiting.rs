@@ -181,10 +181,8 @@ fn server_for(bin: &str, n: usize) -> Server {
 async fn queue_run(bin: &str, n: usize) -> WaitingResult {
     let server = server_for(bin, n);
     let admin = &mut server.conn();
-    // Memory: idle connections, then the same connections waiting.
+    // Memory: the connections open, then the same connections waiting.
     let mut conns = connect_all(server.port, n).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let idle = used_memory(admin);
     // Arrival order: each waiter is counted by the server before the next
     // is sent. The holds go on first, expiring from `start` on.
     let gap_ms = 0.4;
@@ -213,7 +211,6 @@ async fn queue_run(bin: &str, n: usize) -> WaitingResult {
     }
     let blocked = used_memory(admin);
     let memory_per_waiter = (blocked - before_waiters) / n as f64;
-    let _ = idle;
     // Every waiter reads its reply on its own task.
     let mut tasks = Vec::with_capacity(n);
     for (i, mut s) in conns.into_iter().enumerate() {

@@ -121,8 +121,8 @@ impl<H> WaitQueue<H> {
         self.by_txid.is_empty()
     }
 
-    pub fn contains(&self, txid: &[u8]) -> bool {
-        TxId::new(txid).is_ok_and(|t| self.by_txid.contains_key(&t))
+    pub fn contains(&self, txid: &TxId) -> bool {
+        self.by_txid.contains_key(txid)
     }
 
     /// What a new reserve by `buyer` finds ahead of it.
@@ -181,9 +181,8 @@ impl<H> WaitQueue<H> {
     }
 
     /// Takes `txid`'s waiter out, wherever it stands.
-    pub fn remove(&mut self, txid: &[u8]) -> Option<Waiter<H>> {
-        let t = TxId::new(txid).ok()?;
-        let seq = *self.by_txid.get(&t)?;
+    pub fn remove(&mut self, txid: &TxId) -> Option<Waiter<H>> {
+        let seq = *self.by_txid.get(txid)?;
         self.remove_arrival(seq)
     }
 
@@ -258,6 +257,10 @@ impl<H> WaitQueue<H> {
 mod tests {
     use super::*;
 
+    fn id(txid: &str) -> TxId {
+        TxId::new(txid.as_bytes()).unwrap()
+    }
+
     fn w(txid: &str, qty: i64, buyer: Option<&str>) -> Waiter<u32> {
         let buyer = buyer.map(|b| BuyerId::new(b.as_bytes()).unwrap());
         Waiter::new(
@@ -284,8 +287,8 @@ mod tests {
                 buyer_waiting: 4
             }
         );
-        assert_eq!(q.remove(b"b").map(|w| w.qty), Some(2));
-        assert!(q.remove(b"b").is_none());
+        assert_eq!(q.remove(&id("b")).map(|w| w.qty), Some(2));
+        assert!(q.remove(&id("b")).is_none());
         let order: Vec<Vec<u8>> = std::iter::from_fn(|| q.pop_front())
             .map(|w| w.txid.as_bytes().to_vec())
             .collect();
@@ -300,15 +303,15 @@ mod tests {
         for t in ["a", "b", "c"] {
             q.push(w(t, 1, None), 0).unwrap();
         }
-        q.remove(b"b").unwrap();
-        q.remove(b"a").unwrap();
+        q.remove(&id("b")).unwrap();
+        q.remove(&id("a")).unwrap();
         assert_eq!(
             q.front().map(|w| w.txid.as_bytes().to_vec()),
             Some(b"c".to_vec())
         );
         assert_eq!(q.len(), 1);
         q.push(w("e", 1, None), 0).unwrap();
-        assert!(q.contains(b"e") && !q.contains(b"a"));
+        assert!(q.contains(&id("e")) && !q.contains(&id("a")));
         let left: Vec<_> = std::iter::from_fn(|| q.pop_front()).collect();
         assert_eq!(left.len(), 2);
         assert!(q.is_empty() && q.front().is_none());
@@ -338,7 +341,7 @@ mod ends {
         for (t, until) in [("a", 0), ("b", 30), ("c", 10), ("d", 20)] {
             q.push(w(t), until).unwrap();
         }
-        q.remove(b"d").unwrap();
+        q.remove(&TxId::new(b"d").unwrap()).unwrap();
         assert_eq!(q.next_end(), Some(10));
         assert!(q.pop_ended(9).is_none());
         let ended: Vec<Vec<u8>> = std::iter::from_fn(|| q.pop_ended(30))

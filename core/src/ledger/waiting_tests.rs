@@ -100,7 +100,7 @@ proptest! {
         let mut now = START;
         for op in ops {
             match op {
-                Op::Wait(t, qty, ttl, b) if !q.contains(tx(t).as_bytes()) => {
+                Op::Wait(t, qty, ttl, b) if !q.contains(&tx(t)) => {
                     let who = buyer(b);
                     let ahead = q.ahead(Some(&who));
                     let plan = match sku.plan_reserve_behind(&tx(t), qty, Ttl::Millis(ttl), Some(&who), ahead, now, &policy) {
@@ -122,7 +122,7 @@ proptest! {
                     }
                 }
                 Op::Wait(..) => {}
-                Op::Poll(t, qty) if !q.contains(tx(t).as_bytes()) => {
+                Op::Poll(t, qty) if !q.contains(&tx(t)) => {
                     let who = buyer(t % 2 == 0);
                     let ahead = q.ahead(Some(&who));
                     let plan = match sku.plan_reserve_behind(&tx(t), qty, Ttl::Millis(200), Some(&who), ahead, now, &policy) {
@@ -140,7 +140,7 @@ proptest! {
                 Op::Cancel(t) => {
                     let plan = sku.plan_cancel(&tx(t), now).unwrap();
                     commit(&mut sku, &mut replica, &plan);
-                    if q.remove(tx(t).as_bytes()).is_some() {
+                    if q.remove(&tx(t)).is_some() {
                         model.retain(|w| w.0 != t);
                     }
                 }
