@@ -109,10 +109,14 @@ pub(crate) struct Args {
     #[arg(long)]
     pub buyers_memory: bool,
     /// Run only the waiting room (phase 6: 10,000 waiters on one sold-out
-    /// key, --quick: 1,000; against polling clients), print it and exit.
-    /// Writes nothing.
+    /// key, --quick: 1,000; against polling clients; then its longest
+    /// steps), print it and exit. Writes nothing.
     #[arg(long)]
     pub waiting: bool,
+    /// With --waiting: only its longest steps (the module's structures at
+    /// 10^5 and 10^6 waiters, a server with 19,000; --quick: 10^5, 2,000).
+    #[arg(long)]
+    pub steps_only: bool,
     /// Exit non-zero when a goal is missed (without it, a missed goal is
     /// reported and the exit is 0; a broken run or an oversold unit always
     /// fails).
@@ -220,9 +224,29 @@ async fn main() {
     }
     if args.waiting {
         let (n, runs) = if args.quick { (1_000, 1) } else { (10_000, 3) };
-        let r = phases::waiting::phase_waiting(&args.server, n, runs).await;
-        println!("{}", phases::waiting::table(&r));
-        finish(&phases::waiting::goals(&r), args.strict, 0);
+        let r = if args.steps_only {
+            None
+        } else {
+            Some(phases::waiting::phase_waiting(&args.server, n, runs).await)
+        };
+        if let Some(r) = &r {
+            println!("{}", phases::waiting::table(r));
+        }
+        let sizes: &[usize] = if args.quick {
+            &[100_000]
+        } else {
+            &[100_000, 1_000_000]
+        };
+        let core: Vec<_> = sizes
+            .iter()
+            .map(|&n| phases::waiting_steps::core_steps(n, 3))
+            .collect();
+        let served = if args.quick { 2_000 } else { 19_000 };
+        let steps = phases::waiting_steps::server_steps(&args.server, served).await;
+        println!("{}", phases::waiting_steps::table(&core, &steps));
+        let mut goals = r.as_ref().map(phases::waiting::goals).unwrap_or_default();
+        goals.extend(phases::waiting_steps::goals(&steps));
+        finish(&goals, args.strict, 0);
     }
     if args.sale_only {
         let rows = phase_sale(&args, &sz).await;

@@ -11,6 +11,7 @@
 pub mod ledger;
 pub mod parse;
 pub mod schedule;
+pub mod shardmap;
 pub mod slot;
 
 /// The tests' deterministic random numbers (xorshift64, fixed seed).

@@ -10,7 +10,8 @@
 #![no_main]
 
 use inventory_core::ledger::{
-    BuyerId, MultiPlan, Plan, Policy, Result, RulesChange, Sku, Ttl, TxId,
+    BuyerId, Grant, MultiPlan, Plan, Policy, Result, RulesChange, Sku, Status, Ttl, TxId,
+    WaitQueue, Waiter,
 };
 use inventory_core::parse;
 use libfuzzer_sys::fuzz_target;
@@ -139,6 +140,29 @@ fuzz_target!(|data: &[u8]| {
             if let Ok(c) = parse::reserve(&args) {
                 let buyer = c.buyer.as_ref().map(|b| &b.0);
                 let plan = sku.plan_reserve_for(&c.txid, c.qty, c.ttl, buyer, now, &p);
+                if let (Some(until), Ok(plan)) = (c.block, &plan) {
+                    if plan.status == Status::NoStock {
+                        // BLOCK: it waits; when served, what it is granted
+                        // (or told) commits cleanly, and nothing overtakes it.
+                        let mut q = WaitQueue::default();
+                        let w = Waiter::new((), c.txid.clone(), c.qty, c.ttl, buyer.cloned());
+                        if q.push(w, until).is_ok() {
+                            let ahead = q.ahead(buyer);
+                            let other = TxId::new(b"behind").expect("txid");
+                            if let Ok(behind) =
+                                sku.plan_reserve_behind(&other, 1, c.ttl, None, ahead, now, &p)
+                            {
+                                assert_ne!(behind.status, Status::Reserved, "overtook a waiter");
+                            }
+                            let restock = sku.plan_add(c.qty.clamp(1, 1_000_000), None, now);
+                            commit(&mut sku, restock);
+                            if let Some(Grant::Done(grant)) = sku.plan_grant(&q, now, &p) {
+                                commit(&mut sku, grant);
+                            }
+                        }
+                        return;
+                    }
+                }
                 commit(&mut sku, plan);
             }
         }

@@ -58,7 +58,7 @@ fn key(n: usize) -> Sku {
 }
 
 fn main() {
-    let seeds: [(&str, u8, &[&str]); 14] = [
+    let seeds: [(&str, u8, &[&str]); 16] = [
         ("set", 0, &["k", "10"]),
         ("set-ifversion", 0, &["k", "10", "IFVERSION", "3"]),
         ("add", 1, &["k", "-5", "IFVERSION", "3"]),
@@ -69,6 +69,12 @@ fn main() {
             &["k", "t1", "2", "PXAT", "1800000030000"],
         ),
         ("reserve-open", 2, &["k", "open", "2"]),
+        ("reserve-block", 2, &["k", "t1", "200", "BLOCK", "100"]),
+        (
+            "reserve-block-buyer",
+            2,
+            &["k", "t1", "200", "BUYER", "carol", "BLOCK", "0"],
+        ),
         ("confirm", 3, &["k", "open"]),
         ("cancel", 4, &["k", "new"]),
         ("extend", 5, &["k", "open", "120000"]),

@@ -42,6 +42,7 @@ fn arm(ctx: &Context, after: Duration) {
 
 fn tick(ctx: &Context) {
     super::gate::settle(ctx);
+    waiting::start_tick();
     let flags = ctx.get_flags();
     let mut behind = false;
     if !flags.contains(ContextFlags::LOADING) {
@@ -62,7 +63,7 @@ fn tick(ctx: &Context) {
 /// comes before the idle tick, so an expiring hold's units reach the queue
 /// at once and a wait ends on time; otherwise at the idle tick.
 fn next_tick(behind: bool) -> Duration {
-    if behind {
+    if behind || waiting::busy() {
         return BUSY_TICK;
     }
     if waiting::any() {
@@ -161,7 +162,7 @@ fn housekeep(ctx: &Context) -> bool {
             log(Level::Warning, &format!("housekeeping failed: {e}"));
         }
         // Units that expired go to the key's waiters first.
-        waiting::serve(ctx, entry);
+        waiting::serve_in_tick(ctx, entry);
         entry.maintain(GROW_BATCH);
     })
 }

@@ -164,3 +164,66 @@ fn random_argument_vectors_never_bring_the_server_down() {
         }
     }
 }
+
+/// Hostile arguments around `BLOCK` (any value, any bytes after it, on a
+/// key with stock and on a sold-out one): the server answers or the reserve
+/// waits; a wait this test gives up on (its connection closed) leaves the
+/// queue, nothing stalls, and every key passes its audit.
+#[test]
+fn hostile_blocking_reserves_never_stall_the_server() {
+    let s = Server::start(&[]);
+    let admin = &mut s.conn();
+    ok(admin, &["INV.SET", "k", "100"]);
+    ok(admin, &["INV.SET", "{k}b", "0"]);
+    let fresh = || {
+        let c = s.conn();
+        c.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        c
+    };
+    let mut c = fresh();
+    let mut rng = Rng::new(0x51_0c4e_d00d);
+    let mut waited = 0;
+    for i in 0..600 {
+        let mut args: Vec<Vec<u8>> = vec![
+            if i % 5 == 0 {
+                b"INV.MRESERVE".to_vec()
+            } else {
+                b"INV.RESERVE".to_vec()
+            },
+            if i % 2 == 0 {
+                b"k".to_vec()
+            } else {
+                b"{k}b".to_vec()
+            },
+        ];
+        let atoms = rng.below(6);
+        let at = rng.below(atoms + 1);
+        for j in 0..=atoms {
+            if j == at {
+                args.push(b"BLOCK".to_vec());
+            }
+            args.push(rng.atom());
+        }
+        let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+        if let Err(e) = call_bytes(&mut c, &refs) {
+            if e.is_timeout() || e.is_io_error() {
+                // It waits: give up on it (its place is dropped).
+                waited += 1;
+                c = fresh();
+            }
+        }
+        if i % 100 == 0 {
+            pong(admin);
+        }
+    }
+    drop(c);
+    assert!(waited > 0, "some reserves waited");
+    eventually("no waiter left", Duration::from_secs(5), || {
+        info_field(admin, "waiters") == 0
+    });
+    pong(admin);
+    for k in ["k", "{k}b"] {
+        assert_eq!(ok(admin, &["INV.AUDIT", k]), Value::Okay, "{k}");
+    }
+}

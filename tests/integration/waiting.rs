@@ -290,8 +290,19 @@ fn a_deleted_key_answers_its_waiters_and_another_type_is_wrongtype() {
     assert_eq!(answer(h), ("NOSTOCK".to_string(), 0, 0));
     ok(c, &["INV.SET", "sale", "0"]);
     let h = start(&s, &["INV.RESERVE", "sale", "w", "1", "BLOCK", "20000"]);
-    ok(c, &["DEL", "sale"]);
-    ok(c, &["SET", "sale", "text"]);
+    // In one transaction: a housekeeping tick between the two would find
+    // the key gone (NOSTOCK) first.
+    let _: () = redis::pipe()
+        .atomic()
+        .cmd("DEL")
+        .arg("sale")
+        .ignore()
+        .cmd("SET")
+        .arg("sale")
+        .arg("text")
+        .ignore()
+        .query(c)
+        .unwrap();
     let e = h.join().unwrap().unwrap_err();
     assert_eq!(e.code(), Some("WRONGTYPE"), "{e}");
     assert_eq!(info_field(c, "waiters_dropped"), 2);
@@ -310,6 +321,10 @@ fn grants_replicate_and_a_master_turned_replica_unblocks_its_waiters() {
     let rc = &mut r.conn();
     assert_eq!(tx_state(rc, "sku", "g").as_deref(), Some("RESERVED"));
     assert_eq!(digest(rc), digest(c));
+    // A blocking reserve sent to a replica is a write: refused, never queued.
+    let e = call(rc, &["INV.RESERVE", "sku", "r", "1", "BLOCK", "0"]).unwrap_err();
+    assert_eq!(e.code(), Some("READONLY"), "{e}");
+    assert_eq!(waiters(rc), 0);
     // A waiter on a master that becomes a replica: the server answers it.
     let h = start(&m, &["INV.RESERVE", "sku", "x", "1", "BLOCK", "0"]);
     ok(c, &["REPLICAOF", "127.0.0.1", &r.port.to_string()]);
@@ -424,32 +439,44 @@ fn a_waiter_whose_key_moves_to_another_node_is_told_to_retry() {
 /// Units that come back just as waits end: every waiter gets exactly one
 /// answer (none is lost between a grant and its end of wait), and what it
 /// was told is what the key records.
+/// Sends `args` on a new raw connection without reading the reply (a
+/// reserve that may block; thousands of them need no thread each).
+fn send_raw(s: &Server, args: &[&str]) -> std::net::TcpStream {
+    let mut t = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    t.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut cmd = format!("*{}\r\n", args.len());
+    for a in args {
+        cmd.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+    }
+    t.write_all(cmd.as_bytes()).unwrap();
+    t
+}
+
+/// The state word of a `[state, available, version]` reply read off a raw
+/// connection.
+fn read_state(t: std::net::TcpStream, who: &str) -> String {
+    use std::io::{BufRead, BufReader};
+    let mut r = BufReader::new(t);
+    let mut line = String::new();
+    r.read_line(&mut line).expect("every waiter is answered");
+    assert_eq!(line, "*3\r\n", "{who}: {line:?}");
+    let (mut len, mut word) = (String::new(), String::new());
+    r.read_line(&mut len).unwrap();
+    r.read_line(&mut word).unwrap();
+    word.trim_end().to_string()
+}
+
 #[test]
 fn grants_at_the_end_of_waits_are_never_lost() {
-    use std::io::{BufRead, BufReader};
     let s = Server::start(&[]);
     let c = &mut s.conn();
     ok(c, &["INV.SET", "sku", "0"]);
     let n = 200;
     let mut streams = Vec::new();
     for i in 0..n {
-        let mut t = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
-        t.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let txid = format!("e{i:03}");
         let block = (250 + i % 20).to_string();
-        let args = [
-            "INV.RESERVE",
-            "sku",
-            txid.as_str(),
-            "1",
-            "BLOCK",
-            block.as_str(),
-        ];
-        let mut cmd = format!("*{}\r\n", args.len());
-        for a in args {
-            cmd.push_str(&format!("${}\r\n{a}\r\n", a.len()));
-        }
-        t.write_all(cmd.as_bytes()).unwrap();
+        let t = send_raw(&s, &["INV.RESERVE", "sku", &txid, "1", "BLOCK", &block]);
         streams.push((txid, t));
     }
     eventually("all wait", Duration::from_secs(5), || waiters(c) == n);
@@ -461,14 +488,7 @@ fn grants_at_the_end_of_waits_are_never_lost() {
     }
     let mut granted = 0;
     for (txid, t) in streams {
-        let mut r = BufReader::new(t);
-        let mut line = String::new();
-        r.read_line(&mut line).expect("every waiter is answered");
-        assert_eq!(line, "*3\r\n", "{txid}: {line:?}");
-        let (mut len, mut word) = (String::new(), String::new());
-        r.read_line(&mut len).unwrap();
-        r.read_line(&mut word).unwrap();
-        match word.trim_end() {
+        match read_state(t, &txid).as_str() {
             "RESERVED" => {
                 granted += 1;
                 assert_eq!(
@@ -484,4 +504,60 @@ fn grants_at_the_end_of_waits_are_never_lost() {
     assert_eq!(granted, info_field(c, "grants"));
     assert_eq!(waiters(c), 0);
     ok(c, &["INV.AUDIT", "sku"]);
+}
+
+/// More ended waits than one housekeeping tick answers (64), on one key
+/// and on more keys than one tick looks at (128), and more waiters of
+/// deleted keys than that: every one is answered, in later ticks.
+#[test]
+fn waits_beyond_one_ticks_share_are_all_answered() {
+    let s = Server::start(&[]);
+    let c = &mut s.conn();
+    let block = || "5000".to_string();
+    let mut ending = Vec::new();
+    ok(c, &["INV.SET", "one", "0"]);
+    for i in 0..300 {
+        let txid = format!("o{i}");
+        ending.push((
+            txid.clone(),
+            send_raw(&s, &["INV.RESERVE", "one", &txid, "1", "BLOCK", &block()]),
+        ));
+    }
+    for k in 0..150 {
+        let key = format!("end{k}");
+        ending.push((
+            key.clone(),
+            send_raw(&s, &["INV.RESERVE", &key, "t", "1", "BLOCK", &block()]),
+        ));
+    }
+    let mut dropped = Vec::new();
+    for k in 0..150 {
+        let key = format!("del{k}");
+        ok(c, &["INV.SET", &key, "0"]);
+        dropped.push((
+            key.clone(),
+            send_raw(&s, &["INV.RESERVE", &key, "t", "1", "BLOCK", "0"]),
+        ));
+    }
+    let last_sent = std::time::Instant::now();
+    eventually("all wait", Duration::from_secs(5), || waiters(c) == 600);
+    for k in 0..150 {
+        ok(c, &["DEL", &format!("del{k}")]);
+    }
+    // Frozen past every end: the first tick after finds all 450 due.
+    signal("STOP", s.pid());
+    std::thread::sleep(Duration::from_millis(5_300).saturating_sub(last_sent.elapsed()));
+    signal("CONT", s.pid());
+    for (who, t) in ending.into_iter().chain(dropped) {
+        assert_eq!(read_state(t, &who), "NOSTOCK", "{who}");
+    }
+    assert_eq!(
+        (
+            waiters(c),
+            info_field(c, "wait_timeouts"),
+            info_field(c, "waiters_dropped")
+        ),
+        (0, 450, 150)
+    );
+    assert_eq!(tx_state(c, "one", "o0"), None);
 }

@@ -11,3 +11,4 @@ pub mod server_cpu;
 pub mod stall;
 pub mod throughput;
 pub mod waiting;
+pub mod waiting_steps;

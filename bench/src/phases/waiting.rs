@@ -52,7 +52,7 @@ pub(crate) struct WaitingResult {
     pub polling_rank_correlation: f64,
 }
 
-fn resp(args: &[&str]) -> Vec<u8> {
+pub(crate) fn resp(args: &[&str]) -> Vec<u8> {
     let mut out = format!("*{}\r\n", args.len()).into_bytes();
     for a in args {
         out.extend(format!("${}\r\n{a}\r\n", a.len()).into_bytes());
@@ -60,10 +60,24 @@ fn resp(args: &[&str]) -> Vec<u8> {
     out
 }
 
+/// `INV.RESERVE sku txid 1 TTL 600000 BLOCK block`, as sent on the wire.
+pub(crate) fn blocking_reserve(txid: &str, block: &str) -> Vec<u8> {
+    resp(&[
+        "INV.RESERVE",
+        "sku",
+        txid,
+        "1",
+        "TTL",
+        "600000",
+        "BLOCK",
+        block,
+    ])
+}
+
 /// Reads one whole reply (an array of three, a simple string or an
 /// error) and returns its text; the version for `[state, available,
 /// version]`.
-async fn read_reply(s: &mut TcpStream) -> (String, Option<i64>) {
+pub(crate) async fn read_reply(s: &mut TcpStream) -> (String, Option<i64>) {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 256];
     loop {
@@ -88,14 +102,14 @@ fn used_memory(c: &mut redis::Connection) -> f64 {
     testkit::used_memory(c) as f64
 }
 
-fn waiters(c: &mut redis::Connection) -> usize {
+pub(crate) fn waiters(c: &mut redis::Connection) -> usize {
     testkit::info_value(c, "inventory", "inventory_waiters")
         .parse()
         .unwrap_or(0)
 }
 
 /// Opens `n` connections to the server.
-async fn connect_all(port: u16, n: usize) -> Vec<TcpStream> {
+pub(crate) async fn connect_all(port: u16, n: usize) -> Vec<TcpStream> {
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
         let s = TcpStream::connect(("127.0.0.1", port))
@@ -170,7 +184,7 @@ fn hold_everything(
 }
 
 /// A server of `bin` with the release module, taking `n` clients and more.
-fn server_for(bin: &str, n: usize) -> Server {
+pub(crate) fn server_for(bin: &str, n: usize) -> Server {
     std::env::set_var("INVENTORY_SERVER", bin);
     let max = (n + 200).to_string();
     let mut args = MEASURING.to_vec();
@@ -191,18 +205,9 @@ async fn queue_run(bin: &str, n: usize) -> WaitingResult {
     let before_waiters = used_memory(admin);
     for (i, s) in conns.iter_mut().enumerate() {
         let txid = format!("w{i:06}");
-        s.write_all(&resp(&[
-            "INV.RESERVE",
-            "sku",
-            &txid,
-            "1",
-            "TTL",
-            "600000",
-            "BLOCK",
-            "120000",
-        ]))
-        .await
-        .unwrap();
+        s.write_all(&blocking_reserve(&txid, "120000"))
+            .await
+            .unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
         while waiters(admin) < i + 1 {
             assert!(Instant::now() < deadline, "waiter {i} never waited");
@@ -376,7 +381,7 @@ async fn polling_run(bin: &str, n: usize) -> (f64, f64, f64) {
 /// process's allocator: the core's queue (`WaitQueue`: its slot, its txid
 /// index, its end of wait) with `n` waiters of 7-byte txids, each with a
 /// BLOCK, plus the shell's entry per
-/// blocked client (src/module/waiting.rs `WAITING`: the client's handle,
+/// blocked client (src/module/waiting/mod.rs `WAITING`: the client's handle,
 /// its shared room, its arrival number; the same shape here).
 fn module_bytes_per_waiter(n: usize) -> f64 {
     use inventory_core::ledger::{Ttl, TxId, WaitQueue, Waiter};
@@ -384,8 +389,8 @@ fn module_bytes_per_waiter(n: usize) -> f64 {
     let before = crate::alloc::allocated();
     let room = std::rc::Rc::new((0, b"sku".to_vec().into_boxed_slice()) as Room);
     let mut q: WaitQueue<usize> = WaitQueue::default();
-    let mut entries: std::collections::HashMap<usize, (std::rc::Rc<Room>, u64)> =
-        std::collections::HashMap::new();
+    let mut entries: inventory_core::shardmap::ShardedMap<usize, (std::rc::Rc<Room>, u64)> =
+        Default::default();
     for i in 0..n {
         let txid = TxId::new(format!("w{i:06}").as_bytes()).unwrap();
         let seq = q

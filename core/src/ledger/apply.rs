@@ -75,7 +75,7 @@ impl Sku {
         if !self.alt.is_empty() {
             if let Some(r) = self.records.get(slot) {
                 let txid = r.txid_bytes().to_vec();
-                self.alt.remove(&txid);
+                self.alt.remove(txid.as_slice());
             }
         }
         held

@@ -15,7 +15,6 @@ mod sku;
 mod stats;
 mod status;
 mod txid;
-mod txmap;
 mod validate;
 mod waiting;
 

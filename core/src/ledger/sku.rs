@@ -11,7 +11,7 @@ use super::error::{Error, Result};
 use super::records::{Records, State};
 use super::sale::Rules;
 use super::txid::TxId;
-use super::txmap::TxMap;
+use crate::shardmap::ShardedMap;
 
 /// Largest quantity, stock or delta, and largest stock + sold (the units
 /// that ever entered a key): 2^53-1.
@@ -103,7 +103,7 @@ pub struct Sku {
     /// hold (what a late retry of its INV.RESERVE names), or the units held
     /// when a partial confirm sold fewer (the record's qty is then the sold
     /// units).
-    pub(super) alt: TxMap<i64>,
+    pub(super) alt: ShardedMap<TxId, i64>,
     /// The housekeeping time last registered for this value (not persisted):
     /// lets a hot key skip the registry when its next event did not move.
     pub(super) scheduled: Option<Pending>,
@@ -362,6 +362,10 @@ impl Sku {
 
     pub fn mem_usage(&self) -> usize {
         use std::mem::size_of;
-        size_of::<Sku>() + self.records.mem_usage() + self.buyers.mem_usage() + self.alt.mem_usage()
+        size_of::<Sku>()
+            + self.records.mem_usage()
+            + self.buyers.mem_usage()
+            + self.alt.table_bytes()
+            + self.alt.iter().map(|(k, _)| k.heap_bytes()).sum::<usize>()
     }
 }

@@ -11,13 +11,14 @@
 //! per-buyer limit while they wait.
 //!
 //! Removing a waiter (a cancel, a timeout, a disconnect) is O(1): its slot
-//! is emptied in place and skipped when it reaches the front.
+//! is emptied in place and passed when it reaches the front.
 
 use super::buyers::BuyerId;
 use super::plan::Ttl;
+use super::records::Chunked;
 use super::txid::TxId;
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use crate::shardmap::ShardedMap;
+use std::collections::VecDeque;
 
 /// One waiting reserve. `H` is whatever the shell answers it through (a
 /// blocked client). When its wait ends unanswered is kept by the queue
@@ -82,31 +83,43 @@ impl Ahead {
     };
 }
 
+/// Slots per chunk of a queue (the first chunk grows to it by doubling).
+const CHUNK: usize = 256;
+
 /// The waiters of one key, in arrival order.
+///
+/// Nothing in it grows in one step with the queue's length, so that a
+/// reserve joining a queue of a hundred thousand stays short: the slots are
+/// chunks that never move, the maps are `ShardedMap`s (a 64th rehashed at a
+/// time), and the heap of wait ends sits on chunks too (`Ends`).
 #[derive(Debug)]
 pub struct WaitQueue<H> {
-    /// Waiters by arrival; `None` where one left early. The front is never
-    /// `None`.
-    slots: VecDeque<Option<Waiter<H>>>,
-    /// Arrival number of `slots[0]`.
+    /// Waiters by arrival, `CHUNK` slots a chunk (every chunk but the last
+    /// full); `None` where one was served or left early. The front,
+    /// `chunks[0][head]`, is a waiter while anyone waits.
+    chunks: VecDeque<Vec<Option<Waiter<H>>>>,
+    /// Arrival number of `chunks[0][0]`.
     first: u64,
+    /// Slots of `chunks[0]` already passed.
+    head: usize,
     /// Where each waiting txid stands (its arrival number).
-    by_txid: HashMap<TxId, u64>,
+    by_txid: ShardedMap<TxId, u64>,
     /// Units each buyer waits for.
-    by_buyer: HashMap<BuyerId, i64>,
+    by_buyer: ShardedMap<BuyerId, i64>,
     /// (until, arrival) of every waiter whose wait ends, earliest first;
     /// entries of waiters that left are skipped when they surface.
-    ends: BinaryHeap<Reverse<(u64, u64)>>,
+    ends: Ends,
 }
 
 impl<H> Default for WaitQueue<H> {
     fn default() -> Self {
         WaitQueue {
-            slots: VecDeque::new(),
+            chunks: VecDeque::new(),
             first: 0,
-            by_txid: HashMap::new(),
-            by_buyer: HashMap::new(),
-            ends: BinaryHeap::new(),
+            head: 0,
+            by_txid: ShardedMap::default(),
+            by_buyer: ShardedMap::default(),
+            ends: Ends::default(),
         }
     }
 }
@@ -138,6 +151,15 @@ impl<H> WaitQueue<H> {
         self.by_buyer.get(buyer).copied().unwrap_or(0)
     }
 
+    /// The arrival number the next waiter gets.
+    fn next_arrival(&self) -> u64 {
+        let slots = match self.chunks.back() {
+            None => 0,
+            Some(last) => (self.chunks.len() - 1) * CHUNK + last.len(),
+        };
+        self.first + slots as u64
+    }
+
     /// Adds a waiter at the back, whose wait ends unanswered at `until`
     /// (unix ms; 0: never), and returns its arrival number (for
     /// `remove_arrival`). The caller has checked that its txid is not
@@ -146,35 +168,34 @@ impl<H> WaitQueue<H> {
         if self.by_txid.contains_key(&w.txid) {
             return Err(w);
         }
-        let seq = self.first + self.slots.len() as u64;
-        if self.slots.len() == self.slots.capacity() {
-            // Grow by an eighth, not by doubling: a long queue's slots then
-            // hold at most 12.5% spare room (the memory goal per waiter).
-            self.slots.reserve_exact(self.slots.len() / 8 + 16);
+        let seq = self.next_arrival();
+        if self.chunks.back().is_none_or(|c| c.len() == CHUNK) {
+            // The first chunk starts small (most queues are short); the
+            // next ones are whole chunks.
+            let room = if self.chunks.is_empty() { 4 } else { CHUNK };
+            self.chunks.push_back(Vec::with_capacity(room));
         }
         self.by_txid.insert(w.txid.clone(), seq);
         if until != 0 {
-            if self.ends.len() == self.ends.capacity() {
-                self.ends.reserve_exact(self.ends.len() / 8 + 16);
-            }
-            self.ends.push(Reverse((until, seq)));
+            self.ends.push((until, seq));
         }
         if let Some(b) = &w.buyer {
-            *self.by_buyer.entry(b.clone()).or_default() += w.qty;
+            *self.by_buyer.entry(b.clone(), || 0) += w.qty;
         }
-        self.slots.push_back(Some(w));
+        if let Some(last) = self.chunks.back_mut() {
+            last.push(Some(w));
+        }
         Ok(seq)
     }
 
     /// The waiter served next.
     pub fn front(&self) -> Option<&Waiter<H>> {
-        self.slots.front().and_then(Option::as_ref)
+        self.chunks.front()?.get(self.head)?.as_ref()
     }
 
     /// Takes the waiter served next out of the queue.
     pub fn pop_front(&mut self) -> Option<Waiter<H>> {
-        let w = self.slots.pop_front()??;
-        self.first += 1;
+        let w = self.chunks.front_mut()?.get_mut(self.head)?.take()?;
         self.forget(&w);
         self.skip_gaps();
         Some(w)
@@ -190,31 +211,34 @@ impl<H> WaitQueue<H> {
     /// if it still waits.
     pub fn remove_arrival(&mut self, seq: u64) -> Option<Waiter<H>> {
         let at = usize::try_from(seq.checked_sub(self.first)?).ok()?;
-        let w = self.slots.get_mut(at)?.take()?;
+        let w = self
+            .chunks
+            .get_mut(at / CHUNK)?
+            .get_mut(at % CHUNK)?
+            .take()?;
         self.forget(&w);
         self.skip_gaps();
         Some(w)
     }
 
     /// Takes out a waiter whose wait has ended by `now` (its BLOCK or PXAT
-    /// passed), earliest first, wherever it stands.
-    pub fn pop_ended(&mut self, now: u64) -> Option<Waiter<H>> {
-        while let Some(&Reverse((until, seq))) = self.ends.peek() {
-            if until > now {
-                return None;
-            }
-            self.ends.pop();
-            if let Some(w) = self.remove_arrival(seq) {
-                return Some(w);
-            }
+    /// passed), earliest first, wherever it stands: `None` when no wait has
+    /// ended; `Some(None)` for one step past the end of a waiter that left
+    /// already (the caller bounds how many steps a turn takes: a hundred
+    /// thousand waiters that left leave as many ends behind).
+    pub fn pop_ended(&mut self, now: u64) -> Option<Option<Waiter<H>>> {
+        let (until, seq) = self.ends.peek()?;
+        if until > now {
+            return None;
         }
-        None
+        self.ends.pop();
+        Some(self.remove_arrival(seq))
     }
 
     /// When the next wait ends, if any does (possibly one that already
     /// left: a hint for when to look again).
     pub fn next_end(&self) -> Option<u64> {
-        self.ends.peek().map(|r| r.0 .0)
+        self.ends.peek().map(|(until, _)| until)
     }
 
     /// The buyer's waiting units, not counting `w`'s own: what counts
@@ -238,18 +262,87 @@ impl<H> WaitQueue<H> {
         }
     }
 
-    /// Drops the emptied slots at the front, so the front is a waiter.
+    /// Passes the emptied slots at the front, so the front is a waiter
+    /// (each slot is passed once: O(1) a waiter, amortized); when nobody
+    /// waits, gives a big queue's memory back.
     fn skip_gaps(&mut self) {
-        while let Some(None) = self.slots.front() {
-            self.slots.pop_front();
-            self.first += 1;
+        if self.by_txid.is_empty() {
+            self.first = self.next_arrival();
+            self.head = 0;
+            self.chunks = VecDeque::new();
+            self.ends = Ends::default();
+            return;
         }
-        if self.slots.is_empty() {
-            // Nothing waits: give the memory of a big queue back.
-            self.slots.shrink_to(16);
-            self.ends.clear();
-            self.ends.shrink_to(16);
+        while let Some(chunk) = self.chunks.front() {
+            match chunk.get(self.head) {
+                Some(Some(_)) => return,
+                Some(None) => self.head += 1,
+                // Unreachable while anyone waits: the last chunk holds one.
+                None if chunk.len() < CHUNK => return,
+                None => {
+                    self.chunks.pop_front();
+                    self.first += CHUNK as u64;
+                    self.head = 0;
+                }
+            }
         }
+    }
+}
+
+/// A min-heap of (until, arrival) on `Chunked` storage: growing copies at
+/// most half a chunk, where a `BinaryHeap` of a million ends copies 16 MB
+/// in one step.
+#[derive(Debug, Default)]
+struct Ends(Chunked<(u64, u64)>);
+
+impl Ends {
+    fn peek(&self) -> Option<(u64, u64)> {
+        self.0.get(0).copied()
+    }
+
+    fn push(&mut self, end: (u64, u64)) {
+        self.0.push(end);
+        let mut i = self.0.len() - 1;
+        while i > 0 {
+            let parent = (i - 1) / 2;
+            if self.0[parent] <= self.0[i] {
+                break;
+            }
+            self.swap(i, parent);
+            i = parent;
+        }
+    }
+
+    fn pop(&mut self) -> Option<(u64, u64)> {
+        let last = self.0.pop()?;
+        if self.0.is_empty() {
+            return Some(last);
+        }
+        let top = std::mem::replace(&mut self.0[0], last);
+        let len = self.0.len();
+        let mut i = 0;
+        loop {
+            let (l, r) = (2 * i + 1, 2 * i + 2);
+            let mut least = i;
+            if l < len && self.0[l] < self.0[least] {
+                least = l;
+            }
+            if r < len && self.0[r] < self.0[least] {
+                least = r;
+            }
+            if least == i {
+                break;
+            }
+            self.swap(i, least);
+            i = least;
+        }
+        Some(top)
+    }
+
+    fn swap(&mut self, a: usize, b: usize) {
+        let x = self.0[a];
+        self.0[a] = self.0[b];
+        self.0[b] = x;
     }
 }
 
@@ -331,6 +424,51 @@ mod tests {
 }
 
 #[cfg(test)]
+mod chunks {
+    use super::*;
+
+    fn w(i: usize) -> Waiter<usize> {
+        Waiter::new(
+            i,
+            TxId::new(format!("t{i}").as_bytes()).unwrap(),
+            1,
+            Ttl::Default,
+            None,
+        )
+    }
+
+    /// Across chunk boundaries: arrival order kept, places left anywhere
+    /// skipped, a stale arrival number finds nothing once the queue moved
+    /// on, and numbers keep growing after the queue empties.
+    #[test]
+    fn order_holds_across_chunks() {
+        let n = CHUNK * 3 + 7;
+        let mut q = WaitQueue::default();
+        let seqs: Vec<u64> = (0..n).map(|i| q.push(w(i), 0).unwrap()).collect();
+        assert_eq!(seqs, (0..n as u64).collect::<Vec<_>>());
+        // Everyone in the first chunk and a half leaves but one, out of order.
+        for i in (1..CHUNK + CHUNK / 2).rev() {
+            assert_eq!(q.remove_arrival(seqs[i]).map(|w| w.handle), Some(i));
+        }
+        assert_eq!(q.front().map(|w| w.handle), Some(0));
+        assert_eq!(q.pop_front().map(|w| w.handle), Some(0));
+        assert_eq!(q.front().map(|w| w.handle), Some(CHUNK + CHUNK / 2));
+        assert!(q.remove_arrival(seqs[3]).is_none(), "already gone");
+        let rest: Vec<usize> = std::iter::from_fn(|| q.pop_front())
+            .map(|w| w.handle)
+            .collect();
+        assert_eq!(rest, (CHUNK + CHUNK / 2..n).collect::<Vec<_>>());
+        assert!(q.is_empty() && q.chunks.is_empty());
+        assert_eq!(q.push(w(0), 0), Ok(n as u64));
+        assert!(
+            q.remove_arrival(seqs[0]).is_none(),
+            "an old number is not the new waiter"
+        );
+        assert_eq!(q.len(), 1);
+    }
+}
+
+#[cfg(test)]
 mod ends {
     use super::*;
 
@@ -345,6 +483,7 @@ mod ends {
         assert_eq!(q.next_end(), Some(10));
         assert!(q.pop_ended(9).is_none());
         let ended: Vec<Vec<u8>> = std::iter::from_fn(|| q.pop_ended(30))
+            .flatten()
             .map(|w| w.txid.as_bytes().to_vec())
             .collect();
         assert_eq!(
@@ -357,6 +496,25 @@ mod ends {
             Some(b"a".to_vec())
         );
     }
+}
+
+#[cfg(test)]
+#[test]
+fn ends_pop_in_order_across_chunks() {
+    let mut h = Ends::default();
+    let mut want = Vec::new();
+    let mut x: u64 = 12345;
+    for i in 0..20_000u64 {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let e = (x >> 40, i);
+        h.push(e);
+        want.push(e);
+    }
+    want.sort();
+    let got: Vec<_> = std::iter::from_fn(|| h.pop()).collect();
+    assert_eq!(got, want);
 }
 
 #[cfg(test)]
