@@ -17,8 +17,9 @@ use std::sync::atomic::Ordering::Relaxed;
 /// Housekeeping's look at the waiting rooms, out of the tick's answers
 /// (`start_tick`): first the waits that ended (earliest first: their time
 /// is up), then the queues a full turn left answers to, then up to
-/// `ROOMS_PER_TICK` keys in turn: a key that was there and is gone (deleted, flushed, moved) or
-/// holds another type answers its waiters; otherwise its queue is served.
+/// `ROOMS_PER_TICK` keys in turn: a key that was there and is gone
+/// (deleted, flushed, moved) or holds another type answers its waiters;
+/// otherwise its queue is served.
 pub fn check_rooms(ctx: &Context) {
     if !ANY.load(Relaxed) {
         return;
