@@ -11,7 +11,7 @@
 //!   rehash.
 //! - **A real server** with `n` waiters on one key (one connection each:
 //!   `n` is bounded by this machine's open-file limit, 20,000 a process
-//!   here, so 19,000), in six stages: nothing happening (this machine's
+//!   here, so 19,000 unless `--step-waiters` says otherwise), in six stages: nothing happening (this machine's
 //!   floor), the queue filling (64 reserves a millisecond: a burst of
 //!   thousands would be read in one turn, the server's batching and not a
 //!   step of the module), `n` units coming back at once (grants, a bounded
