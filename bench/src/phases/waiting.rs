@@ -108,13 +108,19 @@ pub(crate) fn waiters(c: &mut redis::Connection) -> usize {
         .unwrap_or(0)
 }
 
-/// Opens `n` connections to the server.
+/// Opens `n` connections to the server, 10,000 from each loopback source
+/// address (127.0.0.1, .2, ...): one source address has about 28,000
+/// ephemeral ports to one server port.
 pub(crate) async fn connect_all(port: u16, n: usize) -> Vec<TcpStream> {
+    let server = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let mut out = Vec::with_capacity(n);
-    for _ in 0..n {
-        let s = TcpStream::connect(("127.0.0.1", port))
-            .await
-            .expect("connect");
+    for i in 0..n {
+        let source = u8::try_from(1 + i / 10_000).expect("at most 2,540,000 connections");
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind(std::net::SocketAddr::from(([127, 0, 0, source], 0)))
+            .expect("bind a loopback source address");
+        let s = socket.connect(server).await.expect("connect");
         s.set_nodelay(true).ok();
         out.push(s);
     }
@@ -188,7 +194,17 @@ pub(crate) fn server_for(bin: &str, n: usize) -> Server {
     std::env::set_var("INVENTORY_SERVER", bin);
     let max = (n + 200).to_string();
     let mut args = MEASURING.to_vec();
-    args.extend(["--appendonly", "no", "--maxclients", &max]);
+    // Clients come from 127.0.0.2 and on past 10,000 (`connect_all`):
+    // protected mode would refuse every source but 127.0.0.1 (the server
+    // listens on loopback only).
+    args.extend([
+        "--appendonly",
+        "no",
+        "--maxclients",
+        &max,
+        "--protected-mode",
+        "no",
+    ]);
     Server::start_build(Build::Release, &args)
 }
 
