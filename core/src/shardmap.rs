@@ -6,6 +6,7 @@
 //! empties gives its memory back (a hashbrown table keeps its capacity as
 //! entries go).
 
+use hashbrown::hash_table::Entry;
 use hashbrown::HashTable;
 use std::borrow::Borrow;
 use std::hash::Hash;
@@ -95,10 +96,18 @@ impl<K: Hash + Eq, V> ShardedMap<K, V> {
 
     /// Sets `key`'s value (replacing one it had).
     pub fn insert(&mut self, key: K, value: V) {
-        let mut value = Some(value);
-        let slot = self.entry(key, || value.take().expect("taken once"));
-        if let Some(v) = value {
-            *slot = v;
+        if self.shards.is_empty() {
+            self.shards = (0..SHARDS).map(|_| HashTable::new()).collect();
+        }
+        let h = self.hash(&key);
+        let hasher = &self.hasher;
+        let table = &mut self.shards[Self::shard(h)];
+        match table.entry(h, |(k, _)| k == &key, |(k, _)| hasher.hash_one(k)) {
+            Entry::Occupied(mut slot) => slot.get_mut().1 = value,
+            Entry::Vacant(slot) => {
+                slot.insert((key, value));
+                self.len += 1;
+            }
         }
     }
 
