@@ -49,10 +49,27 @@ pub(crate) fn servers_for(bin: &str, production: bool) -> (Server, Option<Server
     if let Some(path) = &tair {
         extra.extend(["--loadmodule".to_string(), path.clone()]);
     }
+    // No automatic AOF rewrite while measuring: a rewrite forks and copies
+    // in proportion to the dataset, not to the requests, and would land on
+    // whichever variant happens to run then.
     let aof = if production {
-        ["--appendonly", "yes", "--appendfsync", "everysec"]
+        [
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--auto-aof-rewrite-percentage",
+            "0",
+        ]
     } else {
-        ["--appendonly", "no", "--appendfsync", "everysec"]
+        [
+            "--appendonly",
+            "no",
+            "--appendfsync",
+            "everysec",
+            "--auto-aof-rewrite-percentage",
+            "0",
+        ]
     };
     let mut master_args = extra.clone();
     master_args.extend(aof.map(String::from));

@@ -132,21 +132,29 @@ impl Sku {
             }
             return Ok(None);
         };
-        self.buyer_room(self.buyers.view(b.as_bytes()), qty, &format!("buyer '{b}'"))
+        self.buyer_room(self.buyers.view(b.as_bytes()), qty, || {
+            format!("buyer '{b}'")
+        })
     }
 
-    /// Whether a buyer (`who` in the error) with counters `v` may take
-    /// `more` units: LIMITED past the key's limit, an error past the most
-    /// one buyer can count (`None`: it may).
-    fn buyer_room(&self, v: BuyerView, more: i64, who: &str) -> Result<Option<Plan>> {
+    /// Whether a buyer (named by `who` in the error, made only then) with
+    /// counters `v` may take `more` units: LIMITED past the key's limit, an
+    /// error past the most one buyer can count (`None`: it may).
+    fn buyer_room(
+        &self,
+        v: BuyerView,
+        more: i64,
+        who: impl FnOnce() -> String,
+    ) -> Result<Option<Plan>> {
         let total = v.held + v.bought + more;
         if self.rules.limit != 0 && total > self.rules.limit as i64 {
             return Ok(Some(Plan::new(Status::Limited, Event::Limited)));
         }
         if total > MAX_BUYER_UNITS {
             return Err(Error::invalid(format!(
-                "{who} would hold and have bought {total} units of this key, above the \
-                 maximum {MAX_BUYER_UNITS}"
+                "{} would hold and have bought {total} units of this key, above the \
+                 maximum {MAX_BUYER_UNITS}",
+                who()
             )));
         }
         Ok(None)
@@ -234,7 +242,7 @@ impl Sku {
             let more = qty - held;
             if let Some(slot) = self.holder_slot(txid.as_bytes()) {
                 let v = self.buyers.view_slot(slot);
-                if let Some(refused) = self.buyer_room(v, more, "the buyer")? {
+                if let Some(refused) = self.buyer_room(v, more, || "the buyer".into())? {
                     return Ok(refused);
                 }
             }

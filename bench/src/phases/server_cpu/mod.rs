@@ -7,9 +7,17 @@
 //! connection: 64 commands written at once and all their replies read
 //! before the next 64, so the server reads every variant in the same
 //! batches. With a replica, its CPU is read
-//! once it has acknowledged everything (`WAIT 1`). The variants and the
-//! servers take turns within every round; each figure is the median over
-//! the rounds, and each ratio the median of per-round ratios.
+//! once it has acknowledged everything (`WAIT 1`). In each round every
+//! variant's keys are readied first (unmeasured; with an AOF, fsynced), then
+//! the variants take turns in chunks of a twentieth of their requests, each
+//! chunk's first fifth warming the caches up (unmeasured) and the rest read
+//! on its own, so that a slow stretch of this shared machine falls on all of
+//! them; the round ends with a `FLUSHALL` (unmeasured), so
+//! no round pays for what earlier ones left. The setups take turns too.
+//! Each figure is the median over the rounds of a variant's CPU per request
+//! in the round, and each ratio the median of per-round ratios. The servers
+//! never rewrite their AOF on their own while measuring: a rewrite's fork
+//! costs in proportion to the dataset, not to the requests.
 
 mod report;
 mod variants;
@@ -62,51 +70,139 @@ fn stat_name(variant: &str) -> String {
     }
 }
 
-/// Sends `n` requests of `v` (round `r`) in closed-loop batches and reads the
-/// CPU they cost. A request answered with an error is counted: a run whose
-/// every request failed would measure an error reply, not the command.
-pub(crate) fn run_one(s: &Setup, v: &Variant, r: usize, n: usize) -> Reading {
-    let c = &mut s.master.conn();
-    (v.prepare)(c, r, n);
+/// Requests of one variant between two readings: a round sends each
+/// variant's requests in `CHUNKS` chunks, the variants taking turns chunk by
+/// chunk, so that whatever slows the machine for a while (the other
+/// processes on its two cores, the hypervisor) falls on every variant alike.
+pub(crate) const CHUNKS: usize = 20;
+
+/// One variant's running totals over a round.
+#[derive(Clone, Copy, Default)]
+struct Totals {
+    master_ns: u64,
+    replica_ns: u64,
+    errors: usize,
+    /// Requests measured (a chunk's warm-up is not).
+    requests: usize,
+    calls: u64,
+    usec: u64,
+}
+
+/// The first fifth of each chunk warms the caches up for its variant and is
+/// not measured: without it, every chunk would start on caches the other
+/// variants left, unlike a server that runs one kind of request for a while
+/// (the cold start cost HINCRBY about 40% more per request, a reserve less).
+const WARM_UP: usize = 5;
+
+/// Sends requests `from..to` of `v` (round `r`) in closed-loop batches,
+/// the first `(to - from) / WARM_UP` unmeasured, waits for the replica, and
+/// adds the CPU the rest cost to `t`.
+fn run_chunk(
+    s: &Setup,
+    c: &mut Connection,
+    v: &Variant,
+    r: usize,
+    (from, to): (usize, usize),
+    t: &mut Totals,
+) {
+    let measured = from + (to - from) / WARM_UP;
+    send(c, v, r, from, measured, t);
     sync_replica(c, s);
-    testkit::reset_stats(c);
+    let stat = stat_name(v.name);
+    let before = testkit::command_usec(c, &stat).unwrap_or_default();
     let (m0, r0) = (
         cpu_ns(s.master.pid()),
         s.replica.as_ref().map(|x| cpu_ns(x.pid())),
     );
-    let mut errors = 0;
-    let mut i = 0;
-    while i < n {
+    send(c, v, r, measured, to, t);
+    sync_replica(c, s);
+    t.master_ns += cpu_ns(s.master.pid()) - m0;
+    if let (Some(x), Some(r0)) = (&s.replica, r0) {
+        t.replica_ns += cpu_ns(x.pid()) - r0;
+    }
+    let after = testkit::command_usec(c, &stat).unwrap_or_default();
+    t.requests += to - measured;
+    t.calls += after.0 - before.0;
+    t.usec += after.1 - before.1;
+}
+
+/// Sends requests `from..to` of `v` (round `r`), `BATCH` at a time, each
+/// batch's replies read before the next is written; counts error replies.
+fn send(c: &mut Connection, v: &Variant, r: usize, from: usize, to: usize, t: &mut Totals) {
+    let mut i = from;
+    while i < to {
         let mut p = redis::pipe();
-        for j in i..(i + BATCH).min(n) {
+        for j in i..(i + BATCH).min(to) {
             (v.add)(&mut p, r, j);
         }
         let replies: Vec<redis::Value> = p
             .query(c)
             .unwrap_or_else(|e| panic!("{}: pipeline: {e}", v.name));
-        errors += replies
+        t.errors += replies
             .iter()
             .filter(|x| matches!(x, redis::Value::ServerError(_)))
             .count();
         i += BATCH;
     }
-    let master_ns = (cpu_ns(s.master.pid()) - m0) as f64 / n as f64;
+}
+
+/// One round of every variant on one setup: their keys readied (unmeasured),
+/// `n` requests each sent in `CHUNKS` chunks taking turns, then everything
+/// deleted (unmeasured), so the next round starts from an empty dataset.
+fn run_round(s: &Setup, variants: &[Variant], r: usize, n: usize) -> Vec<Reading> {
+    let c = &mut s.master.conn();
+    for v in variants {
+        (v.prepare)(c, r, n);
+    }
     sync_replica(c, s);
-    let replica_ns = s
-        .replica
-        .as_ref()
-        .zip(r0)
-        .map(|(x, r0)| (cpu_ns(x.pid()) - r0) as f64 / n as f64);
-    assert!(
-        v.refused || errors < n,
-        "{} on {}: all {n} requests answered an error",
-        v.name,
-        s.label
-    );
-    Reading {
-        master_ns,
-        replica_ns,
-        stat_us: testkit::usec_per_call(c, &stat_name(v.name)),
+    settle_aof(c, s);
+    let mut totals = vec![Totals::default(); variants.len()];
+    for k in 0..CHUNKS {
+        let (from, to) = (k * n / CHUNKS, (k + 1) * n / CHUNKS);
+        // Each chunk starts one variant further on, so none always follows
+        // the same one.
+        for j in 0..variants.len() {
+            let vi = (r + k + j) % variants.len();
+            run_chunk(s, c, &variants[vi], r, (from, to), &mut totals[vi]);
+        }
+    }
+    let _: () = redis::cmd("FLUSHALL").query(c).unwrap();
+    variants
+        .iter()
+        .zip(totals)
+        .map(|(v, t)| {
+            assert!(
+                v.refused || t.errors < n,
+                "{} on {}: all {n} requests answered an error",
+                v.name,
+                s.label
+            );
+            let measured = t.requests.max(1) as f64;
+            Reading {
+                master_ns: t.master_ns as f64 / measured,
+                replica_ns: s.replica.as_ref().map(|_| t.replica_ns as f64 / measured),
+                stat_us: t.usec as f64 / t.calls.max(1) as f64,
+            }
+        })
+        .collect()
+}
+
+/// With an AOF, waits for the everysec fsync of what was written so far
+/// (the round's setup writes), so the background thread's fsync of them
+/// lands outside the readings.
+fn settle_aof(c: &mut Connection, s: &Setup) {
+    if testkit::info_value(c, "persistence", "aof_enabled") != "1" {
+        return;
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1_100));
+    let started = std::time::Instant::now();
+    while testkit::info_value(c, "persistence", "aof_pending_bio_fsync") != "0" {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{}: the AOF fsync never finished",
+            s.label
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
 
@@ -118,8 +214,9 @@ fn sync_replica(c: &mut Connection, s: &Setup) {
     }
 }
 
-/// Every setup's readings of every variant, `rounds` rounds, taking turns:
-/// `out[setup][variant]` lists the rounds' readings.
+/// Every setup's readings of every variant, `rounds` rounds, the setups
+/// taking turns (each round starting one further on): `out[setup][variant]`
+/// lists the rounds' readings.
 pub(crate) fn measure(
     setups: &[Setup],
     variants: &[Variant],
@@ -128,9 +225,11 @@ pub(crate) fn measure(
 ) -> Vec<Vec<Vec<Reading>>> {
     let mut out = vec![vec![Vec::new(); variants.len()]; setups.len()];
     for r in 0..rounds {
-        for (si, s) in setups.iter().enumerate() {
-            for (vi, v) in variants.iter().enumerate() {
-                let reading = run_one(s, v, r, n);
+        for k in 0..setups.len() {
+            let si = (r + k) % setups.len();
+            let s = &setups[si];
+            let readings = run_round(s, variants, r, n);
+            for (vi, (v, reading)) in variants.iter().zip(readings).enumerate() {
                 eprintln!(
                     "  round {r} {} {}: master {:.0} ns{}",
                     s.label,

@@ -89,16 +89,17 @@ fn matching(bucket: &[u32], tag: u8) -> Matches {
     Matches(!(((x & LOW7) + LOW7) | x | LOW7) & HIGH)
 }
 
+/// Starts loading the cache line that holds `at`.
 #[cfg(target_arch = "x86_64")]
-fn prefetch_line(at: &u32) {
+pub(crate) fn prefetch_line<T>(at: &T) {
     use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
     // SAFETY: a prefetch is only a hint; it never faults, and `at` is a valid
     // reference anyway. SSE is part of the x86_64 baseline.
-    unsafe { _mm_prefetch::<_MM_HINT_T0>((at as *const u32).cast()) }
+    unsafe { _mm_prefetch::<_MM_HINT_T0>((at as *const T).cast()) }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-fn prefetch_line(_at: &u32) {}
+pub(crate) fn prefetch_line<T>(_at: &T) {}
 
 /// Most entries `buckets` buckets take before growing (7/8 load).
 fn capacity(buckets: usize) -> usize {

@@ -23,7 +23,7 @@ pub(crate) use chunked::Chunked;
 use deadlines::Deadlines;
 use heap::{which, SlotHeap, Which};
 pub use index::release_big_buffers_with;
-pub(crate) use index::Index;
+pub(crate) use index::{prefetch_line, Index};
 use maintain::{Compaction, NextIndex};
 pub(crate) use record::Rec;
 pub use record::State;
