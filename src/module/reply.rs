@@ -28,12 +28,26 @@ pub const WRITTEN: RedisValue = RedisValue::NoReply;
 pub fn send(ctx: &Context, reply: Reply) {
     match reply {
         Ok(RedisValue::NoReply) => {}
+        // A static C string: redis-module would allocate a CString for it
+        // (every INV.APPLY a replica applies answers OK).
+        Ok(RedisValue::SimpleStringStatic("OK")) => ok(ctx),
         // Our own words and client bytes as buffers: nothing that
         // redis-module turns into a C string.
         Ok(value) => {
             ctx.reply(Ok(value));
         }
         Err(e) => error(ctx, &e),
+    }
+}
+
+/// Replies `+OK`.
+fn ok(ctx: &Context) {
+    // SAFETY: a live command context and a static NUL-terminated string;
+    // Redis copies it.
+    unsafe {
+        if let Some(reply) = raw::RedisModule_ReplyWithSimpleString {
+            reply(ctx.ctx, c"OK".as_ptr());
+        }
     }
 }
 

@@ -463,7 +463,9 @@ pub fn scan<A: Arg>(a: &[A]) -> Result<Scan<A>> {
 pub fn apply<A: Arg>(a: &[A]) -> Result<Apply<A>> {
     let mut a = Args::new("inv.apply", a, 2, usize::MAX)?;
     let key = a.arg()?;
-    let words: Vec<&[u8]> = a.rest().iter().map(Arg::bytes).collect();
+    // On the stack for every single-record effect (a replica applies one
+    // per change it receives): no allocation on that path.
+    let words: smallvec::SmallVec<[&[u8]; 8]> = a.rest().iter().map(Arg::bytes).collect();
     let effect = Effect::parse(&words)?;
     a.finish()?;
     Ok(Apply { key, effect })

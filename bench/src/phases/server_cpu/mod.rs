@@ -2,22 +2,26 @@
 //! (reading, parsing, running, replying, feeding the AOF and the replicas).
 //!
 //! The CPU of every thread of the server process (`/proc/<pid>/task/*/
-//! schedstat`, nanoseconds on a CPU) is read around the requests of one
-//! variant (100,000 in `make bench`), sent in a closed loop on one
-//! connection: 64 commands written at once and all their replies read
-//! before the next 64, so the server reads every variant in the same
-//! batches. With a replica, its CPU is read
-//! once it has acknowledged everything (`WAIT 1`). In each round every
-//! variant's keys are readied first (unmeasured; with an AOF, fsynced), then
-//! the variants take turns in chunks of a twentieth of their requests, each
-//! chunk's first fifth warming the caches up (unmeasured) and the rest read
-//! on its own, so that a slow stretch of this shared machine falls on all of
-//! them; the round ends with a `FLUSHALL` (unmeasured), so
-//! no round pays for what earlier ones left. The setups take turns too.
-//! Each figure is the median over the rounds of a variant's CPU per request
-//! in the round, and each ratio the median of per-round ratios. The servers
-//! never rewrite their AOF on their own while measuring: a rewrite's fork
-//! costs in proportion to the dataset, not to the requests.
+//! schedstat`, nanoseconds on a CPU) is read around each chunk of requests
+//! of one variant, sent in a closed loop on one connection: 64 commands
+//! written at once and all their replies read before the next 64, so the
+//! server reads every variant in the same batches. With a replica, its CPU
+//! is read once it has acknowledged everything (`WAIT 1`).
+//!
+//! A round readies every variant's keys (unmeasured; with an AOF, fsynced),
+//! then sends each variant's requests (100,000 in `make bench`) in
+//! `CHUNKS` chunks, the variants taking turns chunk by chunk, so that a slow
+//! stretch of this shared machine falls on all of them; a chunk's first
+//! fifth warms the caches up for its variant and is not read. Every round
+//! runs on servers started for it and stopped after it, so no round pays
+//! for what earlier ones left, and no reading keeps one process's luck
+//! (where its memory landed, what it shares a core with); the setups take
+//! turns too. Each figure is the median over the
+//! rounds of a variant's CPU per measured request, and each ratio the median
+//! of per-round ratios. The servers never rewrite their AOF on their own
+//! while measuring: a rewrite's fork costs in proportion to the dataset,
+//! not to the requests. docs/benchmarks.md (2026-12-07) shows what each of
+//! these choices did to the spread.
 
 mod report;
 mod variants;
@@ -25,7 +29,7 @@ mod variants;
 pub(crate) use report::{comparisons, goals, CpuRow};
 use variants::{variants, Variant};
 
-use redis::Connection;
+use redis::{Connection, ConnectionLike};
 use testkit::Server;
 
 /// Commands written before their replies are read.
@@ -42,11 +46,22 @@ pub(crate) fn cpu_ns(pid: u32) -> u64 {
         .sum()
 }
 
-/// A master, and its replica as deployed.
+/// What a setup runs: the server binary, the module (the release build
+/// when None), bare or as deployed, and whether a bare master's
+/// propagation is on for good. Every round starts its own processes.
 pub(crate) struct Setup {
     pub label: String,
-    pub master: Server,
-    pub replica: Option<Server>,
+    bin: String,
+    module: Option<String>,
+    deployed: bool,
+    propagating: bool,
+}
+
+/// A setup's running master, and its replica as deployed.
+struct Servers {
+    label: String,
+    master: Server,
+    replica: Option<Server>,
 }
 
 /// One round's reading: CPU per request on the master and on the replica.
@@ -98,7 +113,7 @@ const WARM_UP: usize = 5;
 /// the first `(to - from) / WARM_UP` unmeasured, waits for the replica, and
 /// adds the CPU the rest cost to `t`.
 fn run_chunk(
-    s: &Setup,
+    s: &Servers,
     c: &mut Connection,
     v: &Variant,
     r: usize,
@@ -131,12 +146,16 @@ fn run_chunk(
 fn send(c: &mut Connection, v: &Variant, r: usize, from: usize, to: usize, t: &mut Totals) {
     let mut i = from;
     while i < to {
+        let end = (i + BATCH).min(to);
         let mut p = redis::pipe();
-        for j in i..(i + BATCH).min(to) {
+        for j in i..end {
             (v.add)(&mut p, r, j);
         }
-        let replies: Vec<redis::Value> = p
-            .query(c)
+        // The replies as they came, error replies included (`query` fails
+        // the whole batch on the first one, which a refused variant sends
+        // every time).
+        let replies = c
+            .req_packed_commands(&p.get_packed_pipeline(), 0, end - i)
             .unwrap_or_else(|e| panic!("{}: pipeline: {e}", v.name));
         t.errors += replies
             .iter()
@@ -146,10 +165,12 @@ fn send(c: &mut Connection, v: &Variant, r: usize, from: usize, to: usize, t: &m
     }
 }
 
-/// One round of every variant on one setup: their keys readied (unmeasured),
-/// `n` requests each sent in `CHUNKS` chunks taking turns, then everything
-/// deleted (unmeasured), so the next round starts from an empty dataset.
-fn run_round(s: &Setup, variants: &[Variant], r: usize, n: usize) -> Vec<Reading> {
+/// One round of every variant on one setup: its servers started, their
+/// keys readied (unmeasured), `n` requests each sent in `CHUNKS` chunks
+/// taking turns, then the servers stopped, so the next round starts from
+/// new processes with an empty dataset.
+fn run_round(setup: &Setup, variants: &[Variant], r: usize, n: usize) -> Vec<Reading> {
+    let s = &setup.start();
     let c = &mut s.master.conn();
     for v in variants {
         (v.prepare)(c, r, n);
@@ -166,7 +187,6 @@ fn run_round(s: &Setup, variants: &[Variant], r: usize, n: usize) -> Vec<Reading
             run_chunk(s, c, &variants[vi], r, (from, to), &mut totals[vi]);
         }
     }
-    let _: () = redis::cmd("FLUSHALL").query(c).unwrap();
     variants
         .iter()
         .zip(totals)
@@ -190,7 +210,7 @@ fn run_round(s: &Setup, variants: &[Variant], r: usize, n: usize) -> Vec<Reading
 /// With an AOF, waits for the everysec fsync of what was written so far
 /// (the round's setup writes), so the background thread's fsync of them
 /// lands outside the readings.
-fn settle_aof(c: &mut Connection, s: &Setup) {
+fn settle_aof(c: &mut Connection, s: &Servers) {
     if testkit::info_value(c, "persistence", "aof_enabled") != "1" {
         return;
     }
@@ -207,7 +227,7 @@ fn settle_aof(c: &mut Connection, s: &Setup) {
 }
 
 /// Waits for the replica to have everything the master sent.
-fn sync_replica(c: &mut Connection, s: &Setup) {
+fn sync_replica(c: &mut Connection, s: &Servers) {
     if s.replica.is_some() {
         let acked: i64 = redis::cmd("WAIT").arg(1).arg(30_000).query(c).unwrap();
         assert_eq!(acked, 1, "{}: the replica did not acknowledge", s.label);
@@ -257,30 +277,42 @@ pub(crate) fn setup(
     deployed: bool,
     propagating: bool,
 ) -> Setup {
-    std::env::set_var("INVENTORY_SERVER", bin);
-    match module {
-        Some(m) => std::env::set_var("INVENTORY_MODULE", m),
-        None => std::env::remove_var("INVENTORY_MODULE"),
-    }
-    let (master, replica) = crate::phases::deployed::servers_for(bin, deployed);
-    if propagating {
-        let c = &mut master.conn();
-        for v in ["yes", "no"] {
-            let _: () = redis::cmd("CONFIG")
-                .arg("SET")
-                .arg("appendonly")
-                .arg(v)
-                .query(c)
-                .unwrap();
-        }
-    }
-    let info = testkit::info_value(&mut master.conn(), "inventory", "inventory_propagating");
-    eprintln!("  {label}: inventory_propagating:{info}");
-    std::env::remove_var("INVENTORY_MODULE");
     Setup {
         label: label.to_string(),
-        master,
-        replica,
+        bin: bin.to_string(),
+        module: module.map(String::from),
+        deployed,
+        propagating,
+    }
+}
+
+impl Setup {
+    fn start(&self) -> Servers {
+        std::env::set_var("INVENTORY_SERVER", &self.bin);
+        match &self.module {
+            Some(m) => std::env::set_var("INVENTORY_MODULE", m),
+            None => std::env::remove_var("INVENTORY_MODULE"),
+        }
+        let (master, replica) = crate::phases::deployed::servers_for(&self.bin, self.deployed);
+        if self.propagating {
+            let c = &mut master.conn();
+            for v in ["yes", "no"] {
+                let _: () = redis::cmd("CONFIG")
+                    .arg("SET")
+                    .arg("appendonly")
+                    .arg(v)
+                    .query(c)
+                    .unwrap();
+            }
+        }
+        let info = testkit::info_value(&mut master.conn(), "inventory", "inventory_propagating");
+        eprintln!("  {}: inventory_propagating:{info}", self.label);
+        std::env::remove_var("INVENTORY_MODULE");
+        Servers {
+            label: self.label.clone(),
+            master,
+            replica,
+        }
     }
 }
 
