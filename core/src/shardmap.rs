@@ -94,33 +94,33 @@ impl<K: Hash + Eq, V> ShardedMap<K, V> {
         self.get(key).is_some()
     }
 
-    /// Sets `key`'s value (replacing one it had).
-    pub fn insert(&mut self, key: K, value: V) {
+    /// `key`'s entry in its shard (the shards made on first use), and the
+    /// count an insert through it must raise.
+    fn slot(&mut self, key: &K) -> (Entry<'_, (K, V)>, &mut usize) {
         if self.shards.is_empty() {
             self.shards = (0..SHARDS).map(|_| HashTable::new()).collect();
         }
-        let h = self.hash(&key);
+        let h = self.hash(key);
         let hasher = &self.hasher;
         let table = &mut self.shards[Self::shard(h)];
-        match table.entry(h, |(k, _)| k == &key, |(k, _)| hasher.hash_one(k)) {
-            Entry::Occupied(mut slot) => slot.get_mut().1 = value,
-            Entry::Vacant(slot) => {
+        let entry = table.entry(h, |(k, _)| k == key, |(k, _)| hasher.hash_one(k));
+        (entry, &mut self.len)
+    }
+
+    /// Sets `key`'s value (replacing one it had).
+    pub fn insert(&mut self, key: K, value: V) {
+        match self.slot(&key) {
+            (Entry::Occupied(mut slot), _) => slot.get_mut().1 = value,
+            (Entry::Vacant(slot), len) => {
                 slot.insert((key, value));
-                self.len += 1;
+                *len += 1;
             }
         }
     }
 
     /// `key`'s value, made by `new` when it has none.
     pub fn entry(&mut self, key: K, new: impl FnOnce() -> V) -> &mut V {
-        if self.shards.is_empty() {
-            self.shards = (0..SHARDS).map(|_| HashTable::new()).collect();
-        }
-        let h = self.hash(&key);
-        let hasher = &self.hasher;
-        let table = &mut self.shards[Self::shard(h)];
-        let len = &mut self.len;
-        let entry = table.entry(h, |(k, _)| k == &key, |(k, _)| hasher.hash_one(k));
+        let (entry, len) = self.slot(&key);
         let (_, v) = entry
             .or_insert_with(|| {
                 *len += 1;

@@ -52,25 +52,14 @@ pub(crate) fn servers_for(bin: &str, production: bool) -> (Server, Option<Server
     // No automatic AOF rewrite while measuring: a rewrite forks and copies
     // in proportion to the dataset, not to the requests, and would land on
     // whichever variant happens to run then.
-    let aof = if production {
-        [
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "everysec",
-            "--auto-aof-rewrite-percentage",
-            "0",
-        ]
-    } else {
-        [
-            "--appendonly",
-            "no",
-            "--appendfsync",
-            "everysec",
-            "--auto-aof-rewrite-percentage",
-            "0",
-        ]
-    };
+    let aof = [
+        "--appendonly",
+        if production { "yes" } else { "no" },
+        "--appendfsync",
+        "everysec",
+        "--auto-aof-rewrite-percentage",
+        "0",
+    ];
     let mut master_args = extra.clone();
     master_args.extend(aof.map(String::from));
     let refs: Vec<&str> = master_args.iter().map(String::as_str).collect();

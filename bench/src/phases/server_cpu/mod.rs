@@ -288,7 +288,6 @@ pub(crate) fn setup(
 
 impl Setup {
     fn start(&self) -> Servers {
-        std::env::set_var("INVENTORY_SERVER", &self.bin);
         match &self.module {
             Some(m) => std::env::set_var("INVENTORY_MODULE", m),
             None => std::env::remove_var("INVENTORY_MODULE"),
