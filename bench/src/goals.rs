@@ -38,6 +38,10 @@ pub const WS_BUYER_VS_SECKILL_SOLD_OUT: f64 = 0.45;
 pub const WS_BUYER_VS_RESERVE: f64 = 1.15;
 /// ...and CONFIRM and CANCEL each at most this multiple of a stocked reserve.
 pub const WS_CONFIRM_CANCEL: f64 = 1.0;
+/// The change feed (issue 30): a reserve with the feed on at most this
+/// multiple of one without, and this share of the seckill Lua with its XADD.
+pub const WS_FEED_VS_RESERVE: f64 = 1.6;
+pub const WS_FEED_VS_SECKILL: f64 = 0.4;
 
 /// P16 RESERVE throughput at least this multiple of the seed Lua's.
 pub const P16_VS_SEED: f64 = 2.5;

@@ -233,6 +233,8 @@ impl FromRedisValue for Stock {
             limit: rule("limit"),
             start: rule("start"),
             end: rule("end"),
+            feed: rule("feed") == Some(1),
+            low: rule("low"),
         })
     }
 }

@@ -24,6 +24,10 @@ pub struct SaleRules {
     pub end: Option<u64>,
     /// Clear every buyer's bought units (a new sale).
     pub new_sale: bool,
+    /// Turn the SKU's change feed on or off (`FEED ON|OFF`).
+    pub feed: Option<bool>,
+    /// The feed's `lowstock` threshold (`LOW n`; 0 clears it).
+    pub low: Option<u64>,
 }
 
 impl SaleRules {
@@ -44,6 +48,19 @@ impl SaleRules {
         self
     }
 
+    /// Turns the change feed on or off: every change of the SKU then
+    /// appends entries to its stream (`Client::feed_name`).
+    pub fn feed(mut self, on: bool) -> SaleRules {
+        self.feed = Some(on);
+        self
+    }
+
+    /// Sets the feed's `lowstock` threshold (0 clears it).
+    pub fn low(mut self, units: u64) -> SaleRules {
+        self.low = Some(units);
+        self
+    }
+
     /// Clears every buyer's bought units.
     pub fn new_sale(mut self) -> SaleRules {
         self.new_sale = true;
@@ -57,10 +74,14 @@ impl SaleRules {
             ("LIMIT", self.limit),
             ("START", self.start),
             ("END", self.end),
+            ("LOW", self.low),
         ] {
             if let Some(v) = v {
                 c.arg(name).arg(v);
             }
+        }
+        if let Some(on) = self.feed {
+            c.arg("FEED").arg(if on { "ON" } else { "OFF" });
         }
         if self.new_sale {
             c.arg("NEWSALE");
@@ -183,6 +204,15 @@ impl Client {
             self.send_idempotent(sku.as_bytes(), &c).await?;
         }
         Ok(())
+    }
+
+    /// `INV.FEED`: the name of the SKU's change-feed stream (in the SKU's
+    /// hash slot), to read with `XREADGROUP`.
+    pub async fn feed_name(&self, sku: &str) -> Result<String> {
+        let mut c = cmd("INV.FEED");
+        c.arg(sku);
+        let v = self.send_idempotent(sku.as_bytes(), &c).await?;
+        redis::from_redis_value(&v).map_err(|e| Error::Protocol(e.to_string()))
     }
 
     /// `INV.BUYER`: one buyer's held and bought units on the SKU.

@@ -48,6 +48,10 @@ pub struct Stock {
     pub start: Option<u64>,
     /// When the sale window closes (unix ms), when set.
     pub end: Option<u64>,
+    /// Whether the SKU's change feed is on (`INV.RULES FEED ON`).
+    pub feed: bool,
+    /// The feed's `lowstock` threshold, when set (`INV.RULES LOW`).
+    pub low: Option<u64>,
 }
 
 /// One transaction record (`INV.TX`).

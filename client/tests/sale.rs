@@ -45,6 +45,36 @@ async fn the_client_drives_the_rules_standalone() {
     let s = Server::start(&[]);
     let c = Client::standalone(&s.url()).await.unwrap();
     walk_through(&c, "sku").await;
+    // The change feed (standalone servers only, for now).
+    c.rules("sku", &SaleRules::new().feed(true).low(2))
+        .await
+        .unwrap();
+    let st = c.get("sku").await.unwrap().unwrap();
+    assert_eq!((st.feed, st.low), (true, Some(2)));
+    c.reserve_for("sku", "o9", 1, None, "carol").await.unwrap();
+    let stream = c.feed_name("sku").await.unwrap();
+    assert!(
+        stream.starts_with("inv:feed:{") && stream.ends_with("}:sku"),
+        "{stream}"
+    );
+    let mut raw = redis::Client::open(s.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let entries: Vec<(String, std::collections::HashMap<String, String>)> = redis::cmd("XRANGE")
+        .arg(&stream)
+        .arg("-")
+        .arg("+")
+        .query(&mut raw)
+        .unwrap();
+    let events: Vec<&str> = entries.iter().map(|(_, f)| f["event"].as_str()).collect();
+    assert_eq!(events, ["rules", "reserved"]);
+    assert_eq!(entries[1].1["buyer"], "carol");
+    c.rules("sku", &SaleRules::new().feed(false).low(0))
+        .await
+        .unwrap();
+    let st = c.get("sku").await.unwrap().unwrap();
+    assert_eq!((st.feed, st.low), (false, None));
     // An order for a buyer: every line counts, or none.
     c.set("{o}a", 5, None).await.unwrap();
     c.set("{o}b", 5, None).await.unwrap();

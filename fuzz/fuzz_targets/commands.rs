@@ -4,14 +4,15 @@
 //! names), which must still pass its audit. A plan whose effects fail their
 //! own check is a bug, as in the model tests. A multi-key command changes
 //! every key or none. INV.APPLY's effects (what an AOF or a master can send)
-//! are applied as they come.
+//! are applied as they come. Every applied effect's feed entries (the
+//! change feed) are derived too, as the module does.
 //! Input: byte 0 picks the command (its high bit: a key with sale rules);
 //! the rest, split on 0xFF, are its arguments after the command name.
 #![no_main]
 
 use inventory_core::ledger::{
-    BuyerId, Grant, MultiPlan, Plan, Policy, Result, RulesChange, Sku, Status, Ttl, TxId,
-    WaitQueue, Waiter,
+    stream_name, BuyerId, Effect, Grant, MultiPlan, Plan, Policy, Result, RulesChange, Sku, Status,
+    Ttl, TxId, WaitQueue, Waiter,
 };
 use inventory_core::parse;
 use libfuzzer_sys::fuzz_target;
@@ -33,8 +34,7 @@ fn seeded(rules: bool) -> Sku {
         seed(&mut sku, plan);
     }
     for (t, q, b) in [("b1", 2, "alice"), ("b2", 3, "bob"), ("b3", 4, "alice")] {
-        let plan =
-            sku.plan_reserve_for(&tx(t), q, Ttl::Millis(60_000), Some(&buyer(b)), NOW, &p);
+        let plan = sku.plan_reserve_for(&tx(t), q, Ttl::Millis(60_000), Some(&buyer(b)), NOW, &p);
         seed(&mut sku, plan);
     }
     let plan = sku.plan_adjust(&tx("b1"), 1, NOW);
@@ -46,6 +46,8 @@ fn seeded(rules: bool) -> Sku {
         start: Some(NOW - 1),
         end: Some(NOW + 10_000),
         new_sale: false,
+        feed: Some(true),
+        low: Some(95),
     };
     if rules {
         let plan = sku.plan_rules(&rules_change);
@@ -60,6 +62,19 @@ fn seeded(rules: bool) -> Sku {
     sku
 }
 
+/// Applies one effect as the module does on a master, with its feed
+/// entries derived (transitions before, crossings after) and laid out.
+fn apply_fed(sku: &mut Sku, e: &Effect) -> Result<()> {
+    let (mut entries, before) = (sku.feed_transitions(e), sku.available_raw());
+    sku.apply(e)?;
+    entries.extend(sku.feed_thresholds(before));
+    let version = sku.feed_version(e);
+    for entry in &entries {
+        assert!(!entry.fields(b"k", version).is_empty());
+    }
+    Ok(())
+}
+
 fn seed(sku: &mut Sku, plan: Result<Plan>) {
     for e in plan.expect("seed plan").effects.iter() {
         sku.apply(e).expect("seed effect");
@@ -71,7 +86,7 @@ fn commit(sku: &mut Sku, plan: Result<Plan>) {
     sku.check(&plan.effects)
         .expect("a plan's effects pass their own check");
     for e in plan.effects.iter() {
-        sku.apply(e).expect("a checked plan applies");
+        apply_fed(sku, e).expect("a checked plan applies");
     }
     sku.audit()
         .expect("a committed plan leaves the key consistent");
@@ -99,7 +114,7 @@ fn commit_multi(keys: usize, rules: bool, plan: impl FnOnce(&[&Sku]) -> Result<M
     if changes {
         for (sku, p) in skus.iter_mut().zip(&plan.plans) {
             for e in p.effects.iter() {
-                sku.apply(e).expect("a checked plan applies");
+                apply_fed(sku, e).expect("a checked plan applies");
             }
         }
     }
@@ -186,7 +201,7 @@ fuzz_target!(|data: &[u8]| {
         }
         6 => {
             if let Ok(c) = parse::apply(&args) {
-                if sku.apply(&c.effect).is_ok() {
+                if apply_fed(&mut sku, &c.effect).is_ok() {
                     sku.audit()
                         .expect("an applied effect leaves the key consistent");
                 }
@@ -202,7 +217,9 @@ fuzz_target!(|data: &[u8]| {
         }
         8 => {
             if let Ok(c) = parse::multi("inv.mcancel", &args, 64) {
-                commit_multi(c.keys.len(), rules, |skus| MultiPlan::cancel(skus, &c.txid, now));
+                commit_multi(c.keys.len(), rules, |skus| {
+                    MultiPlan::cancel(skus, &c.txid, now)
+                });
             }
         }
         12 => {
@@ -236,13 +253,15 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         10 => {
-            let _ = parse::key_only("inv.get", &args);
+            if let Ok(c) = parse::key_only("inv.feed", &args) {
+                assert!(stream_name(c.key).ends_with(c.key));
+            }
         }
         _ => {
             // Housekeeping long after every deadline, then its effects.
             let effects = sku.plan_housekeeping(now + 10_000_000, 0, 1000);
             for e in &effects {
-                sku.apply(e).expect("housekeeping applies");
+                apply_fed(&mut sku, e).expect("housekeeping applies");
             }
             sku.audit().expect("housekeeping leaves the key consistent");
         }

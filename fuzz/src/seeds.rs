@@ -58,7 +58,7 @@ fn key(n: usize) -> Sku {
 }
 
 fn main() {
-    let seeds: [(&str, u8, &[&str]); 16] = [
+    let seeds: [(&str, u8, &[&str]); 19] = [
         ("set", 0, &["k", "10"]),
         ("set-ifversion", 0, &["k", "10", "IFVERSION", "3"]),
         ("add", 1, &["k", "-5", "IFVERSION", "3"]),
@@ -91,6 +91,26 @@ fn main() {
         ),
         ("mcancel", 8, &["order", "a", "b"]),
         ("scan", 9, &["k", "0", "COUNT", "10"]),
+        (
+            "rules-feed",
+            14 | 0x80,
+            &["k", "FEED", "ON", "LOW", "99", "LIMIT", "2"],
+        ),
+        (
+            "apply-fed-reserve",
+            6 | 0x80,
+            &[
+                "k",
+                "FEED",
+                "1800000000000-7",
+                "100",
+                "RESERVE",
+                "t9",
+                "1",
+                "1800000060000",
+            ],
+        ),
+        ("feed-name", 10, &["{a}}b{"]),
     ];
     for (name, which, args) in seeds {
         write("commands", name, &command(which, args));
@@ -102,6 +122,7 @@ fn main() {
             bytes.extend_from_slice(&(b.len() as u16).to_le_bytes());
             bytes.extend_from_slice(b);
         });
-        write("decode", &format!("key-{n}"), &bytes);
+        let v = inventory_core::ledger::ENCODING_VERSION;
+        write("decode", &format!("key-{n}-v{v}"), &bytes);
     }
 }

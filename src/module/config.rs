@@ -10,6 +10,7 @@ pub static RETENTION_MS: AtomicI64 = AtomicI64::new(86_400_000);
 pub static MAX_OPEN_PER_KEY: AtomicI64 = AtomicI64::new(0);
 pub static MAX_KEYS_PER_COMMAND: AtomicI64 = AtomicI64::new(1000);
 pub static MAX_WAITERS_PER_KEY: AtomicI64 = AtomicI64::new(100_000);
+pub static FEED_MAXLEN: AtomicI64 = AtomicI64::new(1_000_000);
 
 /// Upper bound of the millisecond configs: ten years.
 pub const MAX_MS: i64 = 10 * 365 * 86_400_000;
@@ -38,8 +39,14 @@ pub fn max_waiters() -> u64 {
     get(&MAX_WAITERS_PER_KEY)
 }
 
+/// Most entries a key's feed stream keeps (0: no cap); the master trims
+/// to it after each change it feeds.
+pub fn feed_maxlen() -> u64 {
+    get(&FEED_MAXLEN)
+}
+
 /// Every config: name (without the `inventory.` prefix), value, default, range.
-pub static CONFIGS: [(&str, &AtomicI64, i64, i64, i64); 6] = [
+pub static CONFIGS: [(&str, &AtomicI64, i64, i64, i64); 7] = [
     ("default-ttl-ms", &DEFAULT_TTL_MS, 600_000, 1, MAX_MS),
     ("max-ttl-ms", &MAX_TTL_MS, 86_400_000, 1, MAX_MS),
     ("retention-ms", &RETENTION_MS, 86_400_000, 0, MAX_MS),
@@ -58,6 +65,7 @@ pub static CONFIGS: [(&str, &AtomicI64, i64, i64, i64); 6] = [
         0,
         10_000_000,
     ),
+    ("feed-maxlen", &FEED_MAXLEN, 1_000_000, 0, i64::MAX),
 ];
 
 /// Registers the configs, loads redis.conf values, then applies module args.

@@ -5,11 +5,12 @@
 
 use super::arg::Arg;
 use super::datatype::INVENTORY_TYPE;
-use super::propagation::{replicate, ReplicationArgs};
+use super::feed::FeedStream;
+use super::propagation::{replicate, replicate_fed, ReplicationArgs};
 use super::schedule;
-use super::server::selected_db;
+use super::server::{log, selected_db, Level};
 use super::stats::STATS;
-use inventory_core::ledger::{Effect, Error, Pending, Sku, View};
+use inventory_core::ledger::{Effect, Error, FeedEntries, Pending, Sku, View};
 use redis_module::{raw, Context, RedisString};
 
 /// Reads the key a command names, opened for reading: `f(None)` when
@@ -195,6 +196,27 @@ impl<'c> OpenKey<'c> {
         Some(p)
     }
 
+    /// The key's feed stream, opened for a change of `effects` that writes
+    /// to it (`None` when none does): a stream name taken by another type
+    /// is an error.
+    fn feed_stream(&self, effects: &[Effect], stamped: bool) -> Result<Option<FeedStream>, Error> {
+        let feeding = self.sku().rules().feed
+            || effects
+                .iter()
+                .any(|e| matches!(e, Effect::Rules { rules, .. } if rules.feed));
+        if feeding || stamped {
+            FeedStream::open(self.ctx, self.name()).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// What `commit` checks of the key's feed stream first, for a command
+    /// that must check every key before changing any.
+    pub fn check_feed(&self, effects: &[Effect]) -> Result<(), Error> {
+        self.feed_stream(effects, false).map(drop)
+    }
+
     /// Applies effects in order, propagating each. A list of several is
     /// checked as a whole first, so it applies all or nothing; one effect
     /// checks itself. An error leaves the key as it was.
@@ -214,6 +236,9 @@ impl<'c> OpenKey<'c> {
         if effects.len() > 1 {
             self.sku().check(effects)?;
         }
+        // The feed's stream is opened (and its type checked) before
+        // anything changes.
+        let mut stream = self.feed_stream(effects, reuse.feed.is_some())?;
         if self.value.is_null() {
             if !first.creates_key() {
                 return Err(Error::Apply("no such key".into()));
@@ -229,12 +254,39 @@ impl<'c> OpenKey<'c> {
         let mut result = Ok(());
         let mut applied = 0;
         for effect in effects {
+            let fed = stream.is_some() && sku.feeds(effect);
+            let (mut entries, before) = if fed {
+                (sku.feed_transitions(effect), sku.available_raw())
+            } else {
+                (FeedEntries::new(), 0)
+            };
             if let Err(e) = sku.apply(effect) {
                 result = Err(e);
                 break;
             }
             applied += 1;
-            replicate(ctx, name, effect, reuse);
+            match stream.as_mut() {
+                Some(s) if fed || reuse.feed.is_some() => {
+                    entries.extend(sku.feed_thresholds(before));
+                    let key = RedisString::string_as_slice(name);
+                    let given = reuse.feed;
+                    let stamp = match s.write(ctx, key, &entries, sku.feed_version(effect), given) {
+                        Ok(stamp) => stamp,
+                        Err(e) => {
+                            // The change is made; its entries are not all
+                            // in the stream (docs/design.md, the feed).
+                            super::stats::STATS.feed_error();
+                            log(
+                                Level::Warning,
+                                &format!("feed of a change not written: {e}"),
+                            );
+                            None
+                        }
+                    };
+                    replicate_fed(ctx, name, effect, stamp, reuse);
+                }
+                _ => replicate(ctx, name, effect, reuse),
+            }
             // SAFETY: live ctx and key name; the event name is a static C string.
             unsafe {
                 if let Some(notify) = raw::RedisModule_NotifyKeyspaceEvent {

@@ -6,6 +6,7 @@ pub mod arg;
 pub mod commands;
 pub mod config;
 pub mod datatype;
+pub mod feed;
 pub mod gate;
 pub mod housekeeping;
 pub mod info;

@@ -5,7 +5,7 @@
 
 use super::arg::Arg;
 use super::gate;
-use inventory_core::ledger::{Effect, TxId};
+use inventory_core::ledger::{Effect, FeedStamp, TxId};
 use redis_module::{raw, Context, RedisString};
 use std::os::raw::c_int;
 use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering::Relaxed};
@@ -45,6 +45,9 @@ pub struct ReplicationArgs {
     /// The call is `INV.APPLY key <effect>` itself (a replica or an AOF
     /// replay): what it received is what it passes on, verbatim.
     pub verbatim: bool,
+    /// Where the master wrote the effect's feed entries (INV.APPLY's
+    /// `FEED` words).
+    pub feed: Option<FeedStamp>,
 }
 
 impl Default for ReplicationArgs {
@@ -55,6 +58,7 @@ impl Default for ReplicationArgs {
             buyer: None,
             argv: CallArgv::NONE,
             verbatim: false,
+            feed: None,
         }
     }
 }
@@ -68,10 +72,12 @@ impl ReplicationArgs {
         }
     }
 
-    /// INV.APPLY's own effect, passed on as received.
-    pub fn verbatim() -> ReplicationArgs {
+    /// INV.APPLY's own effect, passed on as received, with the feed
+    /// stamp it carried.
+    pub fn verbatim(feed: Option<FeedStamp>) -> ReplicationArgs {
         ReplicationArgs {
             verbatim: true,
+            feed,
             ..ReplicationArgs::default()
         }
     }
@@ -84,6 +90,7 @@ impl ReplicationArgs {
             buyer: buyer.map(Arg::raw),
             argv,
             verbatim: false,
+            feed: None,
         }
     }
 }
@@ -300,6 +307,51 @@ pub fn replicate(
                 rm_replicate(c, cmd, c"sv".as_ptr(), k, argv.as_mut_ptr(), argv.len())
             }
         };
+    }
+}
+
+/// Propagates a fed effect as `INV.APPLY key FEED <first id> <maxlen>
+/// <effect>`, so that replicas and the AOF write its entries under the
+/// master's IDs (without a stamp, as `replicate` does).
+pub fn replicate_fed(
+    ctx: &Context,
+    key: *mut raw::RedisModuleString,
+    effect: &Effect,
+    stamp: Option<FeedStamp>,
+    reuse: &ReplicationArgs,
+) {
+    let Some(stamp) = stamp.filter(|_| !reuse.verbatim) else {
+        return replicate(ctx, key, effect, reuse);
+    };
+    if !gate::needed() {
+        return;
+    }
+    let mut words = vec![
+        b"FEED".to_vec(),
+        stamp.first.to_string().into_bytes(),
+        stamp.maxlen.to_string().into_bytes(),
+    ];
+    words.extend(effect.to_args());
+    let strings: Vec<RedisString> = words
+        .iter()
+        .map(|a| RedisString::create_from_slice(std::ptr::null_mut(), a))
+        .collect();
+    let mut argv: Vec<_> = strings.iter().map(|s| s.inner).collect();
+    // The key is the running command's key string, as for `replicate`.
+    let k = key;
+    // SAFETY: as in `replicate`: "s" a key string, "v" an array of live
+    // strings and its length.
+    unsafe {
+        if let Some(rm_replicate) = raw::RedisModule_Replicate {
+            rm_replicate(
+                ctx.ctx,
+                c"INV.APPLY".as_ptr(),
+                c"sv".as_ptr(),
+                k,
+                argv.as_mut_ptr(),
+                argv.len(),
+            );
+        }
     }
 }
 

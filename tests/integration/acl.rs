@@ -91,6 +91,7 @@ fn every_command_has_its_exact_arity_and_what_it_does_to_each_key() {
         ("inv.mcancel", -3),
         ("inv.scan", -3),
         ("inv.audit", 2),
+        ("inv.feed", 2),
         ("inv.apply", -3),
     ] {
         assert_eq!(arity_and_categories(c, name).0, arity, "{name}");
@@ -103,6 +104,7 @@ fn every_command_has_its_exact_arity_and_what_it_does_to_each_key() {
     assert_eq!(keys_and_flags(c, &["INV.TX", "k", "t"]), [ro("k")]);
     assert_eq!(keys_and_flags(c, &["INV.SCAN", "k", "0"]), [ro("k")]);
     assert_eq!(keys_and_flags(c, &["INV.AUDIT", "k"]), [ro("k")]);
+    assert_eq!(keys_and_flags(c, &["INV.FEED", "k"]), [ro("k")]);
     let ins = |k: &str| (k.to_string(), "RW access insert".to_string());
     assert_eq!(
         keys_and_flags(c, &["INV.RESERVE", "k", "t", "1"]),
@@ -207,6 +209,7 @@ fn a_read_only_key_user_reads_and_cannot_write() {
         &["INV.SCAN", "k", "0"],
         &["INV.AUDIT", "k"],
         &["INV.BUYER", "k", "b"],
+        &["INV.FEED", "k"],
     ] {
         assert!(allowed(r, args), "{args:?}");
     }
@@ -219,6 +222,7 @@ fn a_read_only_key_user_reads_and_cannot_write() {
         &["INV.EXTEND", "k", "t", "1000"],
         &["INV.ADJUST", "k", "t", "1"],
         &["INV.RULES", "k", "LIMIT", "1"],
+        &["INV.RULES", "k", "FEED", "ON"],
         &["INV.MRESERVE", "t", "0", "k", "1"],
         &["INV.MRESERVE", "t", "BUYER", "b", "0", "k", "1"],
         &["INV.MCONFIRM", "t", "k"],
@@ -298,28 +302,38 @@ fn documented_rules(redis_7_0: bool) -> Vec<(String, Vec<String>)> {
         .split("## ACL")
         .nth(1)
         .expect("docs/commands.md has an ACL section");
-    ["order service", "seller", "read-only dashboard"]
-        .iter()
-        .map(|role| {
-            let row = section
-                .lines()
-                .find(|l| l.starts_with(&format!("| {role} |")))
-                .unwrap_or_else(|| panic!("docs/commands.md has no rules for {role}"));
-            let cells: Vec<&str> = row.split('|').map(str::trim).collect();
-            let valkey = cells[2];
-            let cell = match cells[3] {
-                "the same" => valkey,
-                other if redis_7_0 => other,
-                _ => valkey,
-            };
-            let rules = cell
-                .trim_matches('`')
-                .split_whitespace()
-                .map(String::from)
-                .collect();
-            (role.to_string(), rules)
-        })
-        .collect()
+    [
+        "order service",
+        "seller",
+        "read-only dashboard",
+        "feed consumer",
+    ]
+    .iter()
+    .map(|role| {
+        let row = section
+            .lines()
+            .find(|l| l.starts_with(&format!("| {role} |")))
+            .unwrap_or_else(|| panic!("docs/commands.md has no rules for {role}"));
+        // `\|` inside a cell is a table's escaped `|`.
+        let row = row.replace("\\|", "\u{0}");
+        let cells: Vec<String> = row
+            .split('|')
+            .map(|c| c.trim().replace('\u{0}', "|"))
+            .collect();
+        let valkey = cells[2].as_str();
+        let cell = match cells[3].as_str() {
+            "the same" => valkey,
+            other if redis_7_0 => other,
+            _ => valkey,
+        };
+        let rules = cell
+            .trim_matches('`')
+            .split_whitespace()
+            .map(String::from)
+            .collect();
+        (role.to_string(), rules)
+    })
+    .collect()
 }
 
 #[test]
@@ -331,6 +345,8 @@ fn the_documented_rules_give_each_role_what_they_say() {
     for (role, rules) in documented_rules(redis_7_0) {
         let rules: Vec<&str> = rules.iter().map(String::as_str).collect();
         let u = &mut user(&s, &role.replace(' ', "-"), &rules);
+        let stream: String = redis::cmd("INV.FEED").arg("sku:1").query(c).unwrap();
+        let _: Value = redis::cmd("DEL").arg(&stream).query(c).unwrap();
         let can = [
             allowed(u, &["INV.RESERVE", "sku:1", "t", "1", "BUYER", "b"]),
             allowed(u, &["INV.ADJUST", "sku:1", "t", "1"]),
@@ -338,11 +354,18 @@ fn the_documented_rules_give_each_role_what_they_say() {
             allowed(u, &["INV.RULES", "sku:1", "LIMIT", "3"]),
             allowed(u, &["INV.GET", "sku:1"]),
             allowed(u, &["INV.BUYER", "sku:1", "b"]),
+            allowed(u, &["INV.FEED", "sku:1"]),
+            allowed(u, &["XGROUP", "CREATE", &stream, "g", "0", "MKSTREAM"]),
+            allowed(
+                u,
+                &["XREADGROUP", "GROUP", "g", "c1", "STREAMS", &stream, ">"],
+            ),
         ];
         let expected = match role.as_str() {
-            "order service" => [true, true, false, false, true, true],
-            "seller" => [false, false, true, true, true, true],
-            _ => [false, false, false, false, true, true],
+            "order service" => [true, true, false, false, true, true, true, false, false],
+            "seller" => [false, false, true, true, true, true, false, false, false],
+            "feed consumer" => [false, false, false, false, false, false, true, true, true],
+            _ => [false, false, false, false, true, true, true, false, false],
         };
         assert_eq!(can, expected, "{role}: {rules:?}");
         assert!(refused(u, &["INV.GET", "other:1"]), "{role}: other keys");

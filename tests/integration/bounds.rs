@@ -78,9 +78,9 @@ fn restore_refuses_counters_commands_cannot_produce() {
     ok(c, &["INV.SET", "k", "5"]);
     let dump: Vec<u8> = redis::cmd("DUMP").arg("k").query(c).unwrap();
     // The header {stock 5, sold 0, version 1, records 0, limit 0, start 0,
-    // end 0, buyers 0} as saved: a string buffer of 8 bytes after the
-    // module string opcode 5.
-    let header = [5u8, 8, 10, 0, 1, 0, 0, 0, 0, 0];
+    // end 0, buyers 0, feed off, low 0} as saved: a string buffer of 10
+    // bytes after the module string opcode 5.
+    let header = [5u8, 10, 10, 0, 1, 0, 0, 0, 0, 0, 0, 0];
     let at = dump
         .windows(header.len())
         .position(|w| w == header)
@@ -91,7 +91,7 @@ fn restore_refuses_counters_commands_cannot_produce() {
             varint(zigzag(sold)),
             varint(version),
             varint(0),
-            vec![0, 0, 0, 0],
+            vec![0, 0, 0, 0, 0, 0],
         ]
         .concat();
         let mut payload = dump[..at].to_vec();

@@ -1,7 +1,8 @@
 //! docs/clients.md cannot drift: every example in it (```python or ```js,
 //! tagged `standalone` or `cluster`) runs with the pinned redis-py, ioredis
 //! and node-redis against a real server and a real 3+3 cluster, and must
-//! print the output the page shows.
+//! print the output the page shows (an example with a third word, such as
+//! `feed`, prints the ```text block with that word).
 
 use crate::harness::*;
 use crate::redispy::redispy_path;
@@ -20,6 +21,8 @@ fn node_modules() -> String {
 struct Example {
     lang: String,
     cluster: bool,
+    /// The ```text block it prints (`None`: the page's first one).
+    output: Option<String>,
     code: String,
 }
 
@@ -34,22 +37,33 @@ fn examples() -> Vec<Example> {
         let (Some(lang), Some(mode)) = (words.next(), words.next()) else {
             continue;
         };
+        if lang == "text" {
+            // An output block (```text feed), not an example.
+            continue;
+        }
+        let output = words.next().map(String::from);
         let code: Vec<&str> = lines.by_ref().take_while(|l| *l != "```").collect();
         out.push(Example {
             lang: lang.to_string(),
             cluster: mode == "cluster",
+            output,
             code: code.join("\n") + "\n",
         });
     }
     out
 }
 
-/// What every example prints: the page's ```text block.
-fn expected() -> String {
+/// What an example prints: the page's first ```text block, or the one
+/// tagged with the example's third word.
+fn expected(tag: Option<&str>) -> String {
+    let fence = match tag {
+        None => "```text\n".to_string(),
+        Some(t) => format!("```text {t}\n"),
+    };
     let start = PAGE
-        .find("```text\n")
-        .expect("docs/clients.md shows the output")
-        + 8;
+        .find(&fence)
+        .unwrap_or_else(|| panic!("docs/clients.md shows no output block {fence:?}"))
+        + fence.len();
     let len = PAGE[start..].find("```").expect("the output block ends");
     PAGE[start..start + len].to_string()
 }
@@ -113,12 +127,11 @@ fn every_client_example_runs_standalone_and_on_a_cluster() {
             }
         );
     }
-    let want = expected();
     for e in all.iter().filter(|e| !e.cluster) {
         let s = Server::start(&[]);
         assert_eq!(
             run(e, "REDIS_URL", &s.url()),
-            want,
+            expected(e.output.as_deref()),
             "{}:\n{}",
             e.lang,
             e.code
@@ -137,7 +150,7 @@ fn every_client_example_runs_standalone_and_on_a_cluster() {
         let url = cluster.nodes[0].url();
         assert_eq!(
             run(e, "REDIS_CLUSTER_URL", &url),
-            want,
+            expected(e.output.as_deref()),
             "{}:\n{}",
             e.lang,
             e.code

@@ -11,6 +11,7 @@ mod commands;
 mod concurrency;
 mod expiry;
 mod exporter;
+mod feed;
 mod hostile;
 mod keyspace;
 mod persistence;

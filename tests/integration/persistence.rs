@@ -96,7 +96,7 @@ fn malformed_payloads_are_rejected_without_crashing() {
     let dump: Vec<u8> = redis::cmd("DUMP").arg("sku").query(c).unwrap();
     // The module id's low 10 bits are the encoding version (bytes 2..10, big endian).
     let mut unknown_version = dump.clone();
-    unknown_version[9] ^= 0x01;
+    unknown_version[9] ^= 0x04;
     let r: redis::RedisResult<()> = redis::cmd("RESTORE")
         .arg("v2")
         .arg(0)
@@ -104,7 +104,7 @@ fn malformed_payloads_are_rejected_without_crashing() {
         .query(c);
     assert!(r.is_err(), "an unknown encoding version must be refused");
     assert!(
-        s.log().contains("cannot load encoding version 3"),
+        s.log().contains("cannot load encoding version 7"),
         "{}",
         s.log()
     );

@@ -18,8 +18,9 @@ use bincode::{Decode, Encode};
 /// version, so a new format adds a decoder and keeps reading the old ones.
 /// Version 2 (flash-sale rules) adds the rules and the buyer count to the
 /// header, a buyer and a second quantity to each record, and chunks of
-/// buyers' bought units after the records.
-pub const ENCODING_VERSION: i32 = 2;
+/// buyers' bought units after the records. Version 3 (the change feed)
+/// adds the feed switch and the `lowstock` threshold to the header.
+pub const ENCODING_VERSION: i32 = 3;
 /// Buyers per chunk.
 const BUYER_CHUNK: usize = 4096;
 /// Records per chunk.
@@ -56,6 +57,13 @@ struct WireHeaderV2 {
 }
 
 #[derive(Encode, Decode)]
+struct WireHeaderV3 {
+    v2: WireHeaderV2,
+    feed: bool,
+    low: u64,
+}
+
+#[derive(Encode, Decode)]
 struct WireRecordV2 {
     txid: Vec<u8>,
     state: u8,
@@ -83,15 +91,19 @@ fn malformed(what: impl std::fmt::Display) -> Error {
 fn encode_header(sku: &Sku, buyers: u64) -> Vec<u8> {
     let h = sku.header();
     let r = sku.rules();
-    let wire = WireHeaderV2 {
-        stock: h.stock,
-        sold: h.sold,
-        version: h.version,
-        records: h.records,
-        limit: r.limit,
-        start: r.start,
-        end: r.end,
-        buyers,
+    let wire = WireHeaderV3 {
+        v2: WireHeaderV2 {
+            stock: h.stock,
+            sold: h.sold,
+            version: h.version,
+            records: h.records,
+            limit: r.limit,
+            start: r.start,
+            end: r.end,
+            buyers,
+        },
+        feed: r.feed,
+        low: r.low,
     };
     bincode::encode_to_vec(wire, config()).unwrap_or_default()
 }
@@ -191,7 +203,16 @@ fn decode_buyers(buf: &[u8]) -> Result<Vec<(BuyerId, i64)>> {
 pub fn decode(version: i32, next: impl FnMut() -> Result<Vec<u8>>) -> Result<Sku> {
     match version {
         1 => decode_v1(next),
-        2 => decode_v2(next),
+        2 => decode_v2(next, |b| Ok((decode_exact(b)?, Rules::default()))),
+        3 => decode_v2(next, |b| {
+            let w: WireHeaderV3 = decode_exact(b)?;
+            let extra = Rules {
+                feed: w.feed,
+                low: w.low,
+                ..Rules::default()
+            };
+            Ok((w.v2, extra))
+        }),
         _ => Err(Error::invalid(format!(
             "cannot load encoding version {version}; this module reads versions 1 to {ENCODING_VERSION}"
         ))),
@@ -219,10 +240,14 @@ fn decode_v1(mut next_chunk: impl FnMut() -> Result<Vec<u8>>) -> Result<Sku> {
     Ok(sku)
 }
 
-/// Version 2: a header buffer with the rules and the buyer count, chunks
-/// of at most `CHUNK` records, then chunks of at most `BUYER_CHUNK` buyers.
-fn decode_v2(mut next_chunk: impl FnMut() -> Result<Vec<u8>>) -> Result<Sku> {
-    let w: WireHeaderV2 = decode_exact(&next_chunk()?)?;
+/// Versions 2 and 3: a header buffer with the rules and the buyer count
+/// (`header` reads it: version 3 adds the feed's rules), chunks of at most
+/// `CHUNK` records, then chunks of at most `BUYER_CHUNK` buyers.
+fn decode_v2(
+    mut next_chunk: impl FnMut() -> Result<Vec<u8>>,
+    header: impl FnOnce(&[u8]) -> Result<(WireHeaderV2, Rules)>,
+) -> Result<Sku> {
+    let (w, extra) = header(&next_chunk()?)?;
     let h = Header {
         stock: w.stock,
         sold: w.sold,
@@ -233,6 +258,7 @@ fn decode_v2(mut next_chunk: impl FnMut() -> Result<Vec<u8>>) -> Result<Sku> {
         limit: w.limit,
         start: w.start,
         end: w.end,
+        ..extra
     };
     rules.check().map_err(malformed)?;
     let mut sku = Sku::from_header(h).map_err(malformed)?;

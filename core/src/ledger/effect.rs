@@ -331,7 +331,7 @@ impl Effect {
     }
 }
 
-/// `LIMIT n START ms END ms`, each pair only when set.
+/// `LIMIT n START ms END ms FEED 1 LOW n`, each pair only when set.
 fn rules_args(rules: &Rules, out: &mut Vec<Vec<u8>>) {
     for (name, v) in rules.set() {
         out.push(name.to_ascii_uppercase().into_bytes());
@@ -340,14 +340,14 @@ fn rules_args(rules: &Rules, out: &mut Vec<Vec<u8>>) {
 }
 
 /// Rule pairs as `rules_args` writes them, any order, each at most once;
-/// rules not named are 0.
+/// rules not named are 0 (off).
 fn parse_rules(words: &[&[u8]]) -> Option<Rules> {
     let mut rules = Rules::default();
-    let mut seen = [false; 3];
+    let mut seen = [false; 5];
     for pair in words.chunks(2) {
         let [name, value] = pair else { return None };
         let v: u64 = std::str::from_utf8(value).ok()?.parse().ok()?;
-        let i = ["LIMIT", "START", "END"]
+        let i = ["LIMIT", "START", "END", "FEED", "LOW"]
             .iter()
             .position(|n| name.eq_ignore_ascii_case(n.as_bytes()))?;
         if std::mem::replace(&mut seen[i], true) {
@@ -356,7 +356,10 @@ fn parse_rules(words: &[&[u8]]) -> Option<Rules> {
         match i {
             0 => rules.limit = v,
             1 => rules.start = v,
-            _ => rules.end = v,
+            2 => rules.end = v,
+            3 if v <= 1 => rules.feed = v == 1,
+            3 => return None,
+            _ => rules.low = v,
         }
     }
     Some(rules)
@@ -401,6 +404,8 @@ mod tests {
                     limit: 2,
                     start: 0,
                     end: 9,
+                    feed: true,
+                    low: 4,
                 },
                 new_sale: true,
             },
@@ -435,6 +440,8 @@ mod tests {
                     limit: 1,
                     start: 2,
                     end: 3,
+                    feed: true,
+                    low: 0,
                 },
             },
             Effect::Records(vec![RecordParts {

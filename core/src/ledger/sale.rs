@@ -22,15 +22,23 @@ pub struct Rules {
     pub start: u64,
     /// No new reservations from this unix time in ms.
     pub end: u64,
+    /// Every change of the key appends entries to its feed stream
+    /// (`feed.rs`).
+    pub feed: bool,
+    /// The feed's `lowstock` threshold: available units at or below it.
+    pub low: u64,
 }
 
 impl Rules {
-    /// The rules that are set, by name, in the order INV.GET shows them.
+    /// The rules that are set, by name, in the order INV.GET shows them
+    /// (`feed` as 1).
     pub fn set(&self) -> impl Iterator<Item = (&'static str, u64)> {
         [
             ("limit", self.limit),
             ("start", self.start),
             ("end", self.end),
+            ("feed", u64::from(self.feed)),
+            ("low", self.low),
         ]
         .into_iter()
         .filter(|(_, v)| *v != 0)
@@ -46,6 +54,12 @@ impl Rules {
         }
         if self.start > MAX_TIME || self.end > MAX_TIME {
             return Err(Error::invalid("START and END must be unix times in ms"));
+        }
+        if self.low > MAX_AMOUNT as u64 {
+            return Err(Error::invalid(format!(
+                "LOW must be 0 to {MAX_AMOUNT}, got {}",
+                self.low
+            )));
         }
         if self.start != 0 && self.end != 0 && self.end <= self.start {
             return Err(Error::invalid(format!(
@@ -63,6 +77,9 @@ pub struct RulesChange {
     pub limit: Option<u64>,
     pub start: Option<u64>,
     pub end: Option<u64>,
+    /// `FEED ON|OFF`.
+    pub feed: Option<bool>,
+    pub low: Option<u64>,
     /// Clear every buyer's bought units (a new sale).
     pub new_sale: bool,
 }
@@ -96,6 +113,8 @@ impl Sku {
             limit: change.limit.unwrap_or(r.limit),
             start: change.start.unwrap_or(r.start),
             end: change.end.unwrap_or(r.end),
+            feed: change.feed.unwrap_or(r.feed),
+            low: change.low.unwrap_or(r.low),
         };
         rules.check()?;
         // A new sale changes something only where a buyer has bought.

@@ -4,8 +4,9 @@
 //! model. After every step: replies and readers agree with the model
 //! (records, buyers' held and bought units), nothing is oversold, INV.AUDIT
 //! passes, a replica fed the same effects is identical, the encoding and
-//! the AOF rewrite's effects rebuild the key exactly, and the version moves
-//! once per change.
+//! the AOF rewrite's effects rebuild the key exactly, the version moves
+//! once per change, and a consumer that follows only the key's feed
+//! entries knows its open holds and whether it is sold out.
 
 use super::*;
 use proptest::prelude::*;
@@ -20,7 +21,14 @@ enum Op {
     Confirm(u8, Option<i64>),
     Adjust(u8, i64),
     Cancel(u8),
-    Rules(Option<u64>, Option<u64>, Option<u64>, bool),
+    /// Limit, start, end, new sale, and the feed's switch and threshold.
+    Rules(
+        Option<u64>,
+        Option<u64>,
+        Option<u64>,
+        bool,
+        (Option<bool>, Option<u64>),
+    ),
     Add(i64),
     Advance(u64),
     Housekeep,
@@ -42,8 +50,14 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (0u8..8, prop::option::of(0i64..6)).prop_map(|(t, n)| Op::Confirm(t, n)),
         2 => (0u8..8, 1i64..7).prop_map(|(t, q)| Op::Adjust(t, q)),
         2 => (0u8..8).prop_map(Op::Cancel),
-        2 => (prop::option::of(0u64..6), bound(), bound(), prop::bool::weighted(0.2))
-            .prop_map(|(l, s, e, n)| Op::Rules(l, s, e, n)),
+        2 => (
+            prop::option::of(0u64..6),
+            bound(),
+            bound(),
+            prop::bool::weighted(0.2),
+            (prop::option::of(any::<bool>()), prop::option::of(0u64..4)),
+        )
+            .prop_map(|(l, s, e, n, f)| Op::Rules(l, s, e, n, f)),
         1 => (-3i64..8).prop_map(Op::Add),
         2 => (1u64..700).prop_map(Op::Advance),
         1 => Just(Op::Housekeep),
@@ -144,16 +158,103 @@ fn snapshot(s: &Sku) -> Snapshot {
     (s.header(), s.rules(), recs, buyers)
 }
 
+/// What a feed consumer knows from the entries alone: the open holds
+/// (txid -> qty, buyer), whether the key is sold out, the last version.
+#[derive(Default)]
+struct FeedMirror {
+    open: BTreeMap<Vec<u8>, (i64, Option<Vec<u8>>)>,
+    sold_out: bool,
+    version: u64,
+}
+
+thread_local! {
+    static MIRROR: std::cell::RefCell<FeedMirror> = std::cell::RefCell::new(FeedMirror {
+        sold_out: true,
+        ..FeedMirror::default()
+    });
+}
+
+/// Starts a new consumer (a new key: nothing available).
+fn new_mirror() {
+    MIRROR.with(|m| {
+        *m.borrow_mut() = FeedMirror {
+            sold_out: true,
+            ..FeedMirror::default()
+        }
+    });
+}
+
+/// Follows one effect's entries and checks the consumer against the key.
+fn follow(m: &mut FeedMirror, entries: &FeedEntries, version: u64, sku: &Sku) {
+    let t = |e: &FeedEntry| {
+        e.txid
+            .as_ref()
+            .expect("a record's entry names its txid")
+            .as_bytes()
+            .to_vec()
+    };
+    for e in entries {
+        match e.event {
+            "reserved" => {
+                let b = e.buyer.as_ref().map(|b| b.as_bytes().to_vec());
+                assert!(m.open.insert(t(e), (e.qty, b)).is_none(), "{e:?}");
+            }
+            "adjusted" => m.open.get_mut(&t(e)).expect("an adjusted hold is open").0 = e.qty,
+            "confirmed" | "cancelled" | "expired" => {
+                let (held, _) = m.open.remove(&t(e)).expect("a finished hold was open");
+                assert!(e.qty <= held, "{e:?} of {held}");
+            }
+            "fenced" => assert!(!m.open.contains_key(&t(e))),
+            "soldout" => assert!(!std::mem::replace(&mut m.sold_out, true), "{e:?}"),
+            "backinstock" => assert!(std::mem::replace(&mut m.sold_out, false), "{e:?}"),
+            "stock" | "rules" | "lowstock" | "extended" => {}
+            other => panic!("unknown event {other}"),
+        }
+    }
+    if !entries.is_empty() {
+        // One version a change: its effects' entries share it.
+        assert!(version >= m.version, "versions rise");
+        m.version = version;
+    }
+    let open: BTreeMap<Vec<u8>, (i64, Option<Vec<u8>>)> = sku
+        .record_parts()
+        .filter(|r| r.state == State::Reserved)
+        .map(|r| {
+            (
+                r.txid.as_bytes().to_vec(),
+                (r.qty, r.buyer.map(|b| b.as_bytes().to_vec())),
+            )
+        })
+        .collect();
+    assert_eq!(m.open, open);
+    assert_eq!(m.sold_out, sku.available_raw() <= 0);
+}
+
 fn commit(master: &mut Sku, replica: &mut Sku, effects: &[Effect]) {
     master
         .check(effects)
         .expect("a plan's effects check as a whole");
+    let last = MIRROR.with(|m| m.borrow().version);
+    let mut versions = Vec::new();
     for e in effects {
+        let (mut entries, before) = (master.feed_transitions(e), master.available_raw());
         master.apply(e).expect("planned effect applies on master");
+        entries.extend(master.feed_thresholds(before));
+        let version = master.feed_version(e);
+        if !entries.is_empty() {
+            versions.push(version);
+        }
+        MIRROR.with(|m| follow(&mut m.borrow_mut(), &entries, version, master));
         replica
             .apply(e)
             .expect("replicated effect applies on replica");
     }
+    // The entries of one change carry its version, which no earlier change
+    // had.
+    assert!(
+        versions.iter().all(|&v| v == master.version() && v > last),
+        "{versions:?}"
+    );
 }
 
 /// The effects an AOF rewrite writes for a key, as the module emits them.
@@ -183,6 +284,7 @@ proptest! {
     fn flash_sale_rules_behave_like_the_model(ops in proptest::collection::vec(op(), 1..70)) {
         let policy = Policy { retention_ms: RETENTION, ..Policy::default() };
         let (mut sku, mut replica, mut m) = (Sku::new(), Sku::new(), Model::default());
+        new_mirror();
         let mut now = START;
         let e = sku.plan_set(12, None, now).unwrap().effects;
     commit(&mut sku, &mut replica, &e);
@@ -293,13 +395,15 @@ proptest! {
                     }
                     commit(&mut sku, &mut replica, &p.effects);
                 }
-                Op::Rules(limit, start, end, new_sale) => {
-                    let change = RulesChange { limit, start, end, new_sale };
+                Op::Rules(limit, start, end, new_sale, (feed, low)) => {
+                    let change = RulesChange { limit, start, end, new_sale, feed, low };
                     let r = sku.plan_rules(&change);
                     let rules = Rules {
                         limit: limit.unwrap_or(m.rules.limit),
                         start: start.unwrap_or(m.rules.start),
                         end: end.unwrap_or(m.rules.end),
+                        feed: feed.unwrap_or(m.rules.feed),
+                        low: low.unwrap_or(m.rules.low),
                     };
                     if rules.start != 0 && rules.end != 0 && rules.end <= rules.start {
                         prop_assert!(matches!(r, Err(Error::Invalid(_))), "{:?}", r);
@@ -401,6 +505,45 @@ fn version_1_payloads_still_load() {
     assert_eq!((v.stock, v.sold, v.reserved, v.version), (10, 2, 3, 7));
     assert_eq!(sku.rules(), Rules::default());
     sku.audit().unwrap();
+}
+
+#[test]
+fn version_2_payloads_still_load() {
+    // A key as the version 2 encoding wrote it (the rules of issue 29, no
+    // feed): header, one record chunk with a buyer, one buyer chunk.
+    #[derive(bincode::Encode)]
+    struct H(i64, i64, u64, u64, u64, u64, u64, u64);
+    #[derive(bincode::Encode)]
+    struct R(Vec<u8>, u8, i64, u64, Vec<u8>, i64);
+    #[derive(bincode::Encode)]
+    struct B(Vec<u8>, i64);
+    let cfg = bincode::config::standard();
+    let bufs = [
+        bincode::encode_to_vec(H(10, 2, 7, 1, 3, 0, 0, 1), cfg).unwrap(),
+        bincode::encode_to_vec(vec![R(b"a".to_vec(), 0, 3, START, b"al".to_vec(), 0)], cfg)
+            .unwrap(),
+        bincode::encode_to_vec(vec![B(b"al".to_vec(), 2)], cfg).unwrap(),
+    ];
+    let mut it = bufs.into_iter();
+    let sku = decode(2, || it.next().ok_or(Error::invalid("short"))).unwrap();
+    let v = sku.view(START - 1);
+    assert_eq!((v.stock, v.sold, v.reserved, v.version), (10, 2, 3, 7));
+    assert_eq!(
+        sku.rules(),
+        Rules {
+            limit: 3,
+            ..Rules::default()
+        }
+    );
+    assert_eq!(sku.buyer(b"al"), BuyerView { held: 3, bought: 2 });
+    sku.audit().unwrap();
+    // Written again, it is version 3, and reads back the same.
+    let mut bufs = Vec::new();
+    encode(&sku, |b| bufs.push(b.to_vec()));
+    let mut it = bufs.into_iter();
+    let again = decode(3, || it.next().ok_or(Error::invalid("short"))).unwrap();
+    assert_eq!(again.rules(), sku.rules());
+    assert_eq!(again.buyer(b"al"), sku.buyer(b"al"));
 }
 
 #[test]

@@ -68,6 +68,9 @@ stats!(
     grants,
     wait_timeouts,
     waiters_dropped,
+    feed_entries,
+    feed_trimmed,
+    feed_errors,
 );
 
 /// Main-thread update: a plain load and store (a locked add costs more
@@ -82,6 +85,17 @@ impl Stats {
     /// A reserve starts waiting (`+1`) or stops (`-1`).
     pub fn waiting(&self, n: i64) {
         add(&self.waiters, n);
+    }
+
+    /// A change wrote `entries` feed entries, and trimming dropped `trimmed`.
+    pub fn fed(&self, entries: i64, trimmed: i64) {
+        add(&self.feed_entries, entries);
+        add(&self.feed_trimmed, trimmed);
+    }
+
+    /// A change was made but its feed entries could not all be written.
+    pub fn feed_error(&self) {
+        add(&self.feed_errors, 1);
     }
 
     /// A waiting reserve got its units.

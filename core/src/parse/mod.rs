@@ -6,7 +6,9 @@
 //! replication through them, never by position. Each parser consumes its
 //! arguments and ends with one `finish()`, which rejects anything left over.
 
-use crate::ledger::{quote, BuyerId, Effect, Error, Result, Ttl, TxId, MAX_AMOUNT};
+use crate::ledger::{
+    quote, BuyerId, Effect, Error, FeedStamp, Result, StreamId, Ttl, TxId, MAX_AMOUNT,
+};
 
 /// One argument as the parsers see it: a handle to its bytes.
 pub trait Arg: Copy {
@@ -262,6 +264,8 @@ pub struct Scan<A> {
 pub struct Apply<A> {
     pub key: A,
     pub effect: Effect,
+    /// Where the master wrote the effect's feed entries.
+    pub feed: Option<FeedStamp>,
 }
 
 /// Largest COUNT INV.SCAN accepts.
@@ -459,16 +463,30 @@ pub fn scan<A: Arg>(a: &[A]) -> Result<Scan<A>> {
     Ok(Scan { key, cursor, count })
 }
 
-/// `INV.APPLY key <effect...>`
+/// `INV.APPLY key [FEED <first id> <maxlen>] <effect...>`
 pub fn apply<A: Arg>(a: &[A]) -> Result<Apply<A>> {
     let mut a = Args::new("inv.apply", a, 2, usize::MAX)?;
     let key = a.arg()?;
     // On the stack for every single-record effect (a replica applies one
     // per change it receives): no allocation on that path.
     let words: smallvec::SmallVec<[&[u8]; 8]> = a.rest().iter().map(Arg::bytes).collect();
-    let effect = Effect::parse(&words)?;
+    let (feed, words) = match &words[..] {
+        [w, id, maxlen, rest @ ..] if w.eq_ignore_ascii_case(b"FEED") => {
+            let bad = || Error::Apply("malformed effect".into());
+            let stamp = FeedStamp {
+                first: StreamId::parse(id).ok_or_else(bad)?,
+                maxlen: std::str::from_utf8(maxlen)
+                    .ok()
+                    .and_then(|m| m.parse().ok())
+                    .ok_or_else(bad)?,
+            };
+            (Some(stamp), rest)
+        }
+        all => (None, all),
+    };
+    let effect = Effect::parse(words)?;
     a.finish()?;
-    Ok(Apply { key, effect })
+    Ok(Apply { key, effect, feed })
 }
 
 mod sale;

@@ -24,7 +24,8 @@ pub struct Adjust<A> {
     pub qty: i64,
 }
 
-/// `INV.RULES key [LIMIT n] [START unix-ms] [END unix-ms] [NEWSALE]`
+/// `INV.RULES key [LIMIT n] [START unix-ms] [END unix-ms] [FEED ON|OFF]
+/// [LOW n] [NEWSALE]`
 #[derive(Debug, PartialEq, Eq)]
 pub struct Rules<A> {
     pub key: A,
@@ -46,7 +47,7 @@ pub struct MConfirm<A> {
     pub items: Vec<(A, Option<i64>)>,
 }
 
-const RULES: &str = "LIMIT n, START unix-ms, END unix-ms, NEWSALE";
+const RULES: &str = "LIMIT n, START unix-ms, END unix-ms, FEED ON|OFF, LOW n, NEWSALE";
 
 impl<A: Arg> Args<'_, A> {
     /// `QTY n` when the next word is QTY.
@@ -57,6 +58,16 @@ impl<A: Arg> Args<'_, A> {
                 Ok(Some(self.int_in("QTY", 1, MAX_AMOUNT)?.0))
             }
             _ => Ok(None),
+        }
+    }
+
+    /// `ON` or `OFF` after the option `what`.
+    fn switch(&mut self, what: &str) -> Result<bool> {
+        let w = self.arg()?;
+        match w.bytes() {
+            b if b.eq_ignore_ascii_case(b"ON") => Ok(true),
+            b if b.eq_ignore_ascii_case(b"OFF") => Ok(false),
+            _ => Err(Error::invalid(format!("{what} takes ON or OFF"))),
         }
     }
 
@@ -94,7 +105,7 @@ pub fn adjust<A: Arg>(a: &[A]) -> Result<Adjust<A>> {
 }
 
 pub fn rules<A: Arg>(a: &[A]) -> Result<Rules<A>> {
-    let mut a = Args::new("inv.rules", a, 2, 8)?;
+    let mut a = Args::new("inv.rules", a, 2, 12)?;
     let key = a.arg()?;
     let mut c = RulesChange::default();
     while let Some(w) = a.next() {
@@ -106,6 +117,10 @@ pub fn rules<A: Arg>(a: &[A]) -> Result<Rules<A>> {
             c.start = Some(a.time("START")?);
         } else if is("END") && c.end.is_none() {
             c.end = Some(a.time("END")?);
+        } else if is("FEED") && c.feed.is_none() {
+            c.feed = Some(a.switch("FEED")?);
+        } else if is("LOW") && c.low.is_none() {
+            c.low = Some(a.int_in("LOW", 0, MAX_AMOUNT)?.0 as u64);
         } else if is("NEWSALE") && !c.new_sale {
             c.new_sale = true;
         } else {

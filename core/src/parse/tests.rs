@@ -189,9 +189,21 @@ fn flash_sale_forms() {
             limit: Some(2),
             start: None,
             end: Some(9),
-            new_sale: true
+            new_sale: true,
+            ..Default::default()
         }
     );
+    let r = rules(&v("k FEED on low 5 feed off")).unwrap_err();
+    assert_eq!(r.to_string(), "ERR unknown option 'feed' for 'inv.rules'; accepted: LIMIT n, START unix-ms, END unix-ms, FEED ON|OFF, LOW n, NEWSALE");
+    let r = rules(&v("k FEED on LOW 5")).unwrap();
+    assert_eq!((r.change.feed, r.change.low), (Some(true), Some(5)));
+    assert_eq!(rules(&v("k FEED off")).unwrap().change.feed, Some(false));
+    assert_eq!(
+        rules(&v("k FEED yes")).unwrap_err().to_string(),
+        "ERR FEED takes ON or OFF"
+    );
+    assert!(rules(&v("k FEED")).is_err());
+    assert!(rules(&v("k LOW -1")).is_err());
     let long = [b'b'; 65];
     let cases = [
         (err(reserve(&v("k t 1 BUYER a BUYER b"))), "ERR unknown option 'BUYER' for 'inv.reserve'; accepted: TTL ms | PXAT unix-ms, BUYER id, BLOCK ms"),
@@ -200,7 +212,7 @@ fn flash_sale_forms() {
         (err(confirm(&v("k t QTY 0"))), "ERR QTY must be an integer from 1 to 9007199254740991, got '0'"),
         (err(rules(&v("k"))), "ERR wrong number of arguments for 'inv.rules' command"),
         (err(rules(&v("k LIMIT -1"))), "ERR LIMIT must be an integer from 0 to 4294967295, got '-1'"),
-        (err(rules(&v("k LIMIT 1 LIMIT 2"))), "ERR unknown option 'LIMIT' for 'inv.rules'; accepted: LIMIT n, START unix-ms, END unix-ms, NEWSALE"),
+        (err(rules(&v("k LIMIT 1 LIMIT 2"))), "ERR unknown option 'LIMIT' for 'inv.rules'; accepted: LIMIT n, START unix-ms, END unix-ms, FEED ON|OFF, LOW n, NEWSALE"),
         (err(adjust(&v("k t 0"))), "ERR qty must be an integer from 1 to 9007199254740991, got '0'"),
         (err(mconfirm(&v("t a QTY 1 a"), 10)), "ERR a key named twice in 'inv.mconfirm' must name the same QTY"),
         (err(mreserve(&v("t BUYER al 0 a"), 10)), "ERR wrong number of arguments for 'inv.mreserve' command"),

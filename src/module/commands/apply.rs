@@ -37,7 +37,7 @@ pub fn apply(ctx: &Context, req: &Request) -> Reply {
     // One effect, passed on to this node's AOF and replicas as received.
     if let Err(e) = entry.commit_replicating(
         std::slice::from_ref(&cmd.effect),
-        &ReplicationArgs::verbatim(),
+        &ReplicationArgs::verbatim(cmd.feed),
     ) {
         log(
             Level::Warning,

@@ -214,6 +214,16 @@ const RULES: &[DocArg] = &[
     DocArg::int(c"limit").token(c"LIMIT").optional(),
     DocArg::unix_time(c"start").token(c"START").optional(),
     DocArg::unix_time(c"end").token(c"END").optional(),
+    DocArg::one_of(
+        c"feed",
+        &[
+            DocArg::pure_token(c"on", c"ON"),
+            DocArg::pure_token(c"off", c"OFF"),
+        ],
+    )
+    .token(c"FEED")
+    .optional(),
+    DocArg::int(c"low").token(c"LOW").optional(),
     DocArg::pure_token(c"newsale", c"NEWSALE").optional(),
 ];
 const BUYER_READ: &[DocArg] = &[KEY, DocArg::text(c"buyer")];
@@ -263,7 +273,9 @@ command_table! {
     "inv.adjust" => write::adjust, "write deny-oom", (1, 1, 1), 4, describe::UPDATE, "write",
         c"Changes an open reservation's quantity in place", PLANNED, ADJUST;
     "inv.rules" => write::rules, "write deny-oom", (1, 1, 1), -3, describe::UPDATE, "write",
-        c"Sets a SKU's sale rules: per-buyer limit, sale window, new sale", c"O(1)", RULES;
+        c"Sets a SKU's sale rules: per-buyer limit, sale window, change feed, new sale", c"O(1)", RULES;
+    "inv.feed" => read::feed, "readonly fast", (1, 1, 1), 2, describe::READ, "read fast",
+        c"Returns the name of a SKU's change-feed stream", c"O(1)", ONE_KEY;
     "inv.buyer" => read::buyer, "readonly fast", (1, 1, 1), 3, describe::READ, "read fast",
         c"Returns one buyer's held and bought units on a SKU", c"O(1)", BUYER_READ;
     "inv.tx" => read::tx, "readonly fast", (1, 1, 1), 3, describe::READ, "read fast",

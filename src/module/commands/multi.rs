@@ -74,6 +74,11 @@ impl Planned<'_, '_> {
         let skus: Vec<&Sku> = self.entries.iter().map(OpenKey::sku).collect();
         let committed = self.plan.check(&skus)?;
         if committed {
+            // A key whose feed stream name holds another type refuses the
+            // whole command, before any key changes.
+            for (e, p) in self.entries.iter().zip(&self.plan.plans) {
+                e.check_feed(&p.effects)?;
+            }
             for (e, p) in self.entries.iter_mut().zip(&self.plan.plans) {
                 STATS.count_plan(p);
                 e.commit(&p.effects)?;

@@ -1,4 +1,4 @@
-//! Reads: INV.GET, INV.TX, INV.SCAN, INV.AUDIT, INV.BUYER. They open their key for
+//! Reads: INV.GET, INV.TX, INV.SCAN, INV.AUDIT, INV.BUYER, INV.FEED. They open their key for
 //! reading and change nothing.
 
 use super::Request;
@@ -6,8 +6,9 @@ use crate::module::key::read;
 use crate::module::reply::{pairs, state, Reply};
 use crate::module::server::now_ms;
 use crate::module::stats::STATS;
-use inventory_core::ledger::{Sku, TxView};
+use inventory_core::ledger::{stream_name, Sku, TxView};
 use inventory_core::parse;
+use inventory_core::parse::Arg as _;
 use redis_module::{Context, RedisValue};
 
 pub fn get(ctx: &Context, req: &Request) -> Reply {
@@ -21,6 +22,13 @@ pub fn get(ctx: &Context, req: &Request) -> Reply {
     // Only the rules that are set: readers of the fields above keep working.
     fields.extend(rules.set().map(|(name, value)| (name, i(value as i64))));
     pairs(ctx, &fields)
+}
+
+/// `INV.FEED key`: the name of the key's feed stream, whether or not the
+/// key exists or its feed is on (the name depends on the key's name only).
+pub fn feed(_ctx: &Context, req: &Request) -> Reply {
+    let cmd = parse::key_only("inv.feed", req.args())?;
+    Ok(RedisValue::StringBuffer(stream_name(cmd.key.bytes())))
 }
 
 pub fn buyer(ctx: &Context, req: &Request) -> Reply {

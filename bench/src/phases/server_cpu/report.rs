@@ -151,6 +151,27 @@ pub(crate) const COMPARISONS: &[Comparison] = &[
         Some(goals::WS_BUYER_VS_RESERVE),
     ),
     cmp(
+        "reserve FEED stocked / reserve stocked",
+        "INV.RESERVE FEED stocked",
+        STOCKED,
+        false,
+        Some(goals::WS_FEED_VS_RESERVE),
+    ),
+    cmp(
+        "replica: reserve FEED / reserve",
+        "INV.RESERVE FEED stocked",
+        STOCKED,
+        true,
+        Some(goals::WS_FEED_VS_RESERVE),
+    ),
+    cmp(
+        "reserve FEED stocked / seckill Lua",
+        "INV.RESERVE FEED stocked",
+        "seckill Lua",
+        false,
+        Some(goals::WS_FEED_VS_SECKILL),
+    ),
+    cmp(
         "reserve sold out / seckill Lua sold out",
         "INV.RESERVE sold out",
         "seckill Lua sold out",

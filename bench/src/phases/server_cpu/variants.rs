@@ -106,6 +106,7 @@ fn variant(
 
 /// What `--server-cpu` compares: INV.RESERVE (fresh txid, TTL) stocked and
 /// sold out, without and with a new buyer on a key with a per-buyer limit,
+/// with the change feed on,
 /// INV.CONFIRM and INV.CANCEL of open reservations; HINCRBY (the floor), the
 /// seed Lua reserve, the barrier-style Lua TCC try, the seckill Lua (buyer
 /// set, window, decrement, XADD; a new buyer each request) stocked and sold
@@ -151,6 +152,20 @@ pub(crate) fn variants() -> Vec<Variant> {
                 limit_one(c, &key);
             },
             |p, r, i| reserve_buyer(p, format!("cpu:buyer0:{r}"), r, i),
+        ),
+        variant(
+            "INV.RESERVE FEED stocked",
+            |c, r, _| {
+                let key = format!("cpu:feed:{r}");
+                set_big(c, "INV.SET", key.clone());
+                let _: () = redis::cmd("INV.RULES")
+                    .arg(&key)
+                    .arg("FEED")
+                    .arg("ON")
+                    .query(c)
+                    .unwrap();
+            },
+            |p, r, i| reserve(p, format!("cpu:feed:{r}"), r, i),
         ),
         variant(
             "INV.CONFIRM",

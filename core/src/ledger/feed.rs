@@ -1,0 +1,293 @@
+//! The change feed of a key (`INV.RULES key FEED ON`): every record
+//! transition and stock change of the key is an entry in a Redis Stream
+//! beside it, written by the same command (or housekeeping pass) as the
+//! change. This file decides what the entries of one effect are, from the
+//! key before and after it, and names the stream; the module writes them.
+//!
+//! Exactness: the entries follow from the effect and the key alone (no
+//! clock), and the master's first entry ID travels with the effect, so a
+//! replica or an AOF replay writes the same entries under the same IDs.
+
+use super::buyers::BuyerId;
+use super::effect::Effect;
+use super::records::State;
+use super::sku::Sku;
+use super::txid::TxId;
+use smallvec::SmallVec;
+
+/// One feed entry before it is written: its `event` and the fields that
+/// apply (`txid`, `buyer` and `deadline` only where the change has one).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FeedEntry {
+    pub event: &'static str,
+    pub txid: Option<TxId>,
+    pub qty: i64,
+    pub buyer: Option<BuyerId>,
+    /// A hold's deadline (unix ms); 0: none.
+    pub deadline: u64,
+}
+
+impl FeedEntry {
+    fn plain(event: &'static str, qty: i64) -> FeedEntry {
+        FeedEntry {
+            event,
+            txid: None,
+            qty,
+            buyer: None,
+            deadline: 0,
+        }
+    }
+
+    /// The entry's fields in stream order: `event`, `key`, `txid`, `qty`,
+    /// `version`, `buyer`, `deadline` (the optional ones only when set).
+    pub fn fields(&self, key: &[u8], version: u64) -> Vec<(&'static [u8], Vec<u8>)> {
+        let mut f: Vec<(&'static [u8], Vec<u8>)> = vec![
+            (b"event", self.event.as_bytes().to_vec()),
+            (b"key", key.to_vec()),
+        ];
+        if let Some(t) = &self.txid {
+            f.push((b"txid", t.as_bytes().to_vec()));
+        }
+        f.push((b"qty", self.qty.to_string().into_bytes()));
+        f.push((b"version", version.to_string().into_bytes()));
+        if let Some(b) = &self.buyer {
+            f.push((b"buyer", b.as_bytes().to_vec()));
+        }
+        if self.deadline != 0 {
+            f.push((b"deadline", self.deadline.to_string().into_bytes()));
+        }
+        f
+    }
+}
+
+/// The entries of one effect, in the order they are written.
+pub type FeedEntries = SmallVec<[FeedEntry; 2]>;
+
+/// A stream entry ID (`ms-seq`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct StreamId {
+    pub ms: u64,
+    pub seq: u64,
+}
+
+impl StreamId {
+    /// The smallest ID after this one (`None` after the last possible).
+    pub fn next(self) -> Option<StreamId> {
+        match (self.ms, self.seq) {
+            (u64::MAX, u64::MAX) => None,
+            (ms, u64::MAX) => Some(StreamId { ms: ms + 1, seq: 0 }),
+            (ms, seq) => Some(StreamId { ms, seq: seq + 1 }),
+        }
+    }
+
+    /// `ms-seq`, as XADD writes it.
+    pub fn parse(s: &[u8]) -> Option<StreamId> {
+        let s = std::str::from_utf8(s).ok()?;
+        let (ms, seq) = s.split_once('-')?;
+        let id = StreamId {
+            ms: ms.parse().ok()?,
+            seq: seq.parse().ok()?,
+        };
+        (id != StreamId::default()).then_some(id)
+    }
+}
+
+impl std::fmt::Display for StreamId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.ms, self.seq)
+    }
+}
+
+/// What travels with a fed effect to replicas and the AOF (`INV.APPLY key
+/// FEED <first id> <maxlen> <effect>`): the ID of the effect's first entry
+/// (the others follow it one by one) and the length the master trimmed
+/// the stream to afterwards (0: not trimmed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FeedStamp {
+    pub first: StreamId,
+    pub maxlen: u64,
+}
+
+/// The feed stream of `key`: `inv:feed:{N}:<key>`, N being the smallest
+/// non-negative decimal number whose hash slot is the key's. The braces
+/// come first in the name, so they are its hash tag whatever the key holds
+/// (braces of its own, a `}` without a `{`): the stream always lives in the
+/// key's slot, on the key's node.
+pub fn stream_name(key: &[u8]) -> Vec<u8> {
+    let n = slot_tags()[usize::from(crate::slot::slot(key))];
+    let mut name = format!("inv:feed:{{{n}}}:").into_bytes();
+    name.extend_from_slice(key);
+    name
+}
+
+/// For every slot, the smallest decimal number that hashes to it (built
+/// once: about 170,000 CRC16s of short strings, a few milliseconds).
+fn slot_tags() -> &'static [u32] {
+    static TAGS: std::sync::OnceLock<Vec<u32>> = std::sync::OnceLock::new();
+    TAGS.get_or_init(|| {
+        let slots = 16384;
+        let mut tags = vec![u32::MAX; slots];
+        let mut left = slots;
+        let mut n = 0u32;
+        while left > 0 {
+            let s = usize::from(crate::slot::slot(n.to_string().as_bytes()));
+            if tags[s] == u32::MAX {
+                tags[s] = n;
+                left -= 1;
+            }
+            n += 1;
+        }
+        tags
+    })
+}
+
+impl Sku {
+    /// Whether applying `effect` writes to the feed: the feed is on before
+    /// it, or the effect turns it on (so turning it on and off are both
+    /// entries).
+    pub fn feeds(&self, effect: &Effect) -> bool {
+        self.rules.feed || matches!(effect, Effect::Rules { rules, .. } if rules.feed)
+    }
+
+    /// Units available by the key's counters alone (holds past their
+    /// deadline still count until their expiry is applied), which every
+    /// copy of the key agrees on.
+    pub fn available_raw(&self) -> i64 {
+        self.stock - self.reserved
+    }
+
+    /// The version the change `effect` belongs to ends at: an
+    /// `ExpireFirst` leaves the version to the effect after it.
+    pub fn feed_version(&self, effect: &Effect) -> u64 {
+        match effect {
+            Effect::ExpireFirst(_) => self.version + 1,
+            _ => self.version,
+        }
+    }
+
+    /// The transitions `effect` makes, read before it is applied (what an
+    /// expiry or cancel releases is the record's, not the effect's).
+    pub fn feed_transitions(&self, effect: &Effect) -> FeedEntries {
+        let open = |t: &TxId| {
+            self.tx(t.as_bytes(), 0)
+                .filter(|v| v.state == State::Reserved)
+        };
+        let record = |event, t: &TxId, qty: Option<i64>| {
+            let v = open(t);
+            FeedEntry {
+                event,
+                txid: Some(t.clone()),
+                qty: qty.unwrap_or_else(|| v.as_ref().map_or(0, |v| v.qty)),
+                buyer: v.as_ref().and_then(|v| v.buyer.clone()),
+                deadline: v.map_or(0, |v| v.time),
+            }
+        };
+        let mut out = FeedEntries::new();
+        match effect {
+            Effect::Stock(n) => out.push(FeedEntry::plain("stock", *n)),
+            Effect::Add(d) => out.push(FeedEntry::plain("stock", self.stock.saturating_add(*d))),
+            Effect::Reserve {
+                txid,
+                qty,
+                deadline,
+                buyer,
+            } => out.push(FeedEntry {
+                event: "reserved",
+                txid: Some(txid.clone()),
+                qty: *qty,
+                buyer: buyer.clone(),
+                deadline: *deadline,
+            }),
+            Effect::Confirm(t) => out.push(FeedEntry {
+                deadline: 0,
+                ..record("confirmed", t, None)
+            }),
+            Effect::ConfirmPart { txid, qty } => out.push(FeedEntry {
+                deadline: 0,
+                ..record("confirmed", txid, Some(*qty))
+            }),
+            Effect::Adjust { txid, qty } => out.push(record("adjusted", txid, Some(*qty))),
+            Effect::Cancel(t) => out.push(FeedEntry {
+                deadline: 0,
+                ..record("cancelled", t, None)
+            }),
+            Effect::Fence { txid, .. } => out.push(FeedEntry {
+                txid: Some(txid.clone()),
+                ..FeedEntry::plain("fenced", 0)
+            }),
+            Effect::Extend { txid, deadline } => out.push(FeedEntry {
+                deadline: *deadline,
+                ..record("extended", txid, None)
+            }),
+            Effect::Expire(ids) | Effect::ExpireFirst(ids) => {
+                out.extend(ids.iter().map(|t| record("expired", t, None)))
+            }
+            Effect::Rules { .. } => out.push(FeedEntry::plain("rules", 0)),
+            // Purging finished records changes no state a reader sees, and
+            // an AOF rewrite's effects rebuild a key that was already fed.
+            Effect::Purge(_) | Effect::Load { .. } | Effect::Records(_) | Effect::Buyers(_) => {}
+        }
+        out
+    }
+
+    /// The threshold crossings of a change that took the available units
+    /// from `before` to what they are now: `soldout` (reaching 0),
+    /// `backinstock` (leaving 0), `lowstock` (falling to or below the key's
+    /// `LOW` from above it), each once per crossing.
+    pub fn feed_thresholds(&self, before: i64) -> FeedEntries {
+        let after = self.available_raw();
+        let mut out = FeedEntries::new();
+        let low = i64::try_from(self.rules.low).unwrap_or(i64::MAX);
+        if low > 0 && before > low && after <= low {
+            out.push(FeedEntry::plain("lowstock", after));
+        }
+        if before > 0 && after <= 0 {
+            out.push(FeedEntry::plain("soldout", after));
+        }
+        if before <= 0 && after > 0 {
+            out.push(FeedEntry::plain("backinstock", after));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_names_share_the_key_slot() {
+        use crate::slot::slot as key_slot;
+        for key in [
+            &b"sku:1"[..],
+            b"{user1}:cart",
+            b"a}b",
+            b"}{",
+            b"{}x",
+            b"x{y",
+            b"{a}{b}",
+            b"",
+            &[0xff, b'{', 0, b'}'],
+        ] {
+            let name = stream_name(key);
+            assert_eq!(key_slot(&name), key_slot(key), "{key:?}");
+            assert!(name.ends_with(key));
+        }
+        assert_eq!(slot_tags().iter().filter(|&&t| t == u32::MAX).count(), 0);
+    }
+
+    #[test]
+    fn ids_parse_and_follow() {
+        let id = StreamId::parse(b"5-18446744073709551615").unwrap();
+        assert_eq!(id.next(), Some(StreamId { ms: 6, seq: 0 }));
+        assert_eq!(id.to_string(), "5-18446744073709551615");
+        assert_eq!(StreamId::parse(b"0-0"), None);
+        assert_eq!(StreamId::parse(b"7"), None);
+        assert_eq!(StreamId::parse(b"-1-2"), None);
+        let last = StreamId {
+            ms: u64::MAX,
+            seq: u64::MAX,
+        };
+        assert_eq!(last.next(), None);
+    }
+}

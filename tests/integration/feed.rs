@@ -1,0 +1,333 @@
+//! The change feed on a real server: one entry per transition, written by
+//! the command (or expiry pass) that makes the change, with its fields and
+//! version; threshold events; the stream's name rule; every copy (replica,
+//! AOF replay after a kill, AOF rewrite, DEBUG RELOAD) holding the master's
+//! entries under the same IDs; trimming; a stream name taken by another
+//! type refusing the change; readers blocked on the stream woken.
+
+use crate::harness::*;
+use redis::{Connection, Value};
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// One entry: its ID and its fields.
+type Entry = (String, HashMap<String, String>);
+
+fn feed_name(c: &mut Connection, key: &str) -> String {
+    redis::cmd("INV.FEED").arg(key).query(c).unwrap()
+}
+
+fn entries(c: &mut Connection, key: &str) -> Vec<Entry> {
+    let stream = feed_name(c, key);
+    redis::cmd("XRANGE")
+        .arg(stream)
+        .arg("-")
+        .arg("+")
+        .query(c)
+        .unwrap()
+}
+
+/// `event[:txid]` of each entry, in order.
+fn events(list: &[Entry]) -> Vec<String> {
+    list.iter()
+        .map(|(_, f)| match f.get("txid") {
+            Some(t) => format!("{}:{t}", f["event"]),
+            None => f["event"].clone(),
+        })
+        .collect()
+}
+
+#[test]
+fn every_change_writes_its_entries_in_the_same_command() {
+    let s = Server::start(&[]);
+    let c = &mut s.conn();
+    ok(c, &["INV.SET", "sku", "3"]);
+    // Off by default: nothing written, no pair in INV.GET.
+    ok(c, &["INV.RESERVE", "sku", "before", "1"]);
+    assert_eq!(field(c, &["INV.GET", "sku"], "feed"), None);
+    assert_eq!(entries(c, "sku"), vec![]);
+    ok(c, &["INV.CANCEL", "sku", "before"]);
+
+    assert_eq!(
+        ok(c, &["INV.RULES", "sku", "FEED", "ON", "LOW", "2"]),
+        Value::Okay
+    );
+    assert_eq!(get(c, "sku", "feed"), 1);
+    assert_eq!(get(c, "sku", "low"), 2);
+    ok(c, &["INV.RESERVE", "sku", "t1", "1", "BUYER", "alice"]);
+    ok(c, &["INV.RESERVE", "sku", "t2", "2", "TTL", "150"]);
+    // A retry changes nothing and writes nothing.
+    ok(c, &["INV.RESERVE", "sku", "t1", "1", "BUYER", "alice"]);
+    ok(c, &["INV.CONFIRM", "sku", "t1"]);
+    eventually("t2 expired", Duration::from_secs(5), || {
+        tx_state(c, "sku", "t2").as_deref() == Some("EXPIRED") && info_field(c, "expired") == 1
+    });
+    ok(c, &["INV.CANCEL", "sku", "never"]);
+    ok(c, &["INV.ADD", "sku", "5"]);
+    ok(c, &["INV.RESERVE", "sku", "t3", "2", "TTL", "60000"]);
+    ok(c, &["INV.EXTEND", "sku", "t3", "90000"]);
+    ok(c, &["INV.ADJUST", "sku", "t3", "1"]);
+    ok(c, &["INV.CONFIRM", "sku", "t3"]);
+    ok(c, &["INV.RULES", "sku", "FEED", "OFF"]);
+    ok(c, &["INV.RESERVE", "sku", "after", "1"]);
+
+    let list = entries(c, "sku");
+    assert_eq!(
+        events(&list),
+        [
+            "rules",
+            "reserved:t1",
+            "lowstock",
+            "reserved:t2",
+            "soldout",
+            "confirmed:t1",
+            "expired:t2",
+            "backinstock",
+            "fenced:never",
+            "stock",
+            "reserved:t3",
+            "extended:t3",
+            "adjusted:t3",
+            "confirmed:t3",
+            "rules",
+        ]
+    );
+    let f = |i: usize| &list[i].1;
+    // Every entry names the key and the version its change ended at.
+    for (_, fields) in &list {
+        assert_eq!(fields["key"], "sku");
+    }
+    let version = |i: usize| f(i)["version"].parse::<i64>().unwrap();
+    assert_eq!(version(1), version(2), "a crossing belongs to its change");
+    assert!(list.windows(2).all(|w| w[0].0 < w[1].0), "IDs rise");
+    assert_eq!(version(14), get(c, "sku", "version") - 1);
+    assert_eq!(f(1)["buyer"], "alice");
+    assert_eq!(f(1)["qty"], "1");
+    assert!(f(1)["deadline"].parse::<u64>().unwrap() > 0);
+    assert_eq!(f(5)["buyer"], "alice");
+    assert_eq!(f(6)["qty"], "2");
+    assert_eq!(f(9)["qty"], "7", "stock: the stock after the change");
+    assert_eq!(f(12)["qty"], "1", "adjusted: the new quantity");
+    assert_eq!(f(13)["qty"], "1", "confirmed: the units sold");
+    assert_eq!(f(2)["qty"], "2", "lowstock: the units available");
+    assert_eq!(info_field(c, "feed_entries"), 15);
+    assert_eq!(info_field(c, "feed_errors"), 0);
+}
+
+#[test]
+fn multi_key_changes_write_one_entry_per_key_in_its_own_stream() {
+    let s = Server::start(&[]);
+    let c = &mut s.conn();
+    for k in ["{cart}a", "{cart}b"] {
+        ok(c, &["INV.SET", k, "5"]);
+        ok(c, &["INV.RULES", k, "FEED", "ON"]);
+    }
+    ok(
+        c,
+        &[
+            "INV.MRESERVE",
+            "order-1",
+            "60000",
+            "{cart}a",
+            "2",
+            "{cart}b",
+            "1",
+        ],
+    );
+    ok(
+        c,
+        &["INV.MCONFIRM", "order-1", "{cart}a", "QTY", "1", "{cart}b"],
+    );
+    for k in ["{cart}a", "{cart}b"] {
+        let list = entries(c, k);
+        assert_eq!(
+            events(&list),
+            ["rules", "reserved:order-1", "confirmed:order-1"],
+            "{k}"
+        );
+    }
+    assert_eq!(entries(c, "{cart}a")[2].1["qty"], "1");
+    // All or nothing: one key's stream name taken by another type refuses
+    // the command before any key changes.
+    let stream = feed_name(c, "{cart}b");
+    ok(c, &["DEL", &stream]);
+    ok(c, &["SET", &stream, "squatter"]);
+    let version = get(c, "{cart}a", "version");
+    let e = err(
+        c,
+        &[
+            "INV.MRESERVE",
+            "order-2",
+            "60000",
+            "{cart}a",
+            "1",
+            "{cart}b",
+            "1",
+        ],
+    );
+    assert!(e.contains("holds another type"), "{e}");
+    assert_eq!(get(c, "{cart}a", "version"), version);
+    assert_eq!(tx_state(c, "{cart}a", "order-2"), None);
+    assert_eq!(entries(c, "{cart}a").len(), 3);
+}
+
+#[test]
+fn the_stream_lives_in_the_key_slot_whatever_the_name() {
+    let s = Server::start(&[]);
+    let c = &mut s.conn();
+    for key in ["sku:1", "{user1}:cart", "a}b", "}{", "{}x", "x{y", "{a}{b}"] {
+        let name = feed_name(c, key);
+        assert!(name.starts_with("inv:feed:{"), "{name}");
+        assert!(name.ends_with(key), "{name}");
+        assert_eq!(
+            inventory_core::slot::slot(name.as_bytes()),
+            inventory_core::slot::slot(key.as_bytes()),
+            "{key} -> {name}"
+        );
+    }
+    // Binary key names too, and the answer does not need the key.
+    let raw: Vec<u8> = redis::cmd("INV.FEED")
+        .arg(&b"k\x00\xff"[..])
+        .query(c)
+        .unwrap();
+    assert!(raw.ends_with(b"k\x00\xff"));
+    assert_eq!(
+        err(c, &["INV.FEED"]),
+        "ERR wrong number of arguments for 'inv.feed' command"
+    );
+}
+
+#[test]
+fn a_stream_name_holding_another_type_refuses_the_change() {
+    let s = Server::start(&[]);
+    let c = &mut s.conn();
+    ok(c, &["INV.SET", "sku", "5"]);
+    let stream = feed_name(c, "sku");
+    ok(c, &["SET", &stream, "squatter"]);
+    let e = err(c, &["INV.RULES", "sku", "FEED", "ON"]);
+    assert!(e.contains("holds another type"), "{e}");
+    assert_eq!(field(c, &["INV.GET", "sku"], "feed"), None);
+    ok(c, &["DEL", &stream]);
+    ok(c, &["INV.RULES", "sku", "FEED", "ON"]);
+    ok(c, &["SET", &stream, "squatter"]);
+    let version = get(c, "sku", "version");
+    let e = err(c, &["INV.RESERVE", "sku", "t1", "1"]);
+    assert!(e.contains("holds another type"), "{e}");
+    assert_eq!(get(c, "sku", "version"), version);
+    assert_eq!(get(c, "sku", "reserved"), 0);
+    assert_eq!(tx_state(c, "sku", "t1"), None);
+}
+
+#[test]
+fn trimming_keeps_the_newest_entries_on_every_copy() {
+    let m = Server::start(&[]);
+    let mc = &mut m.conn();
+    let r = replica_of(&m, &[]);
+    let rc = &mut r.conn();
+    ok(mc, &["CONFIG", "SET", "inventory.feed-maxlen", "4"]);
+    ok(mc, &["INV.SET", "sku", "100"]);
+    ok(mc, &["INV.RULES", "sku", "FEED", "ON"]);
+    for i in 0..10 {
+        ok(mc, &["INV.RESERVE", "sku", &format!("t{i}"), "1"]);
+    }
+    let list = entries(mc, "sku");
+    assert_eq!(
+        events(&list),
+        ["reserved:t6", "reserved:t7", "reserved:t8", "reserved:t9"]
+    );
+    assert_eq!(info_field(mc, "feed_trimmed"), 7);
+    wait_replicated(mc);
+    // The replica trims to the master's cap, whatever its own config says.
+    assert_eq!(entries(rc, "sku"), list);
+    assert_eq!(digest(rc), digest(mc));
+}
+
+#[test]
+fn replicas_aof_replay_and_reloads_hold_the_masters_entries() {
+    let m = Server::start(&["--appendonly", "yes", "--appendfsync", "always"]);
+    let mc = &mut m.conn();
+    let r = replica_of(&m, &[]);
+    let rc = &mut r.conn();
+    ok(mc, &["INV.SET", "{s}a", "4"]);
+    ok(mc, &["INV.SET", "{s}b", "4"]);
+    ok(mc, &["INV.RULES", "{s}a", "FEED", "ON", "LOW", "1"]);
+    ok(mc, &["INV.RULES", "{s}b", "FEED", "ON"]);
+    for i in 0..6 {
+        let key = if i % 2 == 0 { "{s}a" } else { "{s}b" };
+        ok(
+            mc,
+            &["INV.RESERVE", key, &format!("t{i}"), "1", "TTL", "100"],
+        );
+    }
+    ok(
+        mc,
+        &["INV.MRESERVE", "cart", "100", "{s}a", "1", "{s}b", "1"],
+    );
+    ok(mc, &["INV.CONFIRM", "{s}a", "t0"]);
+    // Expiry is the master's: the replica's entries for it come from the
+    // master's pass.
+    eventually("holds expired", Duration::from_secs(5), || {
+        info_field(mc, "expired") == 7
+    });
+    wait_replicated(mc);
+    let a = entries(mc, "{s}a");
+    let b = entries(mc, "{s}b");
+    assert!(events(&a).contains(&"expired:t2".to_string()), "{a:?}");
+    assert!(events(&b).contains(&"expired:cart".to_string()), "{b:?}");
+    assert_eq!(entries(rc, "{s}a"), a);
+    assert_eq!(entries(rc, "{s}b"), b);
+    assert_eq!(digest(rc), digest(mc));
+    let digest_before = digest(mc);
+    drop(r);
+
+    // AOF replay after kill -9: the same entries under the same IDs.
+    let m = m.kill_and_restart();
+    let mc = &mut m.conn();
+    assert_eq!(entries(mc, "{s}a"), a);
+    assert_eq!(entries(mc, "{s}b"), b);
+    assert_eq!(digest(mc), digest_before);
+    // A rewritten AOF, then a restart; and DEBUG RELOAD (the RDB).
+    ok(mc, &["BGREWRITEAOF"]);
+    wait_for_aof_rewrite(mc);
+    let m = m.kill_and_restart();
+    let mc = &mut m.conn();
+    assert_eq!(entries(mc, "{s}a"), a);
+    assert_eq!(get(mc, "{s}a", "feed"), 1);
+    assert_eq!(get(mc, "{s}a", "low"), 1);
+    ok(mc, &["DEBUG", "RELOAD"]);
+    assert_eq!(entries(mc, "{s}b"), b);
+    assert_eq!(digest(mc), digest_before);
+    // And the feed goes on from there.
+    ok(mc, &["INV.ADD", "{s}a", "1"]);
+    let after = entries(mc, "{s}a");
+    assert_eq!(after.len(), a.len() + 1);
+    assert!(after[a.len()].0 > a[a.len() - 1].0);
+}
+
+#[test]
+fn a_reader_blocked_on_the_stream_wakes_with_the_change() {
+    let s = Server::start(&[]);
+    let c = &mut s.conn();
+    ok(c, &["INV.SET", "sku", "5"]);
+    ok(c, &["INV.RULES", "sku", "FEED", "ON"]);
+    let stream = feed_name(c, "sku");
+    let mut reader = s.conn();
+    let waiting = std::thread::spawn(move || {
+        let v: Value = redis::cmd("XREAD")
+            .arg("BLOCK")
+            .arg(10_000)
+            .arg("STREAMS")
+            .arg(&stream)
+            .arg("$")
+            .query(&mut reader)
+            .unwrap();
+        v
+    });
+    eventually("the reader blocked", Duration::from_secs(5), || {
+        let info: String = redis::cmd("INFO").arg("clients").query(c).unwrap();
+        info.contains("blocked_clients:1")
+    });
+    ok(c, &["INV.RESERVE", "sku", "t1", "1"]);
+    let got = format!("{:?}", waiting.join().unwrap());
+    assert!(got.contains("reserved"), "{got}");
+}
