@@ -11,7 +11,7 @@
 #![no_main]
 
 use inventory_core::ledger::{
-    stream_name, BuyerId, Effect, Grant, MultiPlan, Plan, Policy, Result, RulesChange, Sku, Status,
+    stream_name, BuyerId, Effect, Grant, FEED_EVENTS, FEED_FIELDS, MultiPlan, Plan, Policy, Result, RulesChange, Sku, Status,
     Ttl, TxId, WaitQueue, Waiter,
 };
 use inventory_core::parse;
@@ -70,7 +70,9 @@ fn apply_fed(sku: &mut Sku, e: &Effect) -> Result<()> {
     entries.extend(sku.feed_thresholds(before));
     let version = sku.feed_version(e);
     for entry in &entries {
-        assert!(!entry.fields(b"k", version).is_empty());
+        let pairs = entry.pairs(version);
+        assert!(pairs.iter().all(|(name, _)| FEED_FIELDS.contains(name)));
+        assert!(FEED_EVENTS.contains(&entry.event));
     }
     Ok(())
 }

@@ -120,6 +120,9 @@ pub struct Counts {
 pub struct Ledger {
     keys: HashMap<String, Key>,
     pub counts: Counts,
+    /// The load turned every key's change feed on (standalone servers):
+    /// each check replays the feed against the key.
+    pub feed: bool,
 }
 
 impl Ledger {
@@ -194,6 +197,7 @@ impl Ledger {
         let read = read_all(c, &names)?;
         let mut bad = BTreeSet::new();
         let (mut open_total, mut reserved_total, mut keys_present) = (0, 0, 0);
+        let mut streams = 0;
         // Reads show a reservation past its deadline as EXPIRED at once;
         // INFO counts it until housekeeping expires it, within milliseconds.
         let (mut just_open, mut just_reserved) = (0, 0);
@@ -217,6 +221,10 @@ impl Ledger {
                 }
             }
             check_key(name, key, snap, view, &mut bad);
+            if self.feed {
+                check_feed(name, snap, &mut bad);
+                streams += i64::from(!snap.feed.is_empty());
+            }
             if snap.audit != "OK" {
                 bad.insert(format!("{name}: INV.AUDIT says {}", snap.audit));
             }
@@ -239,9 +247,9 @@ impl Ledger {
                 }
             }
         }
-        if read.dbsize != keys_present {
+        if read.dbsize != keys_present + streams {
             bad.insert(format!(
-                "DBSIZE {} but {keys_present} of the load's keys exist",
+                "DBSIZE {} but {keys_present} of the load's keys and {streams} feed streams exist",
                 read.dbsize
             ));
         }
@@ -263,6 +271,78 @@ impl Ledger {
             }
         }
         Ok(bad)
+    }
+}
+
+/// A key's change feed against its records as stored, read in one MULTI:
+/// a consumer that followed only the entries knows every record's state
+/// (an open hold with its units, confirmed with the units sold, cancelled,
+/// fenced, expired), each transition exactly once and in an order the
+/// ledger allows; versions never go back, and the last is the key's own or
+/// older. A change without its entry, an entry without its change, or one
+/// written twice breaks it.
+fn check_feed(name: &str, snap: &Snapshot, bad: &mut BTreeSet<String>) {
+    let mut known: HashMap<&str, (State, i64)> = HashMap::new();
+    let mut last = 0;
+    for (i, e) in snap.feed.iter().enumerate() {
+        let num = |f: &str| e.get(f).and_then(|v| v.parse::<i64>().ok());
+        let (Some(event), Some(version), Some(qty)) = (e.get("event"), num("version"), num("qty"))
+        else {
+            bad.insert(format!(
+                "{name}: feed entry {i} lacks event, version or qty: {e:?}"
+            ));
+            return;
+        };
+        if version < last || e.get("key").map(String::as_str) != Some(name) {
+            bad.insert(format!(
+                "{name}: feed entry {i} ({event}) out of order or of another key"
+            ));
+        }
+        last = version;
+        let Some(txid) = e.get("txid") else { continue };
+        let before = known.get(txid.as_str()).copied();
+        let open = matches!(before, Some((State::Reserved, _)));
+        let next = match event.as_str() {
+            "reserved" if before.is_none() => (State::Reserved, qty),
+            "adjusted" if open => (State::Reserved, qty),
+            "extended" if open => before.unwrap_or((State::Reserved, qty)),
+            "confirmed" if open => (State::Confirmed, qty),
+            "cancelled" if open => (State::Cancelled, -1),
+            "expired" if open => (State::Expired, -1),
+            "fenced" if before.is_none() => (State::Cancelled, -1),
+            _ => {
+                bad.insert(format!(
+                    "{name} {txid}: feed entry {i} says {event} after {before:?}"
+                ));
+                continue;
+            }
+        };
+        known.insert(txid, next);
+    }
+    if last > snap.version {
+        bad.insert(format!(
+            "{name}: the feed's last version {last} is past the key's {}",
+            snap.version
+        ));
+    }
+    for (txid, (state, qty)) in &snap.stored {
+        // Units are compared where the record keeps them: open holds, and
+        // the units a confirm sold.
+        let want = match state {
+            State::Reserved | State::Confirmed => Some((*state, *qty)),
+            _ => None,
+        };
+        match known.get(txid.as_str()) {
+            Some(&(s, q)) if s == *state && want.is_none_or(|w| w == (s, q)) => {}
+            other => {
+                bad.insert(format!(
+                    "{name} {txid}: stored {state:?} {qty}, but its feed says {other:?}"
+                ));
+            }
+        }
+    }
+    for txid in known.keys().filter(|t| !snap.stored.contains_key(**t)) {
+        bad.insert(format!("{name} {txid}: in the feed, not in the key"));
     }
 }
 

@@ -22,6 +22,14 @@ pub struct Snapshot {
     pub open: i64,
     pub records: HashMap<String, Record>,
     pub audit: String,
+    /// The records as stored (no clock applied: a hold past its deadline
+    /// stays RESERVED until its expiry is recorded), txid -> (state, qty).
+    pub stored: HashMap<String, (State, i64)>,
+    /// The key's version.
+    pub version: i64,
+    /// Its change feed's entries (`event` and fields), read in the same
+    /// MULTI; empty when the feed is off.
+    pub feed: Vec<HashMap<String, String>>,
 }
 
 fn text(v: &Value) -> String {
@@ -59,11 +67,16 @@ pub struct ReadAll {
 /// records on it and those past it are checked on every run.
 const SCAN_PAGE: usize = 1_000;
 
+/// Values read per key: INV.GET, INV.SCAN, DUMP, INV.AUDIT, the feed's
+/// XRANGE, TIME.
+const PER_KEY: usize = 6;
+
 pub fn read_all(c: &mut Connection, names: &[&String]) -> Result<ReadAll, String> {
     let mut p = redis::pipe();
     p.atomic();
     p.cmd("TIME");
     for key in names {
+        let stream = inventory_core::ledger::stream_name(key.as_bytes());
         p.cmd("INV.GET").arg(*key);
         p.cmd("INV.SCAN")
             .arg(*key)
@@ -72,11 +85,12 @@ pub fn read_all(c: &mut Connection, names: &[&String]) -> Result<ReadAll, String
             .arg(SCAN_PAGE);
         p.cmd("DUMP").arg(*key);
         p.cmd("INV.AUDIT").arg(*key);
+        p.cmd("XRANGE").arg(stream).arg("-").arg("+");
         p.cmd("TIME");
     }
     p.cmd("INFO").arg("inventory").cmd("DBSIZE");
     let replies: Vec<Value> = p.query(c).map_err(|e| format!("reading the keys: {e}"))?;
-    let n = names.len() * 5;
+    let n = names.len() * PER_KEY;
     if replies.len() != n + 3 {
         return Err(format!("{} replies to the read", replies.len()));
     }
@@ -87,11 +101,17 @@ pub fn read_all(c: &mut Connection, names: &[&String]) -> Result<ReadAll, String
     };
     let start = time(&replies[0])?;
     let mut keys = Vec::new();
-    for (name, r) in names.iter().zip(replies[1..=n].chunks_exact(5)) {
+    for (name, r) in names.iter().zip(replies[1..=n].chunks_exact(PER_KEY)) {
         // The module's clock for this key's reads lies between the two
         // TIMEs (a millisecond either side: one cached per MULTI or command).
-        let clock = (start - 1, time(&r[4])? + 1);
-        keys.push(snapshot(name, clock, &r[0], &r[1], &r[2], &r[3])?);
+        let clock = (start - 1, time(&r[5])? + 1);
+        let mut snap = snapshot(name, clock, &r[0], &r[1], &r[2], &r[3])?;
+        if let Some(s) = snap.as_mut() {
+            let entries: Vec<(String, HashMap<String, String>)> =
+                redis::from_redis_value(&r[4]).map_err(|e| format!("the feed of {name}: {e}"))?;
+            s.feed = entries.into_iter().map(|(_, fields)| fields).collect();
+        }
+        keys.push(snap);
     }
     Ok(ReadAll {
         time: start,
@@ -121,7 +141,7 @@ fn snapshot(
             .find(|(k, _)| k == n)
             .map_or(i64::MIN, |(_, v)| int(v))
     };
-    let mut records = dumped_records(key, dump)?;
+    let (mut records, stored, version) = dumped_records(key, dump)?;
     let (next, page): (String, Vec<Vec<Value>>) =
         redis::from_redis_value(scan).map_err(|e| format!("INV.SCAN {key}: {e}"))?;
     if next == "0" && page.len() != records.len() {
@@ -164,6 +184,9 @@ fn snapshot(
         open: field("open"),
         records,
         audit: text(audit),
+        stored,
+        version,
+        feed: Vec::new(),
     }))
 }
 
@@ -214,9 +237,12 @@ fn expire_past_the_page(
     }
 }
 
+/// The records and raw states as stored, and the version.
+type Dumped = (HashMap<String, Record>, HashMap<String, (State, i64)>, i64);
+
 /// A key's records as stored, from its DUMP payload decoded by the
-/// module's own decoder.
-fn dumped_records(key: &str, dump: &Value) -> Result<HashMap<String, Record>, String> {
+/// module's own decoder (with their raw states, and the key's version).
+fn dumped_records(key: &str, dump: &Value) -> Result<Dumped, String> {
     let Value::BulkString(payload) = dump else {
         return Err(format!("DUMP {key}: {dump:?}"));
     };
@@ -229,6 +255,15 @@ fn dumped_records(key: &str, dump: &Value) -> Result<HashMap<String, Record>, St
             .ok_or_else(|| inventory_core::ledger::Error::invalid("DUMP ends early"))
     })
     .map_err(|e| format!("DUMP {key} does not decode: {e}"))?;
+    let stored = sku
+        .record_parts()
+        .map(|r| {
+            let state = State::parse(r.state.as_str()).unwrap_or(State::Unknown);
+            let txid = String::from_utf8_lossy(r.txid.as_bytes()).into_owned();
+            (txid, (state, r.qty))
+        })
+        .collect();
+    let version = i64::try_from(sku.version()).unwrap_or(i64::MAX);
     let records = sku.record_parts().map(|r| {
         let confirmed = r.state == inventory_core::ledger::State::Confirmed;
         let record = Record {
@@ -247,7 +282,7 @@ fn dumped_records(key: &str, dump: &Value) -> Result<HashMap<String, Record>, St
             record,
         )
     });
-    Ok(records.collect())
+    Ok((records.collect(), stored, version))
 }
 
 #[cfg(test)]

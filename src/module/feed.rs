@@ -5,28 +5,216 @@
 //! and the AOF so they write the same entries under the same IDs.
 
 use super::config;
+use super::propagation::{deadline_string, ReplicationArgs};
 use super::stats::STATS;
-use inventory_core::ledger::{stream_name, Error, FeedEntry, FeedStamp, StreamId};
+use inventory_core::ledger::{
+    stream_name, Error, FeedEntry, FeedStamp, FieldValue, StreamId, FEED_EVENTS, FEED_FIELDS,
+};
 use redis_module::{raw, Context, RedisString};
+use smallvec::SmallVec;
+
+/// The words every entry uses, made once and shared: `RM_StreamAdd` copies
+/// what it is given into the stream, so a shared string only lends its
+/// bytes (as the effect names of replication do). Touched on the main
+/// thread only; never freed.
+static WORDS: once_cell::sync::Lazy<Vec<usize>> = once_cell::sync::Lazy::new(|| {
+    FEED_FIELDS
+        .iter()
+        .chain(FEED_EVENTS.iter())
+        .map(|w| {
+            // SAFETY: a context-free string, made once at first use on the
+            // main thread.
+            unsafe {
+                raw::RedisModule_CreateString.map_or(0, |create| {
+                    create(std::ptr::null_mut(), w.as_ptr().cast(), w.len()) as usize
+                })
+            }
+        })
+        .collect()
+});
+
+/// Strings of the quantities 0 to 63, made once and shared like `WORDS`
+/// (most holds are of a few units).
+static SMALL: once_cell::sync::Lazy<Vec<usize>> = once_cell::sync::Lazy::new(|| {
+    (0..64)
+        .map(|n: i64| {
+            // SAFETY: as for WORDS.
+            unsafe {
+                raw::RedisModule_CreateStringFromLongLong
+                    .map_or(0, |from| from(std::ptr::null_mut(), n) as usize)
+            }
+        })
+        .collect()
+});
+
+fn word(at: usize) -> *mut raw::RedisModuleString {
+    WORDS.get(at).copied().unwrap_or(0) as *mut raw::RedisModuleString
+}
+
+fn field(name: &str) -> *mut raw::RedisModuleString {
+    word(
+        FEED_FIELDS
+            .iter()
+            .position(|f| *f == name)
+            .unwrap_or(usize::MAX),
+    )
+}
+
+fn event(name: &str) -> *mut raw::RedisModuleString {
+    let at = FEED_EVENTS.iter().position(|e| *e == name);
+    word(at.map_or(usize::MAX, |i| i + FEED_FIELDS.len()))
+}
+
+/// A context-free string of `bytes` (freed when dropped).
+fn made(bytes: &[u8]) -> RedisString {
+    RedisString::create_from_slice(std::ptr::null_mut(), bytes)
+}
+
+/// A context-free string of an integer (freed when dropped).
+fn number(v: i64) -> RedisString {
+    // SAFETY: the API table is filled once at load.
+    let inner = unsafe {
+        raw::RedisModule_CreateStringFromLongLong
+            .map_or(std::ptr::null_mut(), |from| from(std::ptr::null_mut(), v))
+    };
+    RedisString::from_redis_module_string(std::ptr::null_mut(), inner)
+}
+
+/// One entry's field-value pairs as stream API arguments: the shared words,
+/// the key's own name string, and the strings made for its values (kept in
+/// `made` until the entry is written).
+struct EntryArgs {
+    argv: SmallVec<[*mut raw::RedisModuleString; 14]>,
+    made: SmallVec<[RedisString; 5]>,
+}
+
+impl EntryArgs {
+    /// The entry's arguments; the calling command's own txid and buyer
+    /// strings (`reuse`) stand for equal values, the shared ones for small
+    /// quantities and the deadline, so a hold's entry makes one string, its
+    /// version.
+    fn new(
+        e: &FeedEntry,
+        key: *mut raw::RedisModuleString,
+        version: u64,
+        reuse: &ReplicationArgs,
+    ) -> EntryArgs {
+        let mut a = EntryArgs {
+            argv: SmallVec::new(),
+            made: SmallVec::new(),
+        };
+        let same = |s: Option<*mut raw::RedisModuleString>, b: &[u8]| {
+            s.filter(|p| !p.is_null() && RedisString::string_as_slice(*p) == b)
+        };
+        for (name, value) in e.pairs(version) {
+            let v = match (name, value) {
+                (_, FieldValue::Word(w)) => event(w),
+                (_, FieldValue::Key) => key,
+                ("txid", FieldValue::Bytes(b)) => {
+                    same(reuse.txid, b).unwrap_or_else(|| a.keep(made(b)))
+                }
+                ("buyer", FieldValue::Bytes(b)) => {
+                    same(reuse.buyer, b).unwrap_or_else(|| a.keep(made(b)))
+                }
+                (_, FieldValue::Bytes(b)) => a.keep(made(b)),
+                ("deadline", FieldValue::Int(n)) => deadline_string(n.max(0) as u64),
+                (_, FieldValue::Int(n)) => match usize::try_from(n).ok().and_then(|i| SMALL.get(i))
+                {
+                    Some(&p) => p as *mut raw::RedisModuleString,
+                    None => a.keep(number(n)),
+                },
+            };
+            a.argv.extend([field(name), v]);
+        }
+        a
+    }
+
+    fn keep(&mut self, s: RedisString) -> *mut raw::RedisModuleString {
+        let p = s.inner;
+        self.made.push(s);
+        p
+    }
+
+    /// Whether every word and value was made (the server had memory).
+    fn complete(&self) -> bool {
+        self.argv.iter().all(|p| !p.is_null())
+    }
+}
+
+thread_local! {
+    /// The last key whose feed was opened, and its stream's name string
+    /// (context-free, one reference held by this cache, never dropped at
+    /// exit): a flash sale changes one key over and over, so its stream's
+    /// name is made once, not per change.
+    static LAST_NAME: std::cell::RefCell<(Vec<u8>, usize)> =
+        const { std::cell::RefCell::new((Vec::new(), 0)) };
+}
+
+/// The stream name string of `key`'s feed, from the cache when `key` was
+/// the last one asked for, retained for the caller (freed when the value
+/// returned drops).
+fn stream_string(key: &[u8]) -> RedisString {
+    LAST_NAME.with(|cell| {
+        let mut last = cell.borrow_mut();
+        if last.1 == 0 || last.0.as_slice() != key {
+            let fresh = made(&stream_name(key));
+            let old = std::mem::replace(&mut *last, (key.to_vec(), fresh.inner as usize));
+            std::mem::forget(fresh);
+            if old.1 != 0 {
+                drop(RedisString::from_redis_module_string(
+                    std::ptr::null_mut(),
+                    old.1 as *mut raw::RedisModuleString,
+                ));
+            }
+        }
+        let name = last.1 as *mut raw::RedisModuleString;
+        if name.is_null() {
+            return RedisString::from_redis_module_string(std::ptr::null_mut(), name);
+        }
+        // SAFETY: a live string the cache holds a reference to; retaining
+        // it gives the caller one of its own.
+        unsafe {
+            if let Some(retain) = raw::RedisModule_RetainString {
+                retain(std::ptr::null_mut(), name);
+            }
+        }
+        RedisString::from_redis_module_string(std::ptr::null_mut(), name)
+    })
+}
 
 /// The feed stream of one key, open for writing while a change is made;
 /// closed on drop (which also wakes clients blocked reading it).
 pub struct FeedStream {
     name: RedisString,
     key: *mut raw::RedisModuleKey,
+    /// The inventory key's name string (alive for the whole change).
+    of: *mut raw::RedisModuleString,
 }
 
 impl FeedStream {
-    /// Opens the feed stream of the key `key`, before the change: a stream
-    /// name that holds another type refuses the change, nothing done.
-    pub fn open(ctx: &Context, key: &[u8]) -> Result<FeedStream, Error> {
-        let name = RedisString::create_from_slice(ctx.ctx, &stream_name(key));
+    /// Opens the feed stream of the key named `key` (its bytes, and its
+    /// name string, which lives as long as the change), before the change:
+    /// a stream name that holds another type refuses the change, nothing
+    /// done.
+    pub fn open(
+        ctx: &Context,
+        key: &[u8],
+        key_string: *mut raw::RedisModuleString,
+    ) -> Result<FeedStream, Error> {
+        let name = stream_string(key);
+        if name.inner.is_null() {
+            return Err(Error::Apply("cannot make the feed stream's name".into()));
+        }
         let handle = raw::open_key(
             ctx.ctx,
             name.inner,
             raw::KeyMode::READ | raw::KeyMode::WRITE,
         );
-        let stream = FeedStream { name, key: handle };
+        let stream = FeedStream {
+            name,
+            key: handle,
+            of: key_string,
+        };
         // SAFETY: a key just opened and not yet closed.
         let kind = unsafe { raw::RedisModule_KeyType.map_or(-1, |t| t(stream.key)) };
         let ok = [
@@ -52,11 +240,11 @@ impl FeedStream {
     pub fn write(
         &mut self,
         ctx: &Context,
-        key: &[u8],
         entries: &[FeedEntry],
         version: u64,
-        given: Option<FeedStamp>,
+        reuse: &ReplicationArgs,
     ) -> Result<Option<FeedStamp>, Error> {
+        let given = reuse.feed;
         let Some(first_entry) = entries.first() else {
             return match given {
                 None => Ok(None),
@@ -84,14 +272,11 @@ impl FeedStream {
         };
         let mut first = None;
         for (i, entry) in entries.iter().enumerate() {
-            let fields = entry.fields(key, version);
-            let strings: Vec<RedisString> = fields
-                .iter()
-                .flat_map(|(f, v)| [&f[..], &v[..]])
-                .map(|b| RedisString::create_from_slice(ctx.ctx, b))
-                .collect();
-            let mut argv: Vec<*mut raw::RedisModuleString> =
-                strings.iter().map(|s| s.inner).collect();
+            let mut args = EntryArgs::new(entry, self.of, version, reuse);
+            if !args.complete() {
+                return Err(Error::Apply("cannot make a feed entry's strings".into()));
+            }
+            let pairs = (args.argv.len() / 2) as i64;
             let auto = i == 0 && given.is_none();
             let flags = if auto {
                 raw::REDISMODULE_STREAM_ADD_AUTOID as i32
@@ -99,16 +284,8 @@ impl FeedStream {
                 0
             };
             // SAFETY: an open stream key (checked at open), an ID struct and
-            // `fields.len()` field-value pairs of live strings.
-            let status = unsafe {
-                add(
-                    self.key,
-                    flags,
-                    &mut id,
-                    argv.as_mut_ptr(),
-                    fields.len() as i64,
-                )
-            };
+            // `pairs` field-value pairs of live strings.
+            let status = unsafe { add(self.key, flags, &mut id, args.argv.as_mut_ptr(), pairs) };
             if status != raw::REDISMODULE_OK as i32 {
                 return Err(Error::Apply(format!(
                     "cannot append the {} entry {} of the feed (the stream refused ID {}-{})",

@@ -205,7 +205,7 @@ impl<'c> OpenKey<'c> {
                 .iter()
                 .any(|e| matches!(e, Effect::Rules { rules, .. } if rules.feed));
         if feeding || stamped {
-            FeedStream::open(self.ctx, self.name()).map(Some)
+            FeedStream::open(self.ctx, self.name(), self.name.ptr()).map(Some)
         } else {
             Ok(None)
         }
@@ -268,9 +268,7 @@ impl<'c> OpenKey<'c> {
             match stream.as_mut() {
                 Some(s) if fed || reuse.feed.is_some() => {
                     entries.extend(sku.feed_thresholds(before));
-                    let key = RedisString::string_as_slice(name);
-                    let given = reuse.feed;
-                    let stamp = match s.write(ctx, key, &entries, sku.feed_version(effect), given) {
+                    let stamp = match s.write(ctx, &entries, sku.feed_version(effect), reuse) {
                         Ok(stamp) => stamp,
                         Err(e) => {
                             // The change is made; its entries are not all

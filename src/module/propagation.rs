@@ -107,11 +107,12 @@ enum EffectName {
     Fence,
     Extend,
     Buyer,
+    Feed,
 }
 
-static OPS: once_cell::sync::Lazy<[usize; 8]> = once_cell::sync::Lazy::new(|| {
+static OPS: once_cell::sync::Lazy<[usize; 9]> = once_cell::sync::Lazy::new(|| {
     [
-        "STOCK", "ADD", "RESERVE", "CONFIRM", "CANCEL", "FENCE", "EXTEND", "BUYER",
+        "STOCK", "ADD", "RESERVE", "CONFIRM", "CANCEL", "FENCE", "EXTEND", "BUYER", "FEED",
     ]
     .map(|name| {
         // SAFETY: a context-free string that is never freed; only touched on
@@ -312,7 +313,9 @@ pub fn replicate(
 
 /// Propagates a fed effect as `INV.APPLY key FEED <first id> <maxlen>
 /// <effect>`, so that replicas and the AOF write its entries under the
-/// master's IDs (without a stamp, as `replicate` does).
+/// master's IDs (without a stamp, as `replicate` does). A reserve, confirm
+/// or cancel reuses the caller's strings and the shared words, as
+/// `replicate`'s own paths do; other effects build theirs.
 pub fn replicate_fed(
     ctx: &Context,
     key: *mut raw::RedisModuleString,
@@ -326,17 +329,63 @@ pub fn replicate_fed(
     if !gate::needed() {
         return;
     }
-    let mut words = vec![
-        b"FEED".to_vec(),
-        stamp.first.to_string().into_bytes(),
-        stamp.maxlen.to_string().into_bytes(),
+    let id =
+        RedisString::create_from_slice(std::ptr::null_mut(), stamp.first.to_string().as_bytes());
+    let mut argv: smallvec::SmallVec<[*mut raw::RedisModuleString; 12]> = smallvec::smallvec![
+        op(EffectName::Feed),
+        id.inner,
+        LAST_MAXLEN.get(stamp.maxlen)
     ];
-    words.extend(effect.to_args());
-    let strings: Vec<RedisString> = words
-        .iter()
-        .map(|a| RedisString::create_from_slice(std::ptr::null_mut(), a))
-        .collect();
-    let mut argv: Vec<_> = strings.iter().map(|s| s.inner).collect();
+    let reused = |id: &TxId| {
+        reuse
+            .txid
+            .filter(|s| !s.is_null() && RedisString::string_as_slice(*s) == id.as_bytes())
+    };
+    let fast: Option<smallvec::SmallVec<[*mut raw::RedisModuleString; 6]>> = match effect {
+        Effect::Reserve {
+            txid,
+            deadline,
+            buyer,
+            ..
+        } => match (reused(txid), reuse.qty, buyer, reuse.buyer) {
+            (Some(tx), Some(q), None, _) => Some(smallvec::smallvec![
+                op(EffectName::Reserve),
+                tx,
+                q,
+                deadline_string(*deadline)
+            ]),
+            (Some(tx), Some(q), Some(b), Some(bs))
+                if !bs.is_null() && RedisString::string_as_slice(bs) == b.as_bytes() =>
+            {
+                Some(smallvec::smallvec![
+                    op(EffectName::Reserve),
+                    tx,
+                    q,
+                    deadline_string(*deadline),
+                    op(EffectName::Buyer),
+                    bs
+                ])
+            }
+            _ => None,
+        },
+        Effect::Confirm(t) => reused(t).map(|tx| smallvec::smallvec![op(EffectName::Confirm), tx]),
+        Effect::Cancel(t) => reused(t).map(|tx| smallvec::smallvec![op(EffectName::Cancel), tx]),
+        _ => None,
+    }
+    .filter(
+        |words: &smallvec::SmallVec<[*mut raw::RedisModuleString; 6]>| {
+            words.iter().all(|p| !p.is_null())
+        },
+    );
+    // Otherwise the effect's own strings, kept alive until replicated.
+    let built;
+    match fast {
+        Some(words) => argv.extend(words),
+        None => {
+            built = effect_argv(effect);
+            argv.extend(built.1.iter().copied());
+        }
+    }
     // The key is the running command's key string, as for `replicate`.
     let k = key;
     // SAFETY: as in `replicate`: "s" a key string, "v" an array of live
@@ -412,45 +461,67 @@ unsafe fn replicate_reserve_in_place(
     status
 }
 
-/// The last deadline replicated, and its string, which the module holds
-/// one reference to. Reserves with one TTL arriving in the same millisecond
-/// (a flash sale's burst) share one deadline, so they share its string
-/// instead of each making one (docs/benchmarks.md). Sharing is safe as
-/// for the effect names: a string handed to replication is only read, and
-/// replication takes its own reference. Touched on the main thread only
-/// (commands and timers); the atomics are plain loads and stores.
-static LAST_DEADLINE: AtomicU64 = AtomicU64::new(u64::MAX);
-static LAST_DEADLINE_STRING: AtomicPtr<raw::RedisModuleString> =
-    AtomicPtr::new(std::ptr::null_mut());
+/// The last number asked for, and its string, which the module holds one
+/// reference to. Reserves with one TTL arriving in the same millisecond (a
+/// flash sale's burst) share one deadline, so they share its string
+/// instead of each making one (docs/benchmarks.md); the feed's trim length
+/// is the same on every change. Sharing is safe as for the effect names: a
+/// string handed to replication is only read, and replication takes its
+/// own reference (the stream API copies what it is given). Touched on the
+/// main thread only (commands and timers); the atomics are plain loads and
+/// stores.
+struct LastNumber {
+    value: AtomicU64,
+    string: AtomicPtr<raw::RedisModuleString>,
+}
 
-/// `deadline` as a module string (null if the server cannot make one),
-/// valid at least until the next call.
-fn deadline_string(deadline: u64) -> *mut raw::RedisModuleString {
-    let cached = LAST_DEADLINE_STRING.load(Relaxed);
-    if LAST_DEADLINE.load(Relaxed) == deadline && !cached.is_null() {
-        return cached;
-    }
-    // SAFETY: the API table is filled once at load. A context-free string
-    // made here is owned by the cache; the one it replaces loses the
-    // cache's reference (replication keeps its own where it still has one).
-    unsafe {
-        let (Some(from_ll), Some(free)) = (
-            raw::RedisModule_CreateStringFromLongLong,
-            raw::RedisModule_FreeString,
-        ) else {
-            return std::ptr::null_mut();
-        };
-        let made = from_ll(std::ptr::null_mut(), deadline as i64);
-        if made.is_null() {
-            return made;
+impl LastNumber {
+    const fn new() -> LastNumber {
+        LastNumber {
+            value: AtomicU64::new(u64::MAX),
+            string: AtomicPtr::new(std::ptr::null_mut()),
         }
-        if !cached.is_null() {
-            free(std::ptr::null_mut(), cached);
-        }
-        LAST_DEADLINE_STRING.store(made, Relaxed);
-        LAST_DEADLINE.store(deadline, Relaxed);
-        made
     }
+
+    /// `v` as a module string (null if the server cannot make one), valid
+    /// at least until the next call.
+    fn get(&self, v: u64) -> *mut raw::RedisModuleString {
+        let cached = self.string.load(Relaxed);
+        if self.value.load(Relaxed) == v && !cached.is_null() {
+            return cached;
+        }
+        // SAFETY: the API table is filled once at load. A context-free
+        // string made here is owned by the cache; the one it replaces loses
+        // the cache's reference (replication keeps its own where it still
+        // has one).
+        unsafe {
+            let (Some(from_ll), Some(free)) = (
+                raw::RedisModule_CreateStringFromLongLong,
+                raw::RedisModule_FreeString,
+            ) else {
+                return std::ptr::null_mut();
+            };
+            let made = from_ll(std::ptr::null_mut(), i64::try_from(v).unwrap_or(i64::MAX));
+            if made.is_null() {
+                return made;
+            }
+            if !cached.is_null() {
+                free(std::ptr::null_mut(), cached);
+            }
+            self.string.store(made, Relaxed);
+            self.value.store(v, Relaxed);
+            made
+        }
+    }
+}
+
+static LAST_DEADLINE: LastNumber = LastNumber::new();
+static LAST_MAXLEN: LastNumber = LastNumber::new();
+
+/// `deadline` as a module string, shared with the next call for the same
+/// deadline (null if the server cannot make one); valid until the next call.
+pub fn deadline_string(deadline: u64) -> *mut raw::RedisModuleString {
+    LAST_DEADLINE.get(deadline)
 }
 
 /// An effect's arguments as module strings (binary safe), for the "v"

@@ -264,6 +264,21 @@ fn replicas_aof_replay_and_reloads_hold_the_masters_entries() {
         &["INV.MRESERVE", "cart", "100", "{s}a", "1", "{s}b", "1"],
     );
     ok(mc, &["INV.CONFIRM", "{s}a", "t0"]);
+    ok(mc, &["INV.CANCEL", "{s}a", "t4"]);
+    ok(mc, &["INV.ADD", "{s}b", "1"]);
+    ok(
+        mc,
+        &[
+            "INV.RESERVE",
+            "{s}b",
+            "tb",
+            "1",
+            "TTL",
+            "100",
+            "BUYER",
+            "zed",
+        ],
+    );
     // Expiry is the master's: the replica's entries for it come from the
     // master's pass.
     eventually("holds expired", Duration::from_secs(5), || {

@@ -39,26 +39,59 @@ impl FeedEntry {
     }
 
     /// The entry's fields in stream order: `event`, `key`, `txid`, `qty`,
-    /// `version`, `buyer`, `deadline` (the optional ones only when set).
-    pub fn fields(&self, key: &[u8], version: u64) -> Vec<(&'static [u8], Vec<u8>)> {
-        let mut f: Vec<(&'static [u8], Vec<u8>)> = vec![
-            (b"event", self.event.as_bytes().to_vec()),
-            (b"key", key.to_vec()),
-        ];
+    /// `version`, `buyer`, `deadline` (the optional ones only when set), as
+    /// (name, value) pairs of the change ending at `version`.
+    pub fn pairs(&self, version: u64) -> SmallVec<[(&'static str, FieldValue<'_>); 7]> {
+        let int = |v: u64| FieldValue::Int(i64::try_from(v).unwrap_or(i64::MAX));
+        let mut f: SmallVec<[(&'static str, FieldValue<'_>); 7]> = SmallVec::new();
+        f.push(("event", FieldValue::Word(self.event)));
+        f.push(("key", FieldValue::Key));
         if let Some(t) = &self.txid {
-            f.push((b"txid", t.as_bytes().to_vec()));
+            f.push(("txid", FieldValue::Bytes(t.as_bytes())));
         }
-        f.push((b"qty", self.qty.to_string().into_bytes()));
-        f.push((b"version", version.to_string().into_bytes()));
+        f.push(("qty", FieldValue::Int(self.qty)));
+        f.push(("version", int(version)));
         if let Some(b) = &self.buyer {
-            f.push((b"buyer", b.as_bytes().to_vec()));
+            f.push(("buyer", FieldValue::Bytes(b.as_bytes())));
         }
         if self.deadline != 0 {
-            f.push((b"deadline", self.deadline.to_string().into_bytes()));
+            f.push(("deadline", int(self.deadline)));
         }
         f
     }
 }
+
+/// A field's value in a feed entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FieldValue<'a> {
+    /// One of the fixed words (an event name).
+    Word(&'static str),
+    /// The key's name.
+    Key,
+    Bytes(&'a [u8]),
+    Int(i64),
+}
+
+/// Every field name an entry may carry, in stream order.
+pub const FEED_FIELDS: [&str; 7] = [
+    "event", "key", "txid", "qty", "version", "buyer", "deadline",
+];
+
+/// Every `event` word.
+pub const FEED_EVENTS: [&str; 12] = [
+    "reserved",
+    "confirmed",
+    "cancelled",
+    "fenced",
+    "expired",
+    "extended",
+    "adjusted",
+    "stock",
+    "rules",
+    "soldout",
+    "backinstock",
+    "lowstock",
+];
 
 /// The entries of one effect, in the order they are written.
 pub type FeedEntries = SmallVec<[FeedEntry; 2]>;
@@ -80,16 +113,27 @@ impl StreamId {
         }
     }
 
-    /// `ms-seq`, as XADD writes it.
+    /// `ms-seq`, as XADD writes it (not 0-0).
     pub fn parse(s: &[u8]) -> Option<StreamId> {
-        let s = std::str::from_utf8(s).ok()?;
-        let (ms, seq) = s.split_once('-')?;
+        let dash = s.iter().position(|&b| b == b'-')?;
         let id = StreamId {
-            ms: ms.parse().ok()?,
-            seq: seq.parse().ok()?,
+            ms: decimal(&s[..dash])?,
+            seq: decimal(&s[dash + 1..])?,
         };
         (id != StreamId::default()).then_some(id)
     }
+}
+
+/// A u64 written in decimal digits only (1 to 20 of them, no sign), as a
+/// replica reads the master's numbers on every fed change.
+pub fn decimal(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || s.len() > 20 {
+        return None;
+    }
+    s.iter().try_fold(0u64, |n, &b| {
+        let d = b.checked_sub(b'0').filter(|d| *d <= 9)?;
+        n.checked_mul(10)?.checked_add(u64::from(d))
+    })
 }
 
 impl std::fmt::Display for StreamId {
@@ -284,6 +328,11 @@ mod tests {
         assert_eq!(StreamId::parse(b"0-0"), None);
         assert_eq!(StreamId::parse(b"7"), None);
         assert_eq!(StreamId::parse(b"-1-2"), None);
+        assert_eq!(StreamId::parse(b"1-+2"), None);
+        assert_eq!(StreamId::parse(b"1-18446744073709551616"), None);
+        assert_eq!(decimal(b"18446744073709551615"), Some(u64::MAX));
+        assert_eq!(decimal(b"007"), Some(7));
+        assert_eq!(decimal(b""), None);
         let last = StreamId {
             ms: u64::MAX,
             seq: u64::MAX,

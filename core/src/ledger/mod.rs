@@ -23,7 +23,10 @@ pub use buyers::{BuyerId, BuyerView, MAX_BUYER_LEN, MAX_BUYER_UNITS};
 pub use codec::{decode, encode, ENCODING_VERSION};
 pub use effect::{Effect, RecordParts};
 pub use error::{code, quote, Error, Result, QUOTE_MAX};
-pub use feed::{stream_name, FeedEntries, FeedEntry, FeedStamp, StreamId};
+pub use feed::{
+    decimal, stream_name, FeedEntries, FeedEntry, FeedStamp, FieldValue, StreamId, FEED_EVENTS,
+    FEED_FIELDS,
+};
 pub use multi::MultiPlan;
 pub use plan::{Effects, Event, Grant, Plan, Policy, Ttl};
 pub use records::{release_big_buffers_with, State};

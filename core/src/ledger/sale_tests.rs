@@ -194,6 +194,10 @@ fn follow(m: &mut FeedMirror, entries: &FeedEntries, version: u64, sku: &Sku) {
             .to_vec()
     };
     for e in entries {
+        assert!(FEED_EVENTS.contains(&e.event), "{e:?}");
+        for (name, _) in e.pairs(version) {
+            assert!(FEED_FIELDS.contains(&name), "{name}");
+        }
         match e.event {
             "reserved" => {
                 let b = e.buyer.as_ref().map(|b| b.as_bytes().to_vec());

@@ -468,17 +468,15 @@ pub fn apply<A: Arg>(a: &[A]) -> Result<Apply<A>> {
     let mut a = Args::new("inv.apply", a, 2, usize::MAX)?;
     let key = a.arg()?;
     // On the stack for every single-record effect (a replica applies one
-    // per change it receives): no allocation on that path.
-    let words: smallvec::SmallVec<[&[u8]; 8]> = a.rest().iter().map(Arg::bytes).collect();
+    // per change it receives), with its feed stamp: no allocation on that
+    // path.
+    let words: smallvec::SmallVec<[&[u8]; 12]> = a.rest().iter().map(Arg::bytes).collect();
     let (feed, words) = match &words[..] {
         [w, id, maxlen, rest @ ..] if w.eq_ignore_ascii_case(b"FEED") => {
             let bad = || Error::Apply("malformed effect".into());
             let stamp = FeedStamp {
                 first: StreamId::parse(id).ok_or_else(bad)?,
-                maxlen: std::str::from_utf8(maxlen)
-                    .ok()
-                    .and_then(|m| m.parse().ok())
-                    .ok_or_else(bad)?,
+                maxlen: crate::ledger::decimal(maxlen).ok_or_else(bad)?,
             };
             (Some(stamp), rest)
         }
