@@ -93,20 +93,17 @@ impl Load {
                 .expect("INV.SET");
             ledger.add(&key(i), INITIAL_STOCK, Outcome::Acked { durable: true });
         }
-        // On a standalone server (and its replicas) every key's change
-        // feed is on, and each check replays it against the key (the
-        // feed is not offered on a cluster node yet).
-        if let Target::Server(_) = &setup {
-            for i in 0..KEYS {
-                let _: () = redis::cmd("INV.RULES")
-                    .arg(key(i))
-                    .arg("FEED")
-                    .arg("ON")
-                    .query(&mut *c)
-                    .expect("INV.RULES FEED ON");
-            }
-            ledger.feed = true;
+        // Every key's change feed is on, and each check replays it
+        // against the key (its stream moves with it in a reshard).
+        for i in 0..KEYS {
+            let _: () = redis::cmd("INV.RULES")
+                .arg(key(i))
+                .arg("FEED")
+                .arg("ON")
+                .query(&mut *c)
+                .expect("INV.RULES FEED ON");
         }
+        ledger.feed = true;
         if replicas > 0 {
             let n: i64 = redis::cmd("WAIT")
                 .arg(replicas)

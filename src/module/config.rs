@@ -11,6 +11,8 @@ pub static MAX_OPEN_PER_KEY: AtomicI64 = AtomicI64::new(0);
 pub static MAX_KEYS_PER_COMMAND: AtomicI64 = AtomicI64::new(1000);
 pub static MAX_WAITERS_PER_KEY: AtomicI64 = AtomicI64::new(100_000);
 pub static FEED_MAXLEN: AtomicI64 = AtomicI64::new(1_000_000);
+pub static FEED_DEFAULT: AtomicI64 = AtomicI64::new(0);
+pub static FEED_MAX_AGE_MS: AtomicI64 = AtomicI64::new(0);
 
 /// Upper bound of the millisecond configs: ten years.
 pub const MAX_MS: i64 = 10 * 365 * 86_400_000;
@@ -45,8 +47,20 @@ pub fn feed_maxlen() -> u64 {
     get(&FEED_MAXLEN)
 }
 
+/// How old (ms) the oldest entry a key's feed stream keeps may be, by the
+/// master's clock when it trims (0: no age limit).
+pub fn feed_max_age_ms() -> u64 {
+    get(&FEED_MAX_AGE_MS)
+}
+
+/// Whether a key a master creates starts with its change feed on
+/// (`inventory.feed-default 1`).
+pub fn feed_default() -> bool {
+    get(&FEED_DEFAULT) == 1
+}
+
 /// Every config: name (without the `inventory.` prefix), value, default, range.
-pub static CONFIGS: [(&str, &AtomicI64, i64, i64, i64); 7] = [
+pub static CONFIGS: [(&str, &AtomicI64, i64, i64, i64); 9] = [
     ("default-ttl-ms", &DEFAULT_TTL_MS, 600_000, 1, MAX_MS),
     ("max-ttl-ms", &MAX_TTL_MS, 86_400_000, 1, MAX_MS),
     ("retention-ms", &RETENTION_MS, 86_400_000, 0, MAX_MS),
@@ -66,6 +80,8 @@ pub static CONFIGS: [(&str, &AtomicI64, i64, i64, i64); 7] = [
         10_000_000,
     ),
     ("feed-maxlen", &FEED_MAXLEN, 1_000_000, 0, i64::MAX),
+    ("feed-default", &FEED_DEFAULT, 0, 0, 1),
+    ("feed-max-age-ms", &FEED_MAX_AGE_MS, 0, 0, MAX_MS),
 ];
 
 /// Registers the configs, loads redis.conf values, then applies module args.

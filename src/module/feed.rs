@@ -8,9 +8,10 @@ use super::config;
 use super::propagation::{deadline_string, ReplicationArgs};
 use super::stats::STATS;
 use inventory_core::ledger::{
-    stream_name, Error, FeedEntry, FeedStamp, FieldValue, StreamId, FEED_EVENTS, FEED_FIELDS,
+    age_floor, stream_name, Error, FeedEntry, FeedStamp, FieldValue, StreamId, FEED_EVENTS,
+    FEED_FIELDS,
 };
-use redis_module::{raw, Context, RedisString};
+use redis_module::{raw, Context, ContextFlags, RedisString};
 use smallvec::SmallVec;
 
 /// The words every entry uses, made once and shared: `RM_StreamAdd` copies
@@ -195,11 +196,14 @@ impl FeedStream {
     /// Opens the feed stream of the key named `key` (its bytes, and its
     /// name string, which lives as long as the change), before the change:
     /// a stream name that holds another type refuses the change, nothing
-    /// done.
+    /// done. `fed` says the key's feed was on before this change: then, on
+    /// a cluster node, a missing stream is one a reshard has not brought
+    /// here yet (or taken away already), and the change answers TRYAGAIN.
     pub fn open(
         ctx: &Context,
         key: &[u8],
         key_string: *mut raw::RedisModuleString,
+        fed: bool,
     ) -> Result<FeedStream, Error> {
         let name = stream_string(key);
         if name.inner.is_null() {
@@ -221,6 +225,12 @@ impl FeedStream {
             raw::REDISMODULE_KEYTYPE_EMPTY,
             raw::REDISMODULE_KEYTYPE_STREAM,
         ];
+        if fed && kind == raw::REDISMODULE_KEYTYPE_EMPTY as i32 && apart_by_reshard(ctx) {
+            return Err(Error::TryAgain(format!(
+                "the feed stream '{}' is not on this node: a reshard is moving the key and its stream; retry (if the stream was deleted, XGROUP CREATE ... MKSTREAM makes it again)",
+                inventory_core::ledger::quote(stream.name.as_slice())
+            )));
+        }
         if stream.key.is_null() || !ok.iter().any(|&k| kind == k as i32) {
             return Err(Error::invalid(format!(
                 "the feed stream '{}' holds another type: delete or rename it, or turn the feed off",
@@ -264,6 +274,10 @@ impl FeedStream {
             )
         };
         let (Some(add), Some(trim), Some(len), Some(notify)) = api else {
+            return Err(Error::Apply("the stream API is missing".into()));
+        };
+        // SAFETY: as above.
+        let Some(trim_by_id) = (unsafe { raw::RedisModule_StreamTrimByID }) else {
             return Err(Error::Apply("the stream API is missing".into()));
         };
         let mut id = raw::RedisModuleStreamID {
@@ -321,6 +335,20 @@ impl FeedStream {
             let n = unsafe { trim(self.key, 0, i64::try_from(maxlen).unwrap_or(i64::MAX)) };
             trimmed = n.max(0);
         }
+        let minid = match given {
+            Some(g) => g.minid,
+            None => first.and_then(|f| age_floor(f, config::feed_max_age_ms())),
+        };
+        if let Some(floor) = minid {
+            let mut id = raw::RedisModuleStreamID {
+                ms: floor.ms,
+                seq: floor.seq,
+            };
+            // Exact trimming by ID: every copy drops the same entries.
+            // SAFETY: the open stream key and a live ID struct.
+            let n = unsafe { trim_by_id(self.key, 0, &mut id) };
+            trimmed += n.max(0);
+        }
         // SAFETY: live context and key name; the event names are static C
         // strings.
         unsafe {
@@ -343,8 +371,22 @@ impl FeedStream {
             }
         }
         STATS.fed(entries.len() as i64, trimmed);
-        Ok(first.map(|first| FeedStamp { first, maxlen }))
+        Ok(first.map(|first| FeedStamp {
+            first,
+            maxlen,
+            minid,
+        }))
     }
+}
+
+/// Whether a fed key without its stream may be one a key-by-key reshard
+/// (MIGRATE, as `redis-cli --cluster reshard` does it) has split from its
+/// stream: on a cluster node, for a change decided here. Replicated and
+/// loaded effects follow the master that decided them, which had both.
+fn apart_by_reshard(ctx: &Context) -> bool {
+    let flags = ctx.get_flags();
+    flags.contains(ContextFlags::CLUSTER)
+        && !flags.intersects(ContextFlags::REPLICATED | ContextFlags::LOADING)
 }
 
 impl Drop for FeedStream {

@@ -140,7 +140,10 @@ fn maintain_keys(ctx: &Context) -> bool {
     visit_due(
         ctx,
         || schedule::pop_marked(now),
-        |entry| entry.maintain(GROW_BATCH),
+        |entry| {
+            entry.maintain(GROW_BATCH);
+            Visit::Done
+        },
     )
 }
 
@@ -157,15 +160,30 @@ fn housekeep(ctx: &Context) -> bool {
     };
     visit_due(ctx, pop, |entry| {
         let effects = entry.sku().plan_housekeeping(now, retention, BATCH);
-        STATS.count_effects(&effects);
-        if let Err(e) = entry.commit(&effects) {
-            log(Level::Warning, &format!("housekeeping failed: {e}"));
+        match entry.commit(&effects) {
+            Ok(()) => STATS.count_effects(&effects),
+            // A fed key whose stream a reshard has not brought here yet:
+            // nothing changed; look again a little later.
+            Err(inventory_core::ledger::Error::TryAgain(_)) => return Visit::PutOff,
+            Err(e) => log(Level::Warning, &format!("housekeeping failed: {e}")),
         }
         // Units that expired go to the key's waiters first.
         waiting::serve_in_tick(ctx, entry);
         entry.maintain(GROW_BATCH);
+        Visit::Done
     })
 }
+
+/// What a visit left of a key's work.
+enum Visit {
+    /// Registered as the key reports it.
+    Done,
+    /// Its work cannot be done now: looked at again after `PUT_OFF`.
+    PutOff,
+}
+
+/// How long a key whose work could not be done waits for another look.
+const PUT_OFF: Duration = Duration::from_millis(100);
 
 /// Pops due keys until the time box is spent, runs `work` on each (opened
 /// for writing) and registers what it has left. Returns whether the time
@@ -173,7 +191,7 @@ fn housekeep(ctx: &Context) -> bool {
 fn visit_due(
     ctx: &Context,
     mut pop: impl FnMut() -> Option<(i32, Box<[u8]>)>,
-    mut work: impl FnMut(&mut OpenKey),
+    mut work: impl FnMut(&mut OpenKey) -> Visit,
 ) -> bool {
     let started = Instant::now();
     while started.elapsed() < TIME_BOX {
@@ -187,11 +205,16 @@ fn visit_due(
         else {
             continue;
         };
-        work(&mut entry);
-        // The registry entry was popped: register this key's next work under
-        // its current name, whatever the value remembered (rename, copy).
-        if let Some(p) = entry.pending() {
-            schedule::register_work(db, &key, p);
+        match work(&mut entry) {
+            // The registry entry was popped: register this key's next work
+            // under its current name, whatever the value remembered
+            // (rename, copy).
+            Visit::Done => {
+                if let Some(p) = entry.pending() {
+                    schedule::register_work(db, &key, p);
+                }
+            }
+            Visit::PutOff => schedule::look_at(db, &key, now_ms() + PUT_OFF.as_millis() as u64),
         }
     }
     true

@@ -4,14 +4,15 @@
 //! gauges, signals WATCH/tracking and reschedules housekeeping.
 
 use super::arg::Arg;
+use super::config;
 use super::datatype::INVENTORY_TYPE;
 use super::feed::FeedStream;
 use super::propagation::{replicate, replicate_fed, ReplicationArgs};
 use super::schedule;
 use super::server::{log, selected_db, Level};
 use super::stats::STATS;
-use inventory_core::ledger::{Effect, Error, FeedEntries, Pending, Sku, View};
-use redis_module::{raw, Context, RedisString};
+use inventory_core::ledger::{Effect, Error, FeedEntries, Pending, Rules, Sku, View};
+use redis_module::{raw, Context, ContextFlags, RedisString};
 
 /// Reads the key a command names, opened for reading: `f(None)` when
 /// missing, WRONGTYPE for another type.
@@ -200,15 +201,27 @@ impl<'c> OpenKey<'c> {
     /// to it (`None` when none does): a stream name taken by another type
     /// is an error.
     fn feed_stream(&self, effects: &[Effect], stamped: bool) -> Result<Option<FeedStream>, Error> {
-        let feeding = self.sku().rules().feed
+        let fed = self.sku().rules().feed;
+        let feeding = fed
             || effects
                 .iter()
                 .any(|e| matches!(e, Effect::Rules { rules, .. } if rules.feed));
         if feeding || stamped {
-            FeedStream::open(self.ctx, self.name(), self.name.ptr()).map(Some)
+            FeedStream::open(self.ctx, self.name(), self.name.ptr(), fed).map(Some)
         } else {
             Ok(None)
         }
+    }
+
+    /// Whether a key created now starts with its feed on: on a master
+    /// deciding the change, with `inventory.feed-default 1`. Replicas and
+    /// AOF replay get the master's decision as an effect.
+    fn creates_fed(&self) -> bool {
+        config::feed_default()
+            && !self
+                .ctx
+                .get_flags()
+                .intersects(ContextFlags::REPLICATED | ContextFlags::LOADING)
     }
 
     /// What `commit` checks of the key's feed stream first, for a command
@@ -233,6 +246,27 @@ impl<'c> OpenKey<'c> {
         let Some(first) = effects.first() else {
             return Ok(());
         };
+        if self.value.is_null() && first.creates_key() && self.creates_fed() {
+            // `inventory.feed-default 1`: a key this master creates starts
+            // with its feed on, decided here and carried by an effect.
+            let mut with_feed = effects.to_vec();
+            with_feed.push(Effect::Rules {
+                rules: Rules {
+                    feed: true,
+                    ..Rules::default()
+                },
+                new_sale: false,
+            });
+            return self.apply_all(&with_feed, reuse);
+        }
+        self.apply_all(effects, reuse)
+    }
+
+    /// `commit_replicating`'s work, for `effects` as they are.
+    fn apply_all(&mut self, effects: &[Effect], reuse: &ReplicationArgs) -> Result<(), Error> {
+        let Some(first) = effects.first() else {
+            return Ok(());
+        };
         if effects.len() > 1 {
             self.sku().check(effects)?;
         }
@@ -253,8 +287,15 @@ impl<'c> OpenKey<'c> {
         let (open, reserved) = (sku.open_raw() as i64, sku.reserved_raw());
         let mut result = Ok(());
         let mut applied = 0;
+        // A change that turns the feed on feeds all its effects (a key
+        // created with the feed on has its first stock in the feed); a
+        // stamped effect (a replica, an AOF replay) was fed on its master.
+        let feeding_all = effects
+            .iter()
+            .any(|e| matches!(e, Effect::Rules { rules, .. } if rules.feed));
         for effect in effects {
-            let fed = stream.is_some() && sku.feeds(effect);
+            let fed =
+                stream.is_some() && (feeding_all || reuse.feed.is_some() || sku.feeds(effect));
             let (mut entries, before) = if fed {
                 (sku.feed_transitions(effect), sku.available_raw())
             } else {

@@ -108,11 +108,12 @@ enum EffectName {
     Extend,
     Buyer,
     Feed,
+    MinId,
 }
 
-static OPS: once_cell::sync::Lazy<[usize; 9]> = once_cell::sync::Lazy::new(|| {
+static OPS: once_cell::sync::Lazy<[usize; 10]> = once_cell::sync::Lazy::new(|| {
     [
-        "STOCK", "ADD", "RESERVE", "CONFIRM", "CANCEL", "FENCE", "EXTEND", "BUYER", "FEED",
+        "STOCK", "ADD", "RESERVE", "CONFIRM", "CANCEL", "FENCE", "EXTEND", "BUYER", "FEED", "MINID",
     ]
     .map(|name| {
         // SAFETY: a context-free string that is never freed; only touched on
@@ -312,7 +313,7 @@ pub fn replicate(
 }
 
 /// Propagates a fed effect as `INV.APPLY key FEED <first id> <maxlen>
-/// <effect>`, so that replicas and the AOF write its entries under the
+/// [MINID <id>] <effect>`, so that replicas and the AOF write its entries under the
 /// master's IDs (without a stamp, as `replicate` does). A reserve, confirm
 /// or cancel reuses the caller's strings and the shared words, as
 /// `replicate`'s own paths do; other effects build theirs.
@@ -336,6 +337,13 @@ pub fn replicate_fed(
         id.inner,
         LAST_MAXLEN.get(stamp.maxlen)
     ];
+    let minid = stamp
+        .minid
+        .map(|m| RedisString::create_from_slice(std::ptr::null_mut(), m.to_string().as_bytes()));
+    if let Some(m) = &minid {
+        argv.push(op(EffectName::MinId));
+        argv.push(m.inner);
+    }
     let reused = |id: &TxId| {
         reuse
             .txid

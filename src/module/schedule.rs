@@ -41,6 +41,11 @@ pub fn look_now(db: i32, key: &[u8]) {
     registry().set(db, key, Work::now(now_ms()));
 }
 
+/// Asks housekeeping to look at a key at `t` (ms), not before.
+pub fn look_at(db: i32, key: &[u8], t: u64) {
+    registry().set(db, key, Work::now(t));
+}
+
 /// A key whose work is due at `now` with this retention, taken out of the
 /// registry: the caller visits it and registers what remains.
 pub fn pop_due(now: u64, retention: u64) -> Option<(i32, Box<[u8]>)> {

@@ -128,13 +128,12 @@ fn expiry_keeps_its_promise_across_a_manual_cluster_failover() {
                 .contains(&format!("master_port:{}", cluster.nodes[old].port))
         })
         .expect("the owner's replica");
-    let txids = spread_reservations(&mut cluster.nodes[old].conn(), key, 1500);
-    // The change feed is not offered on a cluster node yet (a key-by-key
-    // reshard could split a change from its entry): refused, nothing set.
+    // The key's change feed is on: each expiry must be in it once, on the
+    // new master and on the old one alike.
     let c = &mut cluster.nodes[old].conn();
-    let e = err(c, &["INV.RULES", key, "FEED", "ON"]);
-    assert!(e.contains("not available on a cluster node"), "{e}");
-    assert_eq!(field(c, &["INV.GET", key], "feed"), None);
+    ok(c, &["INV.SET", key, "1000"]);
+    ok(c, &["INV.RULES", key, "FEED", "ON"]);
+    let txids = spread_reservations(c, key, 1500);
     // The failover pauses writes on the old master while the replica takes
     // over; reservations fall due throughout.
     std::thread::sleep(Duration::from_millis(300));
@@ -156,6 +155,20 @@ fn expiry_keeps_its_promise_across_a_manual_cluster_failover() {
         Duration::from_secs(10),
         || digest(m) == digest(r),
     );
+    let stream: String = redis::cmd("INV.FEED").arg(key).query(m).unwrap();
+    let feed: Vec<(String, std::collections::HashMap<String, String>)> = redis::cmd("XRANGE")
+        .arg(&stream)
+        .arg("-")
+        .arg("+")
+        .query(m)
+        .unwrap();
+    let mut expired: Vec<&str> = feed
+        .iter()
+        .filter(|(_, f)| f["event"] == "expired")
+        .map(|(_, f)| f["txid"].as_str())
+        .collect();
+    expired.sort_unstable();
+    assert_eq!(expired, txids, "each expiry in the feed once");
     for n in &cluster.nodes {
         assert!(!n.log().contains("ASSERTION"), "{}", n.log());
     }

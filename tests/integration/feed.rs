@@ -346,3 +346,237 @@ fn a_reader_blocked_on_the_stream_wakes_with_the_change() {
     let got = format!("{:?}", waiting.join().unwrap());
     assert!(got.contains("reserved"), "{got}");
 }
+
+/// Moves `key` of `slot` from node `from` to node `to` as a cluster manager
+/// does (`redis-cli --cluster reshard`: IMPORTING, MIGRATING, MIGRATE key by
+/// key, then NODE everywhere), with `between` run while `first` has moved
+/// and `second` not yet.
+fn reshard_key_by_key(
+    cluster: &testkit::cluster::Cluster,
+    slot: u16,
+    (from, to): (usize, usize),
+    (first, second): (&str, &str),
+    between: impl FnOnce(&mut Connection, &mut Connection),
+) {
+    let (s, from_id, to_id) = (slot.to_string(), cluster.node_id(from), cluster.node_id(to));
+    let (src, dst) = (
+        &mut cluster.nodes[from].conn(),
+        &mut cluster.nodes[to].conn(),
+    );
+    ok(dst, &["CLUSTER", "SETSLOT", &s, "IMPORTING", &from_id]);
+    ok(src, &["CLUSTER", "SETSLOT", &s, "MIGRATING", &to_id]);
+    let port = cluster.nodes[to].port.to_string();
+    ok(src, &["MIGRATE", "127.0.0.1", &port, first, "0", "5000"]);
+    between(src, dst);
+    ok(src, &["MIGRATE", "127.0.0.1", &port, second, "0", "5000"]);
+    for m in cluster.masters() {
+        ok(
+            &mut cluster.nodes[m].conn(),
+            &["CLUSTER", "SETSLOT", &s, "NODE", &to_id],
+        );
+    }
+}
+
+/// A key-by-key reshard moves a fed key and its stream at different
+/// moments. While they are apart every change of the key answers TRYAGAIN
+/// (on the node that has the key, whichever went first), nothing changed,
+/// and a hold falling due meanwhile is not expired there; once both have
+/// arrived the feed goes on where it stopped: every change has its entry,
+/// once, in order.
+#[test]
+fn a_key_by_key_reshard_never_splits_a_change_from_its_entry() {
+    let cluster = testkit::cluster::Cluster::start_shaped(
+        &testkit::server_bin(),
+        testkit::Build::Debug,
+        &[],
+        0,
+    );
+    let key = "{kr}sku";
+    let slot = cluster.slot_of(key);
+    let a = cluster.owner(slot);
+    let b = (a + 1) % cluster.nodes.len();
+    let c = &mut cluster.nodes[a].conn();
+    ok(c, &["INV.SET", key, "10"]);
+    ok(c, &["INV.RULES", key, "FEED", "ON"]);
+    let stream = feed_name(c, key);
+    ok(c, &["INV.RESERVE", key, "t1", "2", "TTL", "60000"]);
+    ok(c, &["INV.RESERVE", key, "due", "1", "TTL", "400"]);
+    let refused = |c: &mut Connection, asking: bool| {
+        let version = {
+            if asking {
+                ok(c, &["ASKING"]);
+            }
+            get(c, key, "version")
+        };
+        for args in [
+            &["INV.RESERVE", key, "t9", "1"][..],
+            &["INV.ADD", key, "1"],
+            &["INV.CANCEL", key, "t1"],
+            &["INV.MRESERVE", "t3", "1", key, "1"],
+            &["INV.RULES", key, "FEED", "OFF"],
+        ] {
+            if asking {
+                ok(c, &["ASKING"]);
+            }
+            let e = err(c, args);
+            assert!(e.starts_with("TRYAGAIN"), "{args:?}: {e}");
+        }
+        if asking {
+            ok(c, &["ASKING"]);
+        }
+        assert_eq!(get(c, key, "version"), version, "nothing changed");
+    };
+
+    // The stream goes first: the key, still on the source, refuses.
+    reshard_key_by_key(&cluster, slot, (a, b), (&stream, key), |src, _| {
+        refused(src, false);
+        // The hold falls due while the two are apart: not expired here.
+        std::thread::sleep(Duration::from_millis(600));
+        assert_eq!(info_field(src, "expired"), 0);
+        refused(src, false);
+    });
+    let d = &mut cluster.nodes[b].conn();
+    eventually("the hold expired once", Duration::from_secs(5), || {
+        info_field(d, "expired") == 1
+    });
+    assert_eq!(outcome(d, &["INV.RESERVE", key, "t2", "1"]).0, "RESERVED");
+
+    // The key goes first (back): on the target, asked for it, it refuses.
+    reshard_key_by_key(&cluster, slot, (b, a), (key, &stream), |_, dst| {
+        refused(dst, true);
+    });
+    assert_eq!(outcome(c, &["INV.CONFIRM", key, "t1"]).0, "CONFIRMED");
+    let list = entries(c, key);
+    assert_eq!(
+        events(&list),
+        [
+            "rules",
+            "reserved:t1",
+            "reserved:due",
+            "expired:due",
+            "reserved:t2",
+            "confirmed:t1",
+        ],
+        "{list:?}"
+    );
+    let versions: Vec<i64> = list
+        .iter()
+        .map(|(_, f)| f["version"].parse().unwrap())
+        .collect();
+    assert!(versions.windows(2).all(|w| w[0] < w[1]), "{versions:?}");
+    assert_eq!(versions.last(), Some(&get(c, key, "version")));
+    assert_eq!(
+        call(d, &["DBSIZE"]).unwrap(),
+        Value::Int(0),
+        "neither the key nor its stream stayed behind"
+    );
+
+    // Valkey 9's atomic slot migration moves the two at once, entries and
+    // IDs as they were; the feed goes on there.
+    if !cluster.has_atomic_migration() {
+        testkit::skip("no CLUSTER MIGRATESLOTS on this server (Valkey 9 only)");
+        return;
+    }
+    cluster.migrate_atomically(slot, a, b).unwrap();
+    eventually("the target owns the slot", Duration::from_secs(20), || {
+        cluster.owner(slot) == b
+    });
+    assert_eq!(entries(d, key), list);
+    assert_eq!(outcome(d, &["INV.CANCEL", key, "t2"]).0, "CANCELLED");
+    let after = entries(d, key);
+    assert_eq!(after.len(), list.len() + 1);
+    assert_eq!(events(&after[list.len()..]), ["cancelled:t2"]);
+}
+
+/// `inventory.feed-default 1`: a key the master creates (INV.SET, INV.ADD,
+/// a cancel that fences an unknown txid) starts with its feed on, its first
+/// stock in the feed (available leaving 0 is a `backinstock` as for any
+/// key); replicas and an AOF replay hold the same, whatever
+/// their own config; keys that existed before, and keys created after the
+/// config goes back to 0, keep or get the feed off.
+#[test]
+fn the_feed_default_turns_the_feed_on_for_new_keys() {
+    let m = Server::start(&["--appendonly", "yes", "--appendfsync", "always"]);
+    let mc = &mut m.conn();
+    let r = replica_of(&m, &[]);
+    let rc = &mut r.conn();
+    ok(mc, &["INV.SET", "old", "5"]);
+    ok(mc, &["CONFIG", "SET", "inventory.feed-default", "1"]);
+    assert_eq!(
+        err(mc, &["CONFIG", "SET", "inventory.feed-default", "2"])
+            .split(' ')
+            .next(),
+        Some("ERR")
+    );
+    ok(mc, &["INV.SET", "new", "5"]);
+    ok(mc, &["INV.ADD", "added", "3"]);
+    ok(mc, &["INV.CANCEL", "fenced", "t1"]);
+    ok(mc, &["INV.ADD", "old", "1"]);
+    assert_eq!(get(mc, "new", "feed"), 1);
+    assert_eq!(field(mc, &["INV.GET", "old"], "feed"), None);
+    let new = entries(mc, "new");
+    assert_eq!(events(&new), ["stock", "backinstock", "rules"]);
+    assert_eq!(new[0].1["qty"], "5");
+    assert_eq!(
+        events(&entries(mc, "added")),
+        ["stock", "backinstock", "rules"]
+    );
+    assert_eq!(events(&entries(mc, "fenced")), ["fenced:t1", "rules"]);
+    assert!(entries(mc, "old").is_empty());
+    ok(mc, &["CONFIG", "SET", "inventory.feed-default", "0"]);
+    ok(mc, &["INV.SET", "later", "1"]);
+    assert!(entries(mc, "later").is_empty());
+
+    // The replica's config says 0: it follows the master's effects.
+    wait_replicated(mc);
+    for key in ["new", "added", "fenced", "old", "later"] {
+        assert_eq!(entries(rc, key), entries(mc, key), "{key}");
+        assert_eq!(
+            field(rc, &["INV.GET", key], "feed"),
+            field(mc, &["INV.GET", key], "feed")
+        );
+    }
+    assert_eq!(digest(rc), digest(mc));
+    let before = digest(mc);
+    let m = m.kill_and_restart();
+    let mc = &mut m.conn();
+    assert_eq!(digest(mc), before, "AOF replay");
+    assert_eq!(
+        events(&entries(mc, "new")),
+        ["stock", "backinstock", "rules"]
+    );
+}
+
+/// `inventory.feed-max-age-ms`: each change the master feeds also drops
+/// the entries older than the age by its clock (exactly, by ID), and
+/// replicas and an AOF replay drop the same ones whatever their config.
+#[test]
+fn trimming_by_age_drops_the_same_old_entries_on_every_copy() {
+    let m = Server::start(&["--appendonly", "yes", "--appendfsync", "always"]);
+    let mc = &mut m.conn();
+    let r = replica_of(&m, &[]);
+    let rc = &mut r.conn();
+    ok(mc, &["CONFIG", "SET", "inventory.feed-max-age-ms", "400"]);
+    ok(mc, &["INV.SET", "sku", "10"]);
+    ok(mc, &["INV.RULES", "sku", "FEED", "ON"]);
+    ok(mc, &["INV.RESERVE", "sku", "old", "1"]);
+    std::thread::sleep(Duration::from_millis(600));
+    let trimmed = info_field(mc, "feed_trimmed");
+    ok(mc, &["INV.RESERVE", "sku", "new", "1"]);
+    assert_eq!(events(&entries(mc, "sku")), ["reserved:new"]);
+    assert_eq!(info_field(mc, "feed_trimmed"), trimmed + 2);
+    // Within the age, nothing more goes.
+    ok(mc, &["INV.CONFIRM", "sku", "new"]);
+    assert_eq!(
+        events(&entries(mc, "sku")),
+        ["reserved:new", "confirmed:new"]
+    );
+    wait_replicated(mc);
+    assert_eq!(entries(rc, "sku"), entries(mc, "sku"));
+    assert_eq!(digest(rc), digest(mc));
+    let before = entries(mc, "sku");
+    drop(r);
+    let m = m.kill_and_restart();
+    let mc = &mut m.conn();
+    assert_eq!(entries(mc, "sku"), before, "AOF replay");
+}

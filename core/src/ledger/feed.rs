@@ -143,13 +143,26 @@ impl std::fmt::Display for StreamId {
 }
 
 /// What travels with a fed effect to replicas and the AOF (`INV.APPLY key
-/// FEED <first id> <maxlen> <effect>`): the ID of the effect's first entry
-/// (the others follow it one by one) and the length the master trimmed
-/// the stream to afterwards (0: not trimmed).
+/// FEED <first id> <maxlen> [MINID <id>] <effect>`): the ID of the effect's
+/// first entry (the others follow it one by one), the length the master
+/// trimmed the stream to afterwards (0: not trimmed) and, when it trims by
+/// age, the oldest ID it kept.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FeedStamp {
     pub first: StreamId,
     pub maxlen: u64,
+    pub minid: Option<StreamId>,
+}
+
+/// The oldest entry ID a stream trimmed to `max_age_ms` keeps, for a change
+/// whose first entry is `first` (its time is the master's clock): `None`
+/// when age trimming is off (0).
+pub fn age_floor(first: StreamId, max_age_ms: u64) -> Option<StreamId> {
+    // At least 1-0: 0-0 is no entry's ID.
+    (max_age_ms > 0).then(|| StreamId {
+        ms: first.ms.saturating_sub(max_age_ms).max(1),
+        seq: 0,
+    })
 }
 
 /// The feed stream of `key`: `inv:feed:{N}:<key>`, N being the smallest

@@ -463,7 +463,7 @@ pub fn scan<A: Arg>(a: &[A]) -> Result<Scan<A>> {
     Ok(Scan { key, cursor, count })
 }
 
-/// `INV.APPLY key [FEED <first id> <maxlen>] <effect...>`
+/// `INV.APPLY key [FEED <first id> <maxlen> [MINID <id>]] <effect...>`
 pub fn apply<A: Arg>(a: &[A]) -> Result<Apply<A>> {
     let mut a = Args::new("inv.apply", a, 2, usize::MAX)?;
     let key = a.arg()?;
@@ -471,12 +471,23 @@ pub fn apply<A: Arg>(a: &[A]) -> Result<Apply<A>> {
     // per change it receives), with its feed stamp: no allocation on that
     // path.
     let words: smallvec::SmallVec<[&[u8]; 12]> = a.rest().iter().map(Arg::bytes).collect();
+    let bad = || Error::Apply("malformed effect".into());
     let (feed, words) = match &words[..] {
-        [w, id, maxlen, rest @ ..] if w.eq_ignore_ascii_case(b"FEED") => {
-            let bad = || Error::Apply("malformed effect".into());
+        [w, id, maxlen, m, minid, rest @ ..]
+            if w.eq_ignore_ascii_case(b"FEED") && m.eq_ignore_ascii_case(b"MINID") =>
+        {
             let stamp = FeedStamp {
                 first: StreamId::parse(id).ok_or_else(bad)?,
                 maxlen: crate::ledger::decimal(maxlen).ok_or_else(bad)?,
+                minid: Some(StreamId::parse(minid).ok_or_else(bad)?),
+            };
+            (Some(stamp), rest)
+        }
+        [w, id, maxlen, rest @ ..] if w.eq_ignore_ascii_case(b"FEED") => {
+            let stamp = FeedStamp {
+                first: StreamId::parse(id).ok_or_else(bad)?,
+                maxlen: crate::ledger::decimal(maxlen).ok_or_else(bad)?,
+                minid: None,
             };
             (Some(stamp), rest)
         }

@@ -243,3 +243,35 @@ fn block_waits_for_ms_in_any_position() {
         "ERR wrong number of arguments for 'inv.reserve' command"
     );
 }
+
+#[test]
+fn apply_reads_the_feed_stamp_with_and_without_its_age_floor() {
+    use crate::ledger::{FeedStamp, StreamId};
+    let id = |ms, seq| StreamId { ms, seq };
+    let plain = apply(&v("k FEED 5-1 100 CANCEL t")).unwrap();
+    assert_eq!(
+        plain.feed,
+        Some(FeedStamp {
+            first: id(5, 1),
+            maxlen: 100,
+            minid: None
+        })
+    );
+    let aged = apply(&v("k FEED 5-1 0 MINID 3-0 CANCEL t")).unwrap();
+    assert_eq!(aged.feed.and_then(|f| f.minid), Some(id(3, 0)));
+    assert_eq!(aged.effect, apply(&v("k CANCEL t")).unwrap().effect);
+    for bad in [
+        "k FEED 5-1 0 MINID 0-0 CANCEL t",
+        "k FEED 5-1 0 MINID x CANCEL t",
+        "k FEED 5-1 0 MINID",
+        "k FEED 5-1 x CANCEL t",
+    ] {
+        assert!(apply(&v(bad)).is_err(), "{bad}");
+    }
+    assert_eq!(
+        crate::ledger::age_floor(id(10_000, 4), 3_000),
+        Some(id(7_000, 0))
+    );
+    assert_eq!(crate::ledger::age_floor(id(10, 4), 3_000), Some(id(1, 0)));
+    assert_eq!(crate::ledger::age_floor(id(10, 4), 0), None);
+}

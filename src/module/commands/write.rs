@@ -13,7 +13,7 @@ use crate::module::waiting;
 use inventory_core::ledger::{Error, Plan, Sku, Status, Ttl, View};
 use inventory_core::parse;
 use inventory_core::parse::Arg as _;
-use redis_module::{Context, ContextFlags, RedisValue};
+use redis_module::{Context, RedisValue};
 
 /// Plans on a key opened early, commits, serves the key's waiters (a
 /// change may have returned units), and replies `[state, available,
@@ -133,14 +133,6 @@ pub fn adjust(ctx: &Context, req: &Request) -> Reply {
 
 pub fn rules(ctx: &Context, req: &Request) -> Reply {
     let cmd = parse::rules(req.args())?;
-    if cmd.change.feed == Some(true) && ctx.get_flags().contains(ContextFlags::CLUSTER) {
-        // A key-by-key reshard moves a key and its stream at different
-        // moments; until a change can tell (and answer TRYAGAIN), the
-        // feed is for servers that are not cluster nodes.
-        return Err(Error::invalid(
-            "FEED ON is not available on a cluster node yet: a key-by-key reshard could split a change from its entry",
-        ));
-    }
     stock_change(ctx, cmd.key, |sku, _| sku.plan_rules(&cmd.change))?;
     Ok(RedisValue::SimpleStringStatic("OK"))
 }
