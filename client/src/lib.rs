@@ -12,6 +12,9 @@
 //! - A reserve that waits in line for returned units
 //!   ([`Client::reserve_waiting`]), on a connection of its own, that fences
 //!   its txid when its caller gives up.
+//! - A typed consumer of SKUs' change feeds ([`Client::feed_consumer`]):
+//!   consumer groups, acks, at-least-once delivery, resuming after a crash,
+//!   across a cluster's shards.
 //! - An opt-in local stock cache ([`StockCache`]) kept true by the server's
 //!   invalidations (`CLIENT TRACKING`).
 //!
@@ -38,6 +41,7 @@
 mod builder;
 mod cache;
 mod commands;
+mod feed;
 mod order;
 mod sale;
 mod types;
@@ -46,6 +50,7 @@ mod waiting;
 pub use builder::{ClientBuilder, Durability, RetryPolicy};
 pub use cache::{CacheStats, StockCache};
 pub use commands::{InventoryCommands, ScanPage};
+pub use feed::{FeedConsumer, FeedEvent, FeedEventKind, FeedStart};
 /// The hash slot of a key. Keys sharing a hash tag share a slot, so their
 /// order lines form one atomic group.
 ///

@@ -135,7 +135,7 @@ impl Client {
 
     /// Sends a waiting reserve on a connection of its own, allowed to stay
     /// unanswered for `wait` plus one attempt's time.
-    async fn send_waiting(&self, c: &Cmd, wait: Duration) -> Result<Value> {
+    pub(crate) async fn send_waiting(&self, c: &Cmd, wait: Duration) -> Result<Value> {
         let patience = wait + self.options.attempt_timeout();
         match &self.backend {
             Backend::Standalone(_, client) => {

@@ -45,7 +45,7 @@ async fn the_client_drives_the_rules_standalone() {
     let s = Server::start(&[]);
     let c = Client::standalone(&s.url()).await.unwrap();
     walk_through(&c, "sku").await;
-    // The change feed (standalone servers only, for now).
+    // The change feed.
     c.rules("sku", &SaleRules::new().feed(true).low(2))
         .await
         .unwrap();

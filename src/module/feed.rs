@@ -233,7 +233,7 @@ impl FeedStream {
         }
         if stream.key.is_null() || !ok.iter().any(|&k| kind == k as i32) {
             return Err(Error::invalid(format!(
-                "the feed stream '{}' holds another type: delete or rename it, or turn the feed off",
+                "the feed stream '{}' holds another type: delete or rename it",
                 inventory_core::ledger::quote(stream.name.as_slice())
             )));
         }

@@ -164,8 +164,13 @@ fn housekeep(ctx: &Context) -> bool {
             Ok(()) => STATS.count_effects(&effects),
             // A fed key whose stream a reshard has not brought here yet:
             // nothing changed; look again a little later.
-            Err(inventory_core::ledger::Error::TryAgain(_)) => return Visit::PutOff,
-            Err(e) => log(Level::Warning, &format!("housekeeping failed: {e}")),
+            Err(inventory_core::ledger::Error::TryAgain(_)) => return Visit::PutOff(PUT_OFF),
+            // Nothing changed either (a feed stream name taken by another
+            // type): said once a second at most, not spun on.
+            Err(e) => {
+                log(Level::Warning, &format!("housekeeping failed: {e}"));
+                return Visit::PutOff(PUT_OFF_FAILED);
+            }
         }
         // Units that expired go to the key's waiters first.
         waiting::serve_in_tick(ctx, entry);
@@ -178,12 +183,15 @@ fn housekeep(ctx: &Context) -> bool {
 enum Visit {
     /// Registered as the key reports it.
     Done,
-    /// Its work cannot be done now: looked at again after `PUT_OFF`.
-    PutOff,
+    /// Its work cannot be done now: looked at again after this long.
+    PutOff(Duration),
 }
 
-/// How long a key whose work could not be done waits for another look.
+/// How long a key whose stream is elsewhere waits for another look.
 const PUT_OFF: Duration = Duration::from_millis(100);
+
+/// How long a key whose work failed waits for another look.
+const PUT_OFF_FAILED: Duration = Duration::from_secs(1);
 
 /// Pops due keys until the time box is spent, runs `work` on each (opened
 /// for writing) and registers what it has left. Returns whether the time
@@ -214,7 +222,7 @@ fn visit_due(
                     schedule::register_work(db, &key, p);
                 }
             }
-            Visit::PutOff => schedule::look_at(db, &key, now_ms() + PUT_OFF.as_millis() as u64),
+            Visit::PutOff(wait) => schedule::look_at(db, &key, now_ms() + wait.as_millis() as u64),
         }
     }
     true

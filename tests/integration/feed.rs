@@ -216,6 +216,27 @@ fn a_stream_name_holding_another_type_refuses_the_change() {
     assert_eq!(get(c, "sku", "version"), version);
     assert_eq!(get(c, "sku", "reserved"), 0);
     assert_eq!(tx_state(c, "sku", "t1"), None);
+    // Turning the feed off is a change like the others: refused too.
+    let e = err(c, &["INV.RULES", "sku", "FEED", "OFF"]);
+    assert!(e.contains("holds another type"), "{e}");
+    assert_eq!(get(c, "sku", "feed"), 1);
+
+    // An expiry cannot be recorded either: housekeeping says so about once
+    // a second (it does not spin on the key), and records it, entry and
+    // all, once the name is a stream's again.
+    ok(c, &["DEL", &stream]);
+    ok(c, &["INV.RESERVE", "sku", "due", "1", "TTL", "50"]);
+    ok(c, &["SET", &stream, "squatter"]);
+    std::thread::sleep(Duration::from_millis(1_600));
+    assert_eq!(info_field(c, "expired"), 0);
+    assert_eq!(info_field(c, "open_reservations"), 1, "not yet recorded");
+    let said = s.log().matches("housekeeping failed").count();
+    assert!((1..=3).contains(&said), "{said} warnings in 1.6 s");
+    ok(c, &["DEL", &stream]);
+    eventually("the expiry recorded", Duration::from_secs(3), || {
+        info_field(c, "expired") == 1
+    });
+    assert_eq!(events(&entries(c, "sku")), ["expired:due"]);
 }
 
 #[test]

@@ -34,11 +34,20 @@ pub fn apply(ctx: &Context, req: &Request) -> Reply {
         }
     }
     let cmd = parse::apply(args)?;
-    // One effect, passed on to this node's AOF and replicas as received.
-    if let Err(e) = entry.commit_replicating(
-        std::slice::from_ref(&cmd.effect),
-        &ReplicationArgs::verbatim(cmd.feed),
-    ) {
+    // One effect, passed on to this node's AOF and replicas as received;
+    // its feed entries name the received txid and buyer strings (checked
+    // equal where they are used, so a guess here is never wrong, only
+    // unused).
+    let mut reuse = ReplicationArgs::verbatim(cmd.feed);
+    if cmd.feed.is_some() {
+        let op = match args.get(4) {
+            Some(w) if w.bytes().eq_ignore_ascii_case(b"MINID") => 6,
+            _ => 4,
+        };
+        reuse.txid = args.get(op + 1).map(|a| a.raw());
+        reuse.buyer = args.last().map(|a| a.raw());
+    }
+    if let Err(e) = entry.commit_replicating(std::slice::from_ref(&cmd.effect), &reuse) {
         log(
             Level::Warning,
             &format!("INV.APPLY on a key out of step: {e}"),
