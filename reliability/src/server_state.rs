@@ -27,8 +27,9 @@ pub struct Snapshot {
     pub stored: HashMap<String, (State, i64)>,
     /// The key's version.
     pub version: i64,
-    /// Its change feed's entries (`event` and fields), read in the same
-    /// MULTI; empty when the feed is off.
+    /// Its change feed's entries (`event` and fields) up to the last one
+    /// when the MULTI read the key (read in pages after it); empty when
+    /// the feed is off.
     pub feed: Vec<HashMap<String, String>>,
 }
 
@@ -68,8 +69,13 @@ pub struct ReadAll {
 const SCAN_PAGE: usize = 1_000;
 
 /// Values read per key: INV.GET, INV.SCAN, DUMP, INV.AUDIT, the feed's
-/// XRANGE, TIME.
+/// last entry, TIME.
 const PER_KEY: usize = 6;
+
+/// Feed entries read per XRANGE after the MULTI: a whole stream in one
+/// reply (hundreds of thousands of entries in a long run) would hold a
+/// cluster node past its node timeout, and the cluster would fail it over.
+const FEED_PAGE: usize = 2_000;
 
 pub fn read_all(c: &mut Connection, names: &[&String]) -> Result<ReadAll, String> {
     let mut p = redis::pipe();
@@ -85,7 +91,12 @@ pub fn read_all(c: &mut Connection, names: &[&String]) -> Result<ReadAll, String
             .arg(SCAN_PAGE);
         p.cmd("DUMP").arg(*key);
         p.cmd("INV.AUDIT").arg(*key);
-        p.cmd("XRANGE").arg(stream).arg("-").arg("+");
+        p.cmd("XREVRANGE")
+            .arg(stream)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1);
         p.cmd("TIME");
     }
     p.cmd("INFO").arg("inventory").cmd("DBSIZE");
@@ -107,9 +118,11 @@ pub fn read_all(c: &mut Connection, names: &[&String]) -> Result<ReadAll, String
         let clock = (start - 1, time(&r[5])? + 1);
         let mut snap = snapshot(name, clock, &r[0], &r[1], &r[2], &r[3])?;
         if let Some(s) = snap.as_mut() {
-            let entries: Vec<(String, HashMap<String, String>)> =
+            let last: Vec<(String, HashMap<String, String>)> =
                 redis::from_redis_value(&r[4]).map_err(|e| format!("the feed of {name}: {e}"))?;
-            s.feed = entries.into_iter().map(|(_, fields)| fields).collect();
+            if let Some((id, _)) = last.first() {
+                s.feed = feed_until(c, name, id)?;
+            }
         }
         keys.push(snap);
     }
@@ -119,6 +132,40 @@ pub fn read_all(c: &mut Connection, names: &[&String]) -> Result<ReadAll, String
         info: text(&replies[n + 1]),
         dbsize: int(&replies[n + 2]),
     })
+}
+
+/// The entries of `key`'s feed up to `last` (its last entry when the MULTI
+/// read the key), in pages: nothing at or before `last` changes after the
+/// MULTI (entries are only appended, and no run comes near the trim cap),
+/// so the pages hold exactly what the stream held then.
+fn feed_until(
+    c: &mut Connection,
+    key: &str,
+    last: &str,
+) -> Result<Vec<HashMap<String, String>>, String> {
+    let stream = inventory_core::ledger::stream_name(key.as_bytes());
+    let mut out = Vec::new();
+    let mut from = "-".to_string();
+    loop {
+        let page: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
+            .arg(&stream)
+            .arg(&from)
+            .arg(last)
+            .arg("COUNT")
+            .arg(FEED_PAGE)
+            .query(c)
+            .map_err(|e| format!("the feed of {key}: {e}"))?;
+        let Some((id, _)) = page.last() else {
+            break;
+        };
+        let done = id == last || page.len() < FEED_PAGE;
+        from = format!("({id}");
+        out.extend(page.into_iter().map(|(_, fields)| fields));
+        if done {
+            break;
+        }
+    }
+    Ok(out)
 }
 
 fn rec_sold_differs(records: &HashMap<String, Record>, txid: &str, sold: i64) -> bool {

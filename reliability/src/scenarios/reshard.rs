@@ -4,15 +4,16 @@
 //! and, on Valkey 9, by atomic slot migration (`CLUSTER MIGRATESLOTS`).
 //! After each move the new owner holds everything acknowledged, its expiry
 //! runs, its fences hold, the old owner holds nothing of the slot and, where
-//! masters have replicas, the new owner's replica has its DEBUG DIGEST.
+//! masters have replicas, the new owner's replica has what it has of the
+//! slot (each key's counters and version, each feed stream's summary).
 //!
 //! Two shapes: as deployed (3 masters + 3 replicas, appendonly yes) and
 //! bare (3 masters, no replica, appendonly no), where the module's
 //! propagation gate acts: an atomic slot migration's target is fed from
 //! propagation like a replica, so a change the gate kept back is lost.
 
-use super::{digest, Finding};
-use crate::load::{Durability, Load, Target, SLOT};
+use super::Finding;
+use crate::load::{key, Durability, Load, Target, KEYS, SLOT};
 use crate::Setup;
 use redis::Connection;
 use std::process::Command;
@@ -113,8 +114,54 @@ fn replica_of(cluster: &Cluster, owner: usize) -> Option<usize> {
     })
 }
 
-/// Waits (up to 10 s, the load paused) until the replica's digest equals
-/// the master's; what differed, or what could not be read, otherwise.
+/// What the replica must have of its master's slot: each load key as
+/// INV.GET shows it (its version counts every change), and each feed
+/// stream's length, last ID, entries added and first and last entries
+/// (`XINFO STREAM`), read as a replica serves reads (`READONLY`). A
+/// whole-server `DEBUG DIGEST` walks every stream entry: on a long run's
+/// streams, read again every 20 ms until master and replica agreed, it held
+/// nodes past their cluster node timeout, and the cluster failed them over.
+fn digest(c: &mut Connection) -> Result<String, String> {
+    let mut p = redis::pipe();
+    p.cmd("READONLY").ignore();
+    for i in 0..KEYS {
+        let k = key(i);
+        p.cmd("INV.GET").arg(&k);
+        p.cmd("XINFO")
+            .arg("STREAM")
+            .arg(inventory_core::ledger::stream_name(k.as_bytes()));
+    }
+    let replies: Vec<redis::Value> = p
+        .query(c)
+        .map_err(|e| format!("the slot's digest could not be read: {e}"))?;
+    let mut out = String::new();
+    for pair in replies.chunks(2) {
+        out.push_str(&format!("{:?};", pair[0]));
+        let fields: Vec<redis::Value> = match &pair[1] {
+            redis::Value::Array(v) => v.clone(),
+            redis::Value::Map(m) => m.iter().flat_map(|(k, v)| [k.clone(), v.clone()]).collect(),
+            other => return Err(format!("XINFO STREAM: {other:?}")),
+        };
+        for kv in fields.chunks(2) {
+            let name: String = redis::from_redis_value(&kv[0]).unwrap_or_default();
+            if [
+                "length",
+                "last-generated-id",
+                "entries-added",
+                "first-entry",
+                "last-entry",
+            ]
+            .contains(&name.as_str())
+            {
+                out.push_str(&format!("{name}={:?};", kv.get(1)));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Waits (up to 20 s, the load paused) until the replica has the master's
+/// slot (`digest`); what differed, or what could not be read, otherwise.
 fn same_digest(cluster: &Cluster, master: usize, replica: usize) -> Result<(), String> {
     let (mc, rc) = (
         &mut cluster.nodes[master].conn(),
@@ -139,7 +186,7 @@ fn same_digest(cluster: &Cluster, master: usize, replica: usize) -> Result<(), S
         }
         if Instant::now() > deadline {
             return Err(format!(
-                "the owner's replica has DEBUG DIGEST {r}, the owner {before} then {after}, 20 s after the move"
+                "the owner's replica has {r}, the owner {before} then {after}, 20 s after the move"
             ));
         }
         std::thread::sleep(Duration::from_millis(20));
