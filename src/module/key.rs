@@ -202,10 +202,7 @@ impl<'c> OpenKey<'c> {
     /// is an error.
     fn feed_stream(&self, effects: &[Effect], stamped: bool) -> Result<Option<FeedStream>, Error> {
         let fed = self.sku().rules().feed;
-        let feeding = fed
-            || effects
-                .iter()
-                .any(|e| matches!(e, Effect::Rules { rules, .. } if rules.feed));
+        let feeding = fed || effects.iter().any(Effect::turns_feed_on);
         if feeding || stamped {
             FeedStream::open(self.ctx, self.name(), self.name.ptr(), fed).map(Some)
         } else {
@@ -290,9 +287,7 @@ impl<'c> OpenKey<'c> {
         // A change that turns the feed on feeds all its effects (a key
         // created with the feed on has its first stock in the feed); a
         // stamped effect (a replica, an AOF replay) was fed on its master.
-        let feeding_all = effects
-            .iter()
-            .any(|e| matches!(e, Effect::Rules { rules, .. } if rules.feed));
+        let feeding_all = effects.iter().any(Effect::turns_feed_on);
         for effect in effects {
             let fed =
                 stream.is_some() && (feeding_all || reuse.feed.is_some() || sku.feeds(effect));
@@ -307,7 +302,8 @@ impl<'c> OpenKey<'c> {
             }
             applied += 1;
             match stream.as_mut() {
-                Some(s) if fed || reuse.feed.is_some() => {
+                // `fed` holds whenever a stamp came with the effect.
+                Some(s) if fed => {
                     entries.extend(sku.feed_thresholds(before));
                     let stamp = match s.write(ctx, &entries, sku.feed_version(effect), reuse) {
                         Ok(stamp) => stamp,

@@ -111,6 +111,12 @@ impl Effect {
         }
     }
 
+    /// True for a rules change that leaves the key's feed on (turning it
+    /// on, or keeping it on).
+    pub fn turns_feed_on(&self) -> bool {
+        matches!(self, Effect::Rules { rules, .. } if rules.feed)
+    }
+
     /// True for effects that may create a missing key.
     pub fn creates_key(&self) -> bool {
         matches!(

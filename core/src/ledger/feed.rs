@@ -203,7 +203,7 @@ impl Sku {
     /// it, or the effect turns it on (so turning it on and off are both
     /// entries).
     pub fn feeds(&self, effect: &Effect) -> bool {
-        self.rules.feed || matches!(effect, Effect::Rules { rules, .. } if rules.feed)
+        self.rules.feed || effect.turns_feed_on()
     }
 
     /// Units available by the key's counters alone (holds past their
