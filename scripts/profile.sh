@@ -21,13 +21,20 @@
 #   scripts/profile.sh perf [server]       where INV.RESERVE's time goes: perf
 #       record --call-graph dwarf on the server during `make bench RATIOS=1`,
 #       samples under the module command dispatcher grouped by part.
+#   scripts/profile.sh replica [server]    where a replica's time goes applying
+#       fed reserves: a master and its replica (AOF everysec, no automatic
+#       rewrite), one key with its change feed on, N (default 200,000)
+#       fresh-txid reserves sent to the master by redis-cli --pipe, perf
+#       record --call-graph dwarf of the replica meanwhile; prints the share
+#       of its samples under each part (a sample counts in every part its
+#       stack passes through). FEED=0: the same reserves without the feed.
 #
 # server: a redis-server or valkey-server binary (default: redis-server from
 # PATH). Needs valgrind or perf (flood: taskset with PIN=1), and the release
 # module (make release), or the module INVENTORY_MODULE names.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mode=${1:?usage: scripts/profile.sh callgrind|footprint|flood|perf [server]}
+mode=${1:?usage: scripts/profile.sh callgrind|footprint|flood|perf|replica [server]}
 server=${2:-$(command -v redis-server)}
 module=${INVENTORY_MODULE:-$PWD/target/release/libinventory.so}
 work=$(mktemp -d)
@@ -202,8 +209,71 @@ for name in [g for g, _ in groups] + ["the rest"]:
     print(f"{100 * counts[name] / max(n, 1):5.1f}%  {name}")
 PY
   ;;
+replica)
+  cli=$(command -v redis-cli)
+  ports=(7571 7572)
+  stop() { for p in "${ports[@]}"; do "$cli" -p "$p" shutdown nosave >/dev/null 2>&1 || true; done; }
+  trap 'stop; rm -rf "$work"' EXIT
+  for i in 0 1; do
+    mkdir -p "$work/$i"
+    "$server" --port "${ports[$i]}" --bind 127.0.0.1 --loadmodule "$module" --save '' \
+      --appendonly yes --appendfsync everysec --auto-aof-rewrite-percentage 0 \
+      --dir "$work/$i" --logfile "$work/$i.log" --daemonize yes --pidfile "$work/$i.pid"
+  done
+  for p in "${ports[@]}"; do until "$cli" -p "$p" ping >/dev/null 2>&1; do sleep 0.1; done; done
+  "$cli" -p "${ports[1]}" replicaof 127.0.0.1 "${ports[0]}" >/dev/null
+  until "$cli" -p "${ports[1]}" info replication | grep -q master_link_status:up; do sleep 0.2; done
+  python3 - "${N:-200000}" "${FEED:-1}" >"$work/load.resp" <<'PY'
+import sys
+n, fed = int(sys.argv[1]), sys.argv[2] == "1"
+def cmd(*a):
+    sys.stdout.write("*%d\r\n" % len(a) + "".join("$%d\r\n%s\r\n" % (len(x), x) for x in a))
+cmd("INV.SET", "k", str(1 << 40))
+if fed:
+    cmd("INV.RULES", "k", "FEED", "ON")
+for i in range(n):
+    cmd("INV.RESERVE", "k", "tx-%012d" % i, "1", "TTL", "600000")
+PY
+  "$cli" -p "${ports[0]}" wait 1 5000 >/dev/null
+  perf record -p "$(cat "$work/1.pid")" -e cpu-clock -F 2999 --call-graph dwarf,16384 \
+    -o "$work/perf.data" -- sleep "${SECONDS_RECORDED:-6}" >/dev/null 2>&1 &
+  rec=$!
+  sleep 0.3
+  "$cli" -p "${ports[0]}" --pipe <"$work/load.resp" | tail -1
+  "$cli" -p "${ports[0]}" wait 1 10000 >/dev/null
+  wait $rec || true
+  perf script -i "$work/perf.data" -F ip,sym 2>/dev/null >"$work/stacks.txt"
+  python3 - "$work/stacks.txt" <<'PY'
+import collections, sys
+parts = [
+    ("INV.APPLY, all of it", ["RedisModuleCommandDispatcher"]),
+    ("  the stream append (RM_StreamAdd)", ["RM_StreamAdd"]),
+    ("  the entry's field strings (EntryArgs)", ["EntryArgs::new"]),
+    ("  opening the feed stream (RM_OpenKey of it, type check)", ["FeedStream::open"]),
+    ("  parsing the effect and its stamp", ["parse::apply"]),
+    ("  applying the effect to the SKU", ["Sku>::apply"]),
+    ("  passing it on verbatim (RM_ReplicateVerbatim)", ["RM_ReplicateVerbatim"]),
+    ("the replica's AOF (feedAppendOnlyFile)", ["feedAppendOnlyFile"]),
+    ("reading and splitting the command (processMultibulkBuffer)", ["processMultibulkBuffer"]),
+    ("freeing its arguments (resetClient)", ["resetClient"]),
+    ("writing the AOF (flushAppendOnlyFile)", ["flushAppendOnlyFile"]),
+]
+counts, n = collections.Counter(), 0
+for sample in open(sys.argv[1]).read().split("\n\n"):
+    syms = [(l.strip().split(" ", 1) + [""])[1] for l in sample.strip().split("\n") if l.strip()]
+    if not syms:
+        continue
+    n += 1
+    for name, pats in parts:
+        if any(p in s for s in syms for p in pats):
+            counts[name] += 1
+print(f"replica samples: {n}")
+for name, _ in parts:
+    print(f"{100 * counts[name] / max(n, 1):5.1f}%  {name}")
+PY
+  ;;
 *)
-  echo "usage: scripts/profile.sh callgrind|footprint|flood|perf [server]" >&2
+  echo "usage: scripts/profile.sh callgrind|footprint|flood|perf|replica [server]" >&2
   exit 2
   ;;
 esac

@@ -517,9 +517,21 @@ fn a_key_by_key_reshard_never_splits_a_change_from_its_entry() {
 /// config goes back to 0, keep or get the feed off.
 #[test]
 fn the_feed_default_turns_the_feed_on_for_new_keys() {
-    let m = Server::start(&["--appendonly", "yes", "--appendfsync", "always"]);
+    // Started with the default on (a module argument), as the AOF replay
+    // below and the replica run: only the master's decision counts, so the
+    // keys it created with the default off stay unfed there too.
+    let on = ["--inventory.feed-default", "1"];
+    let m = Server::start(&[
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "always",
+        on[0],
+        on[1],
+    ]);
     let mc = &mut m.conn();
-    let r = replica_of(&m, &[]);
+    ok(mc, &["CONFIG", "SET", "inventory.feed-default", "0"]);
+    let r = replica_of(&m, &on);
     let rc = &mut r.conn();
     ok(mc, &["INV.SET", "old", "5"]);
     ok(mc, &["CONFIG", "SET", "inventory.feed-default", "1"]);
@@ -548,7 +560,7 @@ fn the_feed_default_turns_the_feed_on_for_new_keys() {
     ok(mc, &["INV.SET", "later", "1"]);
     assert!(entries(mc, "later").is_empty());
 
-    // The replica's config says 0: it follows the master's effects.
+    // The replica's config says 1: it follows the master's effects.
     wait_replicated(mc);
     for key in ["new", "added", "fenced", "old", "later"] {
         assert_eq!(entries(rc, key), entries(mc, key), "{key}");
@@ -566,6 +578,10 @@ fn the_feed_default_turns_the_feed_on_for_new_keys() {
         events(&entries(mc, "new")),
         ["stock", "backinstock", "rules"]
     );
+    for key in ["old", "later"] {
+        assert!(entries(mc, key).is_empty(), "{key} after the AOF replay");
+        assert_eq!(field(mc, &["INV.GET", key], "feed"), None, "{key}");
+    }
 }
 
 /// `inventory.feed-max-age-ms`: each change the master feeds also drops

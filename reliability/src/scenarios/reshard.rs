@@ -114,8 +114,9 @@ fn replica_of(cluster: &Cluster, owner: usize) -> Option<usize> {
     })
 }
 
-/// What the replica must have of its master's slot: each load key as
-/// INV.GET shows it (its version counts every change), and each feed
+/// What the replica must have of its master's slot: each load key's
+/// `DEBUG DIGEST-VALUE` (every record, deadline and fence, through the
+/// type's digest) and INV.GET (counters and version), and each feed
 /// stream's length, last ID, entries added and first and last entries
 /// (`XINFO STREAM`), read as a replica serves reads (`READONLY`). A
 /// whole-server `DEBUG DIGEST` walks every stream entry: on a long run's
@@ -126,6 +127,7 @@ fn digest(c: &mut Connection) -> Result<String, String> {
     p.cmd("READONLY").ignore();
     for i in 0..KEYS {
         let k = key(i);
+        p.cmd("DEBUG").arg("DIGEST-VALUE").arg(&k);
         p.cmd("INV.GET").arg(&k);
         p.cmd("XINFO")
             .arg("STREAM")
@@ -135,9 +137,9 @@ fn digest(c: &mut Connection) -> Result<String, String> {
         .query(c)
         .map_err(|e| format!("the slot's digest could not be read: {e}"))?;
     let mut out = String::new();
-    for pair in replies.chunks(2) {
-        out.push_str(&format!("{:?};", pair[0]));
-        let fields: Vec<redis::Value> = match &pair[1] {
+    for per_key in replies.chunks(3) {
+        out.push_str(&format!("{:?};{:?};", per_key[0], per_key[1]));
+        let fields: Vec<redis::Value> = match &per_key[2] {
             redis::Value::Array(v) => v.clone(),
             redis::Value::Map(m) => m.iter().flat_map(|(k, v)| [k.clone(), v.clone()]).collect(),
             other => return Err(format!("XINFO STREAM: {other:?}")),
@@ -158,6 +160,21 @@ fn digest(c: &mut Connection) -> Result<String, String> {
         }
     }
     Ok(out)
+}
+
+/// The first part (`;`-separated) where the replica's reading differs from
+/// the owner's, with its place.
+fn first_difference(replica: &str, owner: &str) -> String {
+    let (r, o): (Vec<&str>, Vec<&str>) = (replica.split(';').collect(), owner.split(';').collect());
+    match (0..r.len().max(o.len())).find(|&i| r.get(i) != o.get(i)) {
+        Some(i) => format!(
+            "part {i} of {}: the replica has {}, the owner {}",
+            o.len(),
+            r.get(i).unwrap_or(&"nothing"),
+            o.get(i).unwrap_or(&"nothing")
+        ),
+        None => "nothing (a reading changed between tries)".to_string(),
+    }
 }
 
 /// Waits (up to 20 s, the load paused) until the replica has the master's
@@ -186,7 +203,8 @@ fn same_digest(cluster: &Cluster, master: usize, replica: usize) -> Result<(), S
         }
         if Instant::now() > deadline {
             return Err(format!(
-                "the owner's replica has {r}, the owner {before} then {after}, 20 s after the move"
+                "20 s after the move the owner's replica still differs: {}",
+                first_difference(&r, &after)
             ));
         }
         std::thread::sleep(Duration::from_millis(20));

@@ -25,7 +25,19 @@ pub fn apply(ctx: &Context, req: &Request) -> Reply {
         Some(&key) => OpenKey::open_arg(ctx, key)?,
         None => return Err(Error::Arity("inv.apply")),
     };
-    if let [_, _, txid, rest @ ..] = args {
+    // Where the effect's own words start: after the key, or after the feed
+    // stamp (`FEED <id> <maxlen> [MINID <id>]`). A guess from the words'
+    // places, checked by the parser below; a wrong one only prefetches
+    // or lends a string that goes unused.
+    let fed = args
+        .get(1)
+        .is_some_and(|w| w.bytes().eq_ignore_ascii_case(b"FEED"));
+    let op = match args.get(4) {
+        _ if !fed => 1,
+        Some(w) if w.bytes().eq_ignore_ascii_case(b"MINID") => 6,
+        _ => 4,
+    };
+    if let [_, txid, rest @ ..] = args.get(op..).unwrap_or_default() {
         entry.sku().prefetch(txid.bytes());
         if let [_, _, w, id] = rest {
             if w.bytes().eq_ignore_ascii_case(b"BUYER") {
@@ -40,10 +52,6 @@ pub fn apply(ctx: &Context, req: &Request) -> Reply {
     // unused).
     let mut reuse = ReplicationArgs::verbatim(cmd.feed);
     if cmd.feed.is_some() {
-        let op = match args.get(4) {
-            Some(w) if w.bytes().eq_ignore_ascii_case(b"MINID") => 6,
-            _ => 4,
-        };
         reuse.txid = args.get(op + 1).map(|a| a.raw());
         reuse.buyer = args.last().map(|a| a.raw());
     }
