@@ -10,6 +10,7 @@
 //! before its ack). Order is the stream's within one SKU; entries of
 //! different SKUs come in no particular order.
 
+use crate::waiting::Waiter;
 use crate::{Backend, Client, Error, Result};
 use inventory_core::ledger::stream_name;
 use inventory_core::slot::slot;
@@ -139,6 +140,8 @@ pub struct FeedConsumer {
     last_claim: Option<Instant>,
     poll: Duration,
     trimmed: u64,
+    /// The connection blocking reads wait on, kept between them.
+    waiter: Option<Waiter>,
 }
 
 impl Client {
@@ -190,6 +193,7 @@ impl Client {
             last_claim: None,
             poll: Duration::from_millis(50),
             trimmed: 0,
+            waiter: None,
         })
     }
 }
@@ -224,8 +228,9 @@ impl FeedConsumer {
     ///
     /// Waiting blocks on a connection of its own (`XREADGROUP ... BLOCK`)
     /// on a standalone server, and on a cluster when every SKU is in one
-    /// hash slot (each wait opens that connection, as
-    /// [`Client::reserve_waiting`] does: wait seconds, not milliseconds);
+    /// hash slot; the consumer keeps that connection for its next waits
+    /// (a new one after an error, or for a wait longer than it was made
+    /// for);
     /// across a cluster's slots it reads every stream again each 50 ms.
     ///
     /// [`ack`]: FeedConsumer::ack
@@ -244,7 +249,7 @@ impl FeedConsumer {
                 return Ok(out);
             }
             if self.one_slot() {
-                return self.block(left).await;
+                return self.block(left, wait).await;
             }
             tokio::time::sleep(self.poll.min(left)).await;
         }
@@ -400,16 +405,27 @@ impl FeedConsumer {
     }
 
     /// Waits up to `wait` for new entries of every stream (one server or
-    /// one slot), on a connection of its own.
-    async fn block(&mut self, wait: Duration) -> Result<Vec<FeedEvent>> {
+    /// one slot), on a connection of its own; `asked` is the wait the
+    /// caller gave `next` (a new connection is made for that, so the next
+    /// call's wait, asked alike, fits it).
+    async fn block(&mut self, wait: Duration, asked: Duration) -> Result<Vec<FeedEvent>> {
         let all: Vec<&Source> = self.sources.iter().collect();
         if all.is_empty() {
             tokio::time::sleep(wait).await;
             return Ok(Vec::new());
         }
         let c = self.read_cmd(&all, ">", Some(wait));
-        match self.client.send_waiting(&c, wait).await {
-            Ok(v) => Ok(parse_read(&self.sources, &v)?.0),
+        // The kept connection, or a new one when there is none (the last
+        // wait failed) or this wait is longer than it was opened for.
+        let mut waiter = match self.waiter.take() {
+            Some(w) if w.fits(wait) => w,
+            _ => self.client.waiter(asked.max(wait)).await?,
+        };
+        match waiter.send(&c).await {
+            Ok(v) => {
+                self.waiter = Some(waiter);
+                Ok(parse_read(&self.sources, &v)?.0)
+            }
             Err(e) => {
                 for s in &mut self.sources {
                     s.own_pending = true;

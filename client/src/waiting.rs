@@ -9,6 +9,38 @@ use crate::{parse_reply, reserve_cmd, Backend, Client, Error, Reply, Result};
 use redis::{cmd, Cmd, Value};
 use std::time::{Duration, Instant};
 
+/// A connection of its own for blocking commands (a blocked command would
+/// hold the shared one), which a caller that waits often keeps between its
+/// waits (the feed consumer): one connection for many waits, not one each.
+pub(crate) struct Waiter {
+    conn: WaiterConn,
+    /// The longest wait it was opened for (its replies' timeout is that
+    /// plus one attempt's time).
+    wait: Duration,
+}
+
+enum WaiterConn {
+    Standalone(redis::aio::MultiplexedConnection),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl Waiter {
+    /// Whether a wait of `wait` fits its reply timeout.
+    pub(crate) fn fits(&self, wait: Duration) -> bool {
+        wait <= self.wait
+    }
+
+    /// Sends `c`; after an error the connection is best dropped (a reply
+    /// may still be on its way).
+    pub(crate) async fn send(&mut self, c: &Cmd) -> Result<Value> {
+        match &mut self.conn {
+            WaiterConn::Standalone(conn) => c.query_async(conn).await,
+            WaiterConn::Cluster(conn) => c.query_async(conn).await,
+        }
+        .map_err(Error::from_redis)
+    }
+}
+
 /// Fences a txid if the waiting reserve that owns it is dropped before it
 /// finished (the caller's own timeout, a cancelled task): a grant the
 /// server makes after that would hold units for nobody.
@@ -136,29 +168,38 @@ impl Client {
     /// Sends a waiting reserve on a connection of its own, allowed to stay
     /// unanswered for `wait` plus one attempt's time.
     pub(crate) async fn send_waiting(&self, c: &Cmd, wait: Duration) -> Result<Value> {
+        self.waiter(wait).await?.send(c).await
+    }
+
+    /// Opens a connection of its own for blocking commands, whose replies
+    /// may take `wait` plus one attempt's time.
+    pub(crate) async fn waiter(&self, wait: Duration) -> Result<Waiter> {
         let patience = wait + self.options.attempt_timeout();
-        match &self.backend {
+        let conn = match &self.backend {
             Backend::Standalone(_, client) => {
                 let config = redis::AsyncConnectionConfig::new()
                     .set_connection_timeout(self.options.attempt_timeout())
                     .set_response_timeout(patience);
-                let mut conn = client
-                    .get_multiplexed_async_connection_with_config(&config)
-                    .await
-                    .map_err(Error::from_redis)?;
-                c.query_async(&mut conn).await.map_err(Error::from_redis)
+                WaiterConn::Standalone(
+                    client
+                        .get_multiplexed_async_connection_with_config(&config)
+                        .await
+                        .map_err(Error::from_redis)?,
+                )
             }
             Backend::Cluster(_, client) => {
                 let config = redis::cluster::ClusterConfig::new()
                     .set_connection_timeout(self.options.attempt_timeout())
                     .set_response_timeout(patience);
-                let mut conn = client
-                    .get_async_connection_with_config(config)
-                    .await
-                    .map_err(Error::from_redis)?;
-                c.query_async(&mut conn).await.map_err(Error::from_redis)
+                WaiterConn::Cluster(
+                    client
+                        .get_async_connection_with_config(config)
+                        .await
+                        .map_err(Error::from_redis)?,
+                )
             }
-        }
+        };
+        Ok(Waiter { conn, wait })
     }
 
     /// Cancels `txid` on `sku`, retried for `RetryPolicy::fence_deadline`:

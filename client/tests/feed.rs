@@ -1,7 +1,8 @@
 //! The change feed's typed consumer against real servers: every change
 //! handed out in order with its fields, acked entries gone for good,
 //! unacked ones back after a restart, a dead consumer's entries claimed,
-//! waiting that wakes with a change, entries trimmed while pending counted,
+//! waiting that wakes with a change (on one connection kept for the
+//! waits), entries trimmed while pending counted,
 //! and SKUs on every shard of a cluster each delivered once.
 
 use redis_inventory_client::{
@@ -168,6 +169,53 @@ async fn waiting_wakes_with_the_change() {
     assert!(waited < Duration::from_secs(10), "{waited:?}");
     // The same client keeps serving other calls meanwhile.
     assert_eq!(c.get("a").await.unwrap().unwrap().counts.available, 1);
+}
+
+/// Connections the server has accepted so far (this reading's own
+/// included).
+fn connections(s: &Server) -> i64 {
+    let info: String = redis::cmd("INFO")
+        .arg("stats")
+        .query(&mut s.conn())
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("total_connections_received:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("INFO stats has total_connections_received")
+}
+
+/// A consumer that waits again and again keeps one connection for its
+/// waits (one each would leave a closed socket per wait behind), and the
+/// kept connection still wakes with a change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_waits_keep_one_connection() {
+    let s = Server::start(&[]);
+    let c = Client::standalone(&s.url()).await.unwrap();
+    fed(&c, "a", 1).await;
+    let mut consumer = c
+        .feed_consumer(&["a"], "ship", "w", FeedStart::New)
+        .await
+        .unwrap();
+    let before = connections(&s);
+    for _ in 0..5 {
+        assert!(consumer
+            .next(Duration::from_millis(50))
+            .await
+            .unwrap()
+            .is_empty());
+    }
+    // One for the waits, one for this reading.
+    assert_eq!(connections(&s) - before, 2);
+    let waiter = tokio::spawn(async move {
+        let got = consumer.next(Duration::from_secs(20)).await.unwrap();
+        (got, consumer)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    c.cancel("a", "never-reserved").await.unwrap();
+    let (got, _consumer) = waiter.await.unwrap();
+    assert_eq!(words(&got), ["fenced:never-reserved"]);
+    // A longer wait than the kept connection was made for opens a new one.
+    assert_eq!(connections(&s) - before, 4);
 }
 
 #[tokio::test]
