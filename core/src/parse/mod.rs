@@ -463,6 +463,25 @@ pub fn scan<A: Arg>(a: &[A]) -> Result<Scan<A>> {
     Ok(Scan { key, cursor, count })
 }
 
+/// How many of an `INV.APPLY`'s words after the key are its feed stamp,
+/// `FEED <first id> <maxlen> [MINID <id>]`: 3, 5, or 0 without one. The
+/// shape only (`apply` reads the values); a replica also uses it to find
+/// the effect's txid before parsing.
+pub fn stamp_len<A: Arg>(words: &[A]) -> usize {
+    let is = |i: usize, w: &[u8]| {
+        words
+            .get(i)
+            .is_some_and(|a| a.bytes().eq_ignore_ascii_case(w))
+    };
+    if !is(0, b"FEED") || words.len() < 3 {
+        0
+    } else if words.len() >= 5 && is(3, b"MINID") {
+        5
+    } else {
+        3
+    }
+}
+
 /// `INV.APPLY key [FEED <first id> <maxlen> [MINID <id>]] <effect...>`
 pub fn apply<A: Arg>(a: &[A]) -> Result<Apply<A>> {
     let mut a = Args::new("inv.apply", a, 2, usize::MAX)?;
@@ -472,26 +491,17 @@ pub fn apply<A: Arg>(a: &[A]) -> Result<Apply<A>> {
     // path.
     let words: smallvec::SmallVec<[&[u8]; 12]> = a.rest().iter().map(Arg::bytes).collect();
     let bad = || Error::Apply("malformed effect".into());
-    let (feed, words) = match &words[..] {
-        [w, id, maxlen, m, minid, rest @ ..]
-            if w.eq_ignore_ascii_case(b"FEED") && m.eq_ignore_ascii_case(b"MINID") =>
-        {
-            let stamp = FeedStamp {
-                first: StreamId::parse(id).ok_or_else(bad)?,
-                maxlen: crate::ledger::decimal(maxlen).ok_or_else(bad)?,
-                minid: Some(StreamId::parse(minid).ok_or_else(bad)?),
-            };
-            (Some(stamp), rest)
-        }
-        [w, id, maxlen, rest @ ..] if w.eq_ignore_ascii_case(b"FEED") => {
-            let stamp = FeedStamp {
-                first: StreamId::parse(id).ok_or_else(bad)?,
-                maxlen: crate::ledger::decimal(maxlen).ok_or_else(bad)?,
-                minid: None,
-            };
-            (Some(stamp), rest)
-        }
-        all => (None, all),
+    let (stamp, words) = words.split_at(stamp_len(&words));
+    let feed = match stamp {
+        [_, id, maxlen, minid @ ..] => Some(FeedStamp {
+            first: StreamId::parse(id).ok_or_else(bad)?,
+            maxlen: crate::ledger::decimal(maxlen).ok_or_else(bad)?,
+            minid: match minid {
+                [_, m] => Some(StreamId::parse(m).ok_or_else(bad)?),
+                _ => None,
+            },
+        }),
+        _ => None,
     };
     let effect = Effect::parse(words)?;
     a.finish()?;

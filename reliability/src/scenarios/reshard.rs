@@ -5,7 +5,8 @@
 //! After each move the new owner holds everything acknowledged, its expiry
 //! runs, its fences hold, the old owner holds nothing of the slot and, where
 //! masters have replicas, the new owner's replica has what it has of the
-//! slot (each key's counters and version, each feed stream's summary).
+//! slot (each key's DEBUG DIGEST-VALUE, counters and version, each feed
+//! stream's summary).
 //!
 //! Two shapes: as deployed (3 masters + 3 replicas, appendonly yes) and
 //! bare (3 masters, no replica, appendonly no), where the module's

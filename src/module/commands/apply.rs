@@ -25,18 +25,10 @@ pub fn apply(ctx: &Context, req: &Request) -> Reply {
         Some(&key) => OpenKey::open_arg(ctx, key)?,
         None => return Err(Error::Arity("inv.apply")),
     };
-    // Where the effect's own words start: after the key, or after the feed
-    // stamp (`FEED <id> <maxlen> [MINID <id>]`). A guess from the words'
-    // places, checked by the parser below; a wrong one only prefetches
-    // or lends a string that goes unused.
-    let fed = args
-        .get(1)
-        .is_some_and(|w| w.bytes().eq_ignore_ascii_case(b"FEED"));
-    let op = match args.get(4) {
-        _ if !fed => 1,
-        Some(w) if w.bytes().eq_ignore_ascii_case(b"MINID") => 6,
-        _ => 4,
-    };
+    // Where the effect's own words start: after the key and its feed
+    // stamp, by the stamp's shape (the parser below checks the rest; a
+    // malformed effect only prefetches or lends a string that goes unused).
+    let op = 1 + parse::stamp_len(args.get(1..).unwrap_or_default());
     if let [_, txid, rest @ ..] = args.get(op..).unwrap_or_default() {
         entry.sku().prefetch(txid.bytes());
         if let [_, _, w, id] = rest {
