@@ -28,6 +28,12 @@
 #       record --call-graph dwarf of the replica meanwhile; prints the share
 #       of its samples under each part (a sample counts in every part its
 #       stack passes through). FEED=0: the same reserves without the feed.
+#       BUYER=1: each reserve names a new buyer, on a key with a limit of one
+#       unit per buyer (the bench's "INV.RESERVE BUYER stocked"). TOP=n: also
+#       the n functions with the most samples of their own. STACKS=file:
+#       keep the samples' stacks (perf script -F ip,sym) there. MASTER=1:
+#       record the master instead (its parts: INV.RESERVE where the
+#       replica's say INV.APPLY).
 #
 # server: a redis-server or valkey-server binary (default: redis-server from
 # PATH). Needs valgrind or perf (flood: taskset with PIN=1), and the release
@@ -223,19 +229,22 @@ replica)
   for p in "${ports[@]}"; do until "$cli" -p "$p" ping >/dev/null 2>&1; do sleep 0.1; done; done
   "$cli" -p "${ports[1]}" replicaof 127.0.0.1 "${ports[0]}" >/dev/null
   until "$cli" -p "${ports[1]}" info replication | grep -q master_link_status:up; do sleep 0.2; done
-  python3 - "${N:-200000}" "${FEED:-1}" >"$work/load.resp" <<'PY'
+  python3 - "${N:-200000}" "${FEED:-1}" "${BUYER:-0}" >"$work/load.resp" <<'PY'
 import sys
-n, fed = int(sys.argv[1]), sys.argv[2] == "1"
+n, fed, buyer = int(sys.argv[1]), sys.argv[2] == "1", sys.argv[3] == "1"
 def cmd(*a):
     sys.stdout.write("*%d\r\n" % len(a) + "".join("$%d\r\n%s\r\n" % (len(x), x) for x in a))
 cmd("INV.SET", "k", str(1 << 40))
 if fed:
     cmd("INV.RULES", "k", "FEED", "ON")
+if buyer:
+    cmd("INV.RULES", "k", "LIMIT", "1")
 for i in range(n):
-    cmd("INV.RESERVE", "k", "tx-%012d" % i, "1", "TTL", "600000")
+    extra = ("BUYER", "buyer-%010d" % i) if buyer else ()
+    cmd("INV.RESERVE", "k", "tx-%012d" % i, "1", "TTL", "600000", *extra)
 PY
   "$cli" -p "${ports[0]}" wait 1 5000 >/dev/null
-  perf record -p "$(cat "$work/1.pid")" -e cpu-clock -F 2999 --call-graph dwarf,16384 \
+  perf record -p "$(cat "$work/$([ -n "${MASTER:-}" ] && echo 0 || echo 1).pid")" -e cpu-clock -F 2999 --call-graph dwarf,16384 \
     -o "$work/perf.data" -- sleep "${SECONDS_RECORDED:-6}" >/dev/null 2>&1 &
   rec=$!
   sleep 0.3
@@ -243,8 +252,9 @@ PY
   "$cli" -p "${ports[0]}" wait 1 10000 >/dev/null
   wait $rec || true
   perf script -i "$work/perf.data" -F ip,sym 2>/dev/null >"$work/stacks.txt"
+  [ -n "${STACKS:-}" ] && cp "$work/stacks.txt" "$STACKS"
   python3 - "$work/stacks.txt" <<'PY'
-import collections, sys
+import collections, os, sys
 parts = [
     ("INV.APPLY, all of it", ["RedisModuleCommandDispatcher"]),
     ("  the stream append (RM_StreamAdd)", ["RM_StreamAdd"]),
@@ -252,24 +262,30 @@ parts = [
     ("  opening the feed stream (RM_OpenKey of it, type check)", ["FeedStream::open"]),
     ("  parsing the effect and its stamp", ["parse::apply"]),
     ("  applying the effect to the SKU", ["Sku>::apply"]),
+    ("    the buyer's entry (Buyers)", ["buyers::Buyers::"]),
     ("  passing it on verbatim (RM_ReplicateVerbatim)", ["RM_ReplicateVerbatim"]),
     ("the replica's AOF (feedAppendOnlyFile)", ["feedAppendOnlyFile"]),
     ("reading and splitting the command (processMultibulkBuffer)", ["processMultibulkBuffer"]),
     ("freeing its arguments (resetClient)", ["resetClient"]),
     ("writing the AOF (flushAppendOnlyFile)", ["flushAppendOnlyFile"]),
 ]
-counts, n = collections.Counter(), 0
+counts, selfs, n = collections.Counter(), collections.Counter(), 0
 for sample in open(sys.argv[1]).read().split("\n\n"):
     syms = [(l.strip().split(" ", 1) + [""])[1] for l in sample.strip().split("\n") if l.strip()]
     if not syms:
         continue
     n += 1
+    selfs[syms[0]] += 1
     for name, pats in parts:
         if any(p in s for s in syms for p in pats):
             counts[name] += 1
 print(f"replica samples: {n}")
 for name, _ in parts:
     print(f"{100 * counts[name] / max(n, 1):5.1f}%  {name}")
+if os.environ.get("TOP"):
+    print("self samples, top functions:")
+    for name, c in selfs.most_common(int(os.environ["TOP"])):
+        print(f"{100 * c / max(n, 1):5.1f}%  {name[:110]}")
 PY
   ;;
 *)
