@@ -110,6 +110,19 @@ fn main() {
                 "1800000060000",
             ],
         ),
+        (
+            "apply-fed-reserve-joined",
+            6 | 0x80,
+            &[
+                "k",
+                "RESERVE:1800000000000-7:100:1799999000000-0",
+                "t9",
+                "1",
+                "1800000060000",
+                "BUYER",
+                "b",
+            ],
+        ),
         ("feed-name", 10, &["{a}}b{"]),
     ];
     for (name, which, args) in seeds {

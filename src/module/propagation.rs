@@ -107,13 +107,11 @@ enum EffectName {
     Fence,
     Extend,
     Buyer,
-    Feed,
-    MinId,
 }
 
-static OPS: once_cell::sync::Lazy<[usize; 10]> = once_cell::sync::Lazy::new(|| {
+static OPS: once_cell::sync::Lazy<[usize; 8]> = once_cell::sync::Lazy::new(|| {
     [
-        "STOCK", "ADD", "RESERVE", "CONFIRM", "CANCEL", "FENCE", "EXTEND", "BUYER", "FEED", "MINID",
+        "STOCK", "ADD", "RESERVE", "CONFIRM", "CANCEL", "FENCE", "EXTEND", "BUYER",
     ]
     .map(|name| {
         // SAFETY: a context-free string that is never freed; only touched on
@@ -210,8 +208,14 @@ pub fn replicate(
                     if tx == reuse.txid.unwrap_or(std::ptr::null_mut())
                         && reuse.argv.len == 6
                         && reuse.buyer.is_none()
-                        && replicate_reserve_in_place(c, reuse.argv, k, tx, q, None, *deadline)
-                            == raw::REDISMODULE_OK as c_int =>
+                        && replicate_reserve_in_place(
+                            c,
+                            reuse.argv,
+                            k,
+                            op(EffectName::Reserve),
+                            [tx, q, deadline_string(*deadline)],
+                            None,
+                        ) == raw::REDISMODULE_OK as c_int =>
                 {
                     raw::REDISMODULE_OK as c_int
                 }
@@ -248,8 +252,14 @@ pub fn replicate(
                         && RedisString::string_as_slice(bs) == b.as_bytes() =>
                 {
                     if reuse.argv.len == 8
-                        && replicate_reserve_in_place(c, reuse.argv, k, tx, q, Some(bs), *deadline)
-                            == raw::REDISMODULE_OK as c_int
+                        && replicate_reserve_in_place(
+                            c,
+                            reuse.argv,
+                            k,
+                            op(EffectName::Reserve),
+                            [tx, q, deadline_string(*deadline)],
+                            Some(bs),
+                        ) == raw::REDISMODULE_OK as c_int
                     {
                         raw::REDISMODULE_OK as c_int
                     } else {
@@ -312,11 +322,15 @@ pub fn replicate(
     }
 }
 
-/// Propagates a fed effect as `INV.APPLY key FEED <first id> <maxlen>
-/// [MINID <id>] <effect>`, so that replicas and the AOF write its entries under the
-/// master's IDs (without a stamp, as `replicate` does). A reserve, confirm
-/// or cancel reuses the caller's strings and the shared words, as
-/// `replicate`'s own paths do; other effects build theirs.
+/// Propagates a fed effect as `INV.APPLY key <NAME>:<first id>:<maxlen>[:<minid>]
+/// <effect args>` (the stamp joined to the effect's name,
+/// `FeedStamp::joined`), so that replicas and the AOF write its entries
+/// under the master's IDs (without a stamp, as `replicate` does). A
+/// reserve, confirm or cancel reuses the caller's strings and the shared
+/// words, as `replicate`'s own paths do, and a reserve of the usual shapes
+/// goes through the call's own argument array (`replicate_reserve_in_place`:
+/// with the stamp in its name word, a fed reserve has as many words as the
+/// INV.RESERVE it came from); other effects build theirs.
 pub fn replicate_fed(
     ctx: &Context,
     key: *mut raw::RedisModuleString,
@@ -330,75 +344,90 @@ pub fn replicate_fed(
     if !gate::needed() {
         return;
     }
-    let id =
-        RedisString::create_from_slice(std::ptr::null_mut(), stamp.first.to_string().as_bytes());
-    let mut argv: smallvec::SmallVec<[*mut raw::RedisModuleString; 12]> = smallvec::smallvec![
-        op(EffectName::Feed),
-        id.inner,
-        LAST_MAXLEN.get(stamp.maxlen)
-    ];
-    let minid = stamp
-        .minid
-        .map(|m| RedisString::create_from_slice(std::ptr::null_mut(), m.to_string().as_bytes()));
-    if let Some(m) = &minid {
-        argv.push(op(EffectName::MinId));
-        argv.push(m.inner);
-    }
     let reused = |id: &TxId| {
         reuse
             .txid
             .filter(|s| !s.is_null() && RedisString::string_as_slice(*s) == id.as_bytes())
     };
-    let fast: Option<smallvec::SmallVec<[*mut raw::RedisModuleString; 6]>> = match effect {
+    // The effect's words after its name: the caller's strings and shared
+    // words where they are what the effect names.
+    let fast: Option<(
+        EffectName,
+        smallvec::SmallVec<[*mut raw::RedisModuleString; 6]>,
+    )> = match effect {
         Effect::Reserve {
             txid,
             deadline,
             buyer,
             ..
         } => match (reused(txid), reuse.qty, buyer, reuse.buyer) {
-            (Some(tx), Some(q), None, _) => Some(smallvec::smallvec![
-                op(EffectName::Reserve),
-                tx,
-                q,
-                deadline_string(*deadline)
-            ]),
+            (Some(tx), Some(q), None, _) => Some((
+                EffectName::Reserve,
+                smallvec::smallvec![tx, q, deadline_string(*deadline)],
+            )),
             (Some(tx), Some(q), Some(b), Some(bs))
                 if !bs.is_null() && RedisString::string_as_slice(bs) == b.as_bytes() =>
             {
-                Some(smallvec::smallvec![
-                    op(EffectName::Reserve),
-                    tx,
-                    q,
-                    deadline_string(*deadline),
-                    op(EffectName::Buyer),
-                    bs
-                ])
+                Some((
+                    EffectName::Reserve,
+                    smallvec::smallvec![
+                        tx,
+                        q,
+                        deadline_string(*deadline),
+                        op(EffectName::Buyer),
+                        bs
+                    ],
+                ))
             }
             _ => None,
         },
-        Effect::Confirm(t) => reused(t).map(|tx| smallvec::smallvec![op(EffectName::Confirm), tx]),
-        Effect::Cancel(t) => reused(t).map(|tx| smallvec::smallvec![op(EffectName::Cancel), tx]),
+        Effect::Confirm(t) => reused(t).map(|tx| (EffectName::Confirm, smallvec::smallvec![tx])),
+        Effect::Cancel(t) => reused(t).map(|tx| (EffectName::Cancel, smallvec::smallvec![tx])),
         _ => None,
     }
-    .filter(
-        |words: &smallvec::SmallVec<[*mut raw::RedisModuleString; 6]>| {
-            words.iter().all(|p| !p.is_null())
-        },
-    );
+    .filter(|(_, words)| {
+        words
+            .iter()
+            .all(|p: &*mut raw::RedisModuleString| !p.is_null())
+    });
     // Otherwise the effect's own strings, kept alive until replicated.
     let built;
-    match fast {
-        Some(words) => argv.extend(words),
+    let (name, words): (&[u8], &[*mut raw::RedisModuleString]) = match &fast {
+        Some((name, words)) => (RedisString::string_as_slice(op(*name)), words),
         None => {
             built = effect_argv(effect);
-            argv.extend(built.1.iter().copied());
+            match built.1.split_first() {
+                Some((name, words)) => (RedisString::string_as_slice(*name), words),
+                None => return,
+            }
         }
-    }
+    };
+    let joined = RedisString::create_from_slice(std::ptr::null_mut(), &stamp.joined(name));
     // The key is the running command's key string, as for `replicate`.
     let k = key;
-    // SAFETY: as in `replicate`: "s" a key string, "v" an array of live
-    // strings and its length.
+    // SAFETY: ctx is the running command's context; `words` are live
+    // strings (the caller's, shared ones or `built`'s) and `joined` lives
+    // to the end of this function. For the in-place path, the call's array
+    // is the one Redis passed (`reuse.argv`), checked for its shape there.
     unsafe {
+        if let (Some((EffectName::Reserve, _)), [tx, q, at, rest @ ..]) = (&fast, words) {
+            let buyer = rest.get(1).copied();
+            if reuse.argv.len == 6 + 2 * usize::from(buyer.is_some())
+                && replicate_reserve_in_place(
+                    ctx.ctx,
+                    reuse.argv,
+                    k,
+                    joined.inner,
+                    [*tx, *q, *at],
+                    buyer,
+                ) == raw::REDISMODULE_OK as c_int
+            {
+                return;
+            }
+        }
+        let mut argv: smallvec::SmallVec<[*mut raw::RedisModuleString; 8]> =
+            smallvec::smallvec![joined.inner];
+        argv.extend(words.iter().copied());
         if let Some(rm_replicate) = raw::RedisModule_Replicate {
             rm_replicate(
                 ctx.ctx,
@@ -412,39 +441,41 @@ pub fn replicate_fed(
     }
 }
 
-/// Replicates `INV.APPLY key RESERVE txid qty deadline [BUYER id]` through
+/// Replicates `INV.APPLY key <name> txid qty deadline [BUYER id]` through
 /// the call's own argument array: `INV.RESERVE key txid qty TTL|PXAT n
 /// [BUYER id]` has the same six (eight) slots, so they are pointed at the
 /// effect's strings for the length of one `RM_ReplicateVerbatim` (which
 /// copies the array and takes its own references) and put back before
-/// anything else reads them. Most of what `RM_Replicate` costs a reserve is
-/// its command lookup by name and building its argument objects
+/// anything else reads them. `name` is `RESERVE`, or for a fed reserve the
+/// name joined to its feed stamp. Most of what `RM_Replicate` costs a
+/// reserve is its command lookup by name and building its argument objects
 /// (docs/benchmarks.md); this does neither. What replicas and the AOF
-/// receive is byte for byte what `RM_Replicate` sent. Returns an error,
-/// having replicated nothing, when it cannot run (the caller then uses
-/// `RM_Replicate`).
+/// receive is byte for byte what `RM_Replicate` would send. Returns an
+/// error, having replicated nothing, when it cannot run (the caller then
+/// uses `RM_Replicate`).
 ///
 /// # Safety
 /// `ctx` is the running command's context and `argv` its array of 6 slots
-/// (8 with a buyer); `key`, `txid`, `qty`, `buyer` are strings alive for
-/// the call.
+/// (8 with a buyer); `key`, `name`, the effect's `txid`, `qty` and
+/// deadline strings and `buyer` are strings alive for the call.
 unsafe fn replicate_reserve_in_place(
     ctx: *mut raw::RedisModuleCtx,
     argv: CallArgv,
     key: *mut raw::RedisModuleString,
-    txid: *mut raw::RedisModuleString,
-    qty: *mut raw::RedisModuleString,
+    name: *mut raw::RedisModuleString,
+    [txid, qty, at]: [*mut raw::RedisModuleString; 3],
     buyer: Option<*mut raw::RedisModuleString>,
-    deadline: u64,
 ) -> c_int {
     // SAFETY: the API table is filled once at load and never written again.
     let Some(verbatim) = (unsafe { raw::RedisModule_ReplicateVerbatim }) else {
         return raw::REDISMODULE_ERR as c_int;
     };
     let apply = *APPLY as *mut raw::RedisModuleString;
-    let at = deadline_string(deadline);
     let len = if buyer.is_some() { 8 } else { 6 };
-    if apply.is_null() || at.is_null() || argv.ptr.is_null() || argv.len != len {
+    if [apply, name, txid, qty, at].iter().any(|p| p.is_null())
+        || argv.ptr.is_null()
+        || argv.len != len
+    {
         return raw::REDISMODULE_ERR as c_int;
     }
     // SAFETY: the caller's guarantee: the live array of this call, of `len`
@@ -455,7 +486,7 @@ unsafe fn replicate_reserve_in_place(
     let new = [
         apply,
         key,
-        op(EffectName::Reserve),
+        name,
         txid,
         qty,
         at,
@@ -472,8 +503,7 @@ unsafe fn replicate_reserve_in_place(
 /// The last number asked for, and its string, which the module holds one
 /// reference to. Reserves with one TTL arriving in the same millisecond (a
 /// flash sale's burst) share one deadline, so they share its string
-/// instead of each making one (docs/benchmarks.md); the feed's trim length
-/// is the same on every change. Sharing is safe as for the effect names: a
+/// instead of each making one (docs/benchmarks.md). Sharing is safe as for the effect names: a
 /// string handed to replication is only read, and replication takes its
 /// own reference (the stream API copies what it is given). Touched on the
 /// main thread only (commands and timers); the atomics are plain loads and
@@ -524,7 +554,6 @@ impl LastNumber {
 }
 
 static LAST_DEADLINE: LastNumber = LastNumber::new();
-static LAST_MAXLEN: LastNumber = LastNumber::new();
 
 /// `deadline` as a module string, shared with the next call for the same
 /// deadline (null if the server cannot make one); valid until the next call.

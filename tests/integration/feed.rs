@@ -617,3 +617,162 @@ fn trimming_by_age_drops_the_same_old_entries_on_every_copy() {
     let mc = &mut m.conn();
     assert_eq!(entries(mc, "sku"), before, "AOF replay");
 }
+
+/// The commands of a RESP file (an AOF without its RDB preamble), each as
+/// its words.
+fn resp_commands(bytes: &[u8]) -> Vec<Vec<Vec<u8>>> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    let line = |at: &mut usize| {
+        let end = *at + bytes[*at..].windows(2).position(|w| w == b"\r\n").unwrap();
+        let l = &bytes[*at + 1..end];
+        *at = end + 2;
+        std::str::from_utf8(l).unwrap().parse::<usize>().unwrap()
+    };
+    while at < bytes.len() {
+        assert_eq!(bytes[at], b'*', "at byte {at}");
+        let n = line(&mut at);
+        let mut words = Vec::with_capacity(n);
+        for _ in 0..n {
+            let len = line(&mut at);
+            words.push(bytes[at..at + len].to_vec());
+            at += len + 2;
+        }
+        out.push(words);
+    }
+    out
+}
+
+fn resp_file(commands: &[Vec<Vec<u8>>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for words in commands {
+        out.extend_from_slice(format!("*{}\r\n", words.len()).as_bytes());
+        for w in words {
+            out.extend_from_slice(format!("${}\r\n", w.len()).as_bytes());
+            out.extend_from_slice(w);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    out
+}
+
+fn incr_aof(dir: &std::path::Path) -> std::path::PathBuf {
+    std::fs::read_dir(dir.join("appendonlydir"))
+        .expect("appendonlydir")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with(".incr.aof"))
+        .expect("an incremental AOF file")
+}
+
+/// A master writes a fed effect's stamp joined to the effect's name, so a
+/// fed reserve travels in as many words as the INV.RESERVE it came from;
+/// an AOF holding the earlier form (`FEED <id> <maxlen> [MINID <id>]`
+/// before the effect), as earlier builds wrote it, replays to the same
+/// entries and digest.
+#[test]
+fn a_fed_effect_travels_with_its_stamp_in_its_name_word_and_the_old_form_still_loads() {
+    let s = Server::start(&[
+        "--appendonly",
+        "yes",
+        "--aof-use-rdb-preamble",
+        "no",
+        "--appendfsync",
+        "always",
+    ]);
+    let c = &mut s.conn();
+    ok(c, &["INV.SET", "sku", "9"]);
+    ok(c, &["INV.RULES", "sku", "FEED", "ON"]);
+    ok(
+        c,
+        &["CONFIG", "SET", "inventory.feed-max-age-ms", "86400000"],
+    );
+    ok(c, &["INV.RESERVE", "sku", "t1", "1", "TTL", "100000"]);
+    ok(
+        c,
+        &[
+            "INV.RESERVE",
+            "sku",
+            "t2",
+            "2",
+            "TTL",
+            "100000",
+            "BUYER",
+            "b",
+        ],
+    );
+    ok(c, &["INV.RESERVE", "sku", "t3", "1"]);
+    ok(c, &["INV.CANCEL", "sku", "t1"]);
+    ok(c, &["INV.ADD", "sku", "1"]);
+    let before = (entries(c, "sku"), digest(c));
+    let s = s.restart_with(|dir| {
+        let path = incr_aof(dir);
+        let commands = resp_commands(&std::fs::read(&path).unwrap());
+        let fed: Vec<&Vec<Vec<u8>>> = commands
+            .iter()
+            .filter(|w| w[0].eq_ignore_ascii_case(b"INV.APPLY") && w[2].contains(&b':'))
+            .collect();
+        let shape: Vec<(String, usize)> = fed
+            .iter()
+            .map(|w| {
+                let name = w[2].split(|&b| b == b':').next().unwrap();
+                (String::from_utf8_lossy(name).into_owned(), w.len())
+            })
+            .collect();
+        // The feed turned on (its own entry), then the reserves: 6 words,
+        // 8 with a buyer, as INV.RESERVE's (the one without a TTL through
+        // RM_Replicate), the cancel and the restock.
+        assert_eq!(
+            shape,
+            [
+                ("RULES", 5),
+                ("RESERVE", 6),
+                ("RESERVE", 8),
+                ("RESERVE", 6),
+                ("CANCEL", 4),
+                ("ADD", 4)
+            ]
+            .map(|(n, l)| (n.to_string(), l)),
+            "{commands:?}"
+        );
+        // Age trimming was turned on after the first: its floor comes with
+        // every later one.
+        let parts: Vec<usize> = fed
+            .iter()
+            .map(|w| w[2].split(|&b| b == b':').count())
+            .collect();
+        assert_eq!(parts, [3, 4, 4, 4, 4, 4]);
+        // The same effects in the earlier form.
+        let old: Vec<Vec<Vec<u8>>> = commands
+            .iter()
+            .map(|w| {
+                if !(w[0].eq_ignore_ascii_case(b"INV.APPLY") && w[2].contains(&b':')) {
+                    return w.clone();
+                }
+                let parts: Vec<&[u8]> = w[2].split(|&b| b == b':').collect();
+                let mut out = vec![w[0].clone(), w[1].clone(), b"FEED".to_vec()];
+                out.extend([parts[1].to_vec(), parts[2].to_vec()]);
+                if let Some(m) = parts.get(3) {
+                    out.extend([b"MINID".to_vec(), m.to_vec()]);
+                }
+                out.push(parts[0].to_vec());
+                out.extend(w[3..].iter().cloned());
+                out
+            })
+            .collect();
+        std::fs::write(&path, resp_file(&old)).unwrap();
+    });
+    let c = &mut s.conn();
+    assert_eq!((entries(c, "sku"), digest(c)), before);
+    assert_eq!(
+        events(&before.0),
+        [
+            "rules",
+            "reserved:t1",
+            "reserved:t2",
+            "reserved:t3",
+            "cancelled:t1",
+            "stock"
+        ]
+    );
+}

@@ -242,9 +242,17 @@ impl Effect {
             }
             r.iter().map(|a| id(a)).collect()
         };
-        let op = std::str::from_utf8(op)
-            .map_err(|_| bad())?
-            .to_ascii_uppercase();
+        // Upper-cased on the stack: a replica parses one name per change.
+        let mut name = [0u8; 12];
+        let op = name
+            .get_mut(..op.len())
+            .map(|n| {
+                n.copy_from_slice(op);
+                n.make_ascii_uppercase();
+                &*n
+            })
+            .and_then(|n| std::str::from_utf8(n).ok())
+            .ok_or_else(bad)?;
         let buyer = |a: &[u8]| BuyerId::new(a).map_err(|_| bad());
         // A record's first four words: txid, state, qty, time.
         let record = |c: &[&[u8]]| -> Result<RecordParts> {
@@ -258,7 +266,7 @@ impl Effect {
             })
         };
         let word = |a: &[u8], w: &str| a.eq_ignore_ascii_case(w.as_bytes());
-        Ok(match (op.as_str(), rest) {
+        Ok(match (op, rest) {
             ("STOCK", [s]) => Effect::Stock(int(s)?),
             ("ADD", [d]) => Effect::Add(int(d)?),
             ("RESERVE", [tx, q, d]) => Effect::Reserve {

@@ -10,6 +10,7 @@
 
 use super::buyers::BuyerId;
 use super::effect::Effect;
+use super::error::{Error, Result};
 use super::records::State;
 use super::sku::Sku;
 use super::txid::TxId;
@@ -142,16 +143,79 @@ impl std::fmt::Display for StreamId {
     }
 }
 
-/// What travels with a fed effect to replicas and the AOF (`INV.APPLY key
-/// FEED <first id> <maxlen> [MINID <id>] <effect>`): the ID of the effect's
-/// first entry (the others follow it one by one), the length the master
-/// trimmed the stream to afterwards (0: not trimmed) and, when it trims by
-/// age, the oldest ID it kept.
+/// What travels with a fed effect to replicas and the AOF: the ID of the
+/// effect's first entry (the others follow it one by one), the length the
+/// master trimmed the stream to afterwards (0: not trimmed) and, when it
+/// trims by age, the oldest ID it kept. Masters write it joined to the
+/// effect's name in one word (`INV.APPLY key <NAME>:<first id>:<maxlen>[:<minid>]
+/// <effect args>`, `joined`), so a fed reserve has as many words as the
+/// INV.RESERVE it came from; the earlier form (`INV.APPLY key FEED <first
+/// id> <maxlen> [MINID <id>] <effect>`) is still read, from AOF files and
+/// masters of earlier builds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FeedStamp {
     pub first: StreamId,
     pub maxlen: u64,
     pub minid: Option<StreamId>,
+}
+
+/// Separates an effect's name from its joined stamp's parts (no effect
+/// name and no number holds it).
+const JOIN: u8 = b':';
+
+/// A joined word, on the stack: at most 117 bytes (a 12-byte name, two
+/// 41-byte IDs, a 20-digit length and three separators).
+pub type JoinedWord = SmallVec<[u8; 128]>;
+
+impl FeedStamp {
+    /// `name` and this stamp in one word, `<name>:<first id>:<maxlen>` with
+    /// `:<minid>` when it trims by age.
+    pub fn joined(&self, name: &[u8]) -> JoinedWord {
+        let mut w = JoinedWord::new();
+        let mut num = itoa::Buffer::new();
+        let mut id = |w: &mut JoinedWord, id: StreamId| {
+            w.push(JOIN);
+            w.extend_from_slice(num.format(id.ms).as_bytes());
+            w.push(b'-');
+            w.extend_from_slice(num.format(id.seq).as_bytes());
+        };
+        w.extend_from_slice(name);
+        id(&mut w, self.first);
+        w.push(JOIN);
+        w.extend_from_slice(itoa::Buffer::new().format(self.maxlen).as_bytes());
+        if let Some(m) = self.minid {
+            id(&mut w, m);
+        }
+        w
+    }
+
+    /// Splits a joined word into the effect's name and its stamp: `None`
+    /// for a word without one, an error for a stamp that does not parse.
+    pub fn split_joined(word: &[u8]) -> Result<Option<(&[u8], FeedStamp)>> {
+        let bad = || Error::Apply("malformed effect".into());
+        let mut parts = word.split(|&b| b == JOIN);
+        let name = parts.next().unwrap_or_default();
+        let (Some(first), Some(maxlen)) = (parts.next(), parts.next()) else {
+            return if name.len() == word.len() {
+                Ok(None)
+            } else {
+                Err(bad())
+            };
+        };
+        let minid = parts.next();
+        if parts.next().is_some() {
+            return Err(bad());
+        }
+        let stamp = FeedStamp {
+            first: StreamId::parse(first).ok_or_else(bad)?,
+            maxlen: decimal(maxlen).ok_or_else(bad)?,
+            minid: match minid {
+                Some(m) => Some(StreamId::parse(m).ok_or_else(bad)?),
+                None => None,
+            },
+        };
+        Ok(Some((name, stamp)))
+    }
 }
 
 /// The oldest entry ID a stream trimmed to `max_age_ms` keeps, for a change

@@ -463,8 +463,9 @@ pub fn scan<A: Arg>(a: &[A]) -> Result<Scan<A>> {
     Ok(Scan { key, cursor, count })
 }
 
-/// How many of an `INV.APPLY`'s words after the key are its feed stamp,
-/// `FEED <first id> <maxlen> [MINID <id>]`: 3, 5, or 0 without one. The
+/// How many of an `INV.APPLY`'s words after the key are a separate feed
+/// stamp, `FEED <first id> <maxlen> [MINID <id>]` (the form earlier builds
+/// wrote): 3, 5, or 0 without one (or with a joined one). The
 /// shape only (`apply` reads the values); a replica also uses it to find
 /// the effect's txid before parsing.
 pub fn stamp_len<A: Arg>(words: &[A]) -> usize {
@@ -482,16 +483,27 @@ pub fn stamp_len<A: Arg>(words: &[A]) -> usize {
     }
 }
 
-/// `INV.APPLY key [FEED <first id> <maxlen> [MINID <id>]] <effect...>`
+/// `INV.APPLY key <NAME>:<first id>:<maxlen>[:<minid>] <effect args...>`
+/// (a fed effect as masters write it, `FeedStamp::joined`), `INV.APPLY key
+/// FEED <first id> <maxlen> [MINID <id>] <effect...>` (the same, as earlier
+/// builds wrote it) or `INV.APPLY key <effect...>`.
 pub fn apply<A: Arg>(a: &[A]) -> Result<Apply<A>> {
     let mut a = Args::new("inv.apply", a, 2, usize::MAX)?;
     let key = a.arg()?;
     // On the stack for every single-record effect (a replica applies one
     // per change it receives), with its feed stamp: no allocation on that
     // path.
-    let words: smallvec::SmallVec<[&[u8]; 12]> = a.rest().iter().map(Arg::bytes).collect();
+    let mut words: smallvec::SmallVec<[&[u8]; 12]> = a.rest().iter().map(Arg::bytes).collect();
     let bad = || Error::Apply("malformed effect".into());
-    let (stamp, words) = words.split_at(stamp_len(&words));
+    let n = stamp_len(&words);
+    let (stamp, words) = words.split_at_mut(n);
+    let joined = match (stamp.is_empty(), words.first_mut()) {
+        (true, Some(name)) => FeedStamp::split_joined(name)?.map(|(n, stamp)| {
+            *name = n;
+            stamp
+        }),
+        _ => None,
+    };
     let feed = match stamp {
         [_, id, maxlen, minid @ ..] => Some(FeedStamp {
             first: StreamId::parse(id).ok_or_else(bad)?,
@@ -501,7 +513,7 @@ pub fn apply<A: Arg>(a: &[A]) -> Result<Apply<A>> {
                 _ => None,
             },
         }),
-        _ => None,
+        _ => joined,
     };
     let effect = Effect::parse(words)?;
     a.finish()?;

@@ -111,6 +111,13 @@ fn atom() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
             "18446744073709551616",
             "k",
             "t",
+            "RESERVE",
+            "FEED",
+            "5-1",
+            "RESERVE:5-1:100",
+            "CANCEL:1-0:0:1-0",
+            "CANCEL:18446744073709551616-0:1",
+            ":",
         ])
         .prop_map(|w| w.as_bytes().to_vec()),
         (0usize..3000).prop_map(|n| vec![b'9'; n]),
@@ -274,4 +281,56 @@ fn apply_reads_the_feed_stamp_with_and_without_its_age_floor() {
     );
     assert_eq!(crate::ledger::age_floor(id(10, 4), 3_000), Some(id(1, 0)));
     assert_eq!(crate::ledger::age_floor(id(10, 4), 0), None);
+}
+
+#[test]
+fn apply_reads_a_stamp_joined_to_the_effect_name_as_the_separate_one() {
+    use crate::ledger::{FeedStamp, StreamId};
+    let id = |ms, seq| StreamId { ms, seq };
+    for (stamp, old, joined) in [
+        (
+            FeedStamp {
+                first: id(5, 1),
+                maxlen: 100,
+                minid: None,
+            },
+            "k FEED 5-1 100 RESERVE t 2 9 BUYER b",
+            "k RESERVE:5-1:100 t 2 9 BUYER b",
+        ),
+        (
+            FeedStamp {
+                first: id(u64::MAX, u64::MAX),
+                maxlen: u64::MAX,
+                minid: Some(id(u64::MAX, 0)),
+            },
+            "k FEED 18446744073709551615-18446744073709551615 18446744073709551615 \
+             MINID 18446744073709551615-0 expire-first a b",
+            "k expire-first:18446744073709551615-18446744073709551615:18446744073709551615:\
+             18446744073709551615-0 a b",
+        ),
+    ] {
+        let (o, j) = (apply(&v(old)).unwrap(), apply(&v(joined)).unwrap());
+        assert_eq!((o.feed, j.feed), (Some(stamp), Some(stamp)), "{joined}");
+        assert_eq!(o.effect, j.effect);
+        // What a master writes is what this reads.
+        let name = joined.split(' ').nth(1).unwrap().split(':').next().unwrap();
+        assert_eq!(
+            stamp.joined(name.as_bytes()).as_slice(),
+            joined.split(' ').nth(1).unwrap().as_bytes()
+        );
+    }
+    for bad in [
+        "k CANCEL: t",
+        "k CANCEL:5-1 t",
+        "k CANCEL:5-1:x t",
+        "k CANCEL:0-0:1 t",
+        "k CANCEL:5-1:1:0-0 t",
+        "k CANCEL:5-1:1:3-0: t",
+        "k :5-1:1 CANCEL t",
+        "k CAN:CEL:5-1:1 t",
+        // One stamp only.
+        "k FEED 5-1 100 CANCEL:5-1:100 t",
+    ] {
+        assert!(apply(&v(bad)).is_err(), "{bad}");
+    }
 }

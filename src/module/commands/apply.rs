@@ -25,9 +25,10 @@ pub fn apply(ctx: &Context, req: &Request) -> Reply {
         Some(&key) => OpenKey::open_arg(ctx, key)?,
         None => return Err(Error::Arity("inv.apply")),
     };
-    // Where the effect's own words start: after the key and its feed
-    // stamp, by the stamp's shape (the parser below checks the rest; a
-    // malformed effect only prefetches or lends a string that goes unused).
+    // Where the effect's own words start: after the key and a separate
+    // feed stamp, by the stamp's shape (a joined stamp is inside the name
+    // word; the parser below checks the rest; a malformed effect only
+    // prefetches or lends a string that goes unused).
     let op = 1 + parse::stamp_len(args.get(1..).unwrap_or_default());
     if let [_, txid, rest @ ..] = args.get(op..).unwrap_or_default() {
         entry.sku().prefetch(txid.bytes());
