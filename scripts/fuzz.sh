@@ -27,8 +27,10 @@ for target in commands decode; do
   cargo +nightly fuzz run "$target" "target/corpus/$target" "corpus/$target" -- \
     -max_total_time="$secs" -print_final_stats=1 >"$log" 2>&1 || status=$?
   grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb|==|SUMMARY|Done)|panicked|ERROR' "$log" || true
-  found=$(find "artifacts/$target" -type f 2>/dev/null | head -5)
-  echo "fuzz-failing-inputs: $(find "artifacts/$target" -type f 2>/dev/null | wc -l)"
+  # No artifacts directory when the target did not even build: the status
+  # check below reports that, with the build's output.
+  found=$(find "artifacts/$target" -type f 2>/dev/null | head -5 || true)
+  echo "fuzz-failing-inputs: $(find "artifacts/$target" -type f 2>/dev/null | wc -l || true)"
   if [ -n "$found" ]; then
     fail "failing inputs (fix, then delete them): $found"
   fi

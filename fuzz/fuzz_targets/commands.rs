@@ -71,7 +71,9 @@ fn apply_fed(sku: &mut Sku, e: &Effect) -> Result<()> {
     let version = sku.feed_version(e);
     for entry in &entries {
         let pairs = entry.pairs(version);
-        assert!(pairs.iter().all(|(name, _)| FEED_FIELDS.contains(name)));
+        assert!(pairs
+            .iter()
+            .all(|(field, _)| FEED_FIELDS.contains(&field.name())));
         assert!(FEED_EVENTS.contains(&entry.event));
     }
     Ok(())

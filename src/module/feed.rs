@@ -8,7 +8,7 @@ use super::config;
 use super::propagation::{deadline_string, ReplicationArgs};
 use super::stats::STATS;
 use inventory_core::ledger::{
-    age_floor, stream_name, Error, FeedEntry, FeedStamp, FieldValue, StreamId, FEED_EVENTS,
+    age_floor, stream_name, Error, FeedEntry, FeedStamp, Field, FieldValue, StreamId, FEED_EVENTS,
     FEED_FIELDS,
 };
 use redis_module::{raw, Context, ContextFlags, RedisString};
@@ -50,15 +50,6 @@ static SMALL: once_cell::sync::Lazy<Vec<usize>> = once_cell::sync::Lazy::new(|| 
 
 fn word(at: usize) -> *mut raw::RedisModuleString {
     WORDS.get(at).copied().unwrap_or(0) as *mut raw::RedisModuleString
-}
-
-fn field(name: &str) -> *mut raw::RedisModuleString {
-    word(
-        FEED_FIELDS
-            .iter()
-            .position(|f| *f == name)
-            .unwrap_or(usize::MAX),
-    )
 }
 
 fn event(name: &str) -> *mut raw::RedisModuleString {
@@ -107,25 +98,26 @@ impl EntryArgs {
         let same = |s: Option<*mut raw::RedisModuleString>, b: &[u8]| {
             s.filter(|p| !p.is_null() && RedisString::string_as_slice(*p) == b)
         };
-        for (name, value) in e.pairs(version) {
-            let v = match (name, value) {
+        for (field, value) in e.pairs(version) {
+            let v = match (field, value) {
                 (_, FieldValue::Word(w)) => event(w),
                 (_, FieldValue::Key) => key,
-                ("txid", FieldValue::Bytes(b)) => {
+                (Field::Txid, FieldValue::Bytes(b)) => {
                     same(reuse.txid, b).unwrap_or_else(|| a.keep(made(b)))
                 }
-                ("buyer", FieldValue::Bytes(b)) => {
+                (Field::Buyer, FieldValue::Bytes(b)) => {
                     same(reuse.buyer, b).unwrap_or_else(|| a.keep(made(b)))
                 }
                 (_, FieldValue::Bytes(b)) => a.keep(made(b)),
-                ("deadline", FieldValue::Int(n)) => deadline_string(n.max(0) as u64),
+                (Field::Deadline, FieldValue::Int(n)) => deadline_string(n.max(0) as u64),
                 (_, FieldValue::Int(n)) => match usize::try_from(n).ok().and_then(|i| SMALL.get(i))
                 {
                     Some(&p) => p as *mut raw::RedisModuleString,
                     None => a.keep(number(n)),
                 },
             };
-            a.argv.extend([field(name), v]);
+            // WORDS holds the field names first, in FEED_FIELDS' order.
+            a.argv.extend([word(field as usize), v]);
         }
         a
     }

@@ -223,18 +223,8 @@ impl Effect {
     pub fn parse(args: &[&[u8]]) -> Result<Effect> {
         let bad = || Error::Apply("malformed effect".into());
         let (op, rest) = args.split_first().ok_or_else(bad)?;
-        let int = |a: &[u8]| -> Result<i64> {
-            std::str::from_utf8(a)
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .ok_or_else(bad)
-        };
-        let time = |a: &[u8]| -> Result<u64> {
-            std::str::from_utf8(a)
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .ok_or_else(bad)
-        };
+        let int = |a: &[u8]| -> Result<i64> { std_int(a).ok_or_else(bad) };
+        let time = |a: &[u8]| -> Result<u64> { std_uint(a).ok_or_else(bad) };
         let id = |a: &[u8]| TxId::new(a).map_err(|_| bad());
         let ids = |r: &[&[u8]]| -> Result<Vec<TxId>> {
             if r.is_empty() {
@@ -343,6 +333,25 @@ impl Effect {
             _ => return Err(bad()),
         })
     }
+}
+
+/// An i64 as `str::parse` reads it (an optional sign, then digits; here at
+/// most 20 of them, as the master writes), without a UTF-8 check or a
+/// string: a replica reads several per change.
+fn std_int(a: &[u8]) -> Option<i64> {
+    let (negative, digits) = match a.split_first() {
+        Some((b'-', d)) => (true, d),
+        Some((b'+', d)) => (false, d),
+        _ => (false, a),
+    };
+    let v = i128::from(super::feed::decimal(digits)?);
+    i64::try_from(if negative { -v } else { v }).ok()
+}
+
+/// A u64 as `str::parse` reads it (an optional `+`, then at most 20
+/// digits).
+fn std_uint(a: &[u8]) -> Option<u64> {
+    super::feed::decimal(a.strip_prefix(b"+").unwrap_or(a))
 }
 
 /// `LIMIT n START ms END ms FEED 1 LOW n`, each pair only when set.
@@ -506,6 +515,30 @@ mod tests {
             &[b"BUYERS", b"x"],
         ] {
             assert!(Effect::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod number_tests {
+    use super::{std_int, std_uint};
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+
+        /// The effect parser's numbers are the standard parser's, for any
+        /// sign and up to 20 digits (the master writes no more), and for
+        /// any bytes at all.
+        #[test]
+        fn numbers_read_as_the_standard_parser_reads_them(
+            text in "[+-]?[0-9]{0,20}|[+-]?[0-9]{0,4}[^0-9][0-9]{0,3}|-?(9223372036854775|1844674407370955)[0-9]{3,4}",
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..8),
+        ) {
+            proptest::prop_assert_eq!(std_int(text.as_bytes()), text.parse::<i64>().ok(), "{}", text);
+            proptest::prop_assert_eq!(std_uint(text.as_bytes()), text.parse::<u64>().ok(), "{}", text);
+            let s = std::str::from_utf8(&bytes).ok();
+            proptest::prop_assert_eq!(std_int(&bytes), s.and_then(|s| s.parse::<i64>().ok()));
+            proptest::prop_assert_eq!(std_uint(&bytes), s.and_then(|s| s.parse::<u64>().ok()));
         }
     }
 }

@@ -41,22 +41,22 @@ impl FeedEntry {
 
     /// The entry's fields in stream order: `event`, `key`, `txid`, `qty`,
     /// `version`, `buyer`, `deadline` (the optional ones only when set), as
-    /// (name, value) pairs of the change ending at `version`.
-    pub fn pairs(&self, version: u64) -> SmallVec<[(&'static str, FieldValue<'_>); 7]> {
+    /// (field, value) pairs of the change ending at `version`.
+    pub fn pairs(&self, version: u64) -> SmallVec<[(Field, FieldValue<'_>); 7]> {
         let int = |v: u64| FieldValue::Int(i64::try_from(v).unwrap_or(i64::MAX));
-        let mut f: SmallVec<[(&'static str, FieldValue<'_>); 7]> = SmallVec::new();
-        f.push(("event", FieldValue::Word(self.event)));
-        f.push(("key", FieldValue::Key));
+        let mut f: SmallVec<[(Field, FieldValue<'_>); 7]> = SmallVec::new();
+        f.push((Field::Event, FieldValue::Word(self.event)));
+        f.push((Field::Key, FieldValue::Key));
         if let Some(t) = &self.txid {
-            f.push(("txid", FieldValue::Bytes(t.as_bytes())));
+            f.push((Field::Txid, FieldValue::Bytes(t.as_bytes())));
         }
-        f.push(("qty", FieldValue::Int(self.qty)));
-        f.push(("version", int(version)));
+        f.push((Field::Qty, FieldValue::Int(self.qty)));
+        f.push((Field::Version, int(version)));
         if let Some(b) = &self.buyer {
-            f.push(("buyer", FieldValue::Bytes(b.as_bytes())));
+            f.push((Field::Buyer, FieldValue::Bytes(b.as_bytes())));
         }
         if self.deadline != 0 {
-            f.push(("deadline", int(self.deadline)));
+            f.push((Field::Deadline, int(self.deadline)));
         }
         f
     }
@@ -77,6 +77,26 @@ pub enum FieldValue<'a> {
 pub const FEED_FIELDS: [&str; 7] = [
     "event", "key", "txid", "qty", "version", "buyer", "deadline",
 ];
+
+/// A field of a feed entry: `FEED_FIELDS[field as usize]` is its name (the
+/// shell keeps one shared string per field, found by this index rather
+/// than by comparing names on every entry).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Field {
+    Event,
+    Key,
+    Txid,
+    Qty,
+    Version,
+    Buyer,
+    Deadline,
+}
+
+impl Field {
+    pub fn name(self) -> &'static str {
+        FEED_FIELDS[self as usize]
+    }
+}
 
 /// Every `event` word.
 pub const FEED_EVENTS: [&str; 12] = [

@@ -24,8 +24,8 @@ pub use codec::{decode, encode, ENCODING_VERSION};
 pub use effect::{Effect, RecordParts};
 pub use error::{code, quote, Error, Result, QUOTE_MAX};
 pub use feed::{
-    age_floor, decimal, stream_name, FeedEntries, FeedEntry, FeedStamp, FieldValue, StreamId,
-    FEED_EVENTS, FEED_FIELDS,
+    age_floor, decimal, stream_name, FeedEntries, FeedEntry, FeedStamp, Field, FieldValue,
+    StreamId, FEED_EVENTS, FEED_FIELDS,
 };
 pub use multi::MultiPlan;
 pub use plan::{Effects, Event, Grant, Plan, Policy, Ttl};

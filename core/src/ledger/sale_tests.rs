@@ -195,8 +195,8 @@ fn follow(m: &mut FeedMirror, entries: &FeedEntries, version: u64, sku: &Sku) {
     };
     for e in entries {
         assert!(FEED_EVENTS.contains(&e.event), "{e:?}");
-        for (name, _) in e.pairs(version) {
-            assert!(FEED_FIELDS.contains(&name), "{name}");
+        for (field, _) in e.pairs(version) {
+            assert!(FEED_FIELDS.contains(&field.name()), "{field:?}");
         }
         match e.event {
             "reserved" => {
