@@ -1,7 +1,10 @@
 //! How a change reaches replicas and the AOF: each applied effect is sent
 //! as `INV.APPLY key <effect>` (`replicate`; AOF rewrites use the same
-//! encoding, `effect_argv`), when the gate (`gate.rs`) says anything
-//! consumes it.
+//! encoding, `effect_argv`), a confirm or cancel of `INV.CONFIRM|CANCEL key
+//! txid` as `INV.APPLY.CONFIRM|CANCEL key txid`, a fed effect with its feed
+//! stamp (`replicate_fed`), when the gate (`gate.rs`) says anything
+//! consumes it; the frequent shapes through the call's own arguments
+//! (`replicate_in_place`, docs/design.md "Replication forms").
 
 use super::arg::Arg;
 use super::gate;
@@ -39,8 +42,8 @@ pub struct ReplicationArgs {
     pub qty: Option<*mut raw::RedisModuleString>,
     /// The reserve's buyer string, when it named one.
     pub buyer: Option<*mut raw::RedisModuleString>,
-    /// The call's argument array, when its shape lets a fresh reservation
-    /// be replicated through it (`replicate_reserve_in_place`).
+    /// The call's argument array, when its shape lets its effect be
+    /// replicated through it (`replicate_in_place`).
     pub argv: CallArgv,
     /// The call is `INV.APPLY key <effect>` itself (a replica or an AOF
     /// replay): what it received is what it passes on, verbatim.
@@ -68,6 +71,16 @@ impl ReplicationArgs {
     pub fn txid(txid: Arg) -> ReplicationArgs {
         ReplicationArgs {
             txid: Some(txid.raw()),
+            ..ReplicationArgs::default()
+        }
+    }
+
+    /// The txid string, and the call's argument array for an effect that
+    /// fits it (a confirm or cancel of `INV.CONFIRM|CANCEL key txid`).
+    pub fn txid_in(txid: Arg, argv: CallArgv) -> ReplicationArgs {
+        ReplicationArgs {
+            txid: Some(txid.raw()),
+            argv,
             ..ReplicationArgs::default()
         }
     }
@@ -124,16 +137,24 @@ static OPS: once_cell::sync::Lazy<[usize; 8]> = once_cell::sync::Lazy::new(|| {
     })
 });
 
-/// The replication command's name, made once like the effect names.
-static APPLY: once_cell::sync::Lazy<usize> = once_cell::sync::Lazy::new(|| {
-    // SAFETY: as OPS.
-    unsafe {
-        raw::RedisModule_CreateString.map_or(0, |create| {
-            let name = "INV.APPLY";
-            create(std::ptr::null_mut(), name.as_ptr().cast(), name.len()) as usize
-        })
-    }
+/// The replication commands' names, made once like the effect names:
+/// `INV.APPLY`, and the three-word forms of a confirm and a cancel
+/// (`INV.APPLY.CONFIRM key txid`, `INV.APPLY.CANCEL key txid`), which fit
+/// the calls they come from (`replicate_in_place`).
+static APPLY_NAMES: once_cell::sync::Lazy<[usize; 3]> = once_cell::sync::Lazy::new(|| {
+    ["INV.APPLY", "INV.APPLY.CONFIRM", "INV.APPLY.CANCEL"].map(|name| {
+        // SAFETY: as OPS.
+        unsafe {
+            raw::RedisModule_CreateString.map_or(0, |create| {
+                create(std::ptr::null_mut(), name.as_ptr().cast(), name.len()) as usize
+            })
+        }
+    })
 });
+
+fn apply_name(i: usize) -> *mut raw::RedisModuleString {
+    APPLY_NAMES[i] as *mut raw::RedisModuleString
+}
 
 fn op(o: EffectName) -> *mut raw::RedisModuleString {
     OPS[o as usize] as *mut raw::RedisModuleString
@@ -282,6 +303,26 @@ pub fn replicate(
                     rm_replicate(c, cmd, c"sv".as_ptr(), k, argv.as_mut_ptr(), argv.len())
                 }
             },
+            // `INV.CONFIRM key txid` / `INV.CANCEL key txid`: three words,
+            // as the effect's own form; otherwise INV.APPLY's.
+            Effect::Confirm(_) | Effect::Cancel(_)
+                if tx == reuse.txid.unwrap_or(std::ptr::null_mut())
+                    && replicate_in_place(
+                        c,
+                        reuse.argv,
+                        &[
+                            apply_name(if matches!(effect, Effect::Confirm(_)) {
+                                1
+                            } else {
+                                2
+                            }),
+                            k,
+                            tx,
+                        ],
+                    ) == raw::REDISMODULE_OK as c_int =>
+            {
+                raw::REDISMODULE_OK as c_int
+            }
             Effect::Confirm(_) => {
                 rm_replicate(c, cmd, c"sss".as_ptr(), k, op(EffectName::Confirm), tx)
             }
@@ -442,21 +483,12 @@ pub fn replicate_fed(
 }
 
 /// Replicates `INV.APPLY key <name> txid qty deadline [BUYER id]` through
-/// the call's own argument array: `INV.RESERVE key txid qty TTL|PXAT n
-/// [BUYER id]` has the same six (eight) slots, so they are pointed at the
-/// effect's strings for the length of one `RM_ReplicateVerbatim` (which
-/// copies the array and takes its own references) and put back before
-/// anything else reads them. `name` is `RESERVE`, or for a fed reserve the
-/// name joined to its feed stamp. Most of what `RM_Replicate` costs a
-/// reserve is its command lookup by name and building its argument objects
-/// (docs/benchmarks.md); this does neither. What replicas and the AOF
-/// receive is byte for byte what `RM_Replicate` would send. Returns an
-/// error, having replicated nothing, when it cannot run (the caller then
-/// uses `RM_Replicate`).
+/// the call's own argument array (`replicate_in_place`): `INV.RESERVE key
+/// txid qty TTL|PXAT n [BUYER id]` has the same six (eight) slots. `name`
+/// is `RESERVE`, or for a fed reserve the name joined to its feed stamp.
 ///
 /// # Safety
-/// `ctx` is the running command's context and `argv` its array of 6 slots
-/// (8 with a buyer); `key`, `name`, the effect's `txid`, `qty` and
+/// As `replicate_in_place`; `key`, `name`, the effect's `txid`, `qty` and
 /// deadline strings and `buyer` are strings alive for the call.
 unsafe fn replicate_reserve_in_place(
     ctx: *mut raw::RedisModuleCtx,
@@ -466,25 +498,8 @@ unsafe fn replicate_reserve_in_place(
     [txid, qty, at]: [*mut raw::RedisModuleString; 3],
     buyer: Option<*mut raw::RedisModuleString>,
 ) -> c_int {
-    // SAFETY: the API table is filled once at load and never written again.
-    let Some(verbatim) = (unsafe { raw::RedisModule_ReplicateVerbatim }) else {
-        return raw::REDISMODULE_ERR as c_int;
-    };
-    let apply = *APPLY as *mut raw::RedisModuleString;
-    let len = if buyer.is_some() { 8 } else { 6 };
-    if [apply, name, txid, qty, at].iter().any(|p| p.is_null())
-        || argv.ptr.is_null()
-        || argv.len != len
-    {
-        return raw::REDISMODULE_ERR as c_int;
-    }
-    // SAFETY: the caller's guarantee: the live array of this call, of `len`
-    // slots (checked above).
-    let slots = unsafe { std::slice::from_raw_parts_mut(argv.ptr, len) };
-    let mut saved = [std::ptr::null_mut(); 8];
-    saved[..len].copy_from_slice(slots);
-    let new = [
-        apply,
+    let words = [
+        apply_name(0),
         key,
         name,
         txid,
@@ -493,7 +508,46 @@ unsafe fn replicate_reserve_in_place(
         op(EffectName::Buyer),
         buyer.unwrap_or(std::ptr::null_mut()),
     ];
-    slots.copy_from_slice(&new[..len]);
+    let len = if buyer.is_some() { 8 } else { 6 };
+    // SAFETY: the caller's guarantee.
+    unsafe { replicate_in_place(ctx, argv, &words[..len]) }
+}
+
+/// Replicates `words` (the replication command's name first) through the
+/// call's own argument array, when it has as many slots: they are pointed
+/// at `words` for the length of one `RM_ReplicateVerbatim` (which copies
+/// the array and takes its own references) and put back before anything
+/// else reads them. Most of what `RM_Replicate` costs a change is its
+/// command lookup by name and building its argument objects
+/// (docs/benchmarks.md); this does neither. What replicas and the AOF
+/// receive is the command `RM_Replicate` would send with the same words.
+/// Returns an error, having replicated nothing, when it cannot run
+/// (another number of slots, a null word: the caller then uses
+/// `RM_Replicate`).
+///
+/// # Safety
+/// `ctx` is the running command's context and `argv` its array (or
+/// `CallArgv::NONE`); every word is a string alive for the call.
+unsafe fn replicate_in_place(
+    ctx: *mut raw::RedisModuleCtx,
+    argv: CallArgv,
+    words: &[*mut raw::RedisModuleString],
+) -> c_int {
+    const MOST: usize = 8;
+    // SAFETY: the API table is filled once at load and never written again.
+    let Some(verbatim) = (unsafe { raw::RedisModule_ReplicateVerbatim }) else {
+        return raw::REDISMODULE_ERR as c_int;
+    };
+    let len = words.len();
+    if words.iter().any(|p| p.is_null()) || argv.ptr.is_null() || argv.len != len || len > MOST {
+        return raw::REDISMODULE_ERR as c_int;
+    }
+    // SAFETY: the caller's guarantee: the live array of this call, of `len`
+    // slots (checked above).
+    let slots = unsafe { std::slice::from_raw_parts_mut(argv.ptr, len) };
+    let mut saved = [std::ptr::null_mut(); MOST];
+    saved[..len].copy_from_slice(slots);
+    slots.copy_from_slice(words);
     // SAFETY: ctx is the running command's context.
     let status = unsafe { verbatim(ctx) };
     slots.copy_from_slice(&saved[..len]);

@@ -93,6 +93,8 @@ fn every_command_has_its_exact_arity_and_what_it_does_to_each_key() {
         ("inv.audit", 2),
         ("inv.feed", 2),
         ("inv.apply", -3),
+        ("inv.apply.confirm", 3),
+        ("inv.apply.cancel", 3),
     ] {
         assert_eq!(arity_and_categories(c, name).0, arity, "{name}");
     }

@@ -345,6 +345,8 @@ fn bad_input_gets_a_clear_error_and_changes_nothing() {
         (&["INV.SCAN", "sku", "0", "COUNT", "0"], "ERR COUNT must be an integer from 1 to 100000, got '0'"),
         (&["INV.GET", "str"], "WRONGTYPE Operation against a key holding the wrong kind of value"),
         (&["INV.APPLY", "sku", "STOCK", "1"], "ERR INV.APPLY is internal: accepted only from a master's replication stream or an AOF being loaded"),
+        (&["INV.APPLY.CONFIRM", "sku", "t"], "ERR INV.APPLY.CONFIRM is internal: accepted only from a master's replication stream or an AOF being loaded"),
+        (&["INV.APPLY.CANCEL", "sku", "t"], "ERR INV.APPLY.CANCEL is internal: accepted only from a master's replication stream or an AOF being loaded"),
     ];
     for (args, want) in table {
         assert_eq!(&err(c, args), want, "{args:?}");

@@ -618,53 +618,6 @@ fn trimming_by_age_drops_the_same_old_entries_on_every_copy() {
     assert_eq!(entries(mc, "sku"), before, "AOF replay");
 }
 
-/// The commands of a RESP file (an AOF without its RDB preamble), each as
-/// its words.
-fn resp_commands(bytes: &[u8]) -> Vec<Vec<Vec<u8>>> {
-    let mut out = Vec::new();
-    let mut at = 0;
-    let line = |at: &mut usize| {
-        let end = *at + bytes[*at..].windows(2).position(|w| w == b"\r\n").unwrap();
-        let l = &bytes[*at + 1..end];
-        *at = end + 2;
-        std::str::from_utf8(l).unwrap().parse::<usize>().unwrap()
-    };
-    while at < bytes.len() {
-        assert_eq!(bytes[at], b'*', "at byte {at}");
-        let n = line(&mut at);
-        let mut words = Vec::with_capacity(n);
-        for _ in 0..n {
-            let len = line(&mut at);
-            words.push(bytes[at..at + len].to_vec());
-            at += len + 2;
-        }
-        out.push(words);
-    }
-    out
-}
-
-fn resp_file(commands: &[Vec<Vec<u8>>]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for words in commands {
-        out.extend_from_slice(format!("*{}\r\n", words.len()).as_bytes());
-        for w in words {
-            out.extend_from_slice(format!("${}\r\n", w.len()).as_bytes());
-            out.extend_from_slice(w);
-            out.extend_from_slice(b"\r\n");
-        }
-    }
-    out
-}
-
-fn incr_aof(dir: &std::path::Path) -> std::path::PathBuf {
-    std::fs::read_dir(dir.join("appendonlydir"))
-        .expect("appendonlydir")
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| p.to_string_lossy().ends_with(".incr.aof"))
-        .expect("an incremental AOF file")
-}
-
 /// A master writes a fed effect's stamp joined to the effect's name, so a
 /// fed reserve travels in as many words as the INV.RESERVE it came from;
 /// an AOF holding the earlier form (`FEED <id> <maxlen> [MINID <id>]`

@@ -2,6 +2,7 @@
 //! replica takes over expiry.
 
 use crate::harness::*;
+use redis::{Connection, Value};
 use std::time::Duration;
 
 #[test]
@@ -269,4 +270,132 @@ fn reserves_replicate_as_effects_from_calls_scripts_and_multi() {
     }
     assert!(aof.contains("INV.APPLY"), "{aof}");
     assert!(!aof.to_uppercase().contains("INV.RESERVE"), "{aof}");
+}
+
+/// A confirm and a cancel travel in the three words of the calls they come
+/// from (`INV.APPLY.CONFIRM|CANCEL key txid`, through the call's own
+/// arguments), from a plain call, MULTI and a script alike; other shapes
+/// (a partial confirm, a fence) keep INV.APPLY's. A replica and an AOF
+/// replay reach the master's state, and an AOF holding the earlier
+/// four-word form (`INV.APPLY key CONFIRM txid`) replays to the same.
+#[test]
+fn confirm_and_cancel_travel_in_three_words_and_the_four_word_form_still_loads() {
+    let m = Server::start(&[
+        "--appendonly",
+        "yes",
+        "--aof-use-rdb-preamble",
+        "no",
+        "--appendfsync",
+        "always",
+    ]);
+    let mc = &mut m.conn();
+    let r = replica_of(&m, &[]);
+    let rc = &mut r.conn();
+    ok(mc, &["INV.SET", "k", "20"]);
+    let txids = ["a", "b", "c", "d", "e", "f"];
+    for t in txids {
+        ok(mc, &["INV.RESERVE", "k", t, "2", "TTL", "100000"]);
+    }
+    ok(mc, &["INV.CONFIRM", "k", "a"]);
+    ok(mc, &["INV.CANCEL", "k", "b"]);
+    ok(mc, &["INV.CONFIRM", "k", "c", "QTY", "1"]);
+    ok(mc, &["INV.CANCEL", "k", "never"]);
+    let _: () = redis::pipe()
+        .atomic()
+        .cmd("INV.CONFIRM")
+        .arg("k")
+        .arg("d")
+        .ignore()
+        .cmd("INV.CANCEL")
+        .arg("k")
+        .arg("e")
+        .ignore()
+        .query(mc)
+        .unwrap();
+    let _: Value = redis::cmd("EVAL")
+        .arg("return redis.call('INV.CONFIRM', KEYS[1], ARGV[1])")
+        .arg(1)
+        .arg("k")
+        .arg("f")
+        .query(mc)
+        .unwrap();
+    wait_replicated(mc);
+    let states = |c: &mut Connection| -> Vec<Option<String>> {
+        txids
+            .iter()
+            .chain(&["never"])
+            .map(|t| tx_state(c, "k", t))
+            .collect()
+    };
+    let want = states(mc);
+    assert_eq!(
+        want,
+        [
+            "CONFIRMED",
+            "CANCELLED",
+            "CONFIRMED",
+            "CONFIRMED",
+            "CANCELLED",
+            "CONFIRMED",
+            "CANCELLED"
+        ]
+        .map(|s| Some(s.to_string()))
+    );
+    assert_eq!(states(rc), want);
+    assert_eq!(digest(rc), digest(mc));
+    let stats: String = redis::cmd("INFO").arg("commandstats").query(rc).unwrap();
+    assert!(
+        stats.contains("cmdstat_inv.apply.confirm:calls=3"),
+        "{stats}"
+    );
+    assert!(
+        stats.contains("cmdstat_inv.apply.cancel:calls=2"),
+        "{stats}"
+    );
+    // From a client, refused.
+    assert!(err(mc, &["INV.APPLY.CONFIRM", "k", "a"]).contains("is internal"));
+    let before = digest(mc);
+    drop(r);
+    let m = m.restart_with(|dir| {
+        let path = incr_aof(dir);
+        let commands = resp_commands(&std::fs::read(&path).unwrap());
+        let shapes: Vec<(String, usize)> = commands
+            .iter()
+            .filter(|w| w[0].to_ascii_uppercase().starts_with(b"INV.APPLY"))
+            .filter(|w| w.len() < 4 || !w[2].eq_ignore_ascii_case(b"RESERVE"))
+            .map(|w| {
+                let what = if w.len() > 3 { &w[2] } else { &w[0] };
+                (String::from_utf8_lossy(what).to_uppercase(), w.len())
+            })
+            .collect();
+        assert_eq!(
+            shapes,
+            [
+                ("STOCK", 4),
+                ("INV.APPLY.CONFIRM", 3),
+                ("INV.APPLY.CANCEL", 3),
+                ("CONFIRM", 6),
+                ("FENCE", 5),
+                ("INV.APPLY.CONFIRM", 3),
+                ("INV.APPLY.CANCEL", 3),
+                ("INV.APPLY.CONFIRM", 3),
+            ]
+            .map(|(n, l)| (n.to_string(), l)),
+            "{commands:?}"
+        );
+        let old: Vec<Vec<Vec<u8>>> = commands
+            .iter()
+            .map(|w| match w[0].to_ascii_uppercase().as_slice() {
+                b"INV.APPLY.CONFIRM" | b"INV.APPLY.CANCEL" => {
+                    let effect = w[0][b"INV.APPLY.".len()..].to_vec();
+                    vec![b"INV.APPLY".to_vec(), w[1].clone(), effect, w[2].clone()]
+                }
+                _ => w.clone(),
+            })
+            .collect();
+        std::fs::write(&path, resp_file(&old)).unwrap();
+    });
+    let mc = &mut m.conn();
+    assert_eq!(digest(mc), before);
+    assert_eq!(states(mc), want);
 }

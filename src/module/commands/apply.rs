@@ -5,19 +5,29 @@ use crate::module::key::OpenKey;
 use crate::module::propagation::ReplicationArgs;
 use crate::module::reply::Reply;
 use crate::module::server::{log, Level};
-use inventory_core::ledger::Error;
+use inventory_core::ledger::{Effect, Error, TxId};
 use inventory_core::parse::{self, Arg as _};
 use redis_module::{Context, ContextFlags, RedisValue};
+
+/// Refuses a call from anywhere but a master's stream or an AOF being
+/// loaded.
+fn internal(ctx: &Context, name: &str) -> Result<(), Error> {
+    if ctx
+        .get_flags()
+        .intersects(ContextFlags::REPLICATED | ContextFlags::LOADING)
+    {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "{name} is internal: accepted only from a master's replication stream or an AOF being loaded"
+        )))
+    }
+}
 
 /// Accepted only from a master's stream or while loading, where it applies
 /// the effect exactly, without consulting any clock or config.
 pub fn apply(ctx: &Context, req: &Request) -> Reply {
-    let flags = ctx.get_flags();
-    if !flags.intersects(ContextFlags::REPLICATED | ContextFlags::LOADING) {
-        return Err(Error::invalid(
-            "INV.APPLY is internal: accepted only from a master's replication stream or an AOF being loaded",
-        ));
-    }
+    internal(ctx, "INV.APPLY")?;
     // The key is opened and the lines a reserve's txid (and buyer) will be
     // looked up in are loaded while the effect is parsed, as on the master.
     let args = req.args();
@@ -48,7 +58,42 @@ pub fn apply(ctx: &Context, req: &Request) -> Reply {
         reuse.txid = args.get(op + 1).map(|a| a.raw());
         reuse.buyer = args.last().map(|a| a.raw());
     }
-    if let Err(e) = entry.commit_replicating(std::slice::from_ref(&cmd.effect), &reuse) {
+    applied(entry.commit_replicating(std::slice::from_ref(&cmd.effect), &reuse))
+}
+
+/// `INV.APPLY.CONFIRM key txid`: `INV.APPLY key CONFIRM txid`.
+pub fn confirm(ctx: &Context, req: &Request) -> Reply {
+    internal(ctx, "INV.APPLY.CONFIRM")?;
+    one_record(ctx, req, "inv.apply.confirm", Effect::Confirm)
+}
+
+/// `INV.APPLY.CANCEL key txid`: `INV.APPLY key CANCEL txid`.
+pub fn cancel(ctx: &Context, req: &Request) -> Reply {
+    internal(ctx, "INV.APPLY.CANCEL")?;
+    one_record(ctx, req, "inv.apply.cancel", Effect::Cancel)
+}
+
+/// Applies `effect(txid)` to `key` from `<name> key txid`, passing it on
+/// verbatim.
+fn one_record(
+    ctx: &Context,
+    req: &Request,
+    name: &'static str,
+    effect: fn(TxId) -> Effect,
+) -> Reply {
+    let &[key, txid] = req.args() else {
+        return Err(Error::Arity(name));
+    };
+    let mut entry = OpenKey::open_arg(ctx, key)?;
+    entry.sku().prefetch(txid.bytes());
+    let txid = TxId::new(txid.bytes()).map_err(|_| Error::Apply("malformed effect".into()))?;
+    applied(entry.commit_replicating(&[effect(txid)], &ReplicationArgs::verbatim(None)))
+}
+
+/// OK, or the error of an effect that does not fit the key, logged (a
+/// replica or a replay out of step with its master).
+fn applied(result: Result<(), Error>) -> Reply {
+    if let Err(e) = result {
         log(
             Level::Warning,
             &format!("INV.APPLY on a key out of step: {e}"),

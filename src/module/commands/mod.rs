@@ -292,4 +292,8 @@ command_table! {
         c"Checks a SKU's invariants against its records", c"O(N) where N is the records", ONE_KEY;
     "inv.apply" => apply::apply, "write", (1, 1, 1), -3, describe::WRITE, "write",
         c"Internal: how every change reaches replicas and the AOF; refused from clients", ONE_RECORD, APPLY;
+    "inv.apply.confirm" => apply::confirm, "write", (1, 1, 1), 3, describe::UPDATE, "write",
+        c"Internal: a confirm as replicas and the AOF receive it; refused from clients", ONE_RECORD, KEY_TXID;
+    "inv.apply.cancel" => apply::cancel, "write", (1, 1, 1), 3, describe::UPDATE, "write",
+        c"Internal: a cancel as replicas and the AOF receive it; refused from clients", ONE_RECORD, KEY_TXID;
 }

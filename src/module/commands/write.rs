@@ -115,7 +115,7 @@ pub fn confirm(ctx: &Context, req: &Request) -> Reply {
     single(
         ctx,
         entry,
-        ReplicationArgs::txid(cmd.txid_arg),
+        ReplicationArgs::txid_in(cmd.txid_arg, req.call_argv()),
         |sku, now| sku.plan_confirm_qty(&cmd.txid, cmd.qty, now),
     )
 }
@@ -146,7 +146,10 @@ pub fn cancel(ctx: &Context, req: &Request) -> Reply {
     let mut entry = entry?;
     let plan = entry.sku().plan_cancel(&cmd.txid, now)?;
     STATS.count_plan(&plan);
-    entry.commit_replicating(&plan.effects, &ReplicationArgs::txid(cmd.txid_arg))?;
+    entry.commit_replicating(
+        &plan.effects,
+        &ReplicationArgs::txid_in(cmd.txid_arg, req.call_argv()),
+    )?;
     let view = entry.view(now);
     waiting::cancelled(ctx, cmd.key.bytes(), &cmd.txid, view);
     waiting::serve(ctx, &mut entry);
