@@ -2,7 +2,8 @@
 //! seeded generator of argument atoms, the commands to aim them at, and a
 //! DUMP payload resealed with a valid checksum so it reaches the loader.
 
-/// Every command the module registers.
+/// Every command the module registers (the integration test
+/// `the_hostile_command_list_names_every_command` keeps it so).
 pub const COMMANDS: &[&str] = &[
     "INV.SET",
     "INV.ADD",
@@ -11,6 +12,10 @@ pub const COMMANDS: &[&str] = &[
     "INV.CONFIRM",
     "INV.CANCEL",
     "INV.EXTEND",
+    "INV.ADJUST",
+    "INV.RULES",
+    "INV.FEED",
+    "INV.BUYER",
     "INV.TX",
     "INV.MRESERVE",
     "INV.MCONFIRM",
@@ -18,6 +23,8 @@ pub const COMMANDS: &[&str] = &[
     "INV.SCAN",
     "INV.AUDIT",
     "INV.APPLY",
+    "INV.APPLY.CONFIRM",
+    "INV.APPLY.CANCEL",
 ];
 
 /// A small xorshift generator: a run with the same seed is the same run.

@@ -625,14 +625,7 @@ fn trimming_by_age_drops_the_same_old_entries_on_every_copy() {
 /// entries and digest.
 #[test]
 fn a_fed_effect_travels_with_its_stamp_in_its_name_word_and_the_old_form_still_loads() {
-    let s = Server::start(&[
-        "--appendonly",
-        "yes",
-        "--aof-use-rdb-preamble",
-        "no",
-        "--appendfsync",
-        "always",
-    ]);
+    let s = Server::start(PLAIN_AOF);
     let c = &mut s.conn();
     ok(c, &["INV.SET", "sku", "9"]);
     ok(c, &["INV.RULES", "sku", "FEED", "ON"]);

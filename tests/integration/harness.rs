@@ -150,6 +150,17 @@ pub fn wait_for_aof_rewrite(c: &mut Connection) {
 
 pub use testkit::signal;
 
+/// Server arguments for an AOF of plain commands (no RDB preamble), each
+/// write fsynced: for tests that read or rewrite what it holds.
+pub const PLAIN_AOF: &[&str] = &[
+    "--appendonly",
+    "yes",
+    "--aof-use-rdb-preamble",
+    "no",
+    "--appendfsync",
+    "always",
+];
+
 /// The commands of a RESP file (an AOF without its RDB preamble), each as
 /// its words.
 pub fn resp_commands(bytes: &[u8]) -> Vec<Vec<Vec<u8>>> {

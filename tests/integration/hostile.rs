@@ -128,6 +128,27 @@ fn a_replica_out_of_step_refuses_an_effect_naming_any_bytes_and_lives() {
     });
 }
 
+/// The hostile vectors aim at every command the module registers.
+#[test]
+fn the_hostile_command_list_names_every_command() {
+    let s = Server::start(&[]);
+    let c = &mut s.conn();
+    let mut registered: Vec<String> = redis::cmd("COMMAND")
+        .arg("LIST")
+        .arg("FILTERBY")
+        .arg("MODULE")
+        .arg("inventory")
+        .query(c)
+        .unwrap();
+    registered.sort();
+    let mut listed: Vec<String> = testkit::hostile::COMMANDS
+        .iter()
+        .map(|n| n.to_ascii_lowercase())
+        .collect();
+    listed.sort();
+    assert_eq!(listed, registered);
+}
+
 /// Thousands of random argument vectors over every INV command, some inside
 /// MULTI/EXEC: every one gets a reply, the server lives, and every key that
 /// exists afterwards passes INV.AUDIT.

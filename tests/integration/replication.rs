@@ -280,14 +280,7 @@ fn reserves_replicate_as_effects_from_calls_scripts_and_multi() {
 /// four-word form (`INV.APPLY key CONFIRM txid`) replays to the same.
 #[test]
 fn confirm_and_cancel_travel_in_three_words_and_the_four_word_form_still_loads() {
-    let m = Server::start(&[
-        "--appendonly",
-        "yes",
-        "--aof-use-rdb-preamble",
-        "no",
-        "--appendfsync",
-        "always",
-    ]);
+    let m = Server::start(PLAIN_AOF);
     let mc = &mut m.conn();
     let r = replica_of(&m, &[]);
     let rc = &mut r.conn();
