@@ -137,10 +137,17 @@ static OPS: once_cell::sync::Lazy<[usize; 8]> = once_cell::sync::Lazy::new(|| {
     })
 });
 
-/// The replication commands' names, made once like the effect names:
-/// `INV.APPLY`, and the three-word forms of a confirm and a cancel
-/// (`INV.APPLY.CONFIRM key txid`, `INV.APPLY.CANCEL key txid`), which fit
-/// the calls they come from (`replicate_in_place`).
+/// The replication commands: `INV.APPLY`, and the three-word forms of a
+/// confirm and a cancel (`INV.APPLY.CONFIRM key txid`, `INV.APPLY.CANCEL
+/// key txid`), which fit the calls they come from (`replicate_in_place`).
+#[derive(Clone, Copy)]
+enum ApplyName {
+    Apply,
+    Confirm,
+    Cancel,
+}
+
+/// Their names, made once like the effect names, in `ApplyName`'s order.
 static APPLY_NAMES: once_cell::sync::Lazy<[usize; 3]> = once_cell::sync::Lazy::new(|| {
     ["INV.APPLY", "INV.APPLY.CONFIRM", "INV.APPLY.CANCEL"].map(|name| {
         // SAFETY: as OPS.
@@ -152,8 +159,8 @@ static APPLY_NAMES: once_cell::sync::Lazy<[usize; 3]> = once_cell::sync::Lazy::n
     })
 });
 
-fn apply_name(i: usize) -> *mut raw::RedisModuleString {
-    APPLY_NAMES[i] as *mut raw::RedisModuleString
+fn apply_name(n: ApplyName) -> *mut raw::RedisModuleString {
+    APPLY_NAMES[n as usize] as *mut raw::RedisModuleString
 }
 
 fn op(o: EffectName) -> *mut raw::RedisModuleString {
@@ -312,9 +319,9 @@ pub fn replicate(
                         reuse.argv,
                         &[
                             apply_name(if matches!(effect, Effect::Confirm(_)) {
-                                1
+                                ApplyName::Confirm
                             } else {
-                                2
+                                ApplyName::Cancel
                             }),
                             k,
                             tx,
@@ -452,16 +459,17 @@ pub fn replicate_fed(
     // is the one Redis passed (`reuse.argv`), checked for its shape there.
     unsafe {
         if let (Some((EffectName::Reserve, _)), [tx, q, at, rest @ ..]) = (&fast, words) {
+            // Through the call's own array when its shape fits (checked
+            // there); otherwise by RM_Replicate below.
             let buyer = rest.get(1).copied();
-            if reuse.argv.len == 6 + 2 * usize::from(buyer.is_some())
-                && replicate_reserve_in_place(
-                    ctx.ctx,
-                    reuse.argv,
-                    k,
-                    joined.inner,
-                    [*tx, *q, *at],
-                    buyer,
-                ) == raw::REDISMODULE_OK as c_int
+            if replicate_reserve_in_place(
+                ctx.ctx,
+                reuse.argv,
+                k,
+                joined.inner,
+                [*tx, *q, *at],
+                buyer,
+            ) == raw::REDISMODULE_OK as c_int
             {
                 return;
             }
@@ -499,7 +507,7 @@ unsafe fn replicate_reserve_in_place(
     buyer: Option<*mut raw::RedisModuleString>,
 ) -> c_int {
     let words = [
-        apply_name(0),
+        apply_name(ApplyName::Apply),
         key,
         name,
         txid,
@@ -557,9 +565,10 @@ unsafe fn replicate_in_place(
 /// The last number asked for, and its string, which the module holds one
 /// reference to. Reserves with one TTL arriving in the same millisecond (a
 /// flash sale's burst) share one deadline, so they share its string
-/// instead of each making one (docs/benchmarks.md). Sharing is safe as for the effect names: a
-/// string handed to replication is only read, and replication takes its
-/// own reference (the stream API copies what it is given). Touched on the
+/// instead of each making one (docs/benchmarks.md). Sharing is safe as for
+/// the effect names: a string handed to replication is only read, and
+/// replication takes its own reference (the stream API copies what it is
+/// given). Touched on the
 /// main thread only (commands and timers); the atomics are plain loads and
 /// stores.
 struct LastNumber {
