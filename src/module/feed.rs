@@ -5,7 +5,7 @@
 //! and the AOF so they write the same entries under the same IDs.
 
 use super::config;
-use super::propagation::{deadline_string, ReplicationArgs};
+use super::propagation::{deadline_string, version_string, ReplicationArgs};
 use super::stats::STATS;
 use inventory_core::ledger::{
     age_floor, stream_name, Error, FeedEntry, FeedStamp, Field, FieldValue, StreamId, FEED_EVENTS,
@@ -48,13 +48,14 @@ static SMALL: once_cell::sync::Lazy<Vec<usize>> = once_cell::sync::Lazy::new(|| 
         .collect()
 });
 
-fn word(at: usize) -> *mut raw::RedisModuleString {
-    WORDS.get(at).copied().unwrap_or(0) as *mut raw::RedisModuleString
+/// The shared string at `at` of `words` (WORDS, read once per entry).
+fn word(words: &[usize], at: usize) -> *mut raw::RedisModuleString {
+    words.get(at).copied().unwrap_or(0) as *mut raw::RedisModuleString
 }
 
-fn event(name: &str) -> *mut raw::RedisModuleString {
+fn event(words: &[usize], name: &str) -> *mut raw::RedisModuleString {
     let at = FEED_EVENTS.iter().position(|e| *e == name);
-    word(at.map_or(usize::MAX, |i| i + FEED_FIELDS.len()))
+    word(words, at.map_or(usize::MAX, |i| i + FEED_FIELDS.len()))
 }
 
 /// A context-free string of `bytes` (freed when dropped).
@@ -83,8 +84,8 @@ struct EntryArgs {
 impl EntryArgs {
     /// The entry's arguments; the calling command's own txid and buyer
     /// strings (`reuse`) stand for equal values, the shared ones for small
-    /// quantities and the deadline, so a hold's entry makes one string, its
-    /// version.
+    /// quantities, the deadline and the version, so a hold's entry makes no
+    /// string of its own (a change makes one, its version).
     fn new(
         e: &FeedEntry,
         key: *mut raw::RedisModuleString,
@@ -98,9 +99,10 @@ impl EntryArgs {
         let same = |s: Option<*mut raw::RedisModuleString>, b: &[u8]| {
             s.filter(|p| !p.is_null() && RedisString::string_as_slice(*p) == b)
         };
+        let (words, small): (&[usize], &[usize]) = (&WORDS, &SMALL);
         for (field, value) in e.pairs(version) {
             let v = match (field, value) {
-                (_, FieldValue::Word(w)) => event(w),
+                (_, FieldValue::Word(w)) => event(words, w),
                 (_, FieldValue::Key) => key,
                 (Field::Txid, FieldValue::Bytes(b)) => {
                     same(reuse.txid, b).unwrap_or_else(|| a.keep(made(b)))
@@ -110,14 +112,17 @@ impl EntryArgs {
                 }
                 (_, FieldValue::Bytes(b)) => a.keep(made(b)),
                 (Field::Deadline, FieldValue::Int(n)) => deadline_string(n.max(0) as u64),
-                (_, FieldValue::Int(n)) => match usize::try_from(n).ok().and_then(|i| SMALL.get(i))
+                (_, FieldValue::Int(n)) => match usize::try_from(n).ok().and_then(|i| small.get(i))
                 {
                     Some(&p) => p as *mut raw::RedisModuleString,
+                    // Every entry of a change has its version: one string
+                    // serves them all (a pass expiring 1,000 holds).
+                    None if field == Field::Version => version_string(n.max(0) as u64),
                     None => a.keep(number(n)),
                 },
             };
             // WORDS holds the field names first, in FEED_FIELDS' order.
-            a.argv.extend([word(field as usize), v]);
+            a.argv.extend([word(words, field as usize), v]);
         }
         a
     }

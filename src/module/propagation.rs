@@ -617,6 +617,14 @@ impl LastNumber {
 }
 
 static LAST_DEADLINE: LastNumber = LastNumber::new();
+static LAST_VERSION: LastNumber = LastNumber::new();
+
+/// A change's version as a module string, shared by every feed entry of
+/// the change (null if the server cannot make one); valid until the next
+/// call for another version.
+pub fn version_string(version: u64) -> *mut raw::RedisModuleString {
+    LAST_VERSION.get(version)
+}
 
 /// `deadline` as a module string, shared with the next call for the same
 /// deadline (null if the server cannot make one); valid until the next call.

@@ -151,10 +151,26 @@ pub fn decimal(s: &[u8]) -> Option<u64> {
     if s.is_empty() || s.len() > 20 {
         return None;
     }
-    s.iter().try_fold(0u64, |n, &b| {
-        let d = b.checked_sub(b'0').filter(|d| *d <= 9)?;
-        n.checked_mul(10)?.checked_add(u64::from(d))
-    })
+    // Up to 19 digits (at most 9,999,999,999,999,999,999) fit in a u64, so
+    // they need no overflow check; only a 20th digit does.
+    let (head, tail) = s.split_at(s.len().min(19));
+    let mut n = 0u64;
+    for &b in head {
+        let d = b.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        n = n.wrapping_mul(10).wrapping_add(u64::from(d));
+    }
+    match tail {
+        [] => Some(n),
+        [b] => {
+            let d = b.wrapping_sub(b'0');
+            (d <= 9).then_some(())?;
+            n.checked_mul(10)?.checked_add(u64::from(d))
+        }
+        _ => None,
+    }
 }
 
 impl std::fmt::Display for StreamId {
@@ -430,6 +446,15 @@ mod tests {
         assert_eq!(decimal(b"18446744073709551615"), Some(u64::MAX));
         assert_eq!(decimal(b"007"), Some(7));
         assert_eq!(decimal(b""), None);
+        assert_eq!(
+            decimal(b"9999999999999999999"),
+            Some(9_999_999_999_999_999_999)
+        );
+        assert_eq!(decimal(b"18446744073709551616"), None);
+        assert_eq!(decimal(b"99999999999999999999"), None);
+        assert_eq!(decimal(b"000000000000000000001"), None);
+        assert_eq!(decimal(b"1844674407370955161x"), None);
+        assert_eq!(decimal(b"184467440737095516x5"), None);
         let last = StreamId {
             ms: u64::MAX,
             seq: u64::MAX,
