@@ -31,30 +31,60 @@ pub enum Build {
     NoModule,
 }
 
-/// The module to load: `INVENTORY_MODULE`, else the given build in target/.
+/// The module to load: `INVENTORY_MODULE`, else the given build in target/,
+/// which must be newer than the module's sources (`cargo test --test
+/// integration` builds the tests, not the module they load: an edit
+/// followed by no `cargo build` would test the previous module).
 pub fn module_path(build: Build) -> PathBuf {
-    let dir = if build == Build::Release {
-        "release"
+    let (dir, flag) = if build == Build::Release {
+        ("release", " --release")
     } else {
-        "debug"
+        ("debug", "")
     };
-    let path = std::env::var("INVENTORY_MODULE")
-        .map(PathBuf::from)
+    if let Ok(given) = std::env::var("INVENTORY_MODULE") {
+        let path = PathBuf::from(given);
+        assert!(
+            path.exists(),
+            "module not found at {} (INVENTORY_MODULE)",
+            path.display()
+        );
+        return path;
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let path = root.join(format!("target/{dir}/libinventory.so"));
+    let built = std::fs::metadata(&path)
+        .and_then(|m| m.modified())
         .unwrap_or_else(|_| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join(format!("../target/{dir}/libinventory.so"))
+            panic!(
+                "module not found at {} (run `cargo build{flag}` or set INVENTORY_MODULE)",
+                path.display()
+            )
         });
-    assert!(
-        path.exists(),
-        "module not found at {} (run `cargo build{}` or set INVENTORY_MODULE)",
-        path.display(),
-        if build == Build::Release {
-            " --release"
-        } else {
-            ""
-        }
-    );
+    let sources = ["src", "core/src"].map(|d| root.join(d));
+    if let Some(newer) = sources.iter().find_map(|d| newer_file(d, built)) {
+        panic!(
+            "the module at {} is older than {} (run `cargo build{flag}` or set INVENTORY_MODULE)",
+            path.display(),
+            newer.display()
+        );
+    }
     path
+}
+
+/// A file under `dir` modified after `than`, if any.
+fn newer_file(dir: &std::path::Path, than: std::time::SystemTime) -> Option<PathBuf> {
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        let Ok(meta) = entry.metadata() else { continue };
+        if meta.is_dir() {
+            if let Some(p) = newer_file(&path, than) {
+                return Some(p);
+            }
+        } else if meta.modified().is_ok_and(|m| m > than) {
+            return Some(path);
+        }
+    }
+    None
 }
 
 /// Ports the tests' standalone servers take: below Linux's ephemeral range
