@@ -337,8 +337,9 @@ impl Effect {
 
 /// An i64 as `str::parse` reads it (an optional sign, then digits; here at
 /// most 20 of them, as the master writes), without a UTF-8 check or a
-/// string: a replica reads several per change.
-fn std_int(a: &[u8]) -> Option<i64> {
+/// string: a replica reads several per change (and the command parser
+/// every number a client sends, `parse::int`).
+pub(crate) fn std_int(a: &[u8]) -> Option<i64> {
     let (negative, digits) = match a.split_first() {
         Some((b'-', d)) => (true, d),
         Some((b'+', d)) => (false, d),

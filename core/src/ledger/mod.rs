@@ -21,6 +21,7 @@ mod waiting;
 
 pub use buyers::{BuyerId, BuyerView, MAX_BUYER_LEN, MAX_BUYER_UNITS};
 pub use codec::{decode, encode, ENCODING_VERSION};
+pub(crate) use effect::std_int;
 pub use effect::{Effect, RecordParts};
 pub use error::{code, quote, Error, Result, QUOTE_MAX};
 pub use feed::{

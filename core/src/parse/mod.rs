@@ -28,41 +28,17 @@ pub struct Args<'a, A> {
     pos: usize,
 }
 
-/// A decimal integer: optional sign, then digits only.
+/// A decimal integer: optional sign, then digits only, at most 19 of them
+/// (what any i64 needs), read as the effects' numbers are (`std_int`).
 fn int(b: &[u8]) -> Option<i64> {
-    let (negative, digits) = match b {
-        [b'-', rest @ ..] => (true, rest),
-        [b'+', rest @ ..] => (false, rest),
-        _ => (false, b),
+    let digits = match b {
+        [b'-' | b'+', rest @ ..] => rest,
+        _ => b,
     };
-    if digits.is_empty() || digits.len() > 19 {
+    if digits.len() > 19 {
         return None;
     }
-    // Up to 18 digits cannot overflow: no check per digit.
-    if digits.len() <= 18 {
-        let mut v: i64 = 0;
-        for &d in digits {
-            let digit = d.wrapping_sub(b'0');
-            if digit > 9 {
-                return None;
-            }
-            v = v * 10 + i64::from(digit);
-        }
-        return Some(if negative { -v } else { v });
-    }
-    let mut v: i64 = 0;
-    for &d in digits {
-        if !d.is_ascii_digit() {
-            return None;
-        }
-        v = v.checked_mul(10)?.checked_sub(i64::from(d - b'0'))?;
-    }
-    // Accumulated as a negative number so i64::MIN parses too.
-    if negative {
-        Some(v)
-    } else {
-        v.checked_neg()
-    }
+    crate::ledger::std_int(b)
 }
 
 impl<'a, A: Arg> Args<'a, A> {
