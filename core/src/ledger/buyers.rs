@@ -273,7 +273,10 @@ impl Buyers {
         if let Some(e) = self.slab.get_mut(slot as usize) {
             e.held = (i64::from(e.held) + delta).clamp(0, MAX_BUYER_UNITS) as u32;
         }
-        self.release_if_empty(slot);
+        // Adding units cannot leave the buyer empty.
+        if delta <= 0 {
+            self.release_if_empty(slot);
+        }
     }
 
     /// Adds `units` to a buyer's bought units in the current sale.
