@@ -100,6 +100,15 @@ pub(crate) struct Args {
     /// the propagation gate saves, or a bare master after a slot export).
     #[arg(long)]
     pub propagating: bool,
+    /// With --server-cpu: measure only these variants (comma-separated
+    /// names as the table prints them; HINCRBY, the table's floor, always
+    /// runs). Comparisons whose sides were not measured are left out.
+    #[arg(long, value_delimiter = ',')]
+    pub variants: Vec<String>,
+    /// With --server-cpu: only the deployed setup (AOF everysec + one
+    /// replica), not the bare one.
+    #[arg(long)]
+    pub deployed_shape: bool,
     /// With --server-cpu: rounds (each setup and variant once per round;
     /// medians over them).
     #[arg(long, default_value_t = 5)]
@@ -210,10 +219,22 @@ async fn main() {
         finish(&goals, args.strict, 0);
     }
     if args.server_cpu {
+        let names = phases::server_cpu::variant_names();
+        if let Some(bad) = args.variants.iter().find(|n| !names.contains(&n.as_str())) {
+            eprintln!(
+                "--variants: no variant named '{bad}'; the variants: {}",
+                names.join(", ")
+            );
+            std::process::exit(2);
+        }
         let (rows, per_variant) = phases::server_cpu::phase(
             &args.server,
             args.baseline_module.as_deref(),
             args.propagating,
+            &phases::server_cpu::Only {
+                variants: args.variants.clone(),
+                deployed: args.deployed_shape,
+            },
             cpu_requests(&args),
             args.rounds,
         );
@@ -270,8 +291,14 @@ async fn main() {
     eprintln!("phase 1d: CPU ratios bare and as deployed (AOF + replica)");
     let deployed = phase_deployed(&args, &sz);
     eprintln!("phase 1e: whole-server CPU per request, bare and as deployed");
-    let (server_cpu, server_cpu_variants) =
-        phases::server_cpu::phase(&args.server, None, false, cpu_requests(&args), args.rounds);
+    let (server_cpu, server_cpu_variants) = phases::server_cpu::phase(
+        &args.server,
+        None,
+        false,
+        &phases::server_cpu::Only::default(),
+        cpu_requests(&args),
+        args.rounds,
+    );
     eprintln!("phase 1f: memory per buyer");
     let buyer_memory =
         phases::buyers::phase(&args.server, if args.quick { 100_000 } else { 1_000_000 });

@@ -315,6 +315,21 @@ impl Setup {
     }
 }
 
+/// The names `--variants` chooses from.
+pub(crate) fn variant_names() -> Vec<&'static str> {
+    variants().iter().map(|v| v.name).collect()
+}
+
+/// What a run leaves out, to measure a few variants quickly (`make bench`
+/// measures everything).
+#[derive(Default)]
+pub(crate) struct Only {
+    /// Variants to measure by name, with HINCRBY (empty: all).
+    pub variants: Vec<String>,
+    /// Only the deployed setup.
+    pub deployed: bool,
+}
+
 /// The phase as `make bench` runs it: bare and as deployed, the current
 /// build (and `baseline`'s, taking turns, when given); rows and the
 /// per-variant table.
@@ -322,11 +337,19 @@ pub(crate) fn phase(
     bin: &str,
     baseline: Option<&str>,
     propagating: bool,
+    only: &Only,
     requests: usize,
     rounds: usize,
 ) -> (Vec<CpuRow>, String) {
+    let mut vs = variants();
+    if !only.variants.is_empty() {
+        vs.retain(|v| v.name == "HINCRBY" || only.variants.iter().any(|n| n == v.name));
+    }
     let mut setups = Vec::new();
     for deployed in [false, true] {
+        if only.deployed && !deployed {
+            continue;
+        }
         let shape = if deployed { "deployed" } else { "bare" };
         if let Some(base) = baseline {
             setups.push(setup(
@@ -342,7 +365,6 @@ pub(crate) fn phase(
             setups.push(setup(bin, "bare, propagating", None, false, true));
         }
     }
-    let vs = variants();
     let out = measure(&setups, &vs, requests, rounds);
     let table = report::table(&setups, &vs, &out);
     (report::rows(&setups, &vs, &out, requests), table)
