@@ -49,13 +49,22 @@ pub(crate) fn table(setups: &[Setup], variants: &[Variant], out: &[Vec<Vec<Readi
     t
 }
 
+/// Which process's CPU a comparison reads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Side {
+    Master,
+    Replica,
+    /// Master and replica summed: the whole deployment's CPU per request.
+    Both,
+}
+
 /// One comparison: what it says, numerator and denominator variants,
-/// whether it is read on the replica, and its goal as deployed, if any.
+/// which process it is read on, and its goal as deployed, if any.
 pub(crate) struct Comparison {
     pub what: &'static str,
     pub num: &'static str,
     pub den: &'static str,
-    pub replica: bool,
+    pub side: Side,
     pub goal: Option<f64>,
 }
 
@@ -63,14 +72,14 @@ const fn cmp(
     what: &'static str,
     num: &'static str,
     den: &'static str,
-    replica: bool,
+    side: Side,
     goal: Option<f64>,
 ) -> Comparison {
     Comparison {
         what,
         num,
         den,
-        replica,
+        side,
         goal,
     }
 }
@@ -83,113 +92,126 @@ pub(crate) const COMPARISONS: &[Comparison] = &[
         "reserve stocked / HINCRBY",
         STOCKED,
         "HINCRBY",
-        false,
+        Side::Master,
         Some(goals::WS_VS_HINCRBY),
     ),
     cmp(
         "reserve stocked / EXINCRBY stocked",
         STOCKED,
         "EXINCRBY stocked",
-        false,
+        Side::Master,
         Some(goals::WS_VS_TAIR),
     ),
     cmp(
         "reserve sold out / EXINCRBY sold out",
         "INV.RESERVE sold out",
         "EXINCRBY sold out",
-        false,
+        Side::Master,
         Some(goals::WS_VS_TAIR_SOLD_OUT),
     ),
     cmp(
         "replica: reserve / EXINCRBY",
         STOCKED,
         "EXINCRBY stocked",
-        true,
+        Side::Replica,
         Some(goals::WS_REPLICA_VS_TAIR),
     ),
-    cmp("replica: reserve / HINCRBY", STOCKED, "HINCRBY", true, None),
+    cmp(
+        "replica: reserve / HINCRBY",
+        STOCKED,
+        "HINCRBY",
+        Side::Replica,
+        None,
+    ),
     cmp(
         "reserve stocked / barrier Lua",
         STOCKED,
         "barrier Lua",
-        false,
+        Side::Master,
         Some(goals::WS_VS_BARRIER),
     ),
     cmp(
         "reserve stocked / seed Lua",
         STOCKED,
         "seed Lua",
-        false,
+        Side::Master,
         None,
     ),
     cmp(
         "reserve stocked / seckill Lua",
         STOCKED,
         "seckill Lua",
-        false,
+        Side::Master,
         Some(goals::WS_VS_SECKILL),
     ),
     cmp(
         "reserve BUYER stocked / seckill Lua",
         "INV.RESERVE BUYER stocked",
         "seckill Lua",
-        false,
+        Side::Master,
         Some(goals::WS_BUYER_VS_SECKILL),
     ),
     cmp(
         "reserve BUYER sold out / seckill Lua sold out",
         "INV.RESERVE BUYER sold out",
         "seckill Lua sold out",
-        false,
+        Side::Master,
         Some(goals::WS_BUYER_VS_SECKILL_SOLD_OUT),
     ),
     cmp(
         "reserve BUYER stocked / reserve stocked",
         "INV.RESERVE BUYER stocked",
         STOCKED,
-        false,
+        Side::Master,
         Some(goals::WS_BUYER_VS_RESERVE),
     ),
     cmp(
         "reserve FEED stocked / reserve stocked",
         "INV.RESERVE FEED stocked",
         STOCKED,
-        false,
+        Side::Master,
         Some(goals::WS_FEED_VS_RESERVE),
     ),
     cmp(
         "replica: reserve FEED / reserve",
         "INV.RESERVE FEED stocked",
         STOCKED,
-        true,
+        Side::Replica,
         Some(goals::WS_FEED_VS_RESERVE),
+    ),
+    cmp(
+        "master + replica: reserve FEED / reserve",
+        "INV.RESERVE FEED stocked",
+        STOCKED,
+        Side::Both,
+        None,
     ),
     cmp(
         "reserve FEED stocked / seckill Lua",
         "INV.RESERVE FEED stocked",
         "seckill Lua",
-        false,
+        Side::Master,
         Some(goals::WS_FEED_VS_SECKILL),
     ),
     cmp(
         "reserve sold out / seckill Lua sold out",
         "INV.RESERVE sold out",
         "seckill Lua sold out",
-        false,
+        Side::Master,
         None,
     ),
     cmp(
         "CONFIRM / reserve stocked",
         "INV.CONFIRM",
         STOCKED,
-        false,
+        Side::Master,
         Some(goals::WS_CONFIRM_CANCEL),
     ),
     cmp(
         "CANCEL / reserve stocked",
         "INV.CANCEL",
         STOCKED,
-        false,
+        Side::Master,
         Some(goals::WS_CONFIRM_CANCEL),
     ),
 ];
@@ -216,12 +238,10 @@ fn compare(
 ) -> Option<(f64, f64, f64)> {
     let at = |name: &str| variants.iter().position(|v| v.name == name);
     let (a, b) = (at(c.num)?, at(c.den)?);
-    let side = |x: &Reading| {
-        if c.replica {
-            x.replica_ns
-        } else {
-            Some(x.master_ns)
-        }
+    let side = |x: &Reading| match c.side {
+        Side::Master => Some(x.master_ns),
+        Side::Replica => x.replica_ns,
+        Side::Both => Some(x.master_ns + x.replica_ns?),
     };
     let per: Vec<f64> = readings[a]
         .iter()
