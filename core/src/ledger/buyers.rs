@@ -433,6 +433,23 @@ mod tests {
     }
 
     #[test]
+    fn an_entry_given_nothing_goes_and_one_given_units_stays() {
+        // A reserve refused after its buyer's entry was made adds 0 units:
+        // the entry must go. Adding units never leaves an entry empty.
+        let mut b = Buyers::default();
+        let s = b.slot_for(&id("refused"));
+        b.add_held(s, 0);
+        assert_eq!(b.find(b"refused"), None);
+        assert_eq!(b.len(), 0);
+        let s = b.slot_for(&id("kept"));
+        b.add_held(s, 2);
+        assert_eq!(b.view(b"kept"), BuyerView { held: 2, bought: 0 });
+        b.add_held(s, -2);
+        assert_eq!((b.find(b"kept"), b.len()), (None, 0));
+        b.check().unwrap();
+    }
+
+    #[test]
     fn grows_through_many_buyers() {
         let mut b = Buyers::default();
         for i in 0..20_000u32 {
