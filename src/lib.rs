@@ -24,6 +24,9 @@ fn init(ctx: &Context, args: &[RedisString]) -> Status {
         Level::Notice,
         "active defrag does not move inventory values (no defrag callback)",
     );
+    // The table that names feed streams is built now, not by the first
+    // fed change (a few milliseconds).
+    inventory_core::ledger::warm_stream_names();
     if let Err(e) = module::config::register(ctx, args) {
         log(Level::Warning, &e);
         return Status::Err;

@@ -13,6 +13,7 @@ use inventory_core::ledger::{
 };
 use redis_module::{raw, Context, ContextFlags, RedisString};
 use smallvec::SmallVec;
+use std::sync::atomic::{AtomicPtr, Ordering::Relaxed};
 
 /// The words every entry uses, made once and shared: `RM_StreamAdd` copies
 /// what it is given into the stream, so a shared string only lends its
@@ -77,7 +78,9 @@ fn number(v: i64) -> RedisString {
 /// the key's own name string, and the strings made for its values (kept in
 /// `made` until the entry is written).
 struct EntryArgs {
-    argv: SmallVec<[*mut raw::RedisModuleString; 14]>,
+    /// `len` words: at most the seven fields an entry has, with their values.
+    argv: [*mut raw::RedisModuleString; 2 * FEED_FIELDS.len()],
+    len: usize,
     made: SmallVec<[RedisString; 5]>,
 }
 
@@ -93,14 +96,15 @@ impl EntryArgs {
         reuse: &ReplicationArgs,
     ) -> EntryArgs {
         let mut a = EntryArgs {
-            argv: SmallVec::new(),
+            argv: [std::ptr::null_mut(); 2 * FEED_FIELDS.len()],
+            len: 0,
             made: SmallVec::new(),
         };
         let same = |s: Option<*mut raw::RedisModuleString>, b: &[u8]| {
             s.filter(|p| !p.is_null() && RedisString::string_as_slice(*p) == b)
         };
         let (words, small): (&[usize], &[usize]) = (&WORDS, &SMALL);
-        for (field, value) in e.pairs(version) {
+        e.for_each_pair(version, |field, value| {
             let v = match (field, value) {
                 (_, FieldValue::Word(w)) => event(words, w),
                 (_, FieldValue::Key) => key,
@@ -121,9 +125,16 @@ impl EntryArgs {
                     None => a.keep(number(n)),
                 },
             };
-            // WORDS holds the field names first, in FEED_FIELDS' order.
-            a.argv.extend([word(words, field as usize), v]);
-        }
+            // WORDS holds the field names first, in FEED_FIELDS' order; an
+            // entry has each field at most once, so `len` stays in bounds
+            // (a word past them would be left out, and `complete` says so).
+            if let Some(pair) = a.argv.get_mut(a.len..a.len + 2) {
+                pair.copy_from_slice(&[word(words, field as usize), v]);
+                a.len += 2;
+            } else {
+                a.len = usize::MAX;
+            }
+        });
         a
     }
 
@@ -133,51 +144,73 @@ impl EntryArgs {
         p
     }
 
-    /// Whether every word and value was made (the server had memory).
-    fn complete(&self) -> bool {
-        self.argv.iter().all(|p| !p.is_null())
+    /// The words made, when every word and value was made (the server had
+    /// memory) and they fit.
+    fn complete(&mut self) -> Option<&mut [*mut raw::RedisModuleString]> {
+        let words = self.argv.get_mut(..self.len)?;
+        words.iter().all(|p| !p.is_null()).then_some(words)
     }
 }
 
-thread_local! {
-    /// The last key whose feed was opened, and its stream's name string
-    /// (context-free, one reference held by this cache, never dropped at
-    /// exit): a flash sale changes one key over and over, so its stream's
-    /// name is made once, not per change.
-    static LAST_NAME: std::cell::RefCell<(Vec<u8>, usize)> =
-        const { std::cell::RefCell::new((Vec::new(), 0)) };
+/// The last key whose feed was opened, and its stream's name string
+/// (context-free, one reference held by this cache): a flash sale changes
+/// one key over and over, so its stream's name is made once, not per
+/// change.
+struct LastName {
+    key: Vec<u8>,
+    name: *mut raw::RedisModuleString,
 }
+
+/// The cache, a leaked box replaced when another key's feed is opened.
+/// Touched on the main thread only (commands and timers), as the shared
+/// numbers of replication are (`propagation::LastNumber`); the atomic is a
+/// plain load and store.
+static LAST_NAME: AtomicPtr<LastName> = AtomicPtr::new(std::ptr::null_mut());
 
 /// The stream name string of `key`'s feed, from the cache when `key` was
 /// the last one asked for, retained for the caller (freed when the value
 /// returned drops).
 fn stream_string(key: &[u8]) -> RedisString {
-    LAST_NAME.with(|cell| {
-        let mut last = cell.borrow_mut();
-        if last.1 == 0 || last.0.as_slice() != key {
+    let last = LAST_NAME.load(Relaxed);
+    // SAFETY: null or a box leaked below, freed only when replaced below,
+    // on this same (main) thread.
+    let cached = unsafe { last.as_ref() }.filter(|l| l.key.as_slice() == key);
+    let name = match cached {
+        Some(l) => l.name,
+        None => {
             let fresh = made(&stream_name(key));
-            let old = std::mem::replace(&mut *last, (key.to_vec(), fresh.inner as usize));
+            if fresh.inner.is_null() {
+                return fresh;
+            }
+            let name = fresh.inner;
+            // The cache keeps this reference.
             std::mem::forget(fresh);
-            if old.1 != 0 {
+            let new = Box::into_raw(Box::new(LastName {
+                key: key.to_vec(),
+                name,
+            }));
+            let old = LAST_NAME.swap(new, Relaxed);
+            if !old.is_null() {
+                // SAFETY: the box this cache leaked before, no longer
+                // reachable from it; its string loses the cache's reference
+                // (a stream open elsewhere holds its own).
+                let old = unsafe { Box::from_raw(old) };
                 drop(RedisString::from_redis_module_string(
                     std::ptr::null_mut(),
-                    old.1 as *mut raw::RedisModuleString,
+                    old.name,
                 ));
             }
+            name
         }
-        let name = last.1 as *mut raw::RedisModuleString;
-        if name.is_null() {
-            return RedisString::from_redis_module_string(std::ptr::null_mut(), name);
+    };
+    // SAFETY: a live string the cache holds a reference to; retaining it
+    // gives the caller one of its own.
+    unsafe {
+        if let Some(retain) = raw::RedisModule_RetainString {
+            retain(std::ptr::null_mut(), name);
         }
-        // SAFETY: a live string the cache holds a reference to; retaining
-        // it gives the caller one of its own.
-        unsafe {
-            if let Some(retain) = raw::RedisModule_RetainString {
-                retain(std::ptr::null_mut(), name);
-            }
-        }
-        RedisString::from_redis_module_string(std::ptr::null_mut(), name)
-    })
+    }
+    RedisString::from_redis_module_string(std::ptr::null_mut(), name)
 }
 
 /// The feed stream of one key, open for writing while a change is made;
@@ -284,10 +317,10 @@ impl FeedStream {
         let mut first = None;
         for (i, entry) in entries.iter().enumerate() {
             let mut args = EntryArgs::new(entry, self.of, version, reuse);
-            if !args.complete() {
+            let Some(argv) = args.complete() else {
                 return Err(Error::Apply("cannot make a feed entry's strings".into()));
-            }
-            let pairs = (args.argv.len() / 2) as i64;
+            };
+            let pairs = (argv.len() / 2) as i64;
             let auto = i == 0 && given.is_none();
             let flags = if auto {
                 raw::REDISMODULE_STREAM_ADD_AUTOID as i32
@@ -296,7 +329,7 @@ impl FeedStream {
             };
             // SAFETY: an open stream key (checked at open), an ID struct and
             // `pairs` field-value pairs of live strings.
-            let status = unsafe { add(self.key, flags, &mut id, args.argv.as_mut_ptr(), pairs) };
+            let status = unsafe { add(self.key, flags, &mut id, argv.as_mut_ptr(), pairs) };
             if status != raw::REDISMODULE_OK as i32 {
                 return Err(Error::Apply(format!(
                     "cannot append the {} entry {} of the feed (the stream refused ID {}-{})",

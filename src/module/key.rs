@@ -291,10 +291,12 @@ impl<'c> OpenKey<'c> {
         for effect in effects {
             let fed =
                 stream.is_some() && (feeding_all || reuse.feed.is_some() || sku.feeds(effect));
-            let (mut entries, before) = if fed {
-                (sku.feed_transitions(effect), sku.available_raw())
+            let mut entries = FeedEntries::new();
+            let before = if fed {
+                sku.feed_transitions(effect, &mut entries);
+                sku.available_raw()
             } else {
-                (FeedEntries::new(), 0)
+                0
             };
             if let Err(e) = sku.apply(effect) {
                 result = Err(e);
@@ -304,7 +306,7 @@ impl<'c> OpenKey<'c> {
             match stream.as_mut() {
                 // `fed` holds whenever a stamp came with the effect.
                 Some(s) if fed => {
-                    entries.extend(sku.feed_thresholds(before));
+                    sku.feed_thresholds(before, &mut entries);
                     let stamp = match s.write(ctx, &entries, sku.feed_version(effect), reuse) {
                         Ok(stamp) => stamp,
                         Err(e) => {

@@ -39,26 +39,33 @@ impl FeedEntry {
         }
     }
 
-    /// The entry's fields in stream order: `event`, `key`, `txid`, `qty`,
-    /// `version`, `buyer`, `deadline` (the optional ones only when set), as
-    /// (field, value) pairs of the change ending at `version`.
-    pub fn pairs(&self, version: u64) -> SmallVec<[(Field, FieldValue<'_>); 7]> {
+    /// Calls `f` with the entry's fields in stream order: `event`, `key`,
+    /// `txid`, `qty`, `version`, `buyer`, `deadline` (the optional ones
+    /// only when set), as (field, value) pairs of the change ending at
+    /// `version`. A replica writes one entry per change it receives, so
+    /// the pairs go straight to the caller, not through a list.
+    pub fn for_each_pair<'a>(&'a self, version: u64, mut f: impl FnMut(Field, FieldValue<'a>)) {
         let int = |v: u64| FieldValue::Int(i64::try_from(v).unwrap_or(i64::MAX));
-        let mut f: SmallVec<[(Field, FieldValue<'_>); 7]> = SmallVec::new();
-        f.push((Field::Event, FieldValue::Word(self.event)));
-        f.push((Field::Key, FieldValue::Key));
+        f(Field::Event, FieldValue::Word(self.event));
+        f(Field::Key, FieldValue::Key);
         if let Some(t) = &self.txid {
-            f.push((Field::Txid, FieldValue::Bytes(t.as_bytes())));
+            f(Field::Txid, FieldValue::Bytes(t.as_bytes()));
         }
-        f.push((Field::Qty, FieldValue::Int(self.qty)));
-        f.push((Field::Version, int(version)));
+        f(Field::Qty, FieldValue::Int(self.qty));
+        f(Field::Version, int(version));
         if let Some(b) = &self.buyer {
-            f.push((Field::Buyer, FieldValue::Bytes(b.as_bytes())));
+            f(Field::Buyer, FieldValue::Bytes(b.as_bytes()));
         }
         if self.deadline != 0 {
-            f.push((Field::Deadline, int(self.deadline)));
+            f(Field::Deadline, int(self.deadline));
         }
-        f
+    }
+
+    /// `for_each_pair`'s pairs as a list.
+    pub fn pairs(&self, version: u64) -> SmallVec<[(Field, FieldValue<'_>); 7]> {
+        let mut out = SmallVec::new();
+        self.for_each_pair(version, |field, value| out.push((field, value)));
+        out
     }
 }
 
@@ -136,12 +143,19 @@ impl StreamId {
 
     /// `ms-seq`, as XADD writes it (not 0-0).
     pub fn parse(s: &[u8]) -> Option<StreamId> {
-        let dash = s.iter().position(|&b| b == b'-')?;
-        let id = StreamId {
-            ms: decimal(&s[..dash])?,
-            seq: decimal(&s[dash + 1..])?,
-        };
-        (id != StreamId::default()).then_some(id)
+        match StreamId::parse_then(s)? {
+            (id, None) => Some(id),
+            (_, Some(_)) => None,
+        }
+    }
+
+    /// The `ms-seq` ID at the start of `s`, up to a `:` (JOIN) or the end,
+    /// and what follows that `:` (`None`: `s` ended), in one pass.
+    fn parse_then(s: &[u8]) -> Option<(StreamId, Option<&[u8]>)> {
+        let (ms, rest) = number_then(s, b'-')?;
+        let (seq, rest) = number_then(rest?, JOIN)?;
+        let id = StreamId { ms, seq };
+        (id != StreamId::default()).then_some((id, rest))
     }
 }
 
@@ -171,6 +185,33 @@ pub fn decimal(s: &[u8]) -> Option<u64> {
         }
         _ => None,
     }
+}
+
+/// The decimal number (1 to 20 digits, as `decimal` reads them) at the start of `s`,
+/// up to the byte `stop` or the end, and what follows `stop` (`None`: `s`
+/// ended); `None` for anything else. One pass: a replica reads a joined
+/// stamp's three numbers on every fed change it receives.
+fn number_then(s: &[u8], stop: u8) -> Option<(u64, Option<&[u8]>)> {
+    let mut n = 0u64;
+    for (i, &b) in s.iter().enumerate() {
+        let d = b.wrapping_sub(b'0');
+        if d <= 9 {
+            // Up to 19 digits fit in a u64 unchecked (as in `decimal`);
+            // only a 20th digit is checked, and a 21st refused.
+            n = if i < 19 {
+                n.wrapping_mul(10).wrapping_add(u64::from(d))
+            } else if i == 19 {
+                n.checked_mul(10)?.checked_add(u64::from(d))?
+            } else {
+                return None;
+            };
+        } else {
+            // A stop after at least one digit; `s[i + 1..]` exists as
+            // `i < s.len()`.
+            return (b == stop && i > 0).then(|| (n, s.get(i + 1..)));
+        }
+    }
+    (!s.is_empty()).then_some((n, None))
 }
 
 impl std::fmt::Display for StreamId {
@@ -228,29 +269,26 @@ impl FeedStamp {
     /// Splits a joined word into the effect's name and its stamp: `None`
     /// for a word without one, an error for a stamp that does not parse.
     pub fn split_joined(word: &[u8]) -> Result<Option<(&[u8], FeedStamp)>> {
-        let bad = || Error::Apply("malformed effect".into());
-        let mut parts = word.split(|&b| b == JOIN);
-        let name = parts.next().unwrap_or_default();
-        let (Some(first), Some(maxlen)) = (parts.next(), parts.next()) else {
-            return if name.len() == word.len() {
-                Ok(None)
-            } else {
-                Err(bad())
-            };
+        let Some(at) = word.iter().position(|&b| b == JOIN) else {
+            return Ok(None);
         };
-        let minid = parts.next();
-        if parts.next().is_some() {
-            return Err(bad());
-        }
-        let stamp = FeedStamp {
-            first: StreamId::parse(first).ok_or_else(bad)?,
-            maxlen: decimal(maxlen).ok_or_else(bad)?,
-            minid: match minid {
-                Some(m) => Some(StreamId::parse(m).ok_or_else(bad)?),
+        let stamp = || -> Option<FeedStamp> {
+            let (first, rest) = StreamId::parse_then(word.get(at + 1..)?)?;
+            let (maxlen, rest) = number_then(rest?, JOIN)?;
+            let minid = match rest {
                 None => None,
-            },
+                Some(r) => Some(StreamId::parse(r)?),
+            };
+            Some(FeedStamp {
+                first,
+                maxlen,
+                minid,
+            })
         };
-        Ok(Some((name, stamp)))
+        match stamp() {
+            Some(stamp) => Ok(Some((word.get(..at).unwrap_or_default(), stamp))),
+            None => Err(Error::Apply("malformed effect".into())),
+        }
     }
 }
 
@@ -277,8 +315,15 @@ pub fn stream_name(key: &[u8]) -> Vec<u8> {
     name
 }
 
+/// Builds the table `stream_name` reads, if it is not built yet.
+pub fn warm_stream_names() {
+    slot_tags();
+}
+
 /// For every slot, the smallest decimal number that hashes to it (built
-/// once: about 170,000 CRC16s of short strings, a few milliseconds).
+/// once: about 170,000 CRC16s of short strings, a few milliseconds, with no
+/// allocation but the table's). The module builds it when it loads
+/// (`warm_stream_names`), so no command waits for it.
 fn slot_tags() -> &'static [u32] {
     static TAGS: std::sync::OnceLock<Vec<u32>> = std::sync::OnceLock::new();
     TAGS.get_or_init(|| {
@@ -286,8 +331,9 @@ fn slot_tags() -> &'static [u32] {
         let mut tags = vec![u32::MAX; slots];
         let mut left = slots;
         let mut n = 0u32;
+        let mut digits = itoa::Buffer::new();
         while left > 0 {
-            let s = usize::from(crate::slot::slot(n.to_string().as_bytes()));
+            let s = usize::from(crate::slot::slot(digits.format(n).as_bytes()));
             if tags[s] == u32::MAX {
                 tags[s] = n;
                 left -= 1;
@@ -322,9 +368,10 @@ impl Sku {
         }
     }
 
-    /// The transitions `effect` makes, read before it is applied (what an
-    /// expiry or cancel releases is the record's, not the effect's).
-    pub fn feed_transitions(&self, effect: &Effect) -> FeedEntries {
+    /// Adds to `out` the transitions `effect` makes, read before it is
+    /// applied (what an expiry or cancel releases is the record's, not the
+    /// effect's).
+    pub fn feed_transitions(&self, effect: &Effect, out: &mut FeedEntries) {
         let open = |t: &TxId| {
             self.tx(t.as_bytes(), 0)
                 .filter(|v| v.state == State::Reserved)
@@ -339,7 +386,6 @@ impl Sku {
                 deadline: v.map_or(0, |v| v.time),
             }
         };
-        let mut out = FeedEntries::new();
         match effect {
             Effect::Stock(n) => out.push(FeedEntry::plain("stock", *n)),
             Effect::Add(d) => out.push(FeedEntry::plain("stock", self.stock.saturating_add(*d))),
@@ -384,16 +430,14 @@ impl Sku {
             // an AOF rewrite's effects rebuild a key that was already fed.
             Effect::Purge(_) | Effect::Load { .. } | Effect::Records(_) | Effect::Buyers(_) => {}
         }
-        out
     }
 
     /// The threshold crossings of a change that took the available units
     /// from `before` to what they are now: `soldout` (reaching 0),
     /// `backinstock` (leaving 0), `lowstock` (falling to or below the key's
-    /// `LOW` from above it), each once per crossing.
-    pub fn feed_thresholds(&self, before: i64) -> FeedEntries {
+    /// `LOW` from above it), each once per crossing, added to `out`.
+    pub fn feed_thresholds(&self, before: i64, out: &mut FeedEntries) {
         let after = self.available_raw();
-        let mut out = FeedEntries::new();
         let low = i64::try_from(self.rules.low).unwrap_or(i64::MAX);
         if low > 0 && before > low && after <= low {
             out.push(FeedEntry::plain("lowstock", after));
@@ -404,7 +448,6 @@ impl Sku {
         if before <= 0 && after > 0 {
             out.push(FeedEntry::plain("backinstock", after));
         }
-        out
     }
 }
 
@@ -431,6 +474,90 @@ mod tests {
             assert!(name.ends_with(key));
         }
         assert_eq!(slot_tags().iter().filter(|&&t| t == u32::MAX).count(), 0);
+    }
+
+    /// The one-pass readers against the plain reading they replace: split
+    /// at `:`, an ID split at its first `-`, each number by `decimal`.
+    fn reference_id(s: &[u8]) -> Option<StreamId> {
+        let dash = s.iter().position(|&b| b == b'-')?;
+        let id = StreamId {
+            ms: decimal(&s[..dash])?,
+            seq: decimal(&s[dash + 1..])?,
+        };
+        (id != StreamId::default()).then_some(id)
+    }
+
+    fn reference_joined(word: &[u8]) -> Option<Option<(Vec<u8>, FeedStamp)>> {
+        let parts: Vec<&[u8]> = word.split(|&b| b == JOIN).collect();
+        match parts.as_slice() {
+            [_] => Some(None),
+            [name, first, maxlen, minid @ ..] if minid.len() <= 1 => {
+                let stamp = FeedStamp {
+                    first: reference_id(first)?,
+                    maxlen: decimal(maxlen)?,
+                    minid: match minid {
+                        [m] => Some(reference_id(m)?),
+                        _ => None,
+                    },
+                };
+                Some(Some((name.to_vec(), stamp)))
+            }
+            _ => None,
+        }
+    }
+
+    fn joined_agrees(word: &[u8]) {
+        let ours = FeedStamp::split_joined(word)
+            .ok()
+            .map(|o| o.map(|(n, s)| (n.to_vec(), s)));
+        assert_eq!(
+            ours,
+            reference_joined(word),
+            "{:?}",
+            String::from_utf8_lossy(word)
+        );
+        for part in word.split(|&b| b == JOIN) {
+            assert_eq!(StreamId::parse(part), reference_id(part), "{part:?}");
+        }
+    }
+
+    #[test]
+    fn joined_stamps_read_as_split_words_do() {
+        for w in [
+            &b"RESERVE"[..],
+            b"RESERVE:1-0:5",
+            b"RESERVE:1765134567890-12:1000000",
+            b"RESERVE:1-0:0:1-0",
+            b"RESERVE:1-0:5:",
+            b"RESERVE:1-0",
+            b"RESERVE:1-0:5:1-0:1-0",
+            b"RESERVE:0-0:5",
+            b"RESERVE:-0:5",
+            b"RESERVE:1--0:5",
+            b"RESERVE:1-0-3:5",
+            b"RESERVE::5",
+            b":1-0:5",
+            b"RESERVE:18446744073709551615-18446744073709551615:18446744073709551615",
+            b"RESERVE:18446744073709551616-0:1",
+            b"RESERVE:00000000000000000001-0:1",
+            b"RESERVE:000000000000000000001-0:1",
+            b"RESERVE:1-0:000000000000000000001",
+            b"RESERVE:1-0:5\0",
+            b"RESERVE:1-0:+5",
+            b":",
+            b"",
+        ] {
+            joined_agrees(w);
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_joined_word_reads_as_split_words_do(
+            w in proptest::collection::vec(proptest::sample::select(b"019-:R+".to_vec()), 0..48)
+        ) {
+            joined_agrees(&w);
+        }
     }
 
     #[test]

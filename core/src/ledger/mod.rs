@@ -25,8 +25,8 @@ pub(crate) use effect::std_int;
 pub use effect::{Effect, RecordParts};
 pub use error::{code, quote, Error, Result, QUOTE_MAX};
 pub use feed::{
-    age_floor, decimal, stream_name, FeedEntries, FeedEntry, FeedStamp, Field, FieldValue,
-    StreamId, FEED_EVENTS, FEED_FIELDS,
+    age_floor, decimal, stream_name, warm_stream_names, FeedEntries, FeedEntry, FeedStamp, Field,
+    FieldValue, StreamId, FEED_EVENTS, FEED_FIELDS,
 };
 pub use multi::MultiPlan;
 pub use plan::{Effects, Event, Grant, Plan, Policy, Ttl};

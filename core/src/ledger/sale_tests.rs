@@ -241,9 +241,10 @@ fn commit(master: &mut Sku, replica: &mut Sku, effects: &[Effect]) {
     let last = MIRROR.with(|m| m.borrow().version);
     let mut versions = Vec::new();
     for e in effects {
-        let (mut entries, before) = (master.feed_transitions(e), master.available_raw());
+        let (mut entries, before) = (FeedEntries::new(), master.available_raw());
+        master.feed_transitions(e, &mut entries);
         master.apply(e).expect("planned effect applies on master");
-        entries.extend(master.feed_thresholds(before));
+        master.feed_thresholds(before, &mut entries);
         let version = master.feed_version(e);
         if !entries.is_empty() {
             versions.push(version);
