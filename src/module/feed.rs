@@ -359,7 +359,8 @@ impl FeedStream {
         let mut trimmed = 0;
         // SAFETY: the open stream key.
         let entries_now = unsafe { len(self.key) } as u64;
-        if maxlen > 0 && entries_now > maxlen {
+        let over = maxlen > 0 && entries_now > maxlen;
+        if over {
             // Exact trimming: every copy drops the same entries.
             // SAFETY: the open stream key; flags 0 is exact trimming.
             let n = unsafe { trim(self.key, 0, i64::try_from(maxlen).unwrap_or(i64::MAX)) };
@@ -401,9 +402,13 @@ impl FeedStream {
             }
         }
         STATS.fed(entries.len() as i64, trimmed);
+        // The stamp names a length only when this copy trimmed to it (0:
+        // not trimmed): every copy holds the same entries, so one that has
+        // nothing to trim here has nothing to trim there, and the stamp
+        // every replica and the AOF read is shorter by the length's digits.
         Ok(first.map(|first| FeedStamp {
             first,
-            maxlen,
+            maxlen: if over { maxlen } else { 0 },
             minid,
         }))
     }

@@ -241,7 +241,7 @@ fn a_stream_name_holding_another_type_refuses_the_change() {
 
 #[test]
 fn trimming_keeps_the_newest_entries_on_every_copy() {
-    let m = Server::start(&[]);
+    let m = Server::start(PLAIN_AOF);
     let mc = &mut m.conn();
     let r = replica_of(&m, &[]);
     let rc = &mut r.conn();
@@ -261,6 +261,29 @@ fn trimming_keeps_the_newest_entries_on_every_copy() {
     // The replica trims to the master's cap, whatever its own config says.
     assert_eq!(entries(rc, "sku"), list);
     assert_eq!(digest(rc), digest(mc));
+    let before = digest(mc);
+    // A stamp names the cap only when the master trimmed to it (0: it
+    // trimmed nothing): the feed's own entry and three reserves fit in 4,
+    // every later reserve trims.
+    let m = m.restart_with(|dir| {
+        let commands = resp_commands(&std::fs::read(incr_aof(dir)).unwrap());
+        let caps: Vec<String> = commands
+            .iter()
+            .filter(|w| w[0].eq_ignore_ascii_case(b"INV.APPLY") && w[2].contains(&b':'))
+            .map(|w| {
+                String::from_utf8_lossy(w[2].split(|&b| b == b':').nth(2).unwrap()).into_owned()
+            })
+            .collect();
+        assert_eq!(
+            caps,
+            [["0"; 4].as_slice(), &["4"; 7]].concat(),
+            "{commands:?}"
+        );
+    });
+    // Replayed with those stamps, the stream is the same.
+    let mc = &mut m.conn();
+    assert_eq!(entries(mc, "sku"), list);
+    assert_eq!(digest(mc), before);
 }
 
 #[test]
