@@ -85,21 +85,29 @@ struct EntryArgs {
 }
 
 impl EntryArgs {
-    /// The entry's arguments; the calling command's own txid and buyer
+    fn new() -> EntryArgs {
+        EntryArgs {
+            argv: [std::ptr::null_mut(); 2 * FEED_FIELDS.len()],
+            len: 0,
+            made: SmallVec::new(),
+        }
+    }
+
+    /// Makes these the arguments of entry `e` (in place: a change's entries
+    /// share one `EntryArgs`); the calling command's own txid and buyer
     /// strings (`reuse`) stand for equal values, the shared ones for small
     /// quantities, the deadline and the version, so a hold's entry makes no
     /// string of its own (a change makes one, its version).
-    fn new(
+    fn fill(
+        &mut self,
         e: &FeedEntry,
         key: *mut raw::RedisModuleString,
         version: u64,
         reuse: &ReplicationArgs,
-    ) -> EntryArgs {
-        let mut a = EntryArgs {
-            argv: [std::ptr::null_mut(); 2 * FEED_FIELDS.len()],
-            len: 0,
-            made: SmallVec::new(),
-        };
+    ) {
+        self.made.clear();
+        self.len = 0;
+        let a = self;
         let same = |s: Option<*mut raw::RedisModuleString>, b: &[u8]| {
             s.filter(|p| !p.is_null() && RedisString::string_as_slice(*p) == b)
         };
@@ -135,7 +143,6 @@ impl EntryArgs {
                 a.len = usize::MAX;
             }
         });
-        a
     }
 
     fn keep(&mut self, s: RedisString) -> *mut raw::RedisModuleString {
@@ -315,8 +322,9 @@ impl FeedStream {
             seq: given.map_or(0, |g| g.first.seq),
         };
         let mut first = None;
+        let mut args = EntryArgs::new();
         for (i, entry) in entries.iter().enumerate() {
-            let mut args = EntryArgs::new(entry, self.of, version, reuse);
+            args.fill(entry, self.of, version, reuse);
             let Some(argv) = args.complete() else {
                 return Err(Error::Apply("cannot make a feed entry's strings".into()));
             };

@@ -596,13 +596,16 @@ impl LastNumber {
         // the cache's reference (replication keeps its own where it still
         // has one).
         unsafe {
-            let (Some(from_ll), Some(free)) = (
-                raw::RedisModule_CreateStringFromLongLong,
-                raw::RedisModule_FreeString,
-            ) else {
+            let (Some(create), Some(free)) =
+                (raw::RedisModule_CreateString, raw::RedisModule_FreeString)
+            else {
                 return std::ptr::null_mut();
             };
-            let made = from_ll(std::ptr::null_mut(), i64::try_from(v).unwrap_or(i64::MAX));
+            // Written here rather than by RM_CreateStringFromLongLong, whose
+            // digit loop is slower than itoa's (a version a change).
+            let mut digits = itoa::Buffer::new();
+            let text = digits.format(v);
+            let made = create(std::ptr::null_mut(), text.as_ptr().cast(), text.len());
             if made.is_null() {
                 return made;
             }
