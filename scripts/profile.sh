@@ -34,13 +34,21 @@
 #       keep the samples' stacks (perf script -F ip,sym) there. MASTER=1:
 #       record the master instead (its parts: INV.RESERVE where the
 #       replica's say INV.APPLY).
+#   scripts/profile.sh replica-callgrind [server]  instructions a replica
+#       runs per fed (FEED=1, default) or plain (FEED=0) reserve: the same
+#       master, replica and key as `replica`, the replica under valgrind
+#       --tool=callgrind, its counters zeroed after 200 warm-up reserves, N
+#       (default 20,000) more sent; prints the replica's instructions per
+#       request (whole process) and the TOP (default 25) functions by
+#       inclusive instructions per request. Deterministic enough to compare
+#       builds (INVENTORY_MODULE=...) where timings are noise.
 #
 # server: a redis-server or valkey-server binary (default: redis-server from
 # PATH). Needs valgrind or perf (flood: taskset with PIN=1), and the release
 # module (make release), or the module INVENTORY_MODULE names.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mode=${1:?usage: scripts/profile.sh callgrind|footprint|flood|perf|replica [server]}
+mode=${1:?usage: scripts/profile.sh callgrind|footprint|flood|perf|replica|replica-callgrind [server]}
 server=${2:-$(command -v redis-server)}
 module=${INVENTORY_MODULE:-$PWD/target/release/libinventory.so}
 work=$(mktemp -d)
@@ -288,8 +296,65 @@ if os.environ.get("TOP"):
         print(f"{100 * c / max(n, 1):5.1f}%  {name[:110]}")
 PY
   ;;
+replica-callgrind)
+  cli=$(command -v redis-cli)
+  ports=(7573 7574)
+  n=${N:-20000}
+  offset() { "$cli" -p "$1" info replication | tr -d '\r' | sed -n "s/^$2:\([0-9]*\)$/\1/p"; }
+  caught_up() {
+    for _ in $(seq 1200); do
+      [ "$(offset "${ports[0]}" master_repl_offset)" = "$(offset "${ports[1]}" slave_repl_offset)" ] && return 0
+      sleep 0.5
+    done
+    echo "the replica did not catch up" >&2
+    return 1
+  }
+  stop() { for p in "${ports[@]}"; do "$cli" -p "$p" shutdown nosave >/dev/null 2>&1 || true; done; }
+  trap 'stop; rm -rf "$work"' EXIT
+  mkdir -p "$work/0" "$work/1"
+  "$server" --port "${ports[0]}" --bind 127.0.0.1 --loadmodule "$module" --save '' \
+    --appendonly yes --appendfsync everysec --auto-aof-rewrite-percentage 0 \
+    --dir "$work/0" --logfile "$work/0.log" --daemonize yes --pidfile "$work/0.pid"
+  valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" \
+    "$server" --port "${ports[1]}" --bind 127.0.0.1 --loadmodule "$module" --save '' \
+    --appendonly yes --appendfsync everysec --auto-aof-rewrite-percentage 0 \
+    --dir "$work/1" --logfile "$work/1.log" >"$work/vg.log" 2>&1 &
+  vg=$!
+  for p in "${ports[@]}"; do until "$cli" -p "$p" ping >/dev/null 2>&1; do sleep 0.3; done; done
+  "$cli" -p "${ports[1]}" replicaof 127.0.0.1 "${ports[0]}" >/dev/null
+  until "$cli" -p "${ports[1]}" info replication | grep -q master_link_status:up; do sleep 0.3; done
+  python3 - "$n" "${FEED:-1}" "$work/warm.resp" "$work/load.resp" <<'PY'
+import sys
+n, fed = int(sys.argv[1]), sys.argv[2] == "1"
+def cmd(f, *a):
+    f.write("*%d\r\n" % len(a) + "".join("$%d\r\n%s\r\n" % (len(x), x) for x in a))
+with open(sys.argv[3], "w") as f:
+    cmd(f, "INV.SET", "k", str(1 << 40))
+    if fed:
+        cmd(f, "INV.RULES", "k", "FEED", "ON")
+    for i in range(200):
+        cmd(f, "INV.RESERVE", "k", "warm-%012d" % i, "1", "TTL", "600000")
+with open(sys.argv[4], "w") as f:
+    for i in range(n):
+        cmd(f, "INV.RESERVE", "k", "tx-%012d" % i, "1", "TTL", "600000")
+PY
+  "$cli" -p "${ports[0]}" --pipe <"$work/warm.resp" >/dev/null
+  caught_up
+  callgrind_control -z "$vg" >/dev/null 2>&1
+  "$cli" -p "${ports[0]}" --pipe <"$work/load.resp" >/dev/null
+  caught_up
+  calls=$("$cli" -p "${ports[1]}" info commandstats | tr -d '\r' | sed -n 's/^cmdstat_inv\.apply:calls=\([0-9]*\),.*/\1/p')
+  stop
+  wait "$vg" || true
+  echo "replica INV.APPLY calls: $calls (200 warm-up and the feed's own change before the count was zeroed)"
+  callgrind_annotate --inclusive=yes --show-percs=no "$work/cg.out" 2>/dev/null |
+    awk -v n="$n" -v top="${TOP:-25}" '
+      /PROGRAM TOTALS/ { v = $1; gsub(",", "", v); printf "%9.1f instructions per request, whole replica process\n", v / n; next }
+      /^ *[0-9,]+ +[^ ]/ && shown < top && !/=>|PROGRAM TOTALS|below main|libc-start|ld-linux|:main |:aeMain |\?\?\?:0x/ {
+        v = $1; gsub(",", "", v); $1 = ""; printf "%9.1f %s\n", v / n, substr($0, 2, 120); shown++ }'
+  ;;
 *)
-  echo "usage: scripts/profile.sh callgrind|footprint|flood|perf|replica [server]" >&2
+  echo "usage: scripts/profile.sh callgrind|footprint|flood|perf|replica|replica-callgrind [server]" >&2
   exit 2
   ;;
 esac

@@ -11,7 +11,7 @@
 #![no_main]
 
 use inventory_core::ledger::{
-    stream_name, BuyerId, Effect, Grant, FEED_EVENTS, FEED_FIELDS, MultiPlan, Plan, Policy, Result, RulesChange, Sku, Status,
+    stream_name, BuyerId, Effect, FeedEntries, Grant, FEED_EVENTS, FEED_FIELDS, MultiPlan, Plan, Policy, Result, RulesChange, Sku, Status,
     Ttl, TxId, WaitQueue, Waiter,
 };
 use inventory_core::parse;
@@ -65,9 +65,10 @@ fn seeded(rules: bool) -> Sku {
 /// Applies one effect as the module does on a master, with its feed
 /// entries derived (transitions before, crossings after) and laid out.
 fn apply_fed(sku: &mut Sku, e: &Effect) -> Result<()> {
-    let (mut entries, before) = (sku.feed_transitions(e), sku.available_raw());
+    let (mut entries, before) = (FeedEntries::new(), sku.available_raw());
+    sku.feed_transitions(e, &mut entries);
     sku.apply(e)?;
-    entries.extend(sku.feed_thresholds(before));
+    sku.feed_thresholds(before, &mut entries);
     let version = sku.feed_version(e);
     for entry in &entries {
         let pairs = entry.pairs(version);
