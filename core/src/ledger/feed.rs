@@ -162,28 +162,9 @@ impl StreamId {
 /// A u64 written in decimal digits only (1 to 20 of them, no sign), as a
 /// replica reads the master's numbers on every fed change.
 pub fn decimal(s: &[u8]) -> Option<u64> {
-    if s.is_empty() || s.len() > 20 {
-        return None;
-    }
-    // Up to 19 digits (at most 9,999,999,999,999,999,999) fit in a u64, so
-    // they need no overflow check; only a 20th digit does.
-    let (head, tail) = s.split_at(s.len().min(19));
-    let mut n = 0u64;
-    for &b in head {
-        let d = b.wrapping_sub(b'0');
-        if d > 9 {
-            return None;
-        }
-        n = n.wrapping_mul(10).wrapping_add(u64::from(d));
-    }
-    match tail {
-        [] => Some(n),
-        [b] => {
-            let d = b.wrapping_sub(b'0');
-            (d <= 9).then_some(())?;
-            n.checked_mul(10)?.checked_add(u64::from(d))
-        }
-        _ => None,
+    match number_then(s, JOIN)? {
+        (n, None) => Some(n),
+        (_, Some(_)) => None,
     }
 }
 
@@ -476,13 +457,19 @@ mod tests {
         assert_eq!(slot_tags().iter().filter(|&&t| t == u32::MAX).count(), 0);
     }
 
-    /// The one-pass readers against the plain reading they replace: split
-    /// at `:`, an ID split at its first `-`, each number by `decimal`.
+    /// The one-pass readers against a plain reading: split at `:`, an ID
+    /// split at its first `-`, each number by the standard parser (1 to 20
+    /// digits and nothing else).
+    fn reference_number(s: &[u8]) -> Option<u64> {
+        let digits = !s.is_empty() && s.len() <= 20 && s.iter().all(u8::is_ascii_digit);
+        std::str::from_utf8(s).ok()?.parse().ok().filter(|_| digits)
+    }
+
     fn reference_id(s: &[u8]) -> Option<StreamId> {
         let dash = s.iter().position(|&b| b == b'-')?;
         let id = StreamId {
-            ms: decimal(&s[..dash])?,
-            seq: decimal(&s[dash + 1..])?,
+            ms: reference_number(&s[..dash])?,
+            seq: reference_number(&s[dash + 1..])?,
         };
         (id != StreamId::default()).then_some(id)
     }
@@ -494,7 +481,7 @@ mod tests {
             [name, first, maxlen, minid @ ..] if minid.len() <= 1 => {
                 let stamp = FeedStamp {
                     first: reference_id(first)?,
-                    maxlen: decimal(maxlen)?,
+                    maxlen: reference_number(maxlen)?,
                     minid: match minid {
                         [m] => Some(reference_id(m)?),
                         _ => None,
@@ -518,6 +505,7 @@ mod tests {
         );
         for part in word.split(|&b| b == JOIN) {
             assert_eq!(StreamId::parse(part), reference_id(part), "{part:?}");
+            assert_eq!(decimal(part), reference_number(part), "{part:?}");
         }
     }
 
