@@ -136,7 +136,11 @@ impl EntryArgs {
             // WORDS holds the field names first, in FEED_FIELDS' order; an
             // entry has each field at most once, so `len` stays in bounds
             // (a word past them would be left out, and `complete` says so).
-            if let Some(pair) = a.argv.get_mut(a.len..a.len + 2) {
+            let pair = a
+                .len
+                .checked_add(2)
+                .and_then(|end| a.argv.get_mut(a.len..end));
+            if let Some(pair) = pair {
                 pair.copy_from_slice(&[word(words, field as usize), v]);
                 a.len += 2;
             } else {
