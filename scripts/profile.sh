@@ -54,6 +54,35 @@ module=${INVENTORY_MODULE:-$PWD/target/release/libinventory.so}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
+# For the replica modes: a master and its replica on loopback as deployed
+# (AOF everysec, no automatic rewrite), the replica linked and in sync, both
+# shut down on exit. `deployed_pair <master port> <replica port>
+# [launcher...]`: the replica runs daemonized, or under the launcher (say
+# valgrind) as a background job whose pid is then in $replica_job.
+deployed_pair() {
+  cli=$(command -v redis-cli)
+  ports=("$1" "$2")
+  shift 2
+  stop() { for p in "${ports[@]}"; do "$cli" -p "$p" shutdown nosave >/dev/null 2>&1 || true; done; }
+  trap 'stop; rm -rf "$work"' EXIT
+  local opts=(--bind 127.0.0.1 --loadmodule "$module" --save ''
+    --appendonly yes --appendfsync everysec --auto-aof-rewrite-percentage 0)
+  mkdir -p "$work/0" "$work/1"
+  "$server" --port "${ports[0]}" "${opts[@]}" \
+    --dir "$work/0" --logfile "$work/0.log" --daemonize yes --pidfile "$work/0.pid"
+  if [ $# -eq 0 ]; then
+    "$server" --port "${ports[1]}" "${opts[@]}" \
+      --dir "$work/1" --logfile "$work/1.log" --daemonize yes --pidfile "$work/1.pid"
+  else
+    "$@" "$server" --port "${ports[1]}" "${opts[@]}" \
+      --dir "$work/1" --logfile "$work/1.log" >"$work/launcher.log" 2>&1 &
+    replica_job=$!
+  fi
+  for p in "${ports[@]}"; do until "$cli" -p "$p" ping >/dev/null 2>&1; do sleep 0.1; done; done
+  "$cli" -p "${ports[1]}" replicaof 127.0.0.1 "${ports[0]}" >/dev/null
+  until "$cli" -p "${ports[1]}" info replication | grep -q master_link_status:up; do sleep 0.2; done
+}
+
 case $mode in
 callgrind | footprint)
   port=7560
@@ -224,19 +253,7 @@ for name in [g for g, _ in groups] + ["the rest"]:
 PY
   ;;
 replica)
-  cli=$(command -v redis-cli)
-  ports=(7571 7572)
-  stop() { for p in "${ports[@]}"; do "$cli" -p "$p" shutdown nosave >/dev/null 2>&1 || true; done; }
-  trap 'stop; rm -rf "$work"' EXIT
-  for i in 0 1; do
-    mkdir -p "$work/$i"
-    "$server" --port "${ports[$i]}" --bind 127.0.0.1 --loadmodule "$module" --save '' \
-      --appendonly yes --appendfsync everysec --auto-aof-rewrite-percentage 0 \
-      --dir "$work/$i" --logfile "$work/$i.log" --daemonize yes --pidfile "$work/$i.pid"
-  done
-  for p in "${ports[@]}"; do until "$cli" -p "$p" ping >/dev/null 2>&1; do sleep 0.1; done; done
-  "$cli" -p "${ports[1]}" replicaof 127.0.0.1 "${ports[0]}" >/dev/null
-  until "$cli" -p "${ports[1]}" info replication | grep -q master_link_status:up; do sleep 0.2; done
+  deployed_pair 7571 7572
   python3 - "${N:-200000}" "${FEED:-1}" "${BUYER:-0}" >"$work/load.resp" <<'PY'
 import sys
 n, fed, buyer = int(sys.argv[1]), sys.argv[2] == "1", sys.argv[3] == "1"
@@ -297,9 +314,9 @@ if os.environ.get("TOP"):
 PY
   ;;
 replica-callgrind)
-  cli=$(command -v redis-cli)
-  ports=(7573 7574)
   n=${N:-20000}
+  deployed_pair 7573 7574 valgrind --tool=callgrind --callgrind-out-file="$work/cg.out"
+  vg=$replica_job
   offset() { "$cli" -p "$1" info replication | tr -d '\r' | sed -n "s/^$2:\([0-9]*\)$/\1/p"; }
   caught_up() {
     for _ in $(seq 1200); do
@@ -309,20 +326,6 @@ replica-callgrind)
     echo "the replica did not catch up" >&2
     return 1
   }
-  stop() { for p in "${ports[@]}"; do "$cli" -p "$p" shutdown nosave >/dev/null 2>&1 || true; done; }
-  trap 'stop; rm -rf "$work"' EXIT
-  mkdir -p "$work/0" "$work/1"
-  "$server" --port "${ports[0]}" --bind 127.0.0.1 --loadmodule "$module" --save '' \
-    --appendonly yes --appendfsync everysec --auto-aof-rewrite-percentage 0 \
-    --dir "$work/0" --logfile "$work/0.log" --daemonize yes --pidfile "$work/0.pid"
-  valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" \
-    "$server" --port "${ports[1]}" --bind 127.0.0.1 --loadmodule "$module" --save '' \
-    --appendonly yes --appendfsync everysec --auto-aof-rewrite-percentage 0 \
-    --dir "$work/1" --logfile "$work/1.log" >"$work/vg.log" 2>&1 &
-  vg=$!
-  for p in "${ports[@]}"; do until "$cli" -p "$p" ping >/dev/null 2>&1; do sleep 0.3; done; done
-  "$cli" -p "${ports[1]}" replicaof 127.0.0.1 "${ports[0]}" >/dev/null
-  until "$cli" -p "${ports[1]}" info replication | grep -q master_link_status:up; do sleep 0.3; done
   python3 - "$n" "${FEED:-1}" "$work/warm.resp" "$work/load.resp" <<'PY'
 import sys
 n, fed = int(sys.argv[1]), sys.argv[2] == "1"
