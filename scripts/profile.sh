@@ -283,7 +283,7 @@ import collections, os, sys
 parts = [
     ("INV.APPLY, all of it", ["RedisModuleCommandDispatcher"]),
     ("  the stream append (RM_StreamAdd)", ["RM_StreamAdd"]),
-    ("  the entry's field strings (EntryArgs)", ["EntryArgs::new"]),
+    ("  the entry's field strings (EntryArgs)", ["EntryArgs::"]),
     ("  opening the feed stream (RM_OpenKey of it, type check)", ["FeedStream::open"]),
     ("  parsing the effect and its stamp", ["parse::apply"]),
     ("  applying the effect to the SKU", ["Sku>::apply"]),
